@@ -1,0 +1,278 @@
+//! Per-peer and per-speaker configuration of the BGP speaker, with validation. Plain data:
+//! the daemon builds these from its own config; the session core reads them.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::types::Family;
+
+/// A secret (MD5 password) whose `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The value, for the one place that needs it (the TCP_MD5SIG socket option).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// RFC 4724 graceful restart as the restarting speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GracefulRestart {
+    /// Restart Time advertised in the capability (12 bits, at most 4095 s).
+    pub restart_time: u16,
+    /// Set the Restart State bit (R): this OPEN follows a restart in place.
+    pub restarting: bool,
+    /// Set the Forwarding State bit (F) for each family: the data plane survived.
+    pub forwarding_preserved: bool,
+}
+
+/// Everything that defines one BGP session. Two sessions with equal configs are the same
+/// session; a changed config resets only that session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerConfig {
+    /// The neighbour's address; also the key of the peer in the speaker.
+    pub address: IpAddr,
+    /// TCP port of the neighbour (default 179). Honoured for active connects.
+    pub port: u16,
+    /// The neighbour's AS; an OPEN from another AS is refused with Bad Peer AS.
+    pub remote_as: u32,
+    /// Our AS on this session (4-octet allowed, RFC 6793).
+    pub local_as: u32,
+    /// Our BGP Identifier.
+    pub router_id: Ipv4Addr,
+    /// TCP MD5 signature password (RFC 2385).
+    pub password: Option<Secret>,
+    /// IP TTL / hop limit of our packets; `None`: 1 for eBGP, 64 for iBGP.
+    pub ttl: Option<u8>,
+    /// GTSM (RFC 5082): send TTL 255 and require at least `255 - (hops - 1)` on receipt.
+    /// The value is the number of hops the peer may be away (1 = directly connected).
+    pub gtsm_hops: Option<u8>,
+    /// Source address to bind for active connects.
+    pub source: Option<IpAddr>,
+    /// Hold time we propose (0 disables keepalives and the hold timer).
+    pub hold_time: u16,
+    /// Keepalive interval; `None` means a third of the negotiated hold time.
+    pub keepalive: Option<u16>,
+    /// Do not initiate connections; wait for the peer (needs the speaker's listener).
+    pub passive: bool,
+    /// Families offered in OPEN (RFC 4760 capabilities).
+    pub families: Vec<Family>,
+    /// Next hop for IPv4 routes instead of the session's local address.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 routes instead of the session's local address (needed to send IPv6
+    /// routes over an IPv4 session).
+    pub next_hop_v6: Option<std::net::Ipv6Addr>,
+    /// Advertise graceful restart (RFC 4724).
+    pub graceful_restart: Option<GracefulRestart>,
+    /// Offer RFC 8654 extended messages (65535-octet UPDATEs).
+    pub extended_messages: bool,
+    /// First reconnect delay of the jittered exponential backoff.
+    pub connect_retry_min: Duration,
+    /// Largest reconnect delay.
+    pub connect_retry_max: Duration,
+}
+
+impl PeerConfig {
+    /// A config with vipr's defaults: port 179, hold 90 s (30 s when used by the daemon with
+    /// kube-vip defaults), both families, extended messages on, backoff 1 s to 60 s.
+    pub fn new(address: IpAddr, remote_as: u32, local_as: u32, router_id: Ipv4Addr) -> PeerConfig {
+        PeerConfig {
+            address,
+            port: 179,
+            remote_as,
+            local_as,
+            router_id,
+            password: None,
+            ttl: None,
+            gtsm_hops: None,
+            source: None,
+            hold_time: 90,
+            keepalive: None,
+            passive: false,
+            families: Family::ALL.to_vec(),
+            next_hop_v4: None,
+            next_hop_v6: None,
+            graceful_restart: None,
+            extended_messages: true,
+            connect_retry_min: Duration::from_secs(1),
+            connect_retry_max: Duration::from_secs(60),
+        }
+    }
+
+    /// iBGP when both ends are in the same AS.
+    pub fn is_ibgp(&self) -> bool {
+        self.local_as == self.remote_as
+    }
+
+    /// The socket address to connect to.
+    pub fn remote(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
+    /// The TTL to send with: GTSM forces 255, otherwise the configured value or the default
+    /// for the session type.
+    pub fn effective_ttl(&self) -> u8 {
+        if self.gtsm_hops.is_some() {
+            255
+        } else {
+            self.ttl.unwrap_or(if self.is_ibgp() { 64 } else { 1 })
+        }
+    }
+
+    /// Checks what the session core relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, reason: &str| ConfigError {
+            peer: self.address,
+            field,
+            reason: reason.to_string(),
+        };
+        if self.hold_time == 1 || self.hold_time == 2 {
+            return Err(bad(
+                "hold_time",
+                "must be 0 or at least 3 seconds (RFC 4271 §4.2)",
+            ));
+        }
+        if let Some(k) = self.keepalive {
+            if k == 0 && self.hold_time != 0 {
+                return Err(bad(
+                    "keepalive",
+                    "must be at least 1 second when hold time is not 0",
+                ));
+            }
+        }
+        if self.router_id.is_unspecified()
+            || self.router_id.is_multicast()
+            || self.router_id.is_broadcast()
+        {
+            return Err(bad("router_id", "must be a unicast IPv4 address"));
+        }
+        if self.local_as == 0 || self.remote_as == 0 {
+            return Err(bad("as", "AS 0 is reserved (RFC 7607)"));
+        }
+        if self.families.is_empty() {
+            return Err(bad("families", "at least one address family is needed"));
+        }
+        if let Some(p) = &self.password {
+            if p.expose().is_empty() || p.expose().len() > 80 {
+                return Err(bad("password", "TCP MD5 keys are 1 to 80 bytes"));
+            }
+        }
+        if let Some(h) = self.gtsm_hops {
+            if h == 0 {
+                return Err(bad("gtsm_hops", "must be at least 1"));
+            }
+        }
+        if let Some(gr) = self.graceful_restart {
+            if gr.restart_time > 4095 {
+                return Err(bad(
+                    "graceful_restart.restart_time",
+                    "at most 4095 seconds (12 bits)",
+                ));
+            }
+        }
+        if self.connect_retry_min.is_zero() || self.connect_retry_max < self.connect_retry_min {
+            return Err(bad("connect_retry", "need 0 < min <= max"));
+        }
+        if let Some(src) = self.source {
+            if src.is_ipv4() != self.address.is_ipv4() {
+                return Err(bad(
+                    "source",
+                    "source and peer address must be of the same family",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Speaker-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    /// Listen for incoming sessions here (off by default; port 179 needs CAP_NET_BIND_SERVICE).
+    pub listen: Option<SocketAddr>,
+}
+
+/// A peer configuration that cannot work, naming the peer and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer {peer}: {field}: {reason}")]
+pub struct ConfigError {
+    /// The peer's address.
+    pub peer: IpAddr,
+    /// The offending field.
+    pub field: &'static str,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_never_formatted() {
+        let mut c = PeerConfig::new(
+            "192.0.2.1".parse().unwrap(),
+            65000,
+            65001,
+            "192.0.2.2".parse().unwrap(),
+        );
+        c.password = Some(Secret::new("hunter2"));
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("***"));
+        assert_eq!(Secret::new("x").to_string(), "***");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = PeerConfig::new(
+            "192.0.2.1".parse().unwrap(),
+            65000,
+            65001,
+            "192.0.2.2".parse().unwrap(),
+        );
+        assert!(c.validate().is_ok());
+        c.hold_time = 2;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "hold_time");
+        assert!(e.to_string().contains("192.0.2.1"));
+        c.hold_time = 0;
+        assert!(c.validate().is_ok());
+        c.source = Some("2001:db8::1".parse().unwrap());
+        assert_eq!(c.validate().unwrap_err().field, "source");
+    }
+
+    #[test]
+    fn ttl_defaults() {
+        let mut c = PeerConfig::new(
+            "192.0.2.1".parse().unwrap(),
+            65000,
+            65001,
+            "192.0.2.2".parse().unwrap(),
+        );
+        assert_eq!(c.effective_ttl(), 1);
+        c.remote_as = 65001;
+        assert_eq!(c.effective_ttl(), 64);
+        c.gtsm_hops = Some(1);
+        assert_eq!(c.effective_ttl(), 255);
+    }
+}

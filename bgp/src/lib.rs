@@ -1,0 +1,35 @@
+//! bgp: vipr's announce-only BGP speaker. No Kubernetes, no netlink.
+//!
+//! It advertises a set of routes (host routes for VIPs, but any unicast prefix works) to
+//! each configured peer and withdraws them; what peers send is decoded, validated (RFC 7606),
+//! counted and dropped. There is no RIB, no best path and no policy.
+//!
+//! Table of contents:
+//! - [`speaker`]: the [`Speaker`] handle — add/replace/remove peers, announce/withdraw,
+//!   status and counters, shutdown. Start here.
+//! - [`types`]: families, communities, route attributes, the shared [`RouteTable`].
+//! - [`config`]: per-peer and speaker configuration, validated.
+//! - [`fsm`]: the RFC 4271 session state machine, sans-IO (`Session::handle`).
+//! - [`adj_out`]: per-session outbound routes and UPDATE packing, sans-IO.
+//! - [`codec`]: wire format (netgauze-bgp-pkt behind bgp's own types), RFC 7606 checks.
+//! - [`session`]: the tokio shell around one `Session` (sockets, timers).
+//! - [`socket`]: TCP MD5, TTL, GTSM, connect and listen.
+//! - [`backoff`], [`stats`]: reconnect backoff; counters and states.
+
+pub mod adj_out;
+pub mod backoff;
+pub mod codec;
+pub mod config;
+pub mod fsm;
+pub mod session;
+pub mod socket;
+pub mod speaker;
+pub mod stats;
+pub mod types;
+
+pub use codec::notification::Notification;
+pub use config::{ConfigError, GracefulRestart, PeerConfig, Secret, SpeakerConfig};
+pub use session::{NegotiatedInfo, PeerStatus};
+pub use speaker::{PeerInfo, ShutdownOptions, Speaker, SpeakerError};
+pub use stats::{State, Stats};
+pub use types::{Community, Family, LargeCommunity, RouteAttrs, RouteTable};

@@ -1,0 +1,465 @@
+//! The async shell around one [`Session`] core: owns the peer's sockets, reader and writer
+//! tasks and timers, feeds events into `Session::handle` and executes its outputs. It
+//! holds no protocol logic. Publishes state through a `watch` and counters through an
+//! `ArcSwap` snapshot.
+//!
+//! ```text
+//!   routes watch ──┐     cmd mpsc (Stop, Incoming) ──┐
+//!                  v                                  v
+//!            ┌───────────── peer task (Session core) ──────────────┐
+//!            │ timers: HashMap<Timer, Instant>                      │
+//!            └──┬──────────────▲──────────────────┬─────────────────┘
+//!      Connect  │   ConnEvent  │ mpsc(64)          │ Bytes mpsc(32) per connection
+//!               v              │                   v
+//!         connect task    reader task(s)     writer task(s) ──> TCP
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::codec::{self, Negotiated, Notification};
+use crate::config::PeerConfig;
+use crate::fsm::{ConnId, Input, Output, Session, Timer};
+use crate::socket;
+use crate::stats::{State, Stats};
+use crate::types::{Family, RouteTable};
+
+/// How long an active connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop may take to flush withdrawals and the Cease before connections are cut.
+pub const STOP_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Commands to a peer task.
+#[derive(Debug)]
+pub enum PeerCmd {
+    /// Withdraw everything, send this Cease, close, and end the task.
+    Stop(Notification),
+    /// An incoming connection from this peer's address (passive side).
+    Incoming(TcpStream),
+}
+
+/// What one peer looks like from outside, published on every state change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    /// Session state.
+    pub state: State,
+    /// When the current state was entered (uptime when Established).
+    pub since: SystemTime,
+    /// The last error: NOTIFICATION sent or received, connect failure, close.
+    pub last_error: Option<String>,
+    /// Parameters of the current Established session.
+    pub negotiated: Option<NegotiatedInfo>,
+    /// Our end of the current session.
+    pub local: Option<SocketAddr>,
+}
+
+/// The parts of [`Negotiated`] worth showing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedInfo {
+    /// Negotiated hold time.
+    pub hold_time: u16,
+    /// Keepalive interval.
+    pub keepalive: u16,
+    /// Families both sides speak.
+    pub families: Vec<Family>,
+    /// The peer's BGP Identifier.
+    pub peer_id: std::net::Ipv4Addr,
+    /// The peer's hostname capability.
+    pub peer_hostname: Option<String>,
+    /// RFC 8654 extended messages in use.
+    pub extended_messages: bool,
+    /// Graceful restart families in effect.
+    pub graceful_restart: Vec<Family>,
+}
+
+impl From<&Negotiated> for NegotiatedInfo {
+    fn from(n: &Negotiated) -> Self {
+        NegotiatedInfo {
+            hold_time: n.hold_time,
+            keepalive: n.keepalive,
+            families: n.families.clone(),
+            peer_id: n.peer_id,
+            peer_hostname: n.peer_hostname.clone(),
+            extended_messages: n.max_update_len > codec::MAX_LEN,
+            graceful_restart: n.graceful_restart_families.clone(),
+        }
+    }
+}
+
+impl PeerStatus {
+    /// A peer that has not started.
+    pub fn idle() -> PeerStatus {
+        PeerStatus {
+            state: State::Idle,
+            since: SystemTime::now(),
+            last_error: None,
+            negotiated: None,
+            local: None,
+        }
+    }
+}
+
+/// Events from connection tasks to the peer task.
+enum ConnEvent {
+    Connected(ConnId, std::io::Result<TcpStream>),
+    Frame(ConnId, Bytes),
+    Closed(ConnId, String),
+}
+
+/// I/O of one live connection.
+struct ConnIo {
+    writer: mpsc::Sender<Bytes>,
+    /// Messages the core produced that the writer channel could not take yet.
+    pending: VecDeque<Bytes>,
+    reader: JoinHandle<()>,
+    local: SocketAddr,
+}
+
+/// Everything the peer task owns besides the core.
+struct Shell {
+    cfg: Arc<PeerConfig>,
+    events: mpsc::Sender<ConnEvent>,
+    conns: HashMap<ConnId, ConnIo>,
+    connecting: HashMap<ConnId, JoinHandle<()>>,
+    timers: HashMap<Timer, Instant>,
+    status: watch::Sender<PeerStatus>,
+    stats: Arc<ArcSwap<Stats>>,
+    stopped: bool,
+}
+
+/// Runs one peer until it is stopped. `gate` (a previous task for the same address) is
+/// awaited first so that a replaced session's Cease goes out before the new one connects.
+pub(crate) async fn run_peer(
+    cfg: Arc<PeerConfig>,
+    mut routes: watch::Receiver<Arc<RouteTable>>,
+    mut cmds: mpsc::Receiver<PeerCmd>,
+    status: watch::Sender<PeerStatus>,
+    stats: Arc<ArcSwap<Stats>>,
+    gate: Option<JoinHandle<()>>,
+) {
+    if let Some(g) = gate {
+        let _ = tokio::time::timeout(STOP_TIMEOUT * 2, g).await;
+    }
+    let seed = u64::from(u32::from(cfg.router_id)) ^ (cfg.port as u64) << 32 ^ addr_seed(&cfg);
+    let mut core = Session::new(cfg.clone(), routes.borrow_and_update().clone(), seed);
+    let (ev_tx, mut ev_rx) = mpsc::channel(64);
+    let mut shell = Shell {
+        cfg,
+        events: ev_tx,
+        conns: HashMap::new(),
+        connecting: HashMap::new(),
+        timers: HashMap::new(),
+        status,
+        stats,
+        stopped: false,
+    };
+    let mut stop_deadline: Option<Instant> = None;
+    let mut cmds_open = true;
+    let outs = core.handle(Input::Start);
+    shell.execute(&mut core, outs);
+
+    while !shell.stopped {
+        let next_timer = shell.timers.values().min().copied();
+        let tx_conn = shell.tx_candidate(&core);
+        let writer = tx_conn.and_then(|id| shell.conns.get(&id).map(|c| (id, c.writer.clone())));
+        tokio::select! {
+            biased;
+            cmd = cmds.recv(), if cmds_open => match cmd {
+                Some(PeerCmd::Stop(cease)) => {
+                    stop_deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
+                    let outs = core.handle(Input::Stop(cease));
+                    shell.execute(&mut core, outs);
+                }
+                Some(PeerCmd::Incoming(stream)) => {
+                    let id = core.allocate_conn();
+                    if let Some(local) = shell.attach(id, stream) {
+                        let outs = core.handle(Input::Accepted { conn: id, local });
+                        shell.execute(&mut core, outs);
+                    }
+                }
+                None => {
+                    // The speaker dropped us: stop (a no-op if a Stop came first).
+                    cmds_open = false;
+                    stop_deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
+                    let cease = Notification::new(codec::notification::code::CEASE, codec::notification::cease::PEER_DECONFIGURED);
+                    let outs = core.handle(Input::Stop(cease));
+                    shell.execute(&mut core, outs);
+                }
+            },
+            Some(ev) = ev_rx.recv() => {
+                let input = match ev {
+                    ConnEvent::Connected(id, Ok(stream)) => {
+                        shell.connecting.remove(&id);
+                        match shell.attach(id, stream) {
+                            Some(local) => Input::Connected { conn: id, local },
+                            None => Input::ConnectFailed { conn: id, error: "socket has no local address".into() },
+                        }
+                    }
+                    ConnEvent::Connected(id, Err(e)) => {
+                        shell.connecting.remove(&id);
+                        Input::ConnectFailed { conn: id, error: e.to_string() }
+                    }
+                    ConnEvent::Frame(id, frame) => Input::Frame { conn: id, frame },
+                    ConnEvent::Closed(id, error) => Input::Closed { conn: id, error },
+                };
+                let outs = core.handle(input);
+                shell.execute(&mut core, outs);
+            }
+            Ok(()) = routes.changed() => {
+                let t = routes.borrow_and_update().clone();
+                let outs = core.handle(Input::Routes(t));
+                shell.execute(&mut core, outs);
+            }
+            permit = async { writer.as_ref().expect("guarded").1.clone().reserve_owned().await }, if writer.is_some() => {
+                let id = writer.as_ref().map(|w| w.0).unwrap_or_default();
+                let Ok(permit) = permit else { continue };
+                if shell.conns.get(&id).is_some_and(|c| c.pending.is_empty()) {
+                    let outs = core.handle(Input::TxReady(id));
+                    shell.execute(&mut core, outs);
+                }
+                if let Some(msg) = shell.conns.get_mut(&id).and_then(|c| c.pending.pop_front()) {
+                    permit.send(msg);
+                }
+            }
+            _ = sleep_until_opt(next_timer) => {
+                let now = Instant::now();
+                let due: Vec<Timer> = shell.timers.iter().filter(|(_, d)| **d <= now).map(|(t, _)| *t).collect();
+                for t in due {
+                    shell.timers.remove(&t);
+                    let outs = core.handle(Input::Timer(t));
+                    shell.execute(&mut core, outs);
+                }
+            }
+            _ = sleep_until_opt(stop_deadline) => {
+                warn!(peer = %shell.cfg.address, "stop timed out; closing connections");
+                break;
+            }
+        }
+    }
+    for (_, c) in shell.conns.drain() {
+        c.reader.abort();
+    }
+    for (_, h) in shell.connecting.drain() {
+        h.abort();
+    }
+    shell.publish_stats(&core);
+    shell.status.send_modify(|s| {
+        s.state = State::Idle;
+        s.since = SystemTime::now();
+        s.negotiated = None;
+        s.local = None;
+    });
+}
+
+fn addr_seed(cfg: &PeerConfig) -> u64 {
+    match cfg.address {
+        std::net::IpAddr::V4(a) => u32::from(a) as u64,
+        std::net::IpAddr::V6(a) => (u128::from(a) as u64) ^ ((u128::from(a) >> 64) as u64),
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Shell {
+    /// The connection the writer arm should serve: one with pending bytes, else the one the
+    /// core wants to send UPDATEs on.
+    fn tx_candidate(&self, core: &Session) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, c)| !c.pending.is_empty())
+            .map(|(id, _)| *id)
+            .or_else(|| core.wants_tx().filter(|id| self.conns.contains_key(id)))
+    }
+
+    /// Splits a connected stream into reader and writer tasks.
+    fn attach(&mut self, id: ConnId, stream: TcpStream) -> Option<SocketAddr> {
+        let local = stream.local_addr().ok()?;
+        let (rd, wr) = stream.into_split();
+        let (wtx, wrx) = mpsc::channel(32);
+        let reader = tokio::spawn(read_frames(id, rd, self.events.clone()));
+        tokio::spawn(write_frames(id, wr, wrx, self.events.clone()));
+        self.conns.insert(
+            id,
+            ConnIo {
+                writer: wtx,
+                pending: VecDeque::new(),
+                reader,
+                local,
+            },
+        );
+        Some(local)
+    }
+
+    fn execute(&mut self, core: &mut Session, outs: Vec<Output>) {
+        let addr = self.cfg.address;
+        for o in outs {
+            match o {
+                Output::Connect(id) => {
+                    let cfg = self.cfg.clone();
+                    let ev = self.events.clone();
+                    let h = tokio::spawn(async move {
+                        let r = socket::connect(&cfg, CONNECT_TIMEOUT).await;
+                        let _ = ev.send(ConnEvent::Connected(id, r)).await;
+                    });
+                    self.connecting.insert(id, h);
+                }
+                Output::Send(id, bytes) => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        if c.pending.is_empty() {
+                            if let Err(mpsc::error::TrySendError::Full(b)) =
+                                c.writer.try_send(bytes)
+                            {
+                                c.pending.push_back(b);
+                            }
+                        } else {
+                            c.pending.push_back(bytes);
+                        }
+                    }
+                }
+                Output::Close(id) => {
+                    if let Some(h) = self.connecting.remove(&id) {
+                        h.abort();
+                    }
+                    if let Some(c) = self.conns.remove(&id) {
+                        c.reader.abort();
+                        // Hand what is left to the writer, then drop it: the writer flushes
+                        // and shuts the socket down (FIN).
+                        let ConnIo {
+                            writer, pending, ..
+                        } = c;
+                        tokio::spawn(async move {
+                            for b in pending {
+                                if tokio::time::timeout(STOP_TIMEOUT, writer.send(b))
+                                    .await
+                                    .is_err()
+                                {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                }
+                Output::SetTimer(t, d) => {
+                    self.timers.insert(t, Instant::now() + d);
+                }
+                Output::CancelTimer(t) => {
+                    self.timers.remove(&t);
+                }
+                Output::StateChanged { from, to } => {
+                    debug!(peer = %addr, %from, %to, "BGP state");
+                    let local = self.conns.values().next().map(|c| c.local);
+                    let err = core.last_error().map(str::to_owned);
+                    self.status.send_modify(|s| {
+                        s.state = to;
+                        s.since = SystemTime::now();
+                        s.last_error = err;
+                        if to != State::Established {
+                            s.negotiated = None;
+                        }
+                        s.local = local;
+                    });
+                }
+                Output::Established(neg) => {
+                    info!(peer = %addr, hold = neg.hold_time, families = ?neg.families, "BGP session established");
+                    let info = NegotiatedInfo::from(neg.as_ref());
+                    self.status.send_modify(|s| s.negotiated = Some(info));
+                }
+                Output::Down(reason) => {
+                    if core.state() == State::Established || reason.contains("NOTIFICATION") {
+                        warn!(peer = %addr, %reason, "BGP session down");
+                    } else {
+                        debug!(peer = %addr, %reason, "BGP connection attempt ended");
+                    }
+                    self.status.send_modify(|s| s.last_error = Some(reason));
+                }
+                Output::Stopped => self.stopped = true,
+            }
+        }
+        self.publish_stats(core);
+    }
+
+    fn publish_stats(&self, core: &Session) {
+        if **self.stats.load() != *core.stats() {
+            self.stats.store(Arc::new(core.stats().clone()));
+        }
+    }
+}
+
+/// Reads whole messages: the 19-octet header, then the rest of the declared length. A
+/// declared length under 19 is passed on as the bare header (the core answers with Bad
+/// Message Length) and reading stops.
+async fn read_frames(id: ConnId, rd: OwnedReadHalf, ev: mpsc::Sender<ConnEvent>) {
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let reason = loop {
+        let mut hdr = [0u8; codec::HEADER_LEN];
+        if let Err(e) = rd.read_exact(&mut hdr).await {
+            break if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "peer closed the connection".to_string()
+            } else {
+                e.to_string()
+            };
+        }
+        let len = u16::from_be_bytes([hdr[16], hdr[17]]) as usize;
+        if len < codec::HEADER_LEN {
+            let _ = ev
+                .send(ConnEvent::Frame(id, Bytes::copy_from_slice(&hdr)))
+                .await;
+            return;
+        }
+        let mut frame = BytesMut::with_capacity(len);
+        frame.extend_from_slice(&hdr);
+        frame.resize(len, 0);
+        if let Err(e) = rd.read_exact(&mut frame[codec::HEADER_LEN..]).await {
+            break e.to_string();
+        }
+        if ev.send(ConnEvent::Frame(id, frame.freeze())).await.is_err() {
+            return;
+        }
+    };
+    let _ = ev.send(ConnEvent::Closed(id, reason)).await;
+}
+
+/// Writes messages in order, batching whatever is queued into one write; shuts the socket
+/// down when the channel closes.
+async fn write_frames(
+    id: ConnId,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    ev: mpsc::Sender<ConnEvent>,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&first);
+        while buf.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            let _ = ev
+                .send(ConnEvent::Closed(id, format!("write failed: {e}")))
+                .await;
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(STOP_TIMEOUT, wr.shutdown()).await;
+}

@@ -1,0 +1,168 @@
+//! Socket options for BGP sessions and the one place with `unsafe`: TCP MD5 signatures
+//! (RFC 2385, Linux TCP_MD5SIG), TTL / hop limit for eBGP multihop, GTSM (RFC 5082,
+//! IP_MINTTL / IPV6_MINHOPCOUNT), source binding, and the active connect and passive
+//! listener built from them.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::config::PeerConfig;
+
+/// Linux `TCP_MD5SIG_MAXKEYLEN`.
+const MD5_MAX_KEY: usize = 80;
+
+/// Linux `struct tcp_md5sig` (include/uapi/linux/tcp.h); libc does not define it.
+#[repr(C)]
+struct TcpMd5Sig {
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefixlen: u8,
+    keylen: u16,
+    ifindex: u32,
+    key: [u8; MD5_MAX_KEY],
+}
+
+fn sockaddr_storage(ip: IpAddr) -> libc::sockaddr_storage {
+    let sa: socket2::SockAddr = SocketAddr::new(ip, 0).into();
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = (sa.len() as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: both regions are at least `len` bytes and do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(sa.as_ptr() as *const u8, &mut st as *mut _ as *mut u8, len);
+    }
+    st
+}
+
+/// Sets (or with `None`, removes) the RFC 2385 key for segments to/from `peer` on `fd`.
+/// On an IPv6 socket, IPv4 peers are keyed by their v4-mapped address.
+pub fn set_md5<S: AsRawFd>(
+    sock: &S,
+    socket_is_v6: bool,
+    peer: IpAddr,
+    key: Option<&str>,
+) -> io::Result<()> {
+    let key = key.unwrap_or("").as_bytes();
+    if key.len() > MD5_MAX_KEY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TCP MD5 key longer than 80 bytes",
+        ));
+    }
+    let peer = match (socket_is_v6, peer) {
+        (true, IpAddr::V4(a)) => IpAddr::V6(a.to_ipv6_mapped()),
+        _ => peer,
+    };
+    let mut sig = TcpMd5Sig {
+        addr: sockaddr_storage(peer),
+        flags: 0,
+        prefixlen: 0,
+        keylen: key.len() as u16,
+        ifindex: 0,
+        key: [0; MD5_MAX_KEY],
+    };
+    sig.key[..key.len()].copy_from_slice(key);
+    // SAFETY: `sig` is a valid, fully initialised tcp_md5sig that outlives the call, and the
+    // length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MD5SIG,
+            &sig as *const TcpMd5Sig as *const libc::c_void,
+            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_int<S: AsRawFd>(
+    sock: &S,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a c_int option value that lives across the call, with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// TTL of our packets and, with GTSM (RFC 5082 §3), the minimum TTL we accept:
+/// `256 - hops`, i.e. 255 for a directly connected peer.
+pub fn set_ttl_and_gtsm<S: AsRawFd>(sock: &S, v6: bool, cfg: &PeerConfig) -> io::Result<()> {
+    let ttl = cfg.effective_ttl() as libc::c_int;
+    if v6 {
+        set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, ttl)?;
+    } else {
+        set_int(sock, libc::IPPROTO_IP, libc::IP_TTL, ttl)?;
+    }
+    if let Some(hops) = cfg.gtsm_hops {
+        let min = 256 - hops as libc::c_int;
+        if v6 {
+            set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, min)?;
+        } else {
+            set_int(sock, libc::IPPROTO_IP, libc::IP_MINTTL, min)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the active connection of a session with every per-peer option applied before the
+/// SYN (MD5 must be set before connecting).
+pub async fn connect(cfg: &PeerConfig, timeout: Duration) -> io::Result<TcpStream> {
+    let remote = cfg.remote();
+    let v6 = remote.is_ipv6();
+    let sock = Socket::new(
+        Domain::for_address(remote),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    if let Some(pw) = &cfg.password {
+        set_md5(&sock, v6, cfg.address, Some(pw.expose()))?;
+    }
+    set_ttl_and_gtsm(&sock, v6, cfg)?;
+    if let Some(src) = cfg.source {
+        sock.bind(&SocketAddr::new(src, 0).into())?;
+    }
+    let tsock = TcpSocket::from_std_stream(sock.into());
+    match tokio::time::timeout(timeout, tsock.connect(remote)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// Binds the passive listener (SO_REUSEADDR; dual-stack when bound to `[::]`).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(false)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(128)?;
+    TcpListener::from_std(sock.into())
+}

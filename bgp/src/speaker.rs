@@ -1,0 +1,388 @@
+//! The [`Speaker`] handle: the public API of the crate. One speaker task owns the peer
+//! table (add, replace, remove without touching other sessions) and routes incoming
+//! connections from the optional listener to their peer task. The desired routes live in
+//! one `watch` channel that every peer task follows.
+//!
+//! ```text
+//!  Speaker (clonable handle) ── SpeakerCmd mpsc(64) ──> speaker task ── PeerCmd mpsc ──> peer tasks
+//!        │                                                  ^
+//!        └── announce/withdraw: watch<Arc<RouteTable>> ─────┼──────────────────────────> peer tasks
+//!                                       listener task ──────┘ (Incoming)
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::codec::notification::{cease, code};
+use crate::codec::Notification;
+use crate::config::{ConfigError, PeerConfig, SpeakerConfig};
+use crate::session::{run_peer, PeerCmd, PeerStatus};
+use crate::socket;
+use crate::stats::Stats;
+use crate::types::{RouteAttrs, RouteTable};
+
+/// Errors of the speaker API.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    /// The peer configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A peer with this address exists already.
+    #[error("peer {0} already exists")]
+    Exists(IpAddr),
+    /// The listener could not be bound or configured.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The speaker task has shut down.
+    #[error("the speaker has shut down")]
+    Gone,
+}
+
+/// How to shut the speaker down.
+#[derive(Debug, Clone)]
+pub struct ShutdownOptions {
+    /// RFC 9003 shutdown communication sent with Cease / Administrative Shutdown.
+    pub message: String,
+    /// RFC 8326: first re-advertise everything with GRACEFUL_SHUTDOWN and wait this long.
+    pub drain: Option<Duration>,
+}
+
+impl Default for ShutdownOptions {
+    fn default() -> Self {
+        ShutdownOptions {
+            message: "vipr shutting down".to_string(),
+            drain: None,
+        }
+    }
+}
+
+/// A snapshot of one peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Its configuration (the password is never formatted).
+    pub config: Arc<PeerConfig>,
+    /// State, uptime, last error, negotiated parameters.
+    pub status: PeerStatus,
+    /// Counters.
+    pub stats: Stats,
+}
+
+enum SpeakerCmd {
+    Set(PeerConfig, oneshot::Sender<Result<bool, SpeakerError>>),
+    Add(PeerConfig, oneshot::Sender<Result<(), SpeakerError>>),
+    Remove(IpAddr, oneshot::Sender<bool>),
+    List(oneshot::Sender<Vec<PeerInfo>>),
+    Watch(IpAddr, oneshot::Sender<Option<watch::Receiver<PeerStatus>>>),
+    Incoming(TcpStream, SocketAddr),
+    Shutdown(ShutdownOptions, oneshot::Sender<()>),
+}
+
+struct PeerEntry {
+    cfg: Arc<PeerConfig>,
+    cmd: mpsc::Sender<PeerCmd>,
+    status: watch::Receiver<PeerStatus>,
+    stats: Arc<ArcSwap<Stats>>,
+    task: JoinHandle<()>,
+}
+
+/// Handle to the speaker. Cheap to clone.
+#[derive(Clone)]
+pub struct Speaker {
+    cmd: mpsc::Sender<SpeakerCmd>,
+    routes: Arc<watch::Sender<Arc<RouteTable>>>,
+    local_listen: Option<SocketAddr>,
+}
+
+impl Speaker {
+    /// Starts the speaker task (and the listener when configured).
+    pub async fn start(cfg: SpeakerConfig) -> Result<Speaker, SpeakerError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (routes_tx, _) = watch::channel(Arc::new(RouteTable::new()));
+        let routes = Arc::new(routes_tx);
+        let mut listener = None;
+        let mut local_listen = None;
+        if let Some(addr) = cfg.listen {
+            let l = socket::listen(addr).map_err(|source| SpeakerError::Listen { addr, source })?;
+            local_listen = l.local_addr().ok();
+            listener = Some(Arc::new(l));
+        }
+        if let Some(l) = &listener {
+            tokio::spawn(accept_loop(l.clone(), cmd_tx.clone()));
+        }
+        let task = SpeakerTask {
+            peers: HashMap::new(),
+            routes: routes.clone(),
+            listener,
+        };
+        tokio::spawn(task.run(cmd_rx));
+        Ok(Speaker {
+            cmd: cmd_tx,
+            routes,
+            local_listen,
+        })
+    }
+
+    /// The bound listener address, if listening.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.local_listen
+    }
+
+    async fn call<T>(
+        &self,
+        f: impl FnOnce(oneshot::Sender<T>) -> SpeakerCmd,
+    ) -> Result<T, SpeakerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(f(tx)).await.map_err(|_| SpeakerError::Gone)?;
+        rx.await.map_err(|_| SpeakerError::Gone)
+    }
+
+    /// Adds a peer; fails if one with the same address exists.
+    pub async fn add_peer(&self, cfg: PeerConfig) -> Result<(), SpeakerError> {
+        self.call(|tx| SpeakerCmd::Add(cfg, tx)).await?
+    }
+
+    /// Adds the peer, or replaces it if its configuration changed (that session alone is
+    /// reset with Cease / Other Configuration Change). Returns whether anything changed.
+    pub async fn set_peer(&self, cfg: PeerConfig) -> Result<bool, SpeakerError> {
+        self.call(|tx| SpeakerCmd::Set(cfg, tx)).await?
+    }
+
+    /// Removes a peer: its routes are withdrawn and Cease / Peer De-configured is sent.
+    pub async fn remove_peer(&self, addr: IpAddr) -> Result<bool, SpeakerError> {
+        self.call(|tx| SpeakerCmd::Remove(addr, tx)).await
+    }
+
+    /// Every peer with status and counters.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, SpeakerError> {
+        self.call(SpeakerCmd::List).await
+    }
+
+    /// Follows one peer's status.
+    pub async fn watch_peer(
+        &self,
+        addr: IpAddr,
+    ) -> Result<Option<watch::Receiver<PeerStatus>>, SpeakerError> {
+        self.call(|tx| SpeakerCmd::Watch(addr, tx)).await
+    }
+
+    /// Announces prefixes with one attribute set (replacing earlier attributes).
+    pub fn announce(&self, prefixes: impl IntoIterator<Item = IpNet>, attrs: RouteAttrs) {
+        let prefixes: Vec<IpNet> = prefixes.into_iter().collect();
+        self.routes
+            .send_if_modified(|t| Arc::make_mut(t).announce(prefixes, attrs) > 0);
+    }
+
+    /// Withdraws prefixes.
+    pub fn withdraw(&self, prefixes: impl IntoIterator<Item = IpNet>) {
+        let prefixes: Vec<IpNet> = prefixes.into_iter().collect();
+        self.routes
+            .send_if_modified(|t| Arc::make_mut(t).withdraw(prefixes) > 0);
+    }
+
+    /// Replaces the whole desired table (what a level-triggered reconciler does).
+    pub fn set_routes(&self, table: RouteTable) {
+        self.routes.send_if_modified(|t| {
+            if **t == table {
+                false
+            } else {
+                *t = Arc::new(table);
+                true
+            }
+        });
+    }
+
+    /// The desired routes.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.borrow().clone()
+    }
+
+    /// Withdraws everything from every peer (after an optional RFC 8326 drain), sends Cease
+    /// / Administrative Shutdown with the message, closes all sessions and stops the task.
+    pub async fn shutdown(&self, opts: ShutdownOptions) {
+        let _ = self.call(|tx| SpeakerCmd::Shutdown(opts, tx)).await;
+    }
+}
+
+async fn accept_loop(l: Arc<TcpListener>, cmd: mpsc::Sender<SpeakerCmd>) {
+    loop {
+        match l.accept().await {
+            Ok((s, remote)) => {
+                if cmd.send(SpeakerCmd::Incoming(s, remote)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+struct SpeakerTask {
+    peers: HashMap<IpAddr, PeerEntry>,
+    routes: Arc<watch::Sender<Arc<RouteTable>>>,
+    listener: Option<Arc<TcpListener>>,
+}
+
+impl SpeakerTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<SpeakerCmd>) {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                SpeakerCmd::Add(cfg, reply) => {
+                    let r = if self.peers.contains_key(&cfg.address) {
+                        Err(SpeakerError::Exists(cfg.address))
+                    } else {
+                        self.spawn(cfg, None)
+                    };
+                    let _ = reply.send(r);
+                }
+                SpeakerCmd::Set(cfg, reply) => {
+                    let r = match self.peers.get(&cfg.address) {
+                        Some(e) if *e.cfg == cfg => Ok(false),
+                        Some(_) => {
+                            let old = self.stop(
+                                cfg.address,
+                                cease::OTHER_CONFIG_CHANGE,
+                                "configuration changed",
+                            );
+                            self.spawn(cfg, old).map(|_| true)
+                        }
+                        None => self.spawn(cfg, None).map(|_| true),
+                    };
+                    let _ = reply.send(r);
+                }
+                SpeakerCmd::Remove(addr, reply) => {
+                    let old = self.stop(addr, cease::PEER_DECONFIGURED, "peer removed");
+                    let _ = reply.send(old.is_some());
+                }
+                SpeakerCmd::List(reply) => {
+                    let list = self
+                        .peers
+                        .values()
+                        .map(|e| PeerInfo {
+                            config: e.cfg.clone(),
+                            status: e.status.borrow().clone(),
+                            stats: (**e.stats.load()).clone(),
+                        })
+                        .collect();
+                    let _ = reply.send(list);
+                }
+                SpeakerCmd::Watch(addr, reply) => {
+                    let _ = reply.send(self.peers.get(&addr).map(|e| e.status.clone()));
+                }
+                SpeakerCmd::Incoming(stream, remote) => self.incoming(stream, remote).await,
+                SpeakerCmd::Shutdown(opts, reply) => {
+                    self.shutdown(opts).await;
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, cfg: PeerConfig, gate: Option<JoinHandle<()>>) -> Result<(), SpeakerError> {
+        cfg.validate()?;
+        if let (Some(l), Some(pw)) = (&self.listener, &cfg.password) {
+            let v6 = l.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+            socket::set_md5(&**l, v6, cfg.address, Some(pw.expose())).map_err(|source| {
+                SpeakerError::Listen {
+                    addr: l
+                        .local_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    source,
+                }
+            })?;
+        }
+        let cfg = Arc::new(cfg);
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let (status_tx, status_rx) = watch::channel(PeerStatus::idle());
+        let stats = Arc::new(ArcSwap::from_pointee(Stats::default()));
+        let task = tokio::spawn(run_peer(
+            cfg.clone(),
+            self.routes.subscribe(),
+            cmd_rx,
+            status_tx,
+            stats.clone(),
+            gate,
+        ));
+        info!(peer = %cfg.address, remote_as = cfg.remote_as, local_as = cfg.local_as, "BGP peer added");
+        self.peers.insert(
+            cfg.address,
+            PeerEntry {
+                cfg,
+                cmd: cmd_tx,
+                status: status_rx,
+                stats,
+                task,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops one peer; returns its task so a replacement can wait for it.
+    fn stop(&mut self, addr: IpAddr, subcode: u8, message: &str) -> Option<JoinHandle<()>> {
+        let e = self.peers.remove(&addr)?;
+        if let (Some(l), true) = (&self.listener, e.cfg.password.is_some()) {
+            let v6 = l.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+            let _ = socket::set_md5(&**l, v6, addr, None);
+        }
+        let notif = Notification::cease_with_message(subcode, message);
+        let notif = if subcode == cease::ADMIN_SHUTDOWN || subcode == cease::ADMIN_RESET {
+            notif
+        } else {
+            Notification::new(code::CEASE, subcode)
+        };
+        let _ = e.cmd.try_send(PeerCmd::Stop(notif));
+        info!(peer = %addr, reason = message, "BGP peer stopping");
+        Some(e.task)
+    }
+
+    async fn incoming(&mut self, stream: TcpStream, remote: SocketAddr) {
+        let ip = remote.ip().to_canonical();
+        match self.peers.get(&ip) {
+            Some(e) => {
+                let _ = e.cmd.send(PeerCmd::Incoming(stream)).await;
+            }
+            None => {
+                info!(%remote, "refusing connection from an unconfigured address");
+                drop(stream);
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, opts: ShutdownOptions) {
+        if let Some(d) = opts.drain {
+            let drained = self.routes.borrow().with_graceful_shutdown();
+            self.routes.send_replace(Arc::new(drained));
+            info!(
+                seconds = d.as_secs_f64(),
+                "draining with GRACEFUL_SHUTDOWN before withdrawing"
+            );
+            tokio::time::sleep(d).await;
+        }
+        let notif = Notification::cease_with_message(cease::ADMIN_SHUTDOWN, &opts.message);
+        let mut tasks = Vec::new();
+        for (_, e) in self.peers.drain() {
+            let _ = e.cmd.try_send(PeerCmd::Stop(notif.clone()));
+            tasks.push(e.task);
+        }
+        for t in tasks {
+            let _ = tokio::time::timeout(crate::session::STOP_TIMEOUT * 2, t).await;
+        }
+    }
+}

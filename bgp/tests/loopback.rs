@@ -1,0 +1,322 @@
+//! The whole speaker (tokio shell + core) against scripted raw-TCP peers on 127.0.0.0/8,
+//! with tokio's paused clock so that timer behaviour is exact and fast: hold timer expiry,
+//! keepalive timing, connection collision, reconnect backoff, and a malformed UPDATE that
+//! resets only its own session.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bgp::codec::open::{Capabilities, Open};
+use bgp::codec::{self, decode, DecodeCtx, Message, Notification};
+use bgp::{Family, PeerConfig, RouteAttrs, ShutdownOptions, Speaker, SpeakerConfig, State};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+/// A peer written by hand: reads and writes raw BGP messages.
+struct RawPeer {
+    s: TcpStream,
+}
+
+impl RawPeer {
+    async fn read(&mut self) -> Option<Message> {
+        let mut hdr = [0u8; 19];
+        self.s.read_exact(&mut hdr).await.ok()?;
+        let len = u16::from_be_bytes([hdr[16], hdr[17]]) as usize;
+        let mut buf = hdr.to_vec();
+        buf.resize(len, 0);
+        self.s.read_exact(&mut buf[19..]).await.ok()?;
+        let ctx = DecodeCtx {
+            four_octet_as: true,
+            ibgp: false,
+        };
+        Some(decode(&buf, 65535, &ctx).expect("speaker sent a valid message"))
+    }
+
+    async fn send(&mut self, b: &[u8]) {
+        self.s.write_all(b).await.unwrap();
+    }
+
+    /// Reads the speaker's OPEN, answers with ours and a KEEPALIVE.
+    async fn handshake(&mut self, asn: u32, hold: u16, id: Ipv4Addr) -> Open {
+        let Some(Message::Open(theirs)) = self.read().await else {
+            panic!("expected OPEN")
+        };
+        self.send(&open(asn, hold, id)).await;
+        self.send(&codec::encode_keepalive()).await;
+        theirs
+    }
+
+    /// Reads until a NOTIFICATION or EOF.
+    async fn until_notification(&mut self) -> Option<Notification> {
+        loop {
+            match self.read().await? {
+                Message::Notification(n) => return Some(n),
+                _ => continue,
+            }
+        }
+    }
+}
+
+fn open(asn: u32, hold: u16, id: Ipv4Addr) -> Bytes {
+    let caps = Capabilities {
+        families: Family::ALL.to_vec(),
+        multiprotocol: true,
+        route_refresh: true,
+        four_octet_as: Some(asn),
+        ..Default::default()
+    };
+    codec::encode_open(&Open::new(asn, hold, id, caps))
+}
+
+fn peer_cfg(addr: Ipv4Addr, port: u16, hold: u16) -> PeerConfig {
+    let mut c = PeerConfig::new(
+        IpAddr::V4(addr),
+        65000,
+        65001,
+        Ipv4Addr::new(192, 0, 2, 200),
+    );
+    c.port = port;
+    c.hold_time = hold;
+    c.ttl = Some(64);
+    c
+}
+
+async fn listener(ip: Ipv4Addr) -> TcpListener {
+    TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+        .await
+        .unwrap()
+}
+
+async fn accept(l: &TcpListener) -> RawPeer {
+    RawPeer {
+        s: l.accept().await.unwrap().0,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_timer_expiry_sends_notification_code_4_after_exactly_hold_time() {
+    let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    sp.add_peer(peer_cfg(
+        Ipv4Addr::new(127, 0, 0, 1),
+        l.local_addr().unwrap().port(),
+        3,
+    ))
+    .await
+    .unwrap();
+    let mut p = accept(&l).await;
+    p.handshake(65000, 3, Ipv4Addr::new(192, 0, 2, 1)).await;
+    // Read our KEEPALIVE answer, then go silent.
+    assert_eq!(p.read().await, Some(Message::Keepalive));
+    let t0 = Instant::now();
+    let n = p.until_notification().await.expect("NOTIFICATION");
+    assert_eq!((n.code, n.subcode), (4, 0));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900) && waited <= Duration::from_millis(3100),
+        "{waited:?}"
+    );
+    sp.shutdown(ShutdownOptions::default()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalives_are_sent_every_third_of_the_hold_time() {
+    let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    sp.add_peer(peer_cfg(
+        Ipv4Addr::new(127, 0, 0, 1),
+        l.local_addr().unwrap().port(),
+        9,
+    ))
+    .await
+    .unwrap();
+    let mut p = accept(&l).await;
+    p.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 1)).await;
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    while times.len() < 6 {
+        match p.read().await.unwrap() {
+            Message::Keepalive => {
+                times.push(t0.elapsed());
+                // Keep the speaker's hold timer happy.
+                p.send(&codec::encode_keepalive()).await;
+            }
+            Message::Update(_) => {}
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    // The first KEEPALIVE answers our OPEN; then one every 3 s (9 / 3).
+    for w in times[1..].windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(2990) && gap <= Duration::from_millis(3010),
+            "{times:?}"
+        );
+    }
+    sp.shutdown(ShutdownOptions::default()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnect_backoff_grows_exponentially_with_jitter() {
+    let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    sp.add_peer(peer_cfg(
+        Ipv4Addr::new(127, 0, 0, 1),
+        l.local_addr().unwrap().port(),
+        9,
+    ))
+    .await
+    .unwrap();
+    let mut at = Vec::new();
+    for _ in 0..5 {
+        let (s, _) = l.accept().await.unwrap();
+        at.push(Instant::now());
+        drop(s); // refuse the session by closing at once
+    }
+    let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    for (i, g) in gaps.iter().enumerate() {
+        let base = (1u64 << i) as f64;
+        assert!(
+            *g >= 0.75 * base - 0.01 && *g <= base + 0.05,
+            "gap {i} = {g}, all {gaps:?}"
+        );
+    }
+    sp.shutdown(ShutdownOptions::default()).await;
+}
+
+/// Both sides connect at once. The side with the higher BGP Identifier keeps the connection
+/// it opened; the other gets Cease / Connection Collision Resolution (RFC 4271 §6.8).
+async fn collision(peer_id: Ipv4Addr, expect_outgoing_survives: bool) {
+    let peer_ip = Ipv4Addr::new(127, 0, 0, 3);
+    let l = listener(peer_ip).await;
+    let sp = Speaker::start(SpeakerConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    })
+    .await
+    .unwrap();
+    let speaker_port = sp.listen_addr().unwrap().port();
+    sp.add_peer(peer_cfg(peer_ip, l.local_addr().unwrap().port(), 9))
+        .await
+        .unwrap();
+    // The speaker's connection to us…
+    let mut outgoing = accept(&l).await;
+    // …and ours to the speaker, from the peer's address.
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(IpAddr::V4(peer_ip), 0)).unwrap();
+    let s = sock
+        .connect(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            speaker_port,
+        ))
+        .await
+        .unwrap();
+    let mut incoming = RawPeer { s };
+    let Some(Message::Open(_)) = outgoing.read().await else {
+        panic!()
+    };
+    let Some(Message::Open(_)) = incoming.read().await else {
+        panic!()
+    };
+    outgoing.send(&open(65000, 9, peer_id)).await;
+    incoming.send(&open(65000, 9, peer_id)).await;
+    let (loser, winner) = if expect_outgoing_survives {
+        (&mut incoming, &mut outgoing)
+    } else {
+        (&mut outgoing, &mut incoming)
+    };
+    let n = loser
+        .until_notification()
+        .await
+        .expect("loser gets a NOTIFICATION");
+    assert_eq!((n.code, n.subcode), (6, 7));
+    winner.send(&codec::encode_keepalive()).await;
+    let mut w = sp.watch_peer(IpAddr::V4(peer_ip)).await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        w.wait_for(|s| s.state == State::Established),
+    )
+    .await
+    .expect("winner establishes")
+    .unwrap();
+    sp.shutdown(ShutdownOptions::default()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn collision_speaker_with_higher_id_keeps_its_own_connection() {
+    collision(Ipv4Addr::new(192, 0, 2, 1), true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn collision_peer_with_higher_id_keeps_its_connection() {
+    collision(Ipv4Addr::new(192, 0, 2, 250), false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_update_resets_only_that_session_and_shutdown_withdraws() {
+    let (a, b) = (Ipv4Addr::new(127, 0, 0, 4), Ipv4Addr::new(127, 0, 0, 5));
+    let (la, lb) = (listener(a).await, listener(b).await);
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    sp.announce(["203.0.113.10/32".parse().unwrap()], RouteAttrs::default());
+    sp.add_peer(peer_cfg(a, la.local_addr().unwrap().port(), 9))
+        .await
+        .unwrap();
+    sp.add_peer(peer_cfg(b, lb.local_addr().unwrap().port(), 9))
+        .await
+        .unwrap();
+    let (mut pa, mut pb) = (accept(&la).await, accept(&lb).await);
+    pa.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 4)).await;
+    pb.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 5)).await;
+    for ip in [a, b] {
+        let mut w = sp.watch_peer(IpAddr::V4(ip)).await.unwrap().unwrap();
+        w.wait_for(|s| s.state == State::Established).await.unwrap();
+    }
+    // A's UPDATE carries an IPv4 NLRI of length 33.
+    let body = [0u8, 0, 0, 0, 33, 1, 2, 3, 4, 5];
+    let mut bad = vec![0xff; 16];
+    bad.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    bad.push(2);
+    bad.extend_from_slice(&body);
+    pa.send(&bad).await;
+    let n = pa.until_notification().await.unwrap();
+    assert_eq!((n.code, n.subcode), (3, 10), "Invalid Network Field");
+    // B is untouched.
+    let peers = sp.peers().await.unwrap();
+    let pb_info = peers
+        .iter()
+        .find(|p| p.config.address == IpAddr::V4(b))
+        .unwrap();
+    assert_eq!(pb_info.status.state, State::Established);
+    assert_eq!(pb_info.stats.flaps, 0);
+    // Shutdown: B sees the withdrawal, then Cease 6/2 with the message.
+    let shut = tokio::spawn({
+        let sp = sp.clone();
+        async move {
+            sp.shutdown(ShutdownOptions {
+                message: "maintenance window".into(),
+                drain: None,
+            })
+            .await
+        }
+    });
+    let mut withdrawn = Vec::new();
+    let n = loop {
+        match pb.read().await.unwrap() {
+            Message::Update(u) => withdrawn.extend(u.withdrawn),
+            Message::Notification(n) => break n,
+            _ => {}
+        }
+    };
+    assert_eq!(
+        withdrawn,
+        vec!["203.0.113.10/32".parse::<ipnet::IpNet>().unwrap()]
+    );
+    assert_eq!((n.code, n.subcode), (6, 2));
+    assert_eq!(n.shutdown_message().as_deref(), Some("maintenance window"));
+    shut.await.unwrap();
+    assert!(
+        pb.read().await.is_none(),
+        "connection closed after the Cease"
+    );
+}
