@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what vipr's tests and labs need on a fresh Debian 12 machine (root): the real BGP
+# peers (BIRD 2, FRR, GoBGP, ExaBGP) and network tools. Idempotent: skips what is present.
+set -euo pipefail
+
+PKGS=(bird2 frr gobgpd exabgp iputils-arping iputils-ping ipv6toolkit nftables socat tcpdump
+      curl jq ipvsadm busybox-static kmod cpio rsync iproute2 procps psmisc)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# No daemon may keep running from the packages' own init scripts (there is no systemd here,
+# but be sure): the tests start their own instances in namespaces.
+for d in bird gobgpd zebra bgpd; do pkill -x "$d" 2>/dev/null || true; done
+echo "install-deps: ok"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every vipr test: unit tests, sans-IO state machine tests, property tests, and the
+# integration tests against real BIRD 2, FRR and GoBGP peers in network namespaces.
+# Needs root (namespaces, port 179, TCP MD5). Installs missing Debian packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "labs/test.sh needs root (network namespaces)" >&2; exit 1; fi
+labs/install-deps.sh
+before=$(ip netns list | awk '{print $1}' | sort)
+export CARGO_TERM_COLOR=never
+cargo build --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked -- --include-ignored "$@"
+# Leave nothing behind.
+left=$(comm -13 <(echo "$before") <(ip netns list | awk '{print $1}' | sort))
+if [ -n "$left" ]; then echo "test.sh: namespaces left behind:" >&2; echo "$left" >&2; exit 1; fi
+echo "test.sh: all tests passed"
