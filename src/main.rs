@@ -1,6 +1,259 @@
-//! vipr: the daemon. This file will own the CLI, tracing, signals and task wiring.
-//! (Skeleton: the daemon lands with its own issue; see README.)
+//! vipr: highly available virtual IPs over BGP for Kubernetes and bare metal.
+//!
+//! This file owns the command line, logging, signals and the wiring of the daemon's tasks.
+//!
+//! ```text
+//!                 SIGHUP: Sources::load ─┐      SIGTERM/SIGINT ──> CancellationToken ──> all tasks
+//!                                        v
+//!                      watch<Arc<Config>> (desired configuration)
+//!            ┌──────────────┬────────────┴───────────────┐
+//!            v              v                            v
+//!      health supervisor   peers task                reconciler task ──────────────┐
+//!      (HTTP(S) check)     (config → sessions,       (pure core + shell: desired    │ rtnetlink
+//!            │              set_peer/remove_peer)     VIP set vs node addresses)    v
+//!            │ watch<Health>        │                   │  set_routes(RouteTable)  lo / vip_interface
+//!            └──────────────────────┼──────────────────>│─────────┐
+//!                                   v                   │         v
+//!                             bgp::Speaker  <───────────┘   watch<RouteTable> ──> peer tasks ──> routers
+//!                                   │ peers(), status           (one per peer, bgp crate)
+//!                                   v
+//!   http task (/metrics /status /healthz /readyz) <── watch<Vec<VipState>> (reconciler's view)
+//! ```
+//!
+//! Shutdown: the reconciler withdraws every route and sends Cease on every session
+//! (`Speaker::shutdown`), then removes the VIP addresses it added, then the process exits 0.
+
+mod config;
+mod dataplane;
+mod error;
+mod health;
+mod http;
+mod metrics;
+mod reconciler;
+mod run;
+mod status;
+mod vips;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::keys::{flag_name, KEYS};
+use crate::config::Mode;
+use crate::run::Sources;
+
+fn cli() -> Command {
+    let mut manager = Command::new("manager")
+        .visible_alias("run")
+        .about("Run the daemon (kube-vip's `manager`)")
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .help("YAML file with any of the settings below"),
+        );
+    for k in KEYS {
+        let mut a = Arg::new(k.name)
+            .long(flag_name(k))
+            .value_name("VALUE")
+            .num_args(0..=1)
+            .default_missing_value("true")
+            .action(ArgAction::Set)
+            .help(k.help);
+        for f in k.flags {
+            a = a.alias(*f);
+        }
+        manager = manager.arg(a);
+    }
+    Command::new("vipr")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Highly available virtual IPs over BGP (kube-vip compatible)")
+        .subcommand_required(true)
+        .subcommand(manager)
+        .subcommand(
+            Command::new("status")
+                .about("Show peers and VIPs of a running daemon")
+                .arg(
+                    Arg::new("json")
+                        .long("json")
+                        .action(ArgAction::SetTrue)
+                        .help("print the raw JSON"),
+                )
+                .arg(
+                    Arg::new("addr")
+                        .long("addr")
+                        .default_value("127.0.0.1:2112")
+                        .help("the daemon's prometheus_server address"),
+                ),
+        )
+        .subcommand(Command::new("version").about("Print the version"))
+}
+
+fn sources(m: &ArgMatches) -> Sources {
+    let mut flags = Vec::new();
+    for k in KEYS {
+        if let Some(v) = m.get_one::<String>(k.name) {
+            flags.push((flag_name(k), v.clone()));
+        }
+    }
+    Sources {
+        flags,
+        file: m.get_one::<String>("config").map(Into::into),
+    }
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},rtnetlink=warn,netlink_proto=warn"))
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
 
 fn main() {
-    println!("vipr {}", env!("CARGO_PKG_VERSION"));
+    let matches = cli().get_matches();
+    let code = match matches.subcommand() {
+        Some(("version", _)) => {
+            println!("vipr {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some(("status", m)) => status_cmd(m),
+        Some(("manager", m)) => {
+            let src = sources(m);
+            match src.load() {
+                Ok(cfg) => match manager(src, cfg) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        error!("{e:#}");
+                        eprintln!("vipr: {e:#}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    eprintln!("vipr: invalid configuration: {e}");
+                    2
+                }
+            }
+        }
+        _ => 2,
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn status_cmd(m: &ArgMatches) -> i32 {
+    let addr = m.get_one::<String>("addr").cloned().unwrap_or_default();
+    let json = m.get_flag("json");
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vipr: {e}");
+            return 1;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match rt.block_on(status::fetch(&addr)) {
+        Ok(s) if json => {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            0
+        }
+        Ok(s) => {
+            print!("{}", status::render(&s));
+            0
+        }
+        Err(e) => {
+            eprintln!("vipr status: {e}");
+            1
+        }
+    }
+}
+
+fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
+    init_logging(&cfg.log_level, cfg.log_json);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime().context("tokio runtime")?;
+    rt.block_on(async move {
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            node = %cfg.node_name,
+            mode = ?cfg.mode,
+            vips = ?cfg.configured_vips().map(|(ip, _)| ip).collect::<Vec<_>>(),
+            peers = cfg.bgp.peers.len(),
+            "vipr starting"
+        );
+        if cfg.mode == Mode::Arp {
+            warn!("vip_arp mode is not available in this build yet; serving nothing until it is (use bgp_enable)");
+        }
+        let speaker = bgp::Speaker::start(bgp::SpeakerConfig { listen: cfg.bgp.listen })
+            .await
+            .context("BGP speaker")?;
+        let addrs = dataplane::addr::AddrManager::new(&cfg.state_dir).context("netlink")?;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg.clone()));
+        let (health_tx, health_rx) = watch::channel(reconciler::Health::NotChecked);
+        let (vips_tx, vips_rx) = watch::channel(Vec::new());
+
+        if let Some(addr) = cfg.http {
+            let state = http::AppState {
+                speaker: speaker.clone(),
+                vips: vips_rx,
+                health: health_rx.clone(),
+                node: cfg.node_name.clone(),
+                mode: if cfg.mode == Mode::Bgp { "bgp" } else { "arp" },
+            };
+            tasks.spawn(http::serve(addr, state, cancel.clone()));
+        }
+        tasks.spawn(run::health(cfg_rx.clone(), health_tx, cancel.clone()));
+        if cfg.mode == Mode::Bgp {
+            tasks.spawn(run::peers(cfg_rx.clone(), addrs.clone(), speaker.clone(), cancel.clone()));
+        }
+        let reconciler = tokio::spawn(run::reconcile(cfg_rx, health_rx, addrs, speaker, vips_tx, cancel.clone()));
+
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => match src.load() {
+                    Ok(new) => {
+                        info!("SIGHUP: configuration reloaded");
+                        cfg_tx.send_if_modified(|c| {
+                            if **c == new { false } else { *c = Arc::new(new); true }
+                        });
+                    }
+                    Err(e) => warn!("SIGHUP: keeping the running configuration: invalid configuration: {e}"),
+                },
+            }
+        }
+        cancel.cancel();
+        // The reconciler withdraws routes, sends Cease and removes addresses.
+        if tokio::time::timeout(Duration::from_millis(2500), reconciler).await.is_err() {
+            warn!("shutdown took too long; exiting anyway");
+        }
+        tasks.close();
+        let _ = tokio::time::timeout(Duration::from_millis(300), tasks.wait()).await;
+        info!("vipr stopped");
+        Ok(())
+    })
 }

@@ -1,0 +1,196 @@
+//! kube-vip's `bgp_peers` syntax: a comma list of `address:AS:password:multihop[:port[:…]]`,
+//! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`). Errors name
+//! the entry by position and address, never the password.
+
+use std::net::IpAddr;
+
+use bgp::Secret;
+
+/// One peer as written in `bgp_peers` (or the legacy single-peer variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Neighbour address.
+    pub address: IpAddr,
+    /// Neighbour AS.
+    pub remote_as: u32,
+    /// MD5 password (RFC 2385).
+    pub password: Option<Secret>,
+    /// eBGP multihop (TTL 255) instead of a directly connected peer.
+    pub multihop: bool,
+    /// TCP port (179); kube-vip parsed and ignored it (#963), vipr honours it.
+    pub port: u16,
+    /// Later fields (6th: reserved, 7th: BFD `enable;rx;tx;mult`), kept for later features.
+    pub extra: Vec<String>,
+}
+
+/// Parses a boolean the way kube-vip's Go code accepts them.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "on" | "t" => Some(true),
+        "false" | "0" | "no" | "n" | "off" | "f" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Splits one entry on `:` outside brackets.
+fn fields(entry: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    for c in entry.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ']' => {
+                if depth == 0 {
+                    return Err("unbalanced ']'".into());
+                }
+                depth -= 1;
+                cur.push(c);
+            }
+            ':' if depth == 0 => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '['".into());
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+/// Parses the whole `bgp_peers` value.
+pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, String> {
+    let mut peers = Vec::new();
+    for (i, entry) in s.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let f = fields(entry).map_err(|e| format!("peer #{n}: {e}"))?;
+        let addr_text = f[0].trim_start_matches('[').trim_end_matches(']');
+        let address: IpAddr = addr_text.parse().map_err(|_| {
+            format!("peer #{n}: {addr_text:?} is not an IP address (IPv6 goes in [brackets])")
+        })?;
+        if f.len() < 2 {
+            return Err(format!(
+                "peer #{n} ({address}): expected address:AS:password:multihop[:port]"
+            ));
+        }
+        let remote_as = parse_asn(&f[1]).map_err(|e| format!("peer #{n} ({address}): AS {e}"))?;
+        let password = f
+            .get(2)
+            .filter(|p| !p.is_empty())
+            .map(|p| Secret::new(p.clone()));
+        if let Some(p) = &password {
+            if p.expose().len() > 80 {
+                return Err(format!(
+                    "peer #{n} ({address}): password longer than 80 bytes (TCP MD5 limit)"
+                ));
+            }
+        }
+        let multihop = match f.get(3) {
+            Some(m) => parse_bool(m).ok_or_else(|| {
+                format!("peer #{n} ({address}): multihop {m:?} is not true or false")
+            })?,
+            None => false,
+        };
+        let port = match f.get(4).filter(|p| !p.is_empty()) {
+            Some(p) => match p.parse::<u16>() {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    return Err(format!(
+                        "peer #{n} ({address}): port {p:?} is not in 1..=65535"
+                    ))
+                }
+            },
+            None => 179,
+        };
+        if peers.iter().any(|p: &PeerSpec| p.address == address) {
+            return Err(format!("peer #{n} ({address}): listed twice"));
+        }
+        peers.push(PeerSpec {
+            address,
+            remote_as,
+            password,
+            multihop,
+            port,
+            extra: f.iter().skip(5).cloned().collect(),
+        });
+    }
+    Ok(peers)
+}
+
+/// An AS number: plain (`65000`, `4200000001`) or asdot (`64086.59904`, RFC 5396).
+pub fn parse_asn(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let v = if let Some((hi, lo)) = s.split_once('.') {
+        let hi: u16 = hi
+            .parse()
+            .map_err(|_| format!("{s:?} is not an AS number"))?;
+        let lo: u16 = lo
+            .parse()
+            .map_err(|_| format!("{s:?} is not an AS number"))?;
+        ((hi as u32) << 16) | lo as u32
+    } else {
+        s.parse::<u32>()
+            .map_err(|_| format!("{s:?} is not an AS number (1..=4294967295)"))?
+    };
+    if v == 0 {
+        return Err("0 is reserved (RFC 7607)".into());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_vip_examples() {
+        let p = parse_peers("192.0.2.1:65000::false,[2001:db8::1]:65001:secret:true:1179").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].address, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (p[0].remote_as, p[0].multihop, p[0].port),
+            (65000, false, 179)
+        );
+        assert!(p[0].password.is_none());
+        assert_eq!(p[1].address, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(p[1].password.as_ref().unwrap().expose(), "secret");
+        assert_eq!((p[1].multihop, p[1].port), (true, 1179));
+        let p = parse_peers("10.0.0.1:65000").unwrap();
+        assert_eq!(p[0].port, 179);
+        let p = parse_peers("10.0.0.1:65000::false:179::true;300;300;3").unwrap();
+        assert_eq!(
+            p[0].extra,
+            vec!["".to_string(), "true;300;300;3".to_string()]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_entry_but_not_the_password() {
+        for (input, needle) in [
+            ("10.0.0.1:abc:pw:false", "peer #1 (10.0.0.1): AS"),
+            ("10.0.0.1:65000:pw:maybe", "multihop"),
+            ("10.0.0.1:65000:pw:false:0", "port"),
+            ("2001:db8::1:65000", "not an IP address"),
+            ("10.0.0.1:65000,10.0.0.1:65001", "listed twice"),
+            ("[2001:db8::1:65000", "unbalanced"),
+        ] {
+            let e = parse_peers(input).unwrap_err();
+            assert!(e.contains(needle), "{input}: {e}");
+            assert!(!e.contains("pw"), "password leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn asdot_and_bounds() {
+        assert_eq!(parse_asn("1.10").unwrap(), 65546);
+        assert_eq!(parse_asn("4294967295").unwrap(), u32::MAX);
+        assert!(parse_asn("0").is_err());
+        assert!(parse_asn("4294967296").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! The daemon's error types (thiserror); `anyhow` is used only in `main.rs`.
+
+/// Errors of the node data plane (addresses, interfaces).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataplaneError {
+    /// The interface does not exist (yet).
+    #[error("no interface {0:?}")]
+    NoInterface(String),
+    /// The kernel refused a netlink request.
+    #[error("{context}: {reason}")]
+    Netlink {
+        /// What was being done.
+        context: String,
+        /// The kernel's answer.
+        reason: String,
+    },
+}

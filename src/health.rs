@@ -1,0 +1,121 @@
+//! The control-plane health check that gates its route (kube-vip's
+//! `control_plane_health_check_*`, kube-vip #1145): advertise only after the first success,
+//! withdraw after `failure_threshold` consecutive failures, re-advertise on recovery.
+//! [`Gate`] is the pure counter; [`run`] polls the URL and publishes the result.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::HealthCheck;
+use crate::reconciler::Health;
+
+/// Turns individual check results into the gate state.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    threshold: u32,
+    failures: u32,
+    state: Health,
+}
+
+impl Gate {
+    /// A gate that has seen nothing yet.
+    pub fn new(threshold: u32) -> Gate {
+        Gate {
+            threshold: threshold.max(1),
+            failures: 0,
+            state: Health::Unknown,
+        }
+    }
+
+    /// Records one check result and returns the state.
+    pub fn observe(&mut self, ok: bool) -> Health {
+        if ok {
+            self.failures = 0;
+            self.state = Health::Up;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            if self.state == Health::Up && self.failures >= self.threshold {
+                self.state = Health::Down;
+            }
+        }
+        self.state
+    }
+}
+
+/// One GET; success is any 2xx within the timeout.
+async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
+    match client.get(url).timeout(timeout).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("HTTP {}", r.status())),
+        Err(e) if e.is_timeout() => Err(format!("timed out after {timeout:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Polls the health URL until cancelled. Certificates are not verified: the target is the
+/// local API server with its own CA.
+pub async fn run(cfg: HealthCheck, tx: watch::Sender<Health>, cancel: CancellationToken) {
+    let client = match reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot build the health check client; control-plane route stays withdrawn");
+            return;
+        }
+    };
+    let mut gate = Gate::new(cfg.failure_threshold);
+    let mut ticker = tokio::time::interval(cfg.period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let result = check(&client, &cfg.url, cfg.timeout).await;
+        let before = gate.state;
+        let now = gate.observe(result.is_ok());
+        if now != before {
+            match &result {
+                Ok(()) => info!(url = %cfg.url, "control plane healthy: advertising its VIP"),
+                Err(e) => {
+                    warn!(url = %cfg.url, error = %e, failures = cfg.failure_threshold, "control plane unhealthy: withdrawing its VIP")
+                }
+            }
+        } else if let Err(e) = &result {
+            warn!(url = %cfg.url, error = %e, "control-plane health check failed");
+        }
+        tx.send_if_modified(|h| {
+            let changed = *h != now;
+            *h = now;
+            changed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_success_then_threshold_then_recovery() {
+        let mut g = Gate::new(3);
+        assert_eq!(
+            g.observe(false),
+            Health::Unknown,
+            "failures before any success keep it withdrawn"
+        );
+        assert_eq!(g.observe(true), Health::Up);
+        assert_eq!(g.observe(false), Health::Up);
+        assert_eq!(g.observe(false), Health::Up);
+        assert_eq!(g.observe(false), Health::Down);
+        assert_eq!(g.observe(false), Health::Down);
+        assert_eq!(g.observe(true), Health::Up);
+        assert_eq!(g.observe(false), Health::Up, "the count starts again");
+    }
+}

@@ -1,0 +1,179 @@
+//! Prometheus exposition (prometheus-client): kube-vip's metric names for a familiar
+//! dashboard plus `vipr_*` metrics, rendered per scrape from the speaker's and the
+//! reconciler's snapshots (nothing here holds state between scrapes).
+
+use bgp::codec::MessageType;
+use bgp::{PeerInfo, State};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::vips::VipState;
+
+type Labels = Vec<(String, String)>;
+
+fn l(pairs: &[(&str, String)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(peers: &[PeerInfo], vips: &[VipState], healthy: Option<bool>) -> String {
+    let mut reg = Registry::default();
+
+    let session_info = Family::<Labels, Gauge>::default();
+    let state = Family::<Labels, Gauge>::default();
+    let routes = Family::<Labels, Gauge>::default();
+    let unsendable = Family::<Labels, Gauge>::default();
+    let updates = Family::<Labels, Counter>::default();
+    let messages = Family::<Labels, Counter>::default();
+    let flaps = Family::<Labels, Counter>::default();
+    let notifications = Family::<Labels, Counter>::default();
+    let received = Family::<Labels, Counter>::default();
+    for p in peers {
+        let peer = p.config.address.to_string();
+        // kube-vip: one series per peer, labelled with the current state.
+        session_info
+            .get_or_create(&l(&[
+                ("state", p.status.state.name().to_string()),
+                ("peer", peer.clone()),
+            ]))
+            .set(1);
+        let idx = State::ALL
+            .iter()
+            .position(|s| *s == p.status.state)
+            .unwrap_or(0) as i64
+            + 1;
+        state.get_or_create(&l(&[("peer", peer.clone())])).set(idx);
+        routes
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .set(p.stats.prefixes_advertised as i64);
+        unsendable
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .set(p.stats.prefixes_unsendable as i64);
+        updates
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .inc_by(p.stats.sent(MessageType::Update));
+        flaps
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .inc_by(p.stats.flaps);
+        received
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .inc_by(p.stats.prefixes_received);
+        for t in MessageType::ALL {
+            for (dir, v) in [("in", p.stats.received(t)), ("out", p.stats.sent(t))] {
+                messages
+                    .get_or_create(&l(&[
+                        ("peer", peer.clone()),
+                        ("direction", dir.into()),
+                        ("type", t.name().into()),
+                    ]))
+                    .inc_by(v);
+            }
+        }
+        for (dir, map) in [
+            ("sent", &p.stats.notifications_sent),
+            ("received", &p.stats.notifications_received),
+        ] {
+            for ((code, sub), n) in map {
+                notifications
+                    .get_or_create(&l(&[
+                        ("peer", peer.clone()),
+                        ("direction", dir.into()),
+                        ("code", code.to_string()),
+                        ("subcode", sub.to_string()),
+                    ]))
+                    .inc_by(*n);
+            }
+        }
+    }
+    reg.register(
+        "kube_vip_manager_bgp_session_info",
+        "BGP session per peer, labelled with its state",
+        session_info,
+    );
+    reg.register(
+        "vipr_bgp_session_state",
+        "RFC 4271 state: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established",
+        state,
+    );
+    reg.register(
+        "vipr_bgp_routes_advertised",
+        "Prefixes currently advertised to the peer",
+        routes,
+    );
+    reg.register(
+        "vipr_bgp_routes_unsendable",
+        "Prefixes that cannot be sent to the peer (no usable next hop)",
+        unsendable,
+    );
+    reg.register("vipr_bgp_updates_sent", "UPDATE messages sent", updates);
+    reg.register(
+        "vipr_bgp_messages",
+        "BGP messages by direction and type",
+        messages,
+    );
+    reg.register(
+        "vipr_bgp_session_flaps",
+        "Times an established session went down",
+        flaps,
+    );
+    reg.register(
+        "vipr_bgp_notifications",
+        "NOTIFICATIONs by direction, code and subcode",
+        notifications,
+    );
+    reg.register(
+        "vipr_bgp_prefixes_received",
+        "Prefixes announced by the peer (counted, not used)",
+        received,
+    );
+
+    let on_node = Gauge::<i64>::default();
+    on_node.set(vips.iter().filter(|v| v.interface.is_some()).count() as i64);
+    reg.register(
+        "vipr_vips_on_node",
+        "VIP addresses vipr has on this node",
+        on_node,
+    );
+    let advertised = Family::<Labels, Gauge>::default();
+    for v in vips {
+        advertised
+            .get_or_create(&l(&[("address", v.address.to_string())]))
+            .set(v.advertised as i64);
+    }
+    reg.register(
+        "vipr_vip_advertised",
+        "1 when the VIP is advertised from this node",
+        advertised,
+    );
+    let leader = Gauge::<i64>::default();
+    leader.set(vips.iter().any(|v| v.advertised) as i64);
+    reg.register(
+        "kube_vip_is_leader",
+        "1 when this node serves at least one VIP",
+        leader,
+    );
+    if let Some(h) = healthy {
+        let g = Gauge::<i64>::default();
+        g.set(h as i64);
+        reg.register(
+            "vipr_control_plane_healthy",
+            "Result of the control-plane health gate",
+            g,
+        );
+    }
+    let info = Family::<Labels, Gauge>::default();
+    info.get_or_create(&l(&[("version", env!("CARGO_PKG_VERSION").to_string())]))
+        .set(1);
+    reg.register("vipr_build_info", "vipr version", info);
+
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &reg);
+    out
+}

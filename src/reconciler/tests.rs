@@ -1,0 +1,189 @@
+//! Synchronous tests of the reconciler core.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::config::Layers;
+
+fn config(extra: &[(&str, &str)]) -> Arc<Config> {
+    let mut env: HashMap<String, String> = [
+        ("bgp_enable", "true"),
+        ("cp_enable", "true"),
+        ("address", "192.0.2.10"),
+        ("bgp_peers", "192.0.2.1:65000::false"),
+        ("vipr_communities", "65000:100"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let mut l = Layers::default();
+    l.add_env(|n| env.get(n).cloned());
+    Arc::new(Config::from_layers(&l, "n").unwrap())
+}
+
+fn addr(ip: &str) -> NodeAddr {
+    let ip: IpAddr = ip.parse().unwrap();
+    NodeAddr {
+        ip,
+        prefix_len: if ip.is_ipv4() { 32 } else { 128 },
+        interface: "lo".into(),
+    }
+}
+
+fn routes(actions: &[Action]) -> Option<Vec<String>> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::Routes(t) => Some(t.iter().map(|(p, _)| p.to_string()).collect()),
+        _ => None,
+    })
+}
+
+#[test]
+fn vip_is_added_then_advertised_with_configured_communities() {
+    let mut r = Reconciler::new();
+    let a = r.handle(Input::Config(config(&[])));
+    assert_eq!(a[0], Action::Add(addr("192.0.2.10")));
+    assert_eq!(
+        routes(&a),
+        Some(vec![]),
+        "nothing advertised before the address is on the node"
+    );
+    let a = r.handle(Input::Added {
+        addr: addr("192.0.2.10"),
+        owned: true,
+    });
+    assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+    let Action::Routes(t) = &a[0] else { panic!() };
+    let (_, attrs) = t.iter().next().unwrap();
+    assert_eq!(attrs.communities, vec!["65000:100".parse().unwrap()]);
+    // Nothing changes on a repeated input.
+    assert!(r.handle(Input::Config(config(&[]))).is_empty());
+}
+
+#[test]
+fn health_gates_the_control_plane_route() {
+    let mut r = Reconciler::new();
+    let c = config(&[(
+        "control_plane_health_check_address",
+        "http://127.0.0.1:6443/livez",
+    )]);
+    assert!(
+        r.handle(Input::Config(c))
+            .iter()
+            .all(|a| !matches!(a, Action::Add(_))),
+        "not before the first success"
+    );
+    let a = r.handle(Input::Health(Health::Up));
+    assert_eq!(a, vec![Action::Add(addr("192.0.2.10"))]);
+    r.handle(Input::Added {
+        addr: addr("192.0.2.10"),
+        owned: true,
+    });
+    let a = r.handle(Input::Health(Health::Down));
+    // Withdraw first, then remove the address.
+    assert_eq!(a[0], Action::Routes(RouteTable::new()));
+    assert_eq!(a[1], Action::Remove(addr("192.0.2.10")));
+    assert!(r.status()[0]
+        .held_back
+        .as_deref()
+        .unwrap()
+        .contains("health"));
+}
+
+#[test]
+fn addresses_not_added_by_vipr_are_never_removed() {
+    let mut r = Reconciler::new();
+    r.handle(Input::Config(config(&[])));
+    let a = r.handle(Input::Added {
+        addr: addr("192.0.2.10"),
+        owned: false,
+    });
+    assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+    let a = r.handle(Input::Shutdown);
+    assert_eq!(a, vec![Action::Routes(RouteTable::new())]);
+    assert!(r.owned().is_empty());
+}
+
+#[test]
+fn stale_addresses_from_an_earlier_run_are_removed_and_wanted_ones_kept() {
+    let mut r = Reconciler::new();
+    r.handle(Input::Observed(vec![
+        addr("192.0.2.10"),
+        addr("198.51.100.9"),
+    ]));
+    let a = r.handle(Input::Config(config(&[])));
+    assert!(a.contains(&Action::Remove(addr("198.51.100.9"))));
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Add(_))),
+        "192.0.2.10 is already there: {a:?}"
+    );
+    assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+}
+
+#[test]
+fn static_and_dual_stack_vips_with_subnet() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("address", "192.0.2.10,2001:db8::10"),
+        ("vipr_static_vips", "198.51.100.5"),
+        ("vip_subnet", "24,64"),
+        ("vip_interface", "eth0"),
+    ]);
+    let a = r.handle(Input::Config(c));
+    let adds: Vec<String> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Add(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        adds,
+        vec![
+            "192.0.2.10/24 dev eth0",
+            "198.51.100.5/24 dev eth0",
+            "2001:db8::10/64 dev eth0"
+        ]
+    );
+    for n in ["192.0.2.10", "198.51.100.5", "2001:db8::10"] {
+        let ip: IpAddr = n.parse().unwrap();
+        r.handle(Input::Added {
+            addr: NodeAddr {
+                ip,
+                prefix_len: if ip.is_ipv4() { 24 } else { 64 },
+                interface: "eth0".into(),
+            },
+            owned: true,
+        });
+    }
+    // Routes are host routes regardless of the on-interface mask.
+    let st = r.status();
+    assert!(st.iter().all(|v| v.advertised), "{st:?}");
+    assert_eq!(r.routes.as_ref().unwrap().len(), 3);
+    assert!(r
+        .routes
+        .as_ref()
+        .unwrap()
+        .get(&"2001:db8::10/128".parse().unwrap())
+        .is_some());
+}
+
+#[test]
+fn failed_add_is_retried_on_resync() {
+    let mut r = Reconciler::new();
+    r.handle(Input::Config(config(&[("vip_interface", "eth9")])));
+    let mut a = addr("192.0.2.10");
+    a.interface = "eth9".into();
+    assert!(r
+        .handle(Input::AddFailed(a.clone(), "no such interface".into()))
+        .is_empty());
+    assert!(r.status()[0]
+        .held_back
+        .as_deref()
+        .unwrap()
+        .contains("no such interface"));
+    let again = r.handle(Input::Observed(vec![]));
+    assert_eq!(again, vec![Action::Add(a)]);
+}

@@ -1,0 +1,298 @@
+//! The async shells of `vipr manager`: the reconciler task (owns the node's addresses and
+//! drives the speaker's routes), the peers task (turns config into BGP sessions, changing
+//! only what changed), and the health supervisor. `main.rs` wires them with channels.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgp::{GracefulRestart, PeerConfig, ShutdownOptions, Speaker};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, Layers};
+use crate::dataplane::addr::AddrManager;
+use crate::reconciler::{Action, Health, Input, Reconciler};
+use crate::vips::VipState;
+
+/// How often the node's addresses are re-read (repairs external changes).
+pub const RESYNC: Duration = Duration::from_secs(10);
+
+/// Where configuration comes from, kept so SIGHUP can read it again.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `(flag, value)` pairs from the command line.
+    pub flags: Vec<(String, String)>,
+    /// `--config` file.
+    pub file: Option<PathBuf>,
+}
+
+impl Sources {
+    /// Reads flags, the file and the environment into a validated config.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut layers = Layers::default();
+        layers.add_flags(self.flags.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        if let Some(f) = &self.file {
+            layers.add_file(f)?;
+        }
+        layers.add_env(|n| std::env::var(n).ok());
+        Config::from_layers(&layers, &hostname())
+    }
+}
+
+/// The kernel's host name (the default node name).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Runs the reconciler until cancelled, then withdraws everything (speaker shutdown), removes
+/// vipr's addresses, and returns.
+pub async fn reconcile(
+    mut cfg: watch::Receiver<Arc<Config>>,
+    mut health: watch::Receiver<Health>,
+    addrs: AddrManager,
+    speaker: Speaker,
+    vips: watch::Sender<Vec<VipState>>,
+    cancel: CancellationToken,
+) {
+    let mut core = Reconciler::new();
+    let observed = addrs.owned().await.unwrap_or_else(|e| {
+        warn!(error = %e, "cannot list addresses");
+        Vec::new()
+    });
+    if !observed.is_empty() {
+        info!(
+            count = observed.len(),
+            "found VIP addresses from an earlier run"
+        );
+    }
+    let mut pending: VecDeque<Action> = VecDeque::new();
+    pending.extend(core.handle(Input::Observed(observed)));
+    pending.extend(core.handle(Input::Health(*health.borrow_and_update())));
+    pending.extend(core.handle(Input::Config(cfg.borrow_and_update().clone())));
+    apply(&mut core, pending, &addrs, &speaker, &vips).await;
+    let mut tick = tokio::time::interval(RESYNC);
+    tick.tick().await;
+    loop {
+        let actions = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Ok(()) = cfg.changed() => core.handle(Input::Config(cfg.borrow_and_update().clone())),
+            Ok(()) = health.changed() => core.handle(Input::Health(*health.borrow_and_update())),
+            _ = tick.tick() => match addrs.owned().await {
+                Ok(o) => core.handle(Input::Observed(o)),
+                Err(e) => { warn!(error = %e, "resync failed"); Vec::new() }
+            },
+        };
+        apply(&mut core, actions.into(), &addrs, &speaker, &vips).await;
+    }
+    // Shutdown: routes first (withdraw + Cease on every session), then addresses.
+    let c = cfg.borrow().clone();
+    speaker
+        .shutdown(ShutdownOptions {
+            message: format!("vipr on {} shutting down", c.node_name),
+            drain: c.bgp.drain,
+        })
+        .await;
+    let actions = core.handle(Input::Shutdown);
+    apply(&mut core, actions.into(), &addrs, &speaker, &vips).await;
+    for a in core.owned() {
+        if let Err(e) = addrs.remove(&a).await {
+            warn!(address = %a, error = %e, "cannot remove VIP address");
+        }
+    }
+    info!("all routes withdrawn and VIP addresses removed");
+}
+
+/// Executes actions, feeding each result back into the core until nothing is left.
+async fn apply(
+    core: &mut Reconciler,
+    mut queue: VecDeque<Action>,
+    addrs: &AddrManager,
+    speaker: &Speaker,
+    vips: &watch::Sender<Vec<VipState>>,
+) {
+    while let Some(a) = queue.pop_front() {
+        let more = match a {
+            Action::Add(n) => match addrs.add(&n).await {
+                Ok(owned) => {
+                    info!(address = %n, owned, "VIP on the node");
+                    core.handle(Input::Added { addr: n, owned })
+                }
+                Err(e) => {
+                    warn!(address = %n, error = %e, "cannot add VIP address; retrying at the next resync");
+                    core.handle(Input::AddFailed(n, e.to_string()))
+                }
+            },
+            Action::Remove(n) => match addrs.remove(&n).await {
+                Ok(()) => {
+                    info!(address = %n, "VIP removed from the node");
+                    core.handle(Input::Removed(n))
+                }
+                Err(e) => {
+                    warn!(address = %n, error = %e, "cannot remove VIP address");
+                    Vec::new()
+                }
+            },
+            Action::Routes(t) => {
+                speaker.set_routes(t);
+                Vec::new()
+            }
+        };
+        queue.extend(more);
+    }
+    vips.send_replace(core.status());
+}
+
+/// Turns the config's peers into speaker sessions whenever the config changes: unchanged
+/// peers are left alone, changed ones reset, removed ones withdrawn and closed.
+pub async fn peers(
+    mut cfg: watch::Receiver<Arc<Config>>,
+    addrs: AddrManager,
+    speaker: Speaker,
+    cancel: CancellationToken,
+) {
+    loop {
+        let c = cfg.borrow_and_update().clone();
+        let mut retry = Duration::from_secs(1);
+        loop {
+            match resolve(&c, &addrs).await {
+                Ok(want) => {
+                    apply_peers(&speaker, want).await;
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?retry, "cannot configure BGP peers");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(retry) => {}
+                        Ok(()) = cfg.changed() => break,
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = cfg.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+async fn apply_peers(speaker: &Speaker, want: Vec<PeerConfig>) {
+    let current = speaker.peers().await.unwrap_or_default();
+    for p in &current {
+        if !want.iter().any(|w| w.address == p.config.address) {
+            info!(peer = %p.config.address, "peer removed from the configuration");
+            let _ = speaker.remove_peer(p.config.address).await;
+        }
+    }
+    for w in want {
+        let addr = w.address;
+        let existed = current.iter().any(|p| p.config.address == addr);
+        match speaker.set_peer(w).await {
+            Ok(true) if existed => info!(peer = %addr, "peer configuration changed: session reset"),
+            Ok(_) => {}
+            Err(e) => warn!(peer = %addr, error = %e, "cannot add peer"),
+        }
+    }
+}
+
+/// Builds the speaker's peer configs: router id, source addresses and next hops come from the
+/// node's interfaces when not configured.
+pub async fn resolve(c: &Config, addrs: &AddrManager) -> Result<Vec<PeerConfig>, String> {
+    let router_id = match (c.bgp.router_id, &c.bgp.router_interface) {
+        (Some(id), _) => id,
+        (None, Some(iface)) => addrs
+            .ipv4_of(iface)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("bgp_routerinterface {iface} has no IPv4 address"))?,
+        (None, None) => addrs
+            .any_global_ipv4()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no router id: set bgp_routerid (no IPv4 address found on the node)")?,
+    };
+    let source_addrs: Vec<IpAddr> = match (&c.bgp.source_ip, &c.bgp.source_if) {
+        (Some(ip), _) => vec![*ip],
+        (None, Some(iface)) => addrs.addrs_of(iface).await.map_err(|e| e.to_string())?,
+        (None, None) => Vec::new(),
+    };
+    // Next hops for the other family than the session's: a global address of the node.
+    let nh_iface = c.bgp.source_if.clone();
+    let node_addrs = match &nh_iface {
+        Some(i) => addrs.addrs_of(i).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let any_v6 = match node_addrs.iter().find(|a| a.is_ipv6()) {
+        Some(IpAddr::V6(a)) => Some(*a),
+        _ => addrs.any_global_ipv6().await.ok().flatten(),
+    };
+    let any_v4 = match node_addrs.iter().find(|a| a.is_ipv4()) {
+        Some(IpAddr::V4(a)) => Some(*a),
+        _ => addrs.any_global_ipv4().await.ok().flatten(),
+    };
+    let mut out = Vec::new();
+    for spec in &c.bgp.peers {
+        let mut p = PeerConfig::new(spec.address, spec.remote_as, c.bgp.local_as, router_id);
+        p.port = spec.port;
+        p.password = spec.password.clone();
+        p.ttl = spec.multihop.then_some(255);
+        p.hold_time = c.bgp.hold_time;
+        p.keepalive = Some(c.bgp.keepalive).filter(|k| *k > 0);
+        p.source = source_addrs
+            .iter()
+            .copied()
+            .find(|s| s.is_ipv4() == spec.address.is_ipv4());
+        if spec.address.is_ipv4() {
+            p.next_hop_v6 = any_v6;
+        } else {
+            p.next_hop_v4 = any_v4;
+        }
+        p.graceful_restart = c.bgp.graceful_restart.map(|t| GracefulRestart {
+            restart_time: t,
+            restarting: false,
+            forwarding_preserved: true,
+        });
+        p.validate().map_err(|e| e.to_string())?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Runs the health checker for the current config, restarting it when the check changes.
+pub async fn health(
+    mut cfg: watch::Receiver<Arc<Config>>,
+    tx: watch::Sender<Health>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let check = cfg.borrow_and_update().health.clone();
+        let child = cancel.child_token();
+        match check.clone() {
+            Some(h) => {
+                tx.send_replace(Health::Unknown);
+                tokio::spawn(crate::health::run(h, tx.clone(), child.clone()));
+            }
+            None => {
+                tx.send_replace(Health::NotChecked);
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = cfg.changed() => {
+                    if r.is_err() { return; }
+                    if cfg.borrow().health != check { break; }
+                    cfg.borrow_and_update();
+                }
+            }
+        }
+        child.cancel();
+    }
+}

@@ -1,0 +1,248 @@
+//! The `/status` document (what `vipr status` prints): peers and VIPs, built from the
+//! speaker's snapshot and the reconciler's view, plus the `birdc show protocols`-like table
+//! rendering and the client used by `vipr status`.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use bgp::{Family, PeerInfo, State};
+use serde::{Deserialize, Serialize};
+
+use crate::vips::VipState;
+
+/// One BGP peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerView {
+    /// Neighbour address.
+    pub address: IpAddr,
+    /// Neighbour port.
+    pub port: u16,
+    /// Neighbour AS.
+    pub remote_as: u32,
+    /// Our AS.
+    pub local_as: u32,
+    /// RFC 4271 state name.
+    pub state: String,
+    /// Seconds in the current state (uptime when Established).
+    pub state_seconds: u64,
+    /// Prefixes currently advertised.
+    pub prefixes_sent: u64,
+    /// Prefixes received (counted and dropped).
+    pub prefixes_received: u64,
+    /// UPDATE messages sent.
+    pub updates_sent: u64,
+    /// Times the session went down.
+    pub flaps: u64,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Negotiated hold time.
+    pub hold_time: Option<u16>,
+    /// Families both sides speak.
+    pub families: Vec<String>,
+    /// Our address on the session.
+    pub local_address: Option<String>,
+}
+
+/// One VIP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VipView {
+    /// The address.
+    pub address: IpAddr,
+    /// Why it is served.
+    pub sources: Vec<String>,
+    /// Interface it is on.
+    pub interface: Option<String>,
+    /// Peers it is advertised to (Established with its family negotiated).
+    pub advertised_to: Vec<IpAddr>,
+    /// Why it is not advertised, if it is not.
+    pub held_back: Option<String>,
+}
+
+/// The whole document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// vipr version.
+    pub version: String,
+    /// Node name.
+    pub node: String,
+    /// `bgp` or `arp`.
+    pub mode: String,
+    /// Same as `/readyz`.
+    pub ready: bool,
+    /// BGP peers.
+    pub peers: Vec<PeerView>,
+    /// VIPs.
+    pub vips: Vec<VipView>,
+}
+
+/// Ready when every peer has been tried and at least one is established (no peers: ready).
+pub fn ready(peers: &[PeerInfo]) -> bool {
+    peers.is_empty()
+        || (peers
+            .iter()
+            .all(|p| p.stats.connect_attempts > 0 || p.status.state != State::Idle)
+            && peers.iter().any(|p| p.status.state == State::Established))
+}
+
+/// Builds the status document.
+pub fn build(node: &str, mode: &str, peers: &[PeerInfo], vips: &[VipState]) -> Status {
+    let now = SystemTime::now();
+    let mut pv: Vec<PeerView> = peers
+        .iter()
+        .map(|p| PeerView {
+            address: p.config.address,
+            port: p.config.port,
+            remote_as: p.config.remote_as,
+            local_as: p.config.local_as,
+            state: p.status.state.name().to_string(),
+            state_seconds: now
+                .duration_since(p.status.since)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            prefixes_sent: p.stats.prefixes_advertised,
+            prefixes_received: p.stats.prefixes_received,
+            updates_sent: p.stats.sent(bgp::codec::MessageType::Update),
+            flaps: p.stats.flaps,
+            last_error: p.status.last_error.clone(),
+            hold_time: p.status.negotiated.as_ref().map(|n| n.hold_time),
+            families: p
+                .status
+                .negotiated
+                .as_ref()
+                .map(|n| n.families.iter().map(|f| f.to_string()).collect())
+                .unwrap_or_default(),
+            local_address: p.status.local.map(|l| l.ip().to_string()),
+        })
+        .collect();
+    pv.sort_by_key(|p| p.address);
+    let vv = vips
+        .iter()
+        .map(|v| {
+            let fam = if v.address.is_ipv4() {
+                Family::Ipv4Unicast
+            } else {
+                Family::Ipv6Unicast
+            };
+            let mut to: Vec<IpAddr> = if v.advertised {
+                peers
+                    .iter()
+                    .filter(|p| {
+                        p.status.state == State::Established
+                            && p.status
+                                .negotiated
+                                .as_ref()
+                                .is_some_and(|n| n.families.contains(&fam))
+                    })
+                    .map(|p| p.config.address)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            to.sort();
+            VipView {
+                address: v.address,
+                sources: v.sources.iter().map(|s| s.to_string()).collect(),
+                interface: v.interface.clone(),
+                advertised_to: to,
+                held_back: v.held_back.clone(),
+            }
+        })
+        .collect();
+    Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        node: node.to_string(),
+        mode: mode.to_string(),
+        ready: ready(peers),
+        peers: pv,
+        vips: vv,
+    }
+}
+
+fn duration(s: u64) -> String {
+    let (d, h, m, s) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h{m:02}m")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// The human-readable tables.
+pub fn render(s: &Status) -> String {
+    let mut out = format!(
+        "vipr {} on {} ({} mode){}\n\n",
+        s.version,
+        s.node,
+        s.mode,
+        if s.ready { "" } else { ", NOT READY" }
+    );
+    out.push_str(&format!(
+        "{:<26} {:>10} {:<12} {:>10} {:>8} {:>6}  {}\n",
+        "PEER", "AS", "STATE", "SINCE", "SENT", "FLAPS", "LAST ERROR"
+    ));
+    for p in &s.peers {
+        let addr = if p.port == 179 {
+            p.address.to_string()
+        } else {
+            format!("{}:{}", p.address, p.port)
+        };
+        out.push_str(&format!(
+            "{:<26} {:>10} {:<12} {:>10} {:>8} {:>6}  {}\n",
+            addr,
+            p.remote_as,
+            p.state,
+            duration(p.state_seconds),
+            p.prefixes_sent,
+            p.flaps,
+            p.last_error.as_deref().unwrap_or("-")
+        ));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<40} {:<28} {:<10} {}\n",
+        "VIP", "SOURCE", "INTERFACE", "ADVERTISED TO"
+    ));
+    for v in &s.vips {
+        let to = if v.advertised_to.is_empty() {
+            format!(
+                "- ({})",
+                v.held_back.as_deref().unwrap_or("no established peer")
+            )
+        } else {
+            v.advertised_to
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "{:<40} {:<28} {:<10} {}\n",
+            v.address,
+            v.sources.join(","),
+            v.interface.as_deref().unwrap_or("-"),
+            to
+        ));
+    }
+    out
+}
+
+/// Fetches `/status` from a running daemon.
+pub async fn fetch(addr: &str) -> Result<Status, String> {
+    let url = format!("http://{addr}/status");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: HTTP {}", resp.status()));
+    }
+    resp.json::<Status>()
+        .await
+        .map_err(|e| format!("{url}: {e}"))
+}
