@@ -124,6 +124,8 @@ struct ConnIo {
     /// Messages the core produced that the writer channel could not take yet.
     pending: VecDeque<Bytes>,
     reader: JoinHandle<()>,
+    /// Ends once everything handed to `writer` is written and the socket shut down.
+    write_task: JoinHandle<()>,
     local: SocketAddr,
 }
 
@@ -134,6 +136,8 @@ struct Shell {
     conns: HashMap<ConnId, ConnIo>,
     connecting: HashMap<ConnId, JoinHandle<()>>,
     timers: HashMap<Timer, Instant>,
+    /// Writer tasks of closed connections still flushing (a NOTIFICATION, a Cease).
+    flushing: Vec<JoinHandle<()>>,
     status: watch::Sender<PeerStatus>,
     stats: Arc<ArcSwap<Stats>>,
     stopped: bool,
@@ -161,6 +165,7 @@ pub(crate) async fn run_peer(
         conns: HashMap::new(),
         connecting: HashMap::new(),
         timers: HashMap::new(),
+        flushing: Vec::new(),
         status,
         stats,
         stopped: false,
@@ -183,6 +188,12 @@ pub(crate) async fn run_peer(
                     shell.execute(&mut core, outs);
                 }
                 Some(PeerCmd::Incoming(stream)) => {
+                    // Per-peer TTL and GTSM: the shared listener cannot carry them.
+                    let v6 = shell.cfg.address.is_ipv6();
+                    if let Err(e) = socket::set_ttl_and_gtsm(&stream, v6, &shell.cfg) {
+                        warn!(peer = %shell.cfg.address, error = %e, "cannot set TTL/GTSM on an incoming connection; closing it");
+                        continue;
+                    }
                     let id = core.allocate_conn();
                     if let Some(local) = shell.attach(id, stream) {
                         let outs = core.handle(Input::Accepted { conn: id, local });
@@ -250,9 +261,17 @@ pub(crate) async fn run_peer(
     }
     for (_, c) in shell.conns.drain() {
         c.reader.abort();
+        // Dropping `c.writer` lets the writer flush what it has and shut down.
+        shell.flushing.push(c.write_task);
     }
     for (_, h) in shell.connecting.drain() {
         h.abort();
+    }
+    // Return only once the withdrawals and the Cease are on the wire (or STOP_TIMEOUT
+    // passed): a caller may exit the process, and the runtime with it, right after.
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for h in shell.flushing.drain(..) {
+        let _ = tokio::time::timeout_at(deadline, h).await;
     }
     shell.publish_stats(&core);
     shell.status.send_modify(|s| {
@@ -288,19 +307,23 @@ impl Shell {
             .or_else(|| core.wants_tx().filter(|id| self.conns.contains_key(id)))
     }
 
-    /// Splits a connected stream into reader and writer tasks.
+    /// Splits a connected stream into reader and writer tasks. Returns our end's address,
+    /// with an IPv4-mapped address (IPv4 peer on a dual-stack listener) made plain IPv4:
+    /// it becomes the default next hop of IPv4 routes.
     fn attach(&mut self, id: ConnId, stream: TcpStream) -> Option<SocketAddr> {
         let local = stream.local_addr().ok()?;
+        let local = SocketAddr::new(local.ip().to_canonical(), local.port());
         let (rd, wr) = stream.into_split();
         let (wtx, wrx) = mpsc::channel(32);
         let reader = tokio::spawn(read_frames(id, rd, self.events.clone()));
-        tokio::spawn(write_frames(id, wr, wrx, self.events.clone()));
+        let write_task = tokio::spawn(write_frames(id, wr, wrx, self.events.clone()));
         self.conns.insert(
             id,
             ConnIo {
                 writer: wtx,
                 pending: VecDeque::new(),
                 reader,
+                write_task,
                 local,
             },
         );
@@ -342,8 +365,13 @@ impl Shell {
                         // Hand what is left to the writer, then drop it: the writer flushes
                         // and shuts the socket down (FIN).
                         let ConnIo {
-                            writer, pending, ..
+                            writer,
+                            pending,
+                            write_task,
+                            ..
                         } = c;
+                        self.flushing.retain(|h| !h.is_finished());
+                        self.flushing.push(write_task);
                         tokio::spawn(async move {
                             for b in pending {
                                 if tokio::time::timeout(STOP_TIMEOUT, writer.send(b))

@@ -109,7 +109,10 @@ fn set_int<S: AsRawFd>(
 }
 
 /// TTL of our packets and, with GTSM (RFC 5082 §3), the minimum TTL we accept:
-/// `256 - hops`, i.e. 255 for a directly connected peer.
+/// `256 - hops`, i.e. 255 for a directly connected peer. `v6` is the family of the peer's
+/// address: the IPv4 options also apply to an IPv4 peer on an IPv6 (dual-stack) socket.
+/// Applied before connecting, and to accepted connections (which inherit nothing per-peer
+/// from the shared listener).
 pub fn set_ttl_and_gtsm<S: AsRawFd>(sock: &S, v6: bool, cfg: &PeerConfig) -> io::Result<()> {
     let ttl = cfg.effective_ttl() as libc::c_int;
     if v6 {
@@ -154,7 +157,7 @@ pub async fn connect(cfg: &PeerConfig, timeout: Duration) -> io::Result<TcpStrea
     }
 }
 
-/// Binds the passive listener (SO_REUSEADDR; dual-stack when bound to `[::]`).
+/// Binds the passive listener (SO_REUSEADDR; dual-stack when bound to `[::]`; TTL 255).
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
@@ -162,6 +165,14 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         sock.set_only_v6(false)?;
     }
     sock.set_nonblocking(true)?;
+    // The SYN-ACK leaves before a connection is matched to its peer: send it with TTL 255
+    // so that GTSM peers (RFC 5082) accept it. Each accepted connection then gets its own
+    // peer's TTL and minimum TTL (`set_ttl_and_gtsm`). IP_TTL also covers IPv4 peers of a
+    // dual-stack socket.
+    set_int(&sock, libc::IPPROTO_IP, libc::IP_TTL, 255)?;
+    if addr.is_ipv6() {
+        set_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)?;
+    }
     sock.bind(&addr.into())?;
     sock.listen(128)?;
     TcpListener::from_std(sock.into())

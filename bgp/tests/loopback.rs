@@ -320,3 +320,46 @@ async fn malformed_update_resets_only_that_session_and_shutdown_withdraws() {
         "connection closed after the Cease"
     );
 }
+
+/// A passive IPv4 peer arriving on a dual-stack `[::]` listener: our end of the connection
+/// is `::ffff:127.0.0.1`, which must be used as the plain IPv4 next hop (it once made every
+/// IPv4 route unsendable on such sessions).
+#[tokio::test(start_paused = true)]
+async fn ipv4_peer_on_a_dual_stack_listener_gets_a_plain_ipv4_next_hop() {
+    let peer_ip = Ipv4Addr::new(127, 0, 0, 6);
+    let sp = Speaker::start(SpeakerConfig {
+        listen: Some("[::]:0".parse().unwrap()),
+    })
+    .await
+    .unwrap();
+    sp.announce(["203.0.113.10/32".parse().unwrap()], RouteAttrs::default());
+    let mut cfg = peer_cfg(peer_ip, 179, 9);
+    cfg.passive = true;
+    sp.add_peer(cfg).await.unwrap();
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(IpAddr::V4(peer_ip), 0)).unwrap();
+    let port = sp.listen_addr().unwrap().port();
+    let s = sock
+        .connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+        .await
+        .unwrap();
+    let mut p = RawPeer { s };
+    p.send(&open(65000, 9, Ipv4Addr::new(192, 0, 2, 6))).await;
+    let Some(Message::Open(_)) = p.read().await else {
+        panic!("expected OPEN")
+    };
+    p.send(&codec::encode_keepalive()).await;
+    let u = loop {
+        match p.read().await.expect("an UPDATE") {
+            Message::Update(u) if !u.announced.is_empty() => break u,
+            _ => {}
+        }
+    };
+    assert_eq!(u.attrs.next_hop, Some(Ipv4Addr::LOCALHOST), "{u:?}");
+    let info = sp.peers().await.unwrap().remove(0);
+    assert_eq!(
+        info.status.local.map(|l| l.ip()),
+        Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    );
+    sp.shutdown(ShutdownOptions::default()).await;
+}
