@@ -5,7 +5,9 @@
 //! - [`netns`]: network namespaces ([`Netns`]) and a bridged multi-node lab ([`Lab`]);
 //! - [`bird`]: a real BIRD 2 peer ([`Bird`], [`BirdRoute`]);
 //! - [`frr`]: a real FRR peer, zebra + bgpd ([`Frr`]);
-//! - [`gobgp`]: a real GoBGP peer ([`Gobgp`]).
+//! - [`gobgp`]: a real GoBGP peer ([`Gobgp`]);
+//! - [`runtime`]: a tokio runtime whose threads live in a namespace ([`NsRuntime`], from
+//!   [`Netns::runtime`]) to run async code under test there.
 //!
 //! Everything cleans up on `Drop`, also when a test panics: processes are killed and waited,
 //! namespaces deleted, temporary directories removed. All of it needs root.
@@ -14,11 +16,13 @@ pub mod bird;
 pub mod frr;
 pub mod gobgp;
 pub mod netns;
+pub mod runtime;
 
 pub use bird::{Bird, BirdRoute};
 pub use frr::Frr;
 pub use gobgp::Gobgp;
 pub use netns::{Lab, Netns};
+pub use runtime::NsRuntime;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};

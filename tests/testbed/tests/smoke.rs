@@ -1,6 +1,6 @@
 //! Smoke tests proving the harness works against the real tools: a bridged lab of
-//! namespaces (ping over IPv4 and IPv6, `enter`, link down/up, cleanup), BIRD 2 peering
-//! with FRR (both address families, communities, large communities, restart) and BIRD
+//! namespaces (ping over IPv4 and IPv6, `enter`, link down/up, cleanup), a tokio runtime
+//! whose sockets live in a node namespace (`Netns::runtime`), BIRD 2 peering with FRR (both address families, communities, large communities, restart) and BIRD
 //! peering with GoBGP (CLI-added path, BIRD restart).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -105,6 +105,58 @@ fn lab_connects_nodes_and_cleans_up() {
         "process in the namespace must be killed"
     );
     assert_gone(&names);
+}
+
+#[test]
+fn runtime_threads_and_sockets_live_in_the_namespace() {
+    require_root();
+    let lab = Lab::new(1);
+    let host_ns = testbed::runtime::current_netns_inode();
+    let listener = lab
+        .router
+        .enter(|| TcpListener::bind((Lab::router_v4(), 0)).unwrap());
+    let addr = listener.local_addr().unwrap();
+    let rt = lab.nodes[0].runtime();
+    // A tokio connect made by a task: from the node's address, which only exists in the node.
+    let (local, task_ns, blocking_ns) = rt.block_on(async move {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let blocking = tokio::task::spawn_blocking(testbed::runtime::current_netns_inode)
+            .await
+            .unwrap();
+        (
+            s.local_addr().unwrap(),
+            testbed::runtime::current_netns_inode(),
+            blocking,
+        )
+    });
+    assert_eq!(local.ip(), Lab::node_v4(0));
+    assert_ne!(task_ns, host_ns, "task ran in the host namespace");
+    assert_eq!(
+        task_ns, blocking_ns,
+        "blocking pool thread in another namespace"
+    );
+    assert_eq!(
+        testbed::runtime::current_netns_inode(),
+        host_ns,
+        "the caller stays in the host namespace"
+    );
+    let (_c, peer) = listener.accept().unwrap();
+    assert_eq!(peer, local);
+    // A tokio listener bound by a task is visible in the node, not on the host.
+    let bound = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        l.into_std().unwrap()
+    });
+    let port = bound.local_addr().unwrap().port();
+    let ss = lab.nodes[0].sh("ss -ltnH");
+    assert!(ss.contains(&format!(":{port} ")), "{ss}");
+    assert!(!lab.router.sh("ss -ltnH").contains(&format!(":{port} ")));
+    drop(bound);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async { panic!("propagated") })
+    }));
+    assert!(caught.is_err(), "a panic inside block_on must propagate");
+    drop(rt);
 }
 
 const BIRD_TIMERS: &str =
