@@ -363,3 +363,65 @@ async fn ipv4_peer_on_a_dual_stack_listener_gets_a_plain_ipv4_next_hop() {
     );
     sp.shutdown(ShutdownOptions::default()).await;
 }
+
+/// RFC 8326: with a drain period, shutdown first re-advertises every route with
+/// GRACEFUL_SHUTDOWN (65535:0), waits, then withdraws and sends the Cease.
+#[tokio::test(start_paused = true)]
+async fn drain_readvertises_with_graceful_shutdown_before_withdrawing() {
+    let ip = Ipv4Addr::new(127, 0, 0, 6);
+    let l = listener(ip).await;
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let p: ipnet::IpNet = "203.0.113.20/32".parse().unwrap();
+    sp.announce(
+        [p],
+        RouteAttrs {
+            communities: vec!["65001:7".parse().unwrap()],
+            ..Default::default()
+        },
+    );
+    sp.add_peer(peer_cfg(ip, l.local_addr().unwrap().port(), 90)).await.unwrap();
+    let mut peer = accept(&l).await;
+    peer.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 6)).await;
+    // Initial table: the route with its own community only.
+    loop {
+        if let Some(Message::Update(u)) = peer.read().await {
+            if u.announced == vec![p] {
+                assert_eq!(u.attrs.communities, vec!["65001:7".parse().unwrap()]);
+                break;
+            }
+        }
+    }
+    let shut = tokio::spawn({
+        let sp = sp.clone();
+        async move {
+            sp.shutdown(ShutdownOptions {
+                message: "drain".into(),
+                drain: Some(Duration::from_secs(5)),
+            })
+            .await
+        }
+    });
+    let t0 = Instant::now();
+    let (mut drained_at, mut withdrawn_at) = (None, None);
+    while let Some(m) = peer.read().await {
+        match m {
+            Message::Update(u) if u.announced == vec![p] => {
+                assert_eq!(
+                    u.attrs.communities,
+                    vec!["65001:7".parse().unwrap(), bgp::Community::GRACEFUL_SHUTDOWN]
+                );
+                drained_at = Some(t0.elapsed());
+            }
+            Message::Update(u) if u.withdrawn == vec![p] => withdrawn_at = Some(t0.elapsed()),
+            Message::Notification(n) => {
+                assert_eq!((n.code, n.subcode), (6, 2));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (d, w) = (drained_at.expect("re-advertised with 65535:0"), withdrawn_at.expect("withdrawn"));
+    assert!(d < Duration::from_millis(100), "{d:?}");
+    assert!(w >= Duration::from_secs(5) && w < Duration::from_millis(5100), "{w:?}");
+    shut.await.unwrap();
+}
