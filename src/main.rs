@@ -25,6 +25,8 @@
 
 mod config;
 mod dataplane;
+#[allow(dead_code)] // wired into ARP mode next
+mod election;
 mod error;
 mod health;
 mod http;
@@ -113,9 +115,13 @@ fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},rtnetlink=warn,netlink_proto=warn"))
     });
-    let b = tracing_subscriber::fmt()
+    let mut b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
+    // Colours only on a terminal: not in files, `kubectl logs` or journald.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        b = b.with_ansi(false);
+    }
     if json {
         b.json().init();
     } else {

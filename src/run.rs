@@ -205,6 +205,21 @@ async fn apply_peers(speaker: &Speaker, want: Vec<PeerConfig>) {
 /// Builds the speaker's peer configs: router id, source addresses and next hops come from the
 /// node's interfaces when not configured.
 pub async fn resolve(c: &Config, addrs: &AddrManager) -> Result<Vec<PeerConfig>, String> {
+    // A default router id or next hop is never a VIP (one can be on the node without vipr's
+    // marker: put there by hand or by an earlier kube-vip), and comes from a loopback
+    // interface only when no other has one: `lo` holds VIPs and service addresses, which a
+    // directly connected peer cannot use as next hop and other nodes may share.
+    let vips: Vec<IpAddr> = c.configured_vips().map(|(ip, _)| ip).collect();
+    let globals = addrs.global_addrs().await.map_err(|e| e.to_string())?;
+    let pick = |v4: bool| {
+        let usable = |want_lo: bool| {
+            globals
+                .iter()
+                .find(|(ip, lo)| ip.is_ipv4() == v4 && *lo == want_lo && !vips.contains(ip))
+                .map(|(ip, _)| *ip)
+        };
+        usable(false).or_else(|| usable(true))
+    };
     let router_id = match (c.bgp.router_id, &c.bgp.router_interface) {
         (Some(id), _) => id,
         (None, Some(iface)) => addrs
@@ -212,11 +227,14 @@ pub async fn resolve(c: &Config, addrs: &AddrManager) -> Result<Vec<PeerConfig>,
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("bgp_routerinterface {iface} has no IPv4 address"))?,
-        (None, None) => addrs
-            .any_global_ipv4()
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no router id: set bgp_routerid (no IPv4 address found on the node)")?,
+        (None, None) => match pick(true) {
+            Some(IpAddr::V4(a)) => a,
+            _ => {
+                return Err(
+                    "no router id: set bgp_routerid (no IPv4 address found on the node)".into(),
+                )
+            }
+        },
     };
     let source_addrs: Vec<IpAddr> = match (&c.bgp.source_ip, &c.bgp.source_if) {
         (Some(ip), _) => vec![*ip],
@@ -231,11 +249,17 @@ pub async fn resolve(c: &Config, addrs: &AddrManager) -> Result<Vec<PeerConfig>,
     };
     let any_v6 = match node_addrs.iter().find(|a| a.is_ipv6()) {
         Some(IpAddr::V6(a)) => Some(*a),
-        _ => addrs.any_global_ipv6().await.ok().flatten(),
+        _ => match pick(false) {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        },
     };
     let any_v4 = match node_addrs.iter().find(|a| a.is_ipv4()) {
         Some(IpAddr::V4(a)) => Some(*a),
-        _ => addrs.any_global_ipv4().await.ok().flatten(),
+        _ => match pick(true) {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        },
     };
     let mut out = Vec::new();
     for spec in &c.bgp.peers {

@@ -233,6 +233,14 @@ impl Reader<'_> {
         }
     }
 
+    /// `key="value" (origin)` for conflict messages (not for secrets).
+    fn show(&self, key: &str) -> String {
+        match self.layers.get(key) {
+            Some(r) => format!("{key}={:?} ({})", r.value, r.origin),
+            None => key.to_string(),
+        }
+    }
+
     fn parse<T>(
         &self,
         key: &str,
@@ -338,9 +346,11 @@ impl Config {
         let bgp_enable = r.bool("bgp_enable", false)?;
         let mode = match (bgp_enable, arp) {
             (true, true) => {
-                return Err(ConfigError::Conflict(
-                    "vip_arp and bgp_enable are mutually exclusive: choose one mode".into(),
-                ))
+                return Err(ConfigError::Conflict(format!(
+                    "{} and {} are mutually exclusive: choose one mode",
+                    r.show("vip_arp"),
+                    r.show("bgp_enable")
+                )))
             }
             (true, false) => Mode::Bgp,
             (false, true) => Mode::Arp,

@@ -1,6 +1,7 @@
 //! kube-vip's `bgp_peers` syntax: a comma list of `address:AS:password:multihop[:port[:…]]`,
 //! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`). Errors name
-//! the entry by position and address, never the password.
+//! the entry by position and address and never quote the text: a password containing `:` or
+//! `,` (which the format cannot carry) shifts its fragments into other fields.
 
 use std::net::IpAddr;
 
@@ -72,14 +73,16 @@ pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, String> {
         let f = fields(entry).map_err(|e| format!("peer #{n}: {e}"))?;
         let addr_text = f[0].trim_start_matches('[').trim_end_matches(']');
         let address: IpAddr = addr_text.parse().map_err(|_| {
-            format!("peer #{n}: {addr_text:?} is not an IP address (IPv6 goes in [brackets])")
+            format!("peer #{n}: the address is not an IP address (IPv6 goes in [brackets])")
         })?;
         if f.len() < 2 {
             return Err(format!(
                 "peer #{n} ({address}): expected address:AS:password:multihop[:port]"
             ));
         }
-        let remote_as = parse_asn(&f[1]).map_err(|e| format!("peer #{n} ({address}): AS {e}"))?;
+        let remote_as = parse_asn(&f[1]).map_err(|_| {
+            format!("peer #{n} ({address}): AS is not an AS number (1..=4294967295 or asdot)")
+        })?;
         let password = f
             .get(2)
             .filter(|p| !p.is_empty())
@@ -92,19 +95,14 @@ pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, String> {
             }
         }
         let multihop = match f.get(3) {
-            Some(m) => parse_bool(m).ok_or_else(|| {
-                format!("peer #{n} ({address}): multihop {m:?} is not true or false")
-            })?,
+            Some(m) => parse_bool(m)
+                .ok_or_else(|| format!("peer #{n} ({address}): multihop is not true or false"))?,
             None => false,
         };
         let port = match f.get(4).filter(|p| !p.is_empty()) {
             Some(p) => match p.parse::<u16>() {
                 Ok(v) if v > 0 => v,
-                _ => {
-                    return Err(format!(
-                        "peer #{n} ({address}): port {p:?} is not in 1..=65535"
-                    ))
-                }
+                _ => return Err(format!("peer #{n} ({address}): port is not in 1..=65535")),
             },
             None => 179,
         };
@@ -183,6 +181,15 @@ mod tests {
             let e = parse_peers(input).unwrap_err();
             assert!(e.contains(needle), "{input}: {e}");
             assert!(!e.contains("pw"), "password leaked: {e}");
+        }
+        // Passwords with the separators: no fragment comes back.
+        for input in [
+            "10.0.0.1:65000:pw:pw2:false",
+            "10.0.0.1:65000:pw,pw2:false",
+            "10.0.0.1:65000:a:b:pw2",
+        ] {
+            let e = parse_peers(input).unwrap_err();
+            assert!(!e.contains("pw2"), "password fragment leaked: {e}");
         }
     }
 

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::Handle;
 use tracing::warn;
 
@@ -243,20 +243,29 @@ impl AddrManager {
         Ok(v)
     }
 
-    /// A router id when none is configured: the first global IPv4 of any interface.
-    pub async fn any_global_ipv4(&self) -> Result<Option<Ipv4Addr>, DataplaneError> {
-        Ok(self.dump(None).await?.into_iter().find_map(|k| match k.ip {
-            IpAddr::V4(a) if !k.ours && !a.is_loopback() && !a.is_link_local() => Some(a),
-            _ => None,
-        }))
+    /// The node's global addresses in kernel order, without vipr's own, each with whether it
+    /// sits on a loopback interface. The caller picks a router id or next hop from them.
+    pub async fn global_addrs(&self) -> Result<Vec<(IpAddr, bool)>, DataplaneError> {
+        let loopbacks = self.loopback_links().await?;
+        Ok(self
+            .dump(None)
+            .await?
+            .into_iter()
+            .filter(|k| !k.ours && !k.ip.is_loopback() && !is_link_local(&k.ip))
+            .map(|k| (k.ip, loopbacks.contains(&k.index)))
+            .collect())
     }
 
-    /// A next hop for IPv6 routes over IPv4 sessions: the first global IPv6 of the node.
-    pub async fn any_global_ipv6(&self) -> Result<Option<std::net::Ipv6Addr>, DataplaneError> {
-        Ok(self.dump(None).await?.into_iter().find_map(|k| match k.ip {
-            IpAddr::V6(a) if !k.ours && !a.is_loopback() && !is_link_local(&k.ip) => Some(a),
-            _ => None,
-        }))
+    async fn loopback_links(&self) -> Result<Vec<u32>, DataplaneError> {
+        let _turn = self.dumping.lock().await;
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(l) = links.try_next().await.map_err(nl("link dump"))? {
+            if l.header.flags.contains(LinkFlags::Loopback) {
+                out.push(l.header.index);
+            }
+        }
+        Ok(out)
     }
 
     fn read_state(&self) -> BTreeSet<NodeAddr> {

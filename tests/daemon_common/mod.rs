@@ -1,0 +1,467 @@
+//! Shared helpers of the daemon end-to-end tests (`tests/daemon_*.rs`): start the real `vipr`
+//! binary inside a node namespace ([`Vipr`]), read its `/status` through `vipr status --json`,
+//! look at the node's `lo`, write BIRD/FRR router configs for the lab, poll a peer for a
+//! route, and a tiny HTTP health endpoint ([`HealthServer`]) living in a namespace.
+//!
+//! Everything is cleaned up on `Drop`, also when a test panics; a failing test prints the
+//! daemon's log.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testbed::{wait_for, Bird, Frr, Lab, Netns, Proc, TempDir};
+
+/// The IPv4 control-plane VIP of every test.
+pub const VIP4: &str = "192.0.2.10";
+/// The IPv6 control-plane VIP.
+pub const VIP6: &str = "2001:db8:ff::10";
+/// vipr's AS.
+pub const NODE_AS: u32 = 65001;
+/// The router's AS.
+pub const ROUTER_AS: u32 = 65000;
+/// Long enough for any convergence in the lab (sessions come up in 1-3 s).
+pub const CONVERGE: Duration = Duration::from_secs(20);
+/// `prometheus_server` of every vipr (each namespace has its own loopback).
+pub const HTTP: &str = "127.0.0.1:2112";
+
+/// The binary under test.
+pub fn vipr_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vipr")
+}
+
+/// The kube-vip environment of a BGP control-plane node peering with the lab's router:
+/// both VIPs, AS 65001, fast timers, HTTP on 127.0.0.1:2112, state in `state_dir`.
+pub fn base_env(state_dir: &Path) -> BTreeMap<String, String> {
+    let mut e = BTreeMap::new();
+    for (k, v) in [
+        ("bgp_enable", "true"),
+        ("cp_enable", "true"),
+        ("address", "192.0.2.10,2001:db8:ff::10"),
+        ("bgp_as", "65001"),
+        ("bgp_peers", "10.55.0.1:65000::false"),
+        ("bgp_hold_time", "3"),
+        ("bgp_keepalive_interval", "1"),
+        ("prometheus_server", HTTP),
+    ] {
+        e.insert(k.to_string(), v.to_string());
+    }
+    e.insert(
+        "vipr_state_dir".into(),
+        state_dir.to_str().expect("utf-8 path").to_string(),
+    );
+    e
+}
+
+/// `vipr manager` running in a namespace, its stdout and stderr appended to a log file.
+/// `Drop` kills it (SIGKILL) and, if the test is panicking, prints the log.
+pub struct Vipr {
+    proc: Option<Proc>,
+    ns: String,
+    log: PathBuf,
+    label: String,
+}
+
+impl Vipr {
+    /// Start `vipr manager ARGS` in `ns` with exactly `env` (plus PATH) as its
+    /// environment; output goes to `log` (appended, so a restart keeps the earlier run).
+    pub fn start(ns: &Netns, env: &BTreeMap<String, String>, args: &[&str], log: &Path) -> Vipr {
+        let label = format!("vipr in {}", ns.name);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+        let _ = writeln!(&f, "===== {label}: start, env {env:?} args {args:?}");
+        let g = f.try_clone().expect("dup log fd");
+        let mut argv = vec![vipr_bin(), "manager"];
+        argv.extend_from_slice(args);
+        let child = ns
+            .command(&argv)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(env)
+            .stdout(f)
+            .stderr(g)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {argv:?}: {e}"));
+        Vipr {
+            proc: Some(Proc::new("vipr", child)),
+            ns: ns.name.clone(),
+            log: log.to_path_buf(),
+            label,
+        }
+    }
+
+    fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("vipr process")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("vipr process").pid()
+    }
+
+    /// Send a signal (e.g. `libc::SIGHUP`).
+    pub fn signal(&mut self, sig: i32) {
+        self.proc().signal(sig);
+    }
+
+    /// `Some(status)` once it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.proc().exited()
+    }
+
+    /// Wait up to `timeout` for the process to exit; panics (with the log) if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let st = wait_for(timeout, || self.proc().exited());
+        st.unwrap_or_else(|| panic!("{} did not exit within {timeout:?}", self.label))
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.proc().kill()
+    }
+
+    /// The whole log so far (every run written to this log file).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log of the current run only (after its start marker).
+    pub fn run_log(&self) -> String {
+        let all = self.log();
+        let marker = format!("===== {}: start", self.label);
+        match all.rfind(&marker) {
+            Some(i) => all[i..].to_string(),
+            None => all,
+        }
+    }
+
+    /// Panics unless the process is still running, showing its log.
+    pub fn assert_running(&mut self) {
+        if let Some(st) = self.proc().exited() {
+            panic!("{} exited unexpectedly ({st})", self.label);
+        }
+    }
+
+    /// `vipr status --json --addr 127.0.0.1:2112` inside the namespace, parsed; `None` while
+    /// the daemon does not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = ns_run(&self.ns, &[vipr_bin(), "status", "--json", "--addr", HTTP]);
+        if !out.status.success() {
+            return None;
+        }
+        Some(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "vipr status --json is not JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        }))
+    }
+
+    /// Poll the status until `f` accepts it; panics with the last status and the log.
+    pub fn wait_status(&self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
+        let mut last = None;
+        let got = wait_for(CONVERGE, || {
+            let s = self.status()?;
+            let ok = f(&s);
+            last = Some(s.clone());
+            ok.then_some(s)
+        });
+        got.unwrap_or_else(|| {
+            panic!(
+                "{}: status never showed {what}; last status:\n{last:#?}",
+                self.label
+            )
+        })
+    }
+
+    /// The status entry of peer `addr`.
+    pub fn peer(status: &Value, addr: &str) -> Value {
+        status["peers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["address"] == addr))
+            .cloned()
+            .unwrap_or_else(|| panic!("no peer {addr} in status {status:#}"))
+    }
+
+    /// The status entry of VIP `addr`.
+    pub fn vip(status: &Value, addr: &str) -> Value {
+        status["vips"]
+            .as_array()
+            .and_then(|a| a.iter().find(|v| v["address"] == addr))
+            .cloned()
+            .unwrap_or_else(|| panic!("no VIP {addr} in status {status:#}"))
+    }
+}
+
+impl Drop for Vipr {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- log of {} ({}):\n{}\n-----",
+                self.label,
+                self.log.display(),
+                self.log()
+            );
+        }
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+}
+
+/// `ip netns exec NS args...`, output whatever the exit status.
+pub fn ns_run(ns: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("ip netns exec {ns} {args:?}: {e}"))
+}
+
+/// The addresses on `lo` of a namespace as `ADDR/LEN` (from `ip -j addr show dev lo`).
+pub fn lo_addrs(ns: &Netns) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-j", "-n", &ns.name, "addr", "show", "dev", "lo"])
+        .output()
+        .expect("ip -j addr");
+    assert!(
+        out.status.success(),
+        "ip addr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j is JSON");
+    let mut addrs = Vec::new();
+    for link in v.as_array().into_iter().flatten() {
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            if let (Some(l), Some(p)) = (a["local"].as_str(), a["prefixlen"].as_u64()) {
+                addrs.push(format!("{l}/{p}"));
+            }
+        }
+    }
+    addrs
+}
+
+/// How often `addr` (e.g. `"192.0.2.10/32"`) is on `lo`.
+pub fn lo_count(ns: &Netns, addr: &str) -> usize {
+    lo_addrs(ns).iter().filter(|a| *a == addr).count()
+}
+
+/// Poll until `f` returns `Some`, panicking with `what` and `context()` after [`CONVERGE`].
+pub fn eventually<T>(what: &str, context: impl Fn() -> String, f: impl FnMut() -> Option<T>) -> T {
+    wait_for(CONVERGE, f).unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", context()))
+}
+
+/// Measure how long after `start` the predicate becomes true (polled every 20 ms), up to 10 s.
+pub fn time_until(start: Instant, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    wait_for(Duration::from_secs(10), || f().then(|| start.elapsed()))
+}
+
+/// BIRD timers for quick convergence (see testbed::bird).
+pub const BIRD_TIMERS: &str =
+    "hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 5;";
+
+/// A BIRD config for the lab's router (10.55.0.1, AS 65000): one passive protocol `nI` per
+/// node index, IPv4 and IPv6 channels over the IPv4 session, importing everything.
+pub fn bird_router_conf(nodes: &[usize]) -> String {
+    let mut c = format!(
+        "router id {};\nlog stderr all;\nprotocol device {{}}\n",
+        Lab::router_v4()
+    );
+    for &i in nodes {
+        c.push_str(&format!(
+            "protocol bgp n{i} {{\n  local {} as {ROUTER_AS}; neighbor {} as {NODE_AS}; passive on; {BIRD_TIMERS}\n  \
+             ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
+            Lab::router_v4(),
+            Lab::node_v4(i),
+        ));
+    }
+    c
+}
+
+/// An FRR bgpd config for a router at `router_id` (AS 65000) with passive IPv4 neighbours
+/// (AS 65001) activated for IPv4 and IPv6 unicast, `maximum-paths 8` for ECMP.
+pub fn frr_router_conf(router_id: &str, neighbors: &[String]) -> String {
+    let mut c = format!(
+        "hostname router\nlog stdout informational\nrouter bgp {ROUTER_AS}\n bgp router-id {router_id}\n \
+         no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n"
+    );
+    for n in neighbors {
+        c.push_str(&format!(
+            " neighbor {n} remote-as {NODE_AS}\n neighbor {n} timers 1 3\n neighbor {n} timers connect 1\n neighbor {n} passive\n"
+        ));
+    }
+    for af in ["ipv4", "ipv6"] {
+        c.push_str(&format!(
+            " address-family {af} unicast\n  maximum-paths 8\n"
+        ));
+        for n in neighbors {
+            c.push_str(&format!("  neighbor {n} activate\n"));
+        }
+        c.push_str(" exit-address-family\n");
+    }
+    c.push_str("!\n");
+    c
+}
+
+/// BIRD's route for `prefix` from protocol `proto`, if any.
+pub fn bird_route(bird: &Bird, prefix: &str, proto: &str) -> Option<testbed::BirdRoute> {
+    bird.routes_for(prefix)
+        .into_iter()
+        .find(|r| r.from_protocol == proto)
+}
+
+/// The BGP paths FRR holds for `prefix` (`ipv4`/`ipv6` from the prefix).
+pub fn frr_paths(frr: &Frr, prefix: &str) -> Vec<Value> {
+    let af = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    let v = frr.vtysh_json(&format!("show bgp {af} unicast {prefix} json"));
+    v["paths"].as_array().cloned().unwrap_or_default()
+}
+
+/// The next hops (IP text) of zebra's selected route for `prefix`.
+pub fn frr_rib_nexthops(frr: &Frr, prefix: &str) -> Vec<String> {
+    let cmd = if prefix.contains(':') {
+        "show ipv6 route"
+    } else {
+        "show ip route"
+    };
+    let v = frr.vtysh_json(&format!("{cmd} {prefix} json"));
+    let mut out = Vec::new();
+    for r in v[prefix].as_array().into_iter().flatten() {
+        if r["selected"] != true {
+            continue;
+        }
+        for nh in r["nexthops"].as_array().into_iter().flatten() {
+            if nh["active"] == true {
+                if let Some(ip) = nh["ip"].as_str() {
+                    out.push(ip.to_string());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One HTTP/1.1 GET to `addr` made from inside `ns`; returns (status code, body).
+pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Option<(u16, String)> {
+    ns.enter(|| {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((code, body))
+    })
+}
+
+/// A minimal HTTP server in a namespace answering every request with 200 or 500 depending
+/// on [`HealthServer::set_healthy`]. Stopped and joined on `Drop`.
+pub struct HealthServer {
+    /// `http://127.0.0.1:PORT/livez`, reachable from inside the namespace.
+    pub url: String,
+    healthy: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    hits: Arc<AtomicU32>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HealthServer {
+    /// Listen on 127.0.0.1 (an ephemeral port) inside `ns`.
+    pub fn start(ns: &Netns, healthy: bool) -> HealthServer {
+        let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").expect("bind health server"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/livez", listener.local_addr().unwrap());
+        let healthy = Arc::new(AtomicBool::new(healthy));
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicU32::new(0));
+        let (h, s, n) = (healthy.clone(), stop.clone(), hits.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        answer(conn, h.load(Ordering::SeqCst));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => panic!("health server accept: {e}"),
+                }
+            }
+        });
+        HealthServer {
+            url,
+            healthy,
+            stop,
+            hits,
+            thread: Some(thread),
+        }
+    }
+
+    /// Answer 200 (true) or 500 (false) from now on.
+    pub fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::SeqCst);
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> u32 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn answer(mut conn: TcpStream, ok: bool) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let (status, body) = if ok {
+        ("200 OK", "ok\n")
+    } else {
+        ("500 Internal Server Error", "failing\n")
+    };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A per-test temporary directory for vipr's state and logs.
+pub fn workdir() -> TempDir {
+    TempDir::new("vt")
+}

@@ -1,0 +1,218 @@
+//! End-to-end tests of `vipr manager`'s configuration errors, running the real binary (no
+//! namespace needed: a rejected configuration exits before touching the network):
+//!
+//! - bad kube-vip environment values (`bgp_as=abc`, `bgp_hold_time=2`, `vip_subnet=40`) and
+//!   contradicting modes (`vip_arp=true` with `bgp_enable=true`) exit with status 2 and a
+//!   message on stderr naming the variable and its value;
+//! - a bad `--flag` value is named as the flag;
+//! - secrets are never echoed: `bgp_peers` with a password and a bad AS, and passwords that
+//!   contain the list separators `:` and `,` (which kube-vip's format cannot carry), and the
+//!   legacy `bgp_peerpass` next to a bad `bgp_peeras`;
+//! - a `--config` YAML file with an unknown key or a bad value names `FILE:LINE`.
+
+mod daemon_common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+
+use daemon_common::vipr_bin;
+
+/// A valid BGP control-plane config (nothing is started: every test breaks one thing).
+fn good_env() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("bgp_enable", "true"),
+        ("cp_enable", "true"),
+        ("address", "192.0.2.10"),
+        ("bgp_as", "65001"),
+        ("bgp_peers", "10.55.0.1:65000::false"),
+        ("prometheus_server", "127.0.0.1:0"),
+        ("vipr_state_dir", "/nonexistent/vipr-config-test"),
+    ])
+}
+
+fn run(env: &BTreeMap<&str, &str>, args: &[&str]) -> Output {
+    let mut c = Command::new(vipr_bin());
+    c.arg("manager")
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null());
+    // A valid config would start the daemon: never wait on one forever.
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vipr");
+    let done = testbed::wait_for(std::time::Duration::from_secs(10), || {
+        child.try_wait().expect("wait").map(|_| ())
+    });
+    if done.is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait");
+        panic!(
+            "vipr kept running with env {env:?} args {args:?}; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// Runs vipr, asserts exit status 2 and returns stderr.
+fn rejected(env: &BTreeMap<&str, &str>, args: &[&str]) -> String {
+    let out = run(env, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "env {env:?} args {args:?}: expected exit status 2, got {}; stderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("invalid configuration"),
+        "stderr does not say why: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn bad_environment_values_exit_2_naming_variable_and_value() {
+    for (key, bad) in [
+        ("bgp_as", "abc"),
+        ("bgp_hold_time", "2"),
+        ("vip_subnet", "40"),
+        ("address", "192.0.2.300"),
+        ("control_plane_health_check_address", "ftp://x"),
+    ] {
+        let mut env = good_env();
+        env.insert(key, bad);
+        let err = rejected(&env, &[]);
+        assert!(err.contains(key), "{key}={bad}: variable not named: {err}");
+        assert!(err.contains(bad), "{key}={bad}: value not shown: {err}");
+        assert!(
+            err.contains(&format!("env {key}")),
+            "{key}: origin not named: {err}"
+        );
+        eprintln!("{key}={bad} -> {}", err.trim());
+    }
+    // kube-vip also reads the upper-case spelling; the message names the variable as set.
+    let mut env = good_env();
+    env.remove("bgp_as");
+    env.insert("BGP_AS", "x65001");
+    let err = rejected(&env, &[]);
+    assert!(err.contains("BGP_AS") && err.contains("x65001"), "{err}");
+}
+
+#[test]
+fn contradicting_modes_exit_2_naming_both_variables() {
+    let mut env = good_env();
+    env.insert("vip_arp", "true");
+    let err = rejected(&env, &[]);
+    assert!(
+        err.contains("vip_arp") && err.contains("bgp_enable"),
+        "both variables must be named: {err}"
+    );
+    assert!(err.contains("true"), "the values must be shown: {err}");
+    eprintln!("vip_arp+bgp_enable -> {}", err.trim());
+
+    // No mode at all.
+    let mut env = good_env();
+    env.remove("bgp_enable");
+    let err = rejected(&env, &[]);
+    assert!(err.contains("bgp_enable"), "{err}");
+}
+
+#[test]
+fn bad_flag_value_is_named_as_the_flag() {
+    let mut env = good_env();
+    env.remove("bgp_as");
+    let err = rejected(&env, &["--bgp-as", "65001x"]);
+    assert!(err.contains("--bgp-as") && err.contains("65001x"), "{err}");
+    // kube-vip's flag spelling is accepted; the message names the flag (vipr's spelling).
+    let err = rejected(&env, &["--localAS", "65001y"]);
+    assert!(err.contains("--bgp-as") && err.contains("65001y"), "{err}");
+}
+
+#[test]
+fn secrets_are_never_echoed() {
+    const PW: &str = "S3cretPw";
+    for peers in [
+        // A password and a bad AS.
+        format!("10.55.0.1:notanas:{PW}:false"),
+        format!("10.55.0.1:65000::false,10.55.0.2:6500O:{PW}:true"),
+        // A bad multihop flag after the password.
+        format!("10.55.0.1:65000:{PW}:perhaps"),
+        // Passwords containing the separators: their fragments must not come back either.
+        format!("10.55.0.1:65000:S3cret:{PW}:false"),
+        format!("10.55.0.1:65000:S3cret,{PW}:false"),
+        format!("10.55.0.1:65000:S3cret:x:{PW}"),
+    ] {
+        let mut env = good_env();
+        env.insert("bgp_peers", &peers);
+        let err = rejected(&env, &[]);
+        assert!(
+            err.contains("bgp_peers"),
+            "{peers}: variable not named: {err}"
+        );
+        assert!(!err.contains(PW), "{peers}: the password leaked: {err}");
+        assert!(
+            !err.contains("S3cret"),
+            "{peers}: part of the password leaked: {err}"
+        );
+        eprintln!("bgp_peers=<secret> -> {}", err.trim());
+    }
+    // The legacy single peer: bgp_peerpass next to a bad bgp_peeras.
+    let mut env = good_env();
+    env.remove("bgp_peers");
+    env.insert("bgp_peeraddress", "10.55.0.1");
+    env.insert("bgp_peeras", "sixtyfive");
+    env.insert("bgp_peerpass", PW);
+    let err = rejected(&env, &[]);
+    assert!(
+        err.contains("bgp_peeras") && err.contains("sixtyfive"),
+        "{err}"
+    );
+    assert!(!err.contains(PW), "bgp_peerpass leaked: {err}");
+}
+
+#[test]
+fn config_file_errors_name_file_and_line() {
+    let dir = testbed::TempDir::new("vc");
+    // Lists are allowed; line 8 has a typo.
+    let file = dir.write(
+        "vipr.yaml",
+        "# vipr test config\n\
+         bgp_enable: true\n\
+         cp_enable: true\n\
+         address: 192.0.2.10\n\
+         bgp_as: 65001\n\
+         bgp_peers:\n  - 10.55.0.1:65000::false\n\
+         bgp_hold_tmie: 3\n",
+    );
+    let path = file.to_str().unwrap();
+    let err = rejected(&BTreeMap::new(), &["--config", path]);
+    assert!(
+        err.contains(&format!("{path}:8")) && err.contains("bgp_hold_tmie"),
+        "expected {path}:8 and the key: {err}"
+    );
+    eprintln!("unknown key -> {}", err.trim());
+
+    // A bad value in the file: named with its line and value.
+    let file = dir.write(
+        "bad.yaml",
+        "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\nbgp_peers:\n  - 10.55.0.1:65000::false\nbgp_as: abc\n",
+    );
+    let path = file.to_str().unwrap();
+    let err = rejected(&BTreeMap::new(), &["--config", path]);
+    assert!(
+        err.contains(&format!("{path}:6")) && err.contains("bgp_as") && err.contains("abc"),
+        "{err}"
+    );
+
+    // Not YAML at all, and a missing file: the file is named.
+    let file = dir.write("broken.yaml", "bgp_enable: [true\n");
+    let path = file.to_str().unwrap();
+    let err = rejected(&BTreeMap::new(), &["--config", path]);
+    assert!(err.contains(path), "{err}");
+    let err = rejected(&BTreeMap::new(), &["--config", "/nonexistent/vipr.yaml"]);
+    assert!(err.contains("/nonexistent/vipr.yaml"), "{err}");
+}
