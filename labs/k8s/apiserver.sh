@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A real Kubernetes API server for vipr's tests: kube-apiserver 1.20.2 built from Debian
+# bookworm's `kubernetes` source package (vendored, builds offline with Debian's Go) plus
+# Debian's etcd-server. The build is cached under ~/.cache/vipr/ so later runs start in
+# seconds.
+#
+#   labs/k8s/apiserver.sh build                 # build and cache the binary (~9 min the first time)
+#   labs/k8s/apiserver.sh start DIR [ADDR] [NS] # start etcd + apiserver; writes DIR/kubeconfig
+#   labs/k8s/apiserver.sh stop DIR              # stop both, remove DIR
+#
+# ADDR is the address the API server binds (default 127.0.0.1); NS runs both inside that
+# network namespace (etcd on the namespace's own loopback). Tokens (DIR/tokens.csv):
+#   testtoken  -> user "admin", group system:masters
+#   viprtoken  -> user "vipr" (no permissions until RBAC binds it)
+set -euo pipefail
+VERSION=1.20.5+really1.20.2
+CACHE=${VIPR_CACHE:-$HOME/.cache/vipr}
+BIN=$CACHE/kube-apiserver-$VERSION
+PORT=${VIPR_APISERVER_PORT:-16443}
+
+build() {
+  if [ -x "$BIN" ]; then echo "$BIN"; return; fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! ls /etc/apt/sources.list.d/vipr-src.sources >/dev/null 2>&1; then
+    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      > /etc/apt/sources.list.d/vipr-src.sources
+    apt-get update -qq
+  fi
+  dpkg -s golang-go etcd-server rsync >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends golang-go etcd-server rsync >/dev/null
+  local W; W=$(mktemp -d /tmp/vipr-k8s-build.XXXX)
+  (
+    cd "$W"
+    apt-get source -qq kubernetes >/dev/null 2>&1
+    cd kubernetes-*/
+    mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
+    env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$W/home" make WHAT=cmd/kube-apiserver >/dev/null
+    mkdir -p "$CACHE"
+    cp _output/bin/kube-apiserver "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+  )
+  rm -rf "$W"
+  echo "$BIN"
+}
+
+start() {
+  local dir=$1 addr=${2:-127.0.0.1} ns=${3:-}
+  [ -x "$BIN" ] || build >/dev/null
+  dpkg -s etcd-server >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  mkdir -p "$dir/etcd" "$dir/certs"
+  local run=()
+  [ -n "$ns" ] && run=(ip netns exec "$ns")
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/sa.key" -out "$dir/sa.crt" -days 2 -subj /CN=sa >/dev/null 2>&1
+  printf 'testtoken,admin,admin,system:masters\nviprtoken,vipr,vipr\n' > "$dir/tokens.csv"
+  "${run[@]}" etcd --data-dir "$dir/etcd" --listen-client-urls http://127.0.0.1:23790 \
+    --advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800 \
+    > "$dir/etcd.log" 2>&1 &
+  echo $! > "$dir/etcd.pid"
+  "${run[@]}" "$BIN" --etcd-servers http://127.0.0.1:23790 --bind-address "$addr" \
+    --secure-port "$PORT" --advertise-address "$addr" --token-auth-file "$dir/tokens.csv" \
+    --authorization-mode RBAC --service-account-key-file "$dir/sa.crt" \
+    --service-account-signing-key-file "$dir/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc --cert-dir "$dir/certs" \
+    --service-cluster-ip-range 10.96.0.0/12 > "$dir/apiserver.log" 2>&1 &
+  echo $! > "$dir/apiserver.pid"
+  local host=$addr; [[ $addr == *:* ]] && host="[$addr]"
+  for user in admin vipr; do
+    local token=testtoken; [ $user = vipr ] && token=viprtoken
+    cat > "$dir/kubeconfig-$user" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: https://$host:$PORT
+    insecure-skip-tls-verify: true
+users:
+- name: $user
+  user:
+    token: $token
+contexts:
+- name: test
+  context: {cluster: test, user: $user}
+current-context: test
+EOF
+  done
+  cp "$dir/kubeconfig-admin" "$dir/kubeconfig"
+  for _ in $(seq 1 150); do
+    if "${run[@]}" curl -sk -H "Authorization: Bearer testtoken" "https://$host:$PORT/readyz" 2>/dev/null | grep -q ok; then
+      echo "API server ready at https://$host:$PORT (kubeconfig $dir/kubeconfig)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "API server did not become ready; see $dir/apiserver.log" >&2
+  tail -20 "$dir/apiserver.log" >&2
+  return 1
+}
+
+stop() {
+  local dir=$1
+  for p in apiserver etcd; do
+    [ -f "$dir/$p.pid" ] && kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
+  done
+  sleep 0.3
+  for p in apiserver etcd; do
+    [ -f "$dir/$p.pid" ] && kill -9 "$(cat "$dir/$p.pid")" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+
+case "${1:-}" in
+  build) build ;;
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  *) echo "usage: $0 build | start DIR [ADDR] [NETNS] | stop DIR" >&2; exit 2 ;;
+esac
