@@ -14,4 +14,22 @@ pub enum DataplaneError {
         /// The kernel's answer.
         reason: String,
     },
+    /// The interface cannot carry ARP/NDP announcements (loopback, no Ethernet address).
+    #[error("interface {iface:?} cannot announce VIPs: {reason}")]
+    NotEthernet {
+        /// The interface.
+        iface: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A socket call for ARP/NDP announcements failed.
+    #[error("{context} on {iface:?}: {reason}")]
+    Announce {
+        /// The interface.
+        iface: String,
+        /// What was being done.
+        context: String,
+        /// The kernel's answer.
+        reason: String,
+    },
 }

@@ -25,11 +25,11 @@
 
 mod config;
 mod dataplane;
-#[allow(dead_code)] // wired into ARP mode next
 mod election;
 mod error;
 mod health;
 mod http;
+mod kube;
 mod metrics;
 mod reconciler;
 mod run;
@@ -205,9 +205,6 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
             peers = cfg.bgp.peers.len(),
             "vipr starting"
         );
-        if cfg.mode == Mode::Arp {
-            warn!("vip_arp mode is not available in this build yet; serving nothing until it is (use bgp_enable)");
-        }
         let speaker = bgp::Speaker::start(bgp::SpeakerConfig { listen: cfg.bgp.listen })
             .await
             .context("BGP speaker")?;
@@ -232,7 +229,58 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
         if cfg.mode == Mode::Bgp {
             tasks.spawn(run::peers(cfg_rx.clone(), addrs.clone(), speaker.clone(), cancel.clone()));
         }
-        let reconciler = tokio::spawn(run::reconcile(cfg_rx, health_rx, addrs, speaker, vips_tx, cancel.clone()));
+        // Kubernetes: Services, and the Leases of ARP mode. Not needed for a control-plane VIP
+        // over BGP, which runs without any API server.
+        let (svc_tx, svc_rx) = watch::channel(kube::watch::Services::default());
+        let (lead_tx, lead_rx) = watch::channel(reconciler::Leadership::default());
+        let release = CancellationToken::new();
+        let mut elections = None;
+        let arp_election = cfg.mode == Mode::Arp && cfg.arp.leader_election;
+        if cfg.svc_enable || arp_election {
+            let client = kube::client(&cfg.kubeconfig).await.context("Kubernetes")?;
+            if cfg.svc_enable {
+                let filter = kube::services::Filter {
+                    namespace: cfg.svc.namespace.clone(),
+                    class_only: cfg.svc.class_only,
+                    class_name: cfg.svc.class_name.clone(),
+                };
+                tasks.spawn(kube::watch::run(
+                    client.clone(),
+                    filter,
+                    cfg.node_name.clone(),
+                    true,
+                    svc_tx,
+                    cancel.clone(),
+                ));
+            }
+            if arp_election {
+                elections = Some(tokio::spawn(kube::elections::run(
+                    client,
+                    cfg_rx.clone(),
+                    svc_rx.clone(),
+                    lead_tx,
+                    release.clone(),
+                )));
+            }
+        }
+        let announce = (cfg.mode == Mode::Arp).then(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tasks.spawn(dataplane::announce::run(rx, cfg.arp.rate));
+            tx
+        });
+        let inputs = run::Inputs {
+            cfg: cfg_rx,
+            health: health_rx,
+            services: svc_rx,
+            leadership: lead_rx,
+        };
+        let effects = run::Effects {
+            addrs,
+            speaker,
+            vips: vips_tx,
+            announce,
+        };
+        let reconciler = tokio::spawn(run::reconcile(inputs, effects, cancel.clone()));
 
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -253,9 +301,14 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
             }
         }
         cancel.cancel();
-        // The reconciler withdraws routes, sends Cease and removes addresses.
+        // The reconciler withdraws routes, sends Cease and removes addresses; only then are
+        // the Leases released, so the next holder never overlaps with this one.
         if tokio::time::timeout(Duration::from_millis(2500), reconciler).await.is_err() {
             warn!("shutdown took too long; exiting anyway");
+        }
+        release.cancel();
+        if let Some(e) = elections {
+            let _ = tokio::time::timeout(Duration::from_millis(1500), e).await;
         }
         tasks.close();
         let _ = tokio::time::timeout(Duration::from_millis(300), tasks.wait()).await;

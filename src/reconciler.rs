@@ -10,8 +10,20 @@ use std::sync::Arc;
 
 use bgp::{RouteAttrs, RouteTable};
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
+use crate::kube::watch::Services;
 use crate::vips::{NodeAddr, VipSource, VipState};
+
+/// Which Leases this node holds (ARP mode; BGP mode serves without election).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leadership {
+    /// The control-plane Lease (`vip_leasename`).
+    pub control_plane: bool,
+    /// The Lease for all Services (`plndr-svcs-lock`).
+    pub services: bool,
+    /// Per-Service Leases held (`namespace/name`), with `svc_election`.
+    pub per_service: BTreeSet<String>,
+}
 
 /// Health of the control plane as the checker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +45,10 @@ pub enum Input {
     Config(Arc<Config>),
     /// New control-plane health.
     Health(Health),
+    /// The Services this node may serve (from the Kubernetes watcher).
+    Services(Services),
+    /// The Leases this node holds (ARP mode).
+    Leadership(Leadership),
     /// The addresses found on the node that belong to vipr (resync and start-up).
     Observed(Vec<NodeAddr>),
     /// An address was put on the node; `owned` is false when it was there already (then
@@ -72,6 +88,8 @@ struct Present {
 pub struct Reconciler {
     config: Option<Arc<Config>>,
     health: Health,
+    services: Services,
+    leadership: Leadership,
     shutting_down: bool,
     /// Addresses on the node that serve VIPs, with whether vipr owns them.
     present: BTreeMap<NodeAddr, Present>,
@@ -97,6 +115,8 @@ impl Reconciler {
         Reconciler {
             config: None,
             health: Health::NotChecked,
+            services: Services::default(),
+            leadership: Leadership::default(),
             shutting_down: false,
             present: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -118,6 +138,8 @@ impl Reconciler {
                 self.config = Some(c);
             }
             Input::Health(h) => self.health = h,
+            Input::Services(s) => self.services = s,
+            Input::Leadership(l) => self.leadership = l,
             Input::Observed(addrs) => {
                 // Keep the not-owned entries we know of; replace the owned view.
                 self.present.retain(|_, p| !p.owned);
@@ -153,13 +175,44 @@ impl Reconciler {
         if self.shutting_down {
             return out;
         }
+        // ARP mode: only the Lease holder serves (everyone, when election is off).
+        let arp = c.mode == Mode::Arp;
+        let elect = arp && c.arp.leader_election;
         for (ip, source) in c.configured_vips() {
-            if source == VipSource::ControlPlane
-                && !matches!(self.health, Health::NotChecked | Health::Up)
-            {
-                continue;
+            if source == VipSource::ControlPlane {
+                if !matches!(self.health, Health::NotChecked | Health::Up) {
+                    continue;
+                }
+                if elect && !self.leadership.control_plane {
+                    continue;
+                }
             }
             out.entry(node_addr(c, ip)).or_default().insert(source);
+        }
+        if c.svc_enable {
+            for s in self.services.iter() {
+                let serve = if arp {
+                    !elect
+                        || if c.arp.svc_election {
+                            self.leadership.per_service.contains(&s.key())
+                        } else {
+                            self.leadership.services
+                        }
+                } else {
+                    s.served_here()
+                };
+                if !serve {
+                    continue;
+                }
+                for ip in &s.ips {
+                    out.entry(node_addr(c, *ip))
+                        .or_default()
+                        .insert(VipSource::Service {
+                            namespace: s.namespace.clone(),
+                            name: s.name.clone(),
+                        });
+                }
+            }
         }
         out
     }
@@ -243,17 +296,23 @@ impl Reconciler {
         for (ip, s) in c.configured_vips() {
             all.entry(ip).or_default().insert(s);
         }
+        if c.svc_enable {
+            for s in self.services.iter() {
+                for ip in &s.ips {
+                    all.entry(*ip).or_default().insert(VipSource::Service {
+                        namespace: s.namespace.clone(),
+                        name: s.name.clone(),
+                    });
+                }
+            }
+        }
         for (a, s) in &desired {
             all.entry(a.ip).or_default().extend(s.iter().cloned());
         }
         for (ip, sources) in all {
             let on_node = self.present.keys().find(|a| a.ip == ip);
             let held_back = if !desired.keys().any(|a| a.ip == ip) {
-                Some(match self.health {
-                    Health::Unknown => "waiting for the first successful health check".to_string(),
-                    Health::Down => "control-plane health check failing".to_string(),
-                    _ => "not desired".to_string(),
-                })
+                Some(self.held_back_reason(c, ip))
             } else {
                 self.errors
                     .get(&ip)
@@ -268,6 +327,30 @@ impl Reconciler {
             });
         }
         out
+    }
+}
+
+impl Reconciler {
+    /// Why a configured or Service VIP is not served here.
+    fn held_back_reason(&self, c: &Config, ip: IpAddr) -> String {
+        let cp = c.cp_enable && c.vips.contains(&ip);
+        if cp && self.health == Health::Unknown {
+            return "waiting for the first successful health check".into();
+        }
+        if cp && self.health == Health::Down {
+            return "control-plane health check failing".into();
+        }
+        if c.mode == Mode::Arp && c.arp.leader_election {
+            return "another node holds the lease".into();
+        }
+        if self
+            .services
+            .iter()
+            .any(|s| s.ips.contains(&ip) && s.local_only && !s.local_endpoint)
+        {
+            return "externalTrafficPolicy: Local and no ready endpoint on this node".into();
+        }
+        "not desired".into()
     }
 }
 

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgp::{GracefulRestart, PeerConfig, ShutdownOptions, Speaker};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, Layers};
 use crate::dataplane::addr::AddrManager;
-use crate::reconciler::{Action, Health, Input, Reconciler};
+use crate::dataplane::announce::Announce;
+use crate::kube::watch::Services;
+use crate::reconciler::{Action, Health, Input, Leadership, Reconciler};
 use crate::vips::VipState;
 
 /// How often the node's addresses are re-read (repairs external changes).
@@ -52,16 +54,35 @@ pub fn hostname() -> String {
 
 /// Runs the reconciler until cancelled, then withdraws everything (speaker shutdown), removes
 /// vipr's addresses, and returns.
-pub async fn reconcile(
-    mut cfg: watch::Receiver<Arc<Config>>,
-    mut health: watch::Receiver<Health>,
-    addrs: AddrManager,
-    speaker: Speaker,
-    vips: watch::Sender<Vec<VipState>>,
-    cancel: CancellationToken,
-) {
+/// What the reconciler listens to.
+pub struct Inputs {
+    /// Desired configuration.
+    pub cfg: watch::Receiver<Arc<Config>>,
+    /// Control-plane health.
+    pub health: watch::Receiver<Health>,
+    /// Services from Kubernetes (empty without `svc_enable`).
+    pub services: watch::Receiver<Services>,
+    /// Leases held (ARP mode).
+    pub leadership: watch::Receiver<Leadership>,
+}
+
+/// What the reconciler drives.
+pub struct Effects {
+    /// VIP addresses on the node.
+    pub addrs: AddrManager,
+    /// Routes.
+    pub speaker: Speaker,
+    /// The status view.
+    pub vips: watch::Sender<Vec<VipState>>,
+    /// ARP mode: gratuitous ARP / unsolicited NA for VIPs put on the node.
+    pub announce: Option<mpsc::Sender<Announce>>,
+}
+
+/// Runs the reconciler until cancelled, then withdraws everything (speaker shutdown), removes
+/// vipr's addresses, and returns.
+pub async fn reconcile(mut i: Inputs, fx: Effects, cancel: CancellationToken) {
     let mut core = Reconciler::new();
-    let observed = addrs.owned().await.unwrap_or_else(|e| {
+    let observed = fx.addrs.owned().await.unwrap_or_else(|e| {
         warn!(error = %e, "cannot list addresses");
         Vec::new()
     });
@@ -73,35 +94,39 @@ pub async fn reconcile(
     }
     let mut pending: VecDeque<Action> = VecDeque::new();
     pending.extend(core.handle(Input::Observed(observed)));
-    pending.extend(core.handle(Input::Health(*health.borrow_and_update())));
-    pending.extend(core.handle(Input::Config(cfg.borrow_and_update().clone())));
-    apply(&mut core, pending, &addrs, &speaker, &vips).await;
+    pending.extend(core.handle(Input::Health(*i.health.borrow_and_update())));
+    pending.extend(core.handle(Input::Services(i.services.borrow_and_update().clone())));
+    pending.extend(core.handle(Input::Leadership(i.leadership.borrow_and_update().clone())));
+    pending.extend(core.handle(Input::Config(i.cfg.borrow_and_update().clone())));
+    apply(&mut core, pending, &fx).await;
     let mut tick = tokio::time::interval(RESYNC);
     tick.tick().await;
     loop {
         let actions = tokio::select! {
             _ = cancel.cancelled() => break,
-            Ok(()) = cfg.changed() => core.handle(Input::Config(cfg.borrow_and_update().clone())),
-            Ok(()) = health.changed() => core.handle(Input::Health(*health.borrow_and_update())),
-            _ = tick.tick() => match addrs.owned().await {
+            Ok(()) = i.cfg.changed() => core.handle(Input::Config(i.cfg.borrow_and_update().clone())),
+            Ok(()) = i.health.changed() => core.handle(Input::Health(*i.health.borrow_and_update())),
+            Ok(()) = i.services.changed() => core.handle(Input::Services(i.services.borrow_and_update().clone())),
+            Ok(()) = i.leadership.changed() => core.handle(Input::Leadership(i.leadership.borrow_and_update().clone())),
+            _ = tick.tick() => match fx.addrs.owned().await {
                 Ok(o) => core.handle(Input::Observed(o)),
                 Err(e) => { warn!(error = %e, "resync failed"); Vec::new() }
             },
         };
-        apply(&mut core, actions.into(), &addrs, &speaker, &vips).await;
+        apply(&mut core, actions.into(), &fx).await;
     }
     // Shutdown: routes first (withdraw + Cease on every session), then addresses.
-    let c = cfg.borrow().clone();
-    speaker
+    let c = i.cfg.borrow().clone();
+    fx.speaker
         .shutdown(ShutdownOptions {
             message: format!("vipr on {} shutting down", c.node_name),
             drain: c.bgp.drain,
         })
         .await;
     let actions = core.handle(Input::Shutdown);
-    apply(&mut core, actions.into(), &addrs, &speaker, &vips).await;
+    apply(&mut core, actions.into(), &fx).await;
     for a in core.owned() {
-        if let Err(e) = addrs.remove(&a).await {
+        if let Err(e) = fx.addrs.remove(&a).await {
             warn!(address = %a, error = %e, "cannot remove VIP address");
         }
     }
@@ -109,18 +134,15 @@ pub async fn reconcile(
 }
 
 /// Executes actions, feeding each result back into the core until nothing is left.
-async fn apply(
-    core: &mut Reconciler,
-    mut queue: VecDeque<Action>,
-    addrs: &AddrManager,
-    speaker: &Speaker,
-    vips: &watch::Sender<Vec<VipState>>,
-) {
+async fn apply(core: &mut Reconciler, mut queue: VecDeque<Action>, fx: &Effects) {
     while let Some(a) = queue.pop_front() {
         let more = match a {
-            Action::Add(n) => match addrs.add(&n).await {
+            Action::Add(n) => match fx.addrs.add(&n).await {
                 Ok(owned) => {
                     info!(address = %n, owned, "VIP on the node");
+                    if let Some(tx) = &fx.announce {
+                        let _ = tx.send(Announce::Up(n.clone())).await;
+                    }
                     core.handle(Input::Added { addr: n, owned })
                 }
                 Err(e) => {
@@ -128,24 +150,29 @@ async fn apply(
                     core.handle(Input::AddFailed(n, e.to_string()))
                 }
             },
-            Action::Remove(n) => match addrs.remove(&n).await {
-                Ok(()) => {
-                    info!(address = %n, "VIP removed from the node");
-                    core.handle(Input::Removed(n))
+            Action::Remove(n) => {
+                if let Some(tx) = &fx.announce {
+                    let _ = tx.send(Announce::Down(n.clone())).await;
                 }
-                Err(e) => {
-                    warn!(address = %n, error = %e, "cannot remove VIP address");
-                    Vec::new()
+                match fx.addrs.remove(&n).await {
+                    Ok(()) => {
+                        info!(address = %n, "VIP removed from the node");
+                        core.handle(Input::Removed(n))
+                    }
+                    Err(e) => {
+                        warn!(address = %n, error = %e, "cannot remove VIP address");
+                        Vec::new()
+                    }
                 }
-            },
+            }
             Action::Routes(t) => {
-                speaker.set_routes(t);
+                fx.speaker.set_routes(t);
                 Vec::new()
             }
         };
         queue.extend(more);
     }
-    vips.send_replace(core.status());
+    fx.vips.send_replace(core.status());
 }
 
 /// Turns the config's peers into speaker sessions whenever the config changes: unchanged

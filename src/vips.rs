@@ -16,6 +16,13 @@ pub enum VipSource {
     ControlPlane,
     /// `vipr_static_vips`.
     Static,
+    /// A Service of type LoadBalancer.
+    Service {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
 }
 
 impl fmt::Display for VipSource {
@@ -23,6 +30,7 @@ impl fmt::Display for VipSource {
         match self {
             VipSource::ControlPlane => f.write_str("control-plane"),
             VipSource::Static => f.write_str("static"),
+            VipSource::Service { namespace, name } => write!(f, "service/{namespace}/{name}"),
         }
     }
 }

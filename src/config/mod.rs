@@ -590,6 +590,11 @@ impl Config {
             None if layers.get("prometheus_server").is_some() => None, // set to "": disabled
             None => Some(SocketAddr::from(([0, 0, 0, 0], 2112))),
         };
+        if mode == Mode::Arp && r.raw("vip_interface").is_none() {
+            return Err(ConfigError::Conflict(
+                "vip_arp=true needs vip_interface: the interface facing the clients that must learn the VIP's MAC".into(),
+            ));
+        }
         Ok(Config {
             mode,
             vips,

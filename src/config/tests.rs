@@ -213,7 +213,7 @@ fn rows() -> Vec<(
             "true",
             |c| c.mode == Mode::Arp,
             Some("nope"),
-            &[("bgp_enable", "false")],
+            &[("bgp_enable", "false"), ("vip_interface", "eth0")],
         ),
         (
             "vip_arpRate",

@@ -1,3 +1,5 @@
-//! The node data plane: addresses (rtnetlink); later ARP/NDP and IPVS.
+//! The node data plane: addresses (rtnetlink), ARP/NDP announcements (raw sockets); later IPVS.
 
 pub mod addr;
+pub mod announce;
+pub mod garp;

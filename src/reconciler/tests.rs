@@ -187,3 +187,129 @@ fn failed_add_is_retried_on_resync() {
     let again = r.handle(Input::Observed(vec![]));
     assert_eq!(again, vec![Action::Add(a)]);
 }
+
+fn svc(
+    name: &str,
+    ip: &str,
+    local_only: bool,
+    local_endpoint: bool,
+) -> crate::kube::services::ServiceVip {
+    crate::kube::services::ServiceVip {
+        namespace: "default".into(),
+        name: name.into(),
+        ips: vec![ip.parse().unwrap()],
+        source: crate::kube::services::AddressSource::Annotation,
+        local_only,
+        local_endpoint,
+        status_ips: vec![],
+    }
+}
+
+fn adds(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(n) => Some(n.ip.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn service_vips_follow_external_traffic_policy_and_are_shared() {
+    let mut r = Reconciler::new();
+    r.handle(Input::Config(config(&[("svc_enable", "true")])));
+    let a = r.handle(Input::Services(Arc::new(vec![
+        svc("a", "198.51.100.1", false, false),
+        svc("b", "198.51.100.2", true, false),
+        svc("c", "198.51.100.1", false, false),
+    ])));
+    assert_eq!(
+        adds(&a),
+        vec!["198.51.100.1"],
+        "ETP Local without a local endpoint is not served"
+    );
+    r.handle(Input::Added {
+        addr: addr("198.51.100.1"),
+        owned: true,
+    });
+    // One of the two Services sharing the VIP goes: the VIP stays.
+    let a = r.handle(Input::Services(Arc::new(vec![svc(
+        "c",
+        "198.51.100.1",
+        false,
+        false,
+    )])));
+    assert!(a.is_empty(), "{a:?}");
+    // The last one goes: withdrawn, then removed.
+    let a = r.handle(Input::Services(Arc::new(vec![])));
+    assert_eq!(
+        a,
+        vec![
+            Action::Routes(RouteTable::new()),
+            Action::Remove(addr("198.51.100.1"))
+        ]
+    );
+    // A local endpoint appears for the ETP Local Service.
+    let a = r.handle(Input::Services(Arc::new(vec![svc(
+        "b",
+        "198.51.100.2",
+        true,
+        true,
+    )])));
+    assert_eq!(adds(&a), vec!["198.51.100.2"]);
+    let st = r.status();
+    assert!(st.iter().any(|v| v
+        .sources
+        .iter()
+        .any(|s| s.to_string() == "service/default/b")));
+}
+
+#[test]
+fn arp_mode_serves_only_with_the_lease() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+        ("svc_enable", "true"),
+        ("svc_election", "true"),
+    ]);
+    assert!(
+        adds(&r.handle(Input::Config(c))).is_empty(),
+        "followers never hold the VIP"
+    );
+    r.handle(Input::Services(Arc::new(vec![
+        svc("a", "198.51.100.1", false, false),
+        svc("b", "198.51.100.2", false, false),
+    ])));
+    let a = r.handle(Input::Leadership(Leadership {
+        control_plane: true,
+        services: false,
+        per_service: ["default/b".to_string()].into_iter().collect(),
+    }));
+    assert_eq!(adds(&a), vec!["192.0.2.10", "198.51.100.2"]);
+    for ip in ["192.0.2.10", "198.51.100.2"] {
+        let mut n = addr(ip);
+        n.interface = "eth0".into();
+        r.handle(Input::Added {
+            addr: n,
+            owned: true,
+        });
+    }
+    let a = r.handle(Input::Leadership(Leadership::default()));
+    let removed: Vec<String> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Remove(n) => Some(n.ip.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, vec!["192.0.2.10", "198.51.100.2"]);
+    assert!(r
+        .status()
+        .iter()
+        .all(|v| v.held_back.as_deref() == Some("another node holds the lease")));
+}

@@ -1,0 +1,169 @@
+//! Service selection, address precedence and endpoint locality, on objects written as JSON
+//! the way the API server returns them.
+
+use super::*;
+
+fn svc(j: serde_json::Value) -> Service {
+    serde_json::from_value(j).unwrap()
+}
+
+fn filter() -> Filter {
+    Filter {
+        namespace: None,
+        class_only: false,
+        class_name: "kube-vip.io/kube-vip-class".into(),
+    }
+}
+
+fn lb(name: &str, extra_spec: serde_json::Value, annotations: serde_json::Value) -> Service {
+    let mut spec = serde_json::json!({"type": "LoadBalancer", "ports": [{"port": 80}]});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra_spec.as_object().unwrap().clone());
+    svc(serde_json::json!({
+        "metadata": {"namespace": "default", "name": name, "annotations": annotations},
+        "spec": spec
+    }))
+}
+
+#[test]
+fn address_precedence_annotation_status_spec() {
+    let a = lb(
+        "a",
+        serde_json::json!({"loadBalancerIP": "192.0.2.3"}),
+        serde_json::json!({ANNOTATION_IPS: "192.0.2.1, 2001:db8::1"}),
+    );
+    let mut b = lb(
+        "b",
+        serde_json::json!({"loadBalancerIP": "192.0.2.3"}),
+        serde_json::json!({}),
+    );
+    b.status = Some(
+        serde_json::from_value(
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.2"}]}}),
+        )
+        .unwrap(),
+    );
+    let c = lb(
+        "c",
+        serde_json::json!({"loadBalancerIP": "192.0.2.3"}),
+        serde_json::json!({}),
+    );
+    let d = lb("d", serde_json::json!({}), serde_json::json!({}));
+    let v = service_vips([&a, &b, &c, &d], &LocalEndpoints::default(), &filter());
+    assert_eq!(v.len(), 3, "no address, not served");
+    assert_eq!(
+        v[0].ips,
+        vec![
+            "192.0.2.1".parse::<IpAddr>().unwrap(),
+            "2001:db8::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(v[0].source, AddressSource::Annotation);
+    assert_eq!(
+        (v[1].ips[0].to_string(), v[1].source),
+        ("192.0.2.2".into(), AddressSource::Status)
+    );
+    assert_eq!(
+        (v[2].ips[0].to_string(), v[2].source),
+        ("192.0.2.3".into(), AddressSource::Spec)
+    );
+    // Status is written for annotation/spec addresses when it differs, never for status ones.
+    assert!(status_patch(&v[0]).is_some());
+    assert!(status_patch(&v[1]).is_none());
+    let p = status_patch(&v[2]).unwrap();
+    assert_eq!(p["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.3");
+}
+
+#[test]
+fn only_load_balancers_of_our_class_and_namespace() {
+    let cluster_ip = svc(
+        serde_json::json!({"metadata": {"namespace": "default", "name": "x"}, "spec": {"type": "ClusterIP", "loadBalancerIP": "192.0.2.9"}}),
+    );
+    let other_class = lb(
+        "o",
+        serde_json::json!({"loadBalancerClass": "metallb", "loadBalancerIP": "192.0.2.8"}),
+        serde_json::json!({}),
+    );
+    let ours = lb(
+        "k",
+        serde_json::json!({"loadBalancerClass": "kube-vip.io/kube-vip-class", "loadBalancerIP": "192.0.2.7"}),
+        serde_json::json!({}),
+    );
+    let classless = lb(
+        "n",
+        serde_json::json!({"loadBalancerIP": "192.0.2.6"}),
+        serde_json::json!({}),
+    );
+    let names = |f: &Filter| -> Vec<String> {
+        service_vips(
+            [&cluster_ip, &other_class, &ours, &classless],
+            &LocalEndpoints::default(),
+            f,
+        )
+        .into_iter()
+        .map(|v| v.name)
+        .collect()
+    };
+    assert_eq!(names(&filter()), vec!["k", "n"]);
+    let mut f = filter();
+    f.class_only = true;
+    assert_eq!(names(&f), vec!["k"]);
+    f.namespace = Some("apps".into());
+    assert!(names(&f).is_empty());
+}
+
+#[test]
+fn external_traffic_policy_local_needs_a_local_ready_endpoint() {
+    let s = lb(
+        "web",
+        serde_json::json!({"externalTrafficPolicy": "Local", "loadBalancerIP": "192.0.2.5"}),
+        serde_json::json!({}),
+    );
+    let ep: Endpoints = serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "subsets": [{"addresses": [{"ip": "10.1.0.5", "nodeName": "node-b"}],
+                     "notReadyAddresses": [{"ip": "10.1.0.6", "nodeName": "node-a"}]}]
+    }))
+    .unwrap();
+    let on_a = service_vips(
+        [&s],
+        &LocalEndpoints::from_endpoints([&ep], "node-a"),
+        &filter(),
+    );
+    let on_b = service_vips(
+        [&s],
+        &LocalEndpoints::from_endpoints([&ep], "node-b"),
+        &filter(),
+    );
+    assert!(
+        !on_a[0].served_here(),
+        "only a not-ready endpoint on node-a"
+    );
+    assert!(on_b[0].served_here());
+}
+
+#[test]
+fn endpoint_slices_count_ready_and_terminating_serving_endpoints() {
+    let slice = |ready: Option<bool>, serving: bool, terminating: bool| -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web-abc", "labels": {SLICE_SERVICE_LABEL: "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": "node-a",
+                           "conditions": {"ready": ready, "serving": serving, "terminating": terminating}}]
+        }))
+        .unwrap()
+    };
+    let has = |s: &EndpointSlice| LocalEndpoints::from_slices([s], "node-a").has("default/web");
+    assert!(has(&slice(Some(true), true, false)));
+    assert!(has(&slice(None, true, false)), "absent ready means ready");
+    assert!(!has(&slice(Some(false), false, false)));
+    assert!(
+        has(&slice(Some(false), true, true)),
+        "rolling update: still serving while terminating"
+    );
+    assert!(
+        !LocalEndpoints::from_slices([&slice(Some(true), true, false)], "node-b")
+            .has("default/web")
+    );
+}
