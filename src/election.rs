@@ -164,7 +164,9 @@ impl Elector {
                 out.push(Output::TickAfter(self.timing.retry_period));
             }
             Input::Written(rv) => {
-                let Some((sent, rec)) = self.writing.take() else { return };
+                let Some((sent, rec)) = self.writing.take() else {
+                    return;
+                };
                 self.observed = Some((rec, rv, now));
                 self.renewed_at = Some(sent);
                 if !self.leader && now.duration_since(sent) < self.timing.renew_deadline {
@@ -209,7 +211,9 @@ impl Elector {
 
     /// A leader whose last successful renewal is older than the renew deadline steps down.
     fn check_deadline(&mut self, now: Instant, out: &mut Vec<Output>) {
-        if self.leader && now.duration_since(self.renewed_at.unwrap_or(now)) >= self.timing.renew_deadline {
+        if self.leader
+            && now.duration_since(self.renewed_at.unwrap_or(now)) >= self.timing.renew_deadline
+        {
             self.leader = false;
             out.push(Output::LostLeadership);
         }
@@ -217,15 +221,28 @@ impl Elector {
 
     /// The record to write now: ours, renewed at `wall`.
     fn next_record(&self, wall: SystemTime) -> LeaseRecord {
-        let base = self.observed.as_ref().map(|(r, _, _)| r.clone()).unwrap_or_default();
+        let base = self
+            .observed
+            .as_ref()
+            .map(|(r, _, _)| r.clone())
+            .unwrap_or_default();
         let ours = base.holder.as_deref() == Some(self.identity.as_str());
-        let had_holder = base.acquire_time.is_some() || !base.holder.as_deref().unwrap_or("").is_empty();
+        let had_holder =
+            base.acquire_time.is_some() || !base.holder.as_deref().unwrap_or("").is_empty();
         LeaseRecord {
             holder: Some(self.identity.clone()),
             lease_duration_seconds: self.timing.lease_duration.as_secs_f64().ceil() as i32,
-            acquire_time: if ours { base.acquire_time.or(Some(wall)) } else { Some(wall) },
+            acquire_time: if ours {
+                base.acquire_time.or(Some(wall))
+            } else {
+                Some(wall)
+            },
             renew_time: Some(wall),
-            transitions: if ours || !had_holder { base.transitions } else { base.transitions + 1 },
+            transitions: if ours || !had_holder {
+                base.transitions
+            } else {
+                base.transitions + 1
+            },
         }
     }
 

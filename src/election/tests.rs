@@ -30,8 +30,12 @@ impl Store {
         for o in outs {
             match o {
                 Output::Read if !self.reachable => next.push(Input::ReadFailed),
-                Output::Read => next.push(Input::Observed(self.lease.clone().map(|(r, v)| (r, v.to_string())))),
-                Output::Create(_) | Output::Update(..) if !self.reachable => next.push(Input::WriteFailed),
+                Output::Read => next.push(Input::Observed(
+                    self.lease.clone().map(|(r, v)| (r, v.to_string())),
+                )),
+                Output::Create(_) | Output::Update(..) if !self.reachable => {
+                    next.push(Input::WriteFailed)
+                }
                 Output::Create(r) => match self.lease {
                     Some(_) => next.push(Input::WriteFailed),
                     None => {
@@ -98,7 +102,10 @@ fn follower_waits_for_expiry_by_its_own_observation_clock() {
     // a dies (no more renewals). b keeps looking.
     for secs in [3, 5, 9, 13, 15] {
         let outs = run(&mut b, &mut s, Input::Tick, t0 + Duration::from_secs(secs));
-        assert!(!outs.contains(&Output::BecameLeader), "took over at +{secs}s");
+        assert!(
+            !outs.contains(&Output::BecameLeader),
+            "took over at +{secs}s"
+        );
     }
     let outs = run(&mut b, &mut s, Input::Tick, t0 + Duration::from_secs(16));
     assert!(outs.contains(&Output::BecameLeader));
@@ -115,7 +122,12 @@ fn renewals_keep_the_leader_and_followers_off() {
         let now = t0 + Duration::from_secs(2 * i);
         let outs = run(&mut a, &mut s, Input::Tick, now);
         assert!(!outs.contains(&Output::LostLeadership));
-        let outs = run(&mut b, &mut s, Input::Tick, now + Duration::from_millis(500));
+        let outs = run(
+            &mut b,
+            &mut s,
+            Input::Tick,
+            now + Duration::from_millis(500),
+        );
         assert!(!outs.contains(&Output::BecameLeader));
     }
     assert!(a.is_leader() && !b.is_leader());
@@ -128,7 +140,7 @@ fn unreachable_api_server_makes_the_leader_step_down_before_anyone_can_take_over
     let t0 = Instant::now();
     run(&mut a, &mut s, Input::Tick, t0);
     run(&mut b, &mut s, Input::Tick, t0); // b observes a's renewal at t0
-    // The leader loses the API server; b still reaches it (a partition).
+                                          // The leader loses the API server; b still reaches it (a partition).
     s.reachable = false;
     let mut stepped_down_at = None;
     let mut now = t0;
@@ -144,7 +156,10 @@ fn unreachable_api_server_makes_the_leader_step_down_before_anyone_can_take_over
         next = next_tick(&outs).unwrap();
     }
     let down = stepped_down_at.expect("leader stepped down");
-    assert_eq!(down, T.renew_deadline, "steps down exactly at the renew deadline");
+    assert_eq!(
+        down, T.renew_deadline,
+        "steps down exactly at the renew deadline"
+    );
     s.reachable = true;
     // b may only take over after lease_duration from its observation (t0): strictly later.
     let outs = run(&mut b, &mut s, Input::Tick, t0 + down);
@@ -165,9 +180,18 @@ fn release_lets_a_follower_acquire_at_once() {
     assert_eq!(s.lease.as_ref().unwrap().0.holder.as_deref(), Some(""));
     // b is told of the change (the shell watches the Lease) and acquires immediately.
     let lease = s.lease.clone().map(|(r, v)| (r, v.to_string()));
-    let outs = run(&mut b, &mut s, Input::Observed(lease), t0 + Duration::from_millis(1100));
+    let outs = run(
+        &mut b,
+        &mut s,
+        Input::Observed(lease),
+        t0 + Duration::from_millis(1100),
+    );
     assert!(outs.contains(&Output::BecameLeader));
-    assert!(a.handle(Input::Tick, t0 + Duration::from_secs(2), SystemTime::now()).is_empty(), "released electors are inert");
+    assert!(
+        a.handle(Input::Tick, t0 + Duration::from_secs(2), SystemTime::now())
+            .is_empty(),
+        "released electors are inert"
+    );
 }
 
 #[test]
@@ -182,6 +206,10 @@ fn a_lost_race_is_a_write_failure_not_leadership() {
     let rb = s.exec(&ob);
     assert!(matches!(ra[0], Input::Written(_)));
     assert!(matches!(rb[0], Input::WriteFailed));
-    assert!(a.handle(ra[0].clone(), t0, SystemTime::now()).contains(&Output::BecameLeader));
-    assert!(!b.handle(rb[0].clone(), t0, SystemTime::now()).contains(&Output::BecameLeader));
+    assert!(a
+        .handle(ra[0].clone(), t0, SystemTime::now())
+        .contains(&Output::BecameLeader));
+    assert!(!b
+        .handle(rb[0].clone(), t0, SystemTime::now())
+        .contains(&Output::BecameLeader));
 }
