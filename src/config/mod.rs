@@ -282,6 +282,17 @@ impl Reader<'_> {
         Ok(Duration::from_secs(self.num(key, default, lo, hi)?))
     }
 
+    /// Seconds that may be fractional (`0.5`): a superset of kube-vip's integer values.
+    fn secs_frac(&self, key: &str, default: f64, lo: f64, hi: f64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs_f64(
+            self.parse(key, |v| match v.parse::<f64>() {
+                Ok(n) if n >= lo && n <= hi => Ok(n),
+                _ => Err(format!("expected seconds in {lo}..={hi} (fractions allowed)")),
+            })?
+            .unwrap_or(default),
+        ))
+    }
+
     fn string(&self, key: &str, default: &str) -> String {
         self.raw(key)
             .map(|(v, _)| v.to_string())
@@ -516,9 +527,9 @@ impl Config {
             }
         };
 
-        let lease_duration = r.secs("vip_leaseduration", 15, 1, 3600)?;
-        let renew_deadline = r.secs("vip_renewdeadline", 10, 1, 3600)?;
-        let retry_period = r.secs("vip_retryperiod", 2, 1, 3600)?;
+        let lease_duration = r.secs_frac("vip_leaseduration", 15.0, 1.0, 3600.0)?;
+        let renew_deadline = r.secs_frac("vip_renewdeadline", 10.0, 0.1, 3600.0)?;
+        let retry_period = r.secs_frac("vip_retryperiod", 2.0, 0.1, 3600.0)?;
         // Blame the value the user set (both defaults are consistent).
         let blame = |a: &'static str, b: &'static str| if r.raw(a).is_some() { a } else { b };
         if renew_deadline >= lease_duration {

@@ -252,8 +252,8 @@ fn rows() -> Vec<(
         ),
         (
             "vip_retryperiod",
-            "1",
-            |c| c.arp.retry_period == Duration::from_secs(1),
+            "0.5",
+            |c| c.arp.retry_period == Duration::from_millis(500),
             Some("10"),
             &[],
         ),
