@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(bird2 frr gobgpd exabgp iputils-arping iputils-ping ipv6toolkit nftables socat tcpdump
-      curl jq ipvsadm busybox-static kmod cpio rsync iproute2 procps psmisc)
+      curl jq ipvsadm busybox-static kmod cpio rsync iproute2 procps psmisc
+      etcd-server kubernetes-client golang-go openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -18,5 +19,5 @@ if ((${#missing[@]})); then
 fi
 # No daemon may keep running from the packages' own init scripts (there is no systemd here,
 # but be sure): the tests start their own instances in namespaces.
-for d in bird gobgpd zebra bgpd; do pkill -x "$d" 2>/dev/null || true; done
+for d in bird gobgpd zebra bgpd etcd; do pkill -x "$d" 2>/dev/null || true; done
 echo "install-deps: ok"
