@@ -552,6 +552,7 @@ run_bird() {
     local i=$1 pid t0 t1 bc
     [ -f "$W/spk-static-off.conf" ] || bird_speaker_conf "$W/spk-static-off.conf" static
     start_receiver
+    rm -f "$W/spk-bird.log"
     start_bird "$NODE" spk "$W/spk-static-off.conf"
     pid=$BIRD_PID
     wait_for 30 "receiver Established" rx_established
@@ -574,6 +575,7 @@ run_bird_dump() {
     local i=$1 pid t0
     [ -f "$W/spk-bgp-off.conf" ] || bird_speaker_conf "$W/spk-bgp-off.conf" bgp
     start_receiver
+    rm -f "$W/spk-bird.log"
     start_bird "$NODE" spk "$W/spk-bgp-off.conf"
     pid=$BIRD_PID
     wait_for 60 "speaker BIRD has the static routes" \
@@ -756,10 +758,12 @@ OUT=$ROOT/labs/out/bench-bgp-$(date +%Y%m%d-%H%M%S).txt
                 notes = ""
                 for (k = 1; k <= m; k++) notes = notes (k > 1 ? " " : "") ex[s, k] "/res=" res[s, k]
                 printf "%-15s %6d %9.1f (%5.0f..%5.0f) %9.1f %9.1f %8.1f %8d %9d %4d  %s\n", s, n[s], tm, tl, th, fm, pm, rm / 1024, cm, xm, m, notes
-                T[s] = tm; NN[s] = n[s]
+                T[s] = tm; P[s] = pm; NN[s] = n[s]
             }
             print ""
             if (("vipr" in T) && ("bird" in T)) printf "vipr / BIRD time ratio: %.2f (goal <= 1.5)\n", T["vipr"] / T["bird"]
+            if (("vipr-dump" in T) && ("bird-dump" in T) && T["bird-dump"] > 0 && P["bird-dump"] > 0)
+                printf "initial dump, vipr / BIRD: %.2f to all routes, %.2f to 99 %% of them\n", T["vipr-dump"] / T["bird-dump"], P["vipr-dump"] / P["bird-dump"]
             if (("vipr" in T) && ("gobgp-grpc" in T)) printf "GoBGP one-by-one gRPC / vipr: %.1fx (goal >= 10)\n", T["gobgp-grpc"] / T["vipr"]
             if (("vipr" in T) && ("gobgp-embedded" in T)) printf "GoBGP embedded one-by-one (kube-vip style) / vipr: %.1fx (goal >= 10)\n", T["gobgp-embedded"] / T["vipr"]
             if ("gobgp-cli" in T) {
