@@ -5,19 +5,19 @@ set -euo pipefail
 
 PKGS=(bird2 frr gobgpd exabgp iputils-arping iputils-ping ipv6toolkit nftables socat tcpdump
       curl jq ipvsadm busybox-static kmod cpio rsync iproute2 procps psmisc
-      etcd-server kubernetes-client golang-go openssl)
+      etcd-server golang-go openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl: Debian's kubernetes-client, unless a kubectl is already installed (some images
+# carry one from another repository, which the Debian package would conflict with).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# No daemon may keep running from the packages' own init scripts (there is no systemd here,
-# but be sure): the tests start their own instances in namespaces.
-for d in bird gobgpd zebra bgpd etcd; do pkill -x "$d" 2>/dev/null || true; done
 echo "install-deps: ok"

@@ -14,8 +14,10 @@
 #   viprtoken  -> user "vipr" (no permissions until RBAC binds it)
 set -euo pipefail
 VERSION=1.20.5+really1.20.2
+# Bump when the build recipe changes, so cached binaries are rebuilt.
+RECIPE=2
 CACHE=${VIPR_CACHE:-$HOME/.cache/vipr}
-BIN=$CACHE/kube-apiserver-$VERSION
+BIN=$CACHE/kube-apiserver-$VERSION-r$RECIPE
 PORT=${VIPR_APISERVER_PORT:-16443}
 
 build() {
@@ -26,12 +28,19 @@ build() {
       > /etc/apt/sources.list.d/vipr-src.sources
     apt-get update -qq
   fi
-  dpkg -s golang-go etcd-server rsync >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends golang-go etcd-server rsync >/dev/null
+  dpkg -s golang-go etcd-server rsync golang-github-modern-go-reflect2-dev >/dev/null 2>&1 ||
+    apt-get install -y -qq --no-install-recommends golang-go etcd-server rsync golang-github-modern-go-reflect2-dev >/dev/null
   local W; W=$(mktemp -d /tmp/vipr-k8s-build.XXXX)
   (
     cd "$W"
     apt-get source -qq kubernetes >/dev/null 2>&1
     cd kubernetes-*/
+    # The vendored modern-go/reflect2 v1.0.1 faults on Go >= 1.18 map iteration ("unexpected
+    # fault address" when encoding any object with a map, e.g. annotations). Debian's 1.0.2
+    # has the fix; the API is the same.
+    rm -rf vendor/github.com/modern-go/reflect2
+    cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
+    rm -rf vendor/github.com/modern-go/reflect2/debian vendor/github.com/modern-go/reflect2/.git*
     mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
     env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$W/home" make WHAT=cmd/kube-apiserver >/dev/null
     mkdir -p "$CACHE"
