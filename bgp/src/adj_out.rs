@@ -104,10 +104,10 @@ impl AdjRibOut {
         // Keyed by the attribute Arc's address: routes announced together share one Arc.
         let mut announce: HashMap<(Family, usize), (Arc<RouteAttrs>, Vec<IpNet>)> = HashMap::new();
         let mut order: Vec<(Family, usize)> = Vec::new();
-        RouteTable::diff(&old, &new, |p| {
+        RouteTable::diff(&old, &new, |p, was, now| {
             let f = Family::of(p);
-            let was = old.get(p).map(|a| self.sendable(p, a));
-            let now = new.get(p).map(|a| (a, self.sendable(p, a)));
+            let was = was.map(|a| self.sendable(p, a));
+            let now = now.map(|a| (a, self.sendable(p, a)));
             match was {
                 Some(true) => self.advertised -= 1,
                 Some(false) => self.unsendable -= 1,

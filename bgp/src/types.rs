@@ -198,14 +198,19 @@ impl RouteTable {
         prefixes: impl IntoIterator<Item = IpNet>,
         attrs: RouteAttrs,
     ) -> usize {
+        use std::collections::btree_map::Entry;
         let attrs = Arc::new(attrs);
         let mut changed = 0;
         for p in prefixes {
-            let p = p.trunc();
-            match self.routes.get(&p) {
-                Some(old) if **old == *attrs => {}
-                _ => {
-                    self.routes.insert(p, attrs.clone());
+            match self.routes.entry(p.trunc()) {
+                Entry::Occupied(mut e) => {
+                    if **e.get() != *attrs {
+                        e.insert(attrs.clone());
+                        changed += 1;
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(attrs.clone());
                     changed += 1;
                 }
             }
@@ -262,34 +267,38 @@ impl RouteTable {
         RouteTable { routes }
     }
 
-    /// Calls `f` for every prefix whose presence or attributes differ between `old` and
-    /// `new`, in one merge walk over both sorted maps.
-    pub fn diff(old: &RouteTable, new: &RouteTable, mut f: impl FnMut(&IpNet)) {
+    /// Calls `f(prefix, old attributes, new attributes)` for every prefix whose presence or
+    /// attributes differ between `old` and `new`, in one merge walk over both sorted maps.
+    pub fn diff(
+        old: &RouteTable,
+        new: &RouteTable,
+        mut f: impl FnMut(&IpNet, Option<&Arc<RouteAttrs>>, Option<&Arc<RouteAttrs>>),
+    ) {
         let mut a = old.routes.iter().peekable();
         let mut b = new.routes.iter().peekable();
         loop {
             match (a.peek(), b.peek()) {
                 (None, None) => return,
-                (Some((pa, _)), None) => {
-                    f(pa);
+                (Some((pa, aa)), None) => {
+                    f(pa, Some(aa), None);
                     a.next();
                 }
-                (None, Some((pb, _))) => {
-                    f(pb);
+                (None, Some((pb, ab))) => {
+                    f(pb, None, Some(ab));
                     b.next();
                 }
                 (Some((pa, aa)), Some((pb, ab))) => match pa.cmp(pb) {
                     std::cmp::Ordering::Less => {
-                        f(pa);
+                        f(pa, Some(aa), None);
                         a.next();
                     }
                     std::cmp::Ordering::Greater => {
-                        f(pb);
+                        f(pb, None, Some(ab));
                         b.next();
                     }
                     std::cmp::Ordering::Equal => {
                         if !Arc::ptr_eq(aa, ab) && aa != ab {
-                            f(pa);
+                            f(pa, Some(aa), Some(ab));
                         }
                         a.next();
                         b.next();
@@ -350,14 +359,14 @@ mod tests {
             },
         );
         let mut seen = Vec::new();
-        RouteTable::diff(&a, &b, |x| seen.push(*x));
+        RouteTable::diff(&a, &b, |x, _, _| seen.push(*x));
         seen.sort();
         assert_eq!(
             seen,
             vec![p("192.0.2.1/32"), p("192.0.2.2/32"), p("2001:db8::1/128")]
         );
         let mut none = 0;
-        RouteTable::diff(&b, &b.clone(), |_| none += 1);
+        RouteTable::diff(&b, &b.clone(), |_, _, _| none += 1);
         assert_eq!(none, 0);
     }
 

@@ -100,7 +100,11 @@ pub async fn run(mut rx: mpsc::Receiver<Announce>, refresh: Duration) {
             if let Some(s) = sockets.get(&a.interface) {
                 match s.announce(a.ip) {
                     Ok(()) => debug!(address = %a, "announced"),
-                    Err(e) => warn!(address = %a, error = %e, "announcement failed"),
+                    Err(e) => {
+                        // The interface may have been recreated (new index or MAC): reopen next time.
+                        warn!(address = %a, error = %e, "announcement failed");
+                        sockets.remove(&a.interface);
+                    }
                 }
             }
         }
