@@ -102,11 +102,13 @@ impl Elector {
     }
 
     /// Whether this node leads.
+    #[cfg(test)]
     pub fn is_leader(&self) -> bool {
         self.leader
     }
 
     /// The current holder as last observed.
+    #[cfg(test)]
     pub fn holder(&self) -> Option<&str> {
         self.observed
             .as_ref()

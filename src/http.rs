@@ -29,6 +29,8 @@ pub struct AppState {
     pub node: String,
     /// `bgp` or `arp`.
     pub mode: &'static str,
+    /// The peer source (static config or a provider) has answered.
+    pub peers_known: watch::Receiver<bool>,
 }
 
 async fn metrics(AxState(s): AxState<AppState>) -> Response {
@@ -51,17 +53,23 @@ async fn metrics(AxState(s): AxState<AppState>) -> Response {
 async fn status(AxState(s): AxState<AppState>) -> Json<crate::status::Status> {
     let peers = s.speaker.peers().await.unwrap_or_default();
     let vips = s.vips.borrow().clone();
-    Json(crate::status::build(&s.node, s.mode, &peers, &vips))
+    Json(crate::status::build(
+        &s.node,
+        s.mode,
+        *s.peers_known.borrow(),
+        &peers,
+        &vips,
+    ))
 }
 
 async fn readyz(AxState(s): AxState<AppState>) -> (StatusCode, &'static str) {
     let peers = s.speaker.peers().await.unwrap_or_default();
-    if crate::status::ready(&peers) {
+    if crate::status::ready(*s.peers_known.borrow(), &peers) {
         (StatusCode::OK, "ok\n")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no established BGP session yet\n",
+            "no peers known yet, or no established BGP session yet\n",
         )
     }
 }

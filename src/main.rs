@@ -25,12 +25,14 @@
 
 mod config;
 mod dataplane;
+mod discovery;
 mod election;
 mod error;
 mod health;
 mod http;
 mod kube;
 mod metrics;
+mod peers;
 mod reconciler;
 mod run;
 mod status;
@@ -210,10 +212,23 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
             .context("BGP speaker")?;
         let addrs = dataplane::addr::AddrManager::new(&cfg.state_dir).context("netlink")?;
         let cancel = CancellationToken::new();
+        // Cancelled only after the reconciler finished its shutdown: Leases are released and
+        // host routes to peers removed after the last withdrawal went out.
+        let release = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg.clone()));
         let (health_tx, health_rx) = watch::channel(reconciler::Health::NotChecked);
         let (vips_tx, vips_rx) = watch::channel(Vec::new());
+        let (known_tx, known_rx) = watch::channel(false);
+
+        // Kubernetes: Services, node annotations, and the Leases of ARP mode. A control-plane
+        // VIP over BGP with static peers runs without any API server.
+        let arp_election = cfg.mode == Mode::Arp && cfg.arp.leader_election;
+        let client = if cfg.svc_enable || arp_election || cfg.svc.annotation.is_some() {
+            Some(kube::client(&cfg.kubeconfig).await.context("Kubernetes")?)
+        } else {
+            None
+        };
 
         if let Some(addr) = cfg.http {
             let state = http::AppState {
@@ -222,22 +237,32 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
                 health: health_rx.clone(),
                 node: cfg.node_name.clone(),
                 mode: if cfg.mode == Mode::Bgp { "bgp" } else { "arp" },
+                peers_known: known_rx,
             };
             tasks.spawn(http::serve(addr, state, cancel.clone()));
         }
         tasks.spawn(run::health(cfg_rx.clone(), health_tx, cancel.clone()));
-        if cfg.mode == Mode::Bgp {
-            tasks.spawn(run::peers(cfg_rx.clone(), addrs.clone(), speaker.clone(), cancel.clone()));
-        }
-        // Kubernetes: Services, and the Leases of ARP mode. Not needed for a control-plane VIP
-        // over BGP, which runs without any API server.
+        let peers_task = if cfg.mode == Mode::Bgp {
+            let (disc_tx, disc_rx) = watch::channel(peers::Discovered::Pending);
+            tasks.spawn(discovery::run(Arc::new(cfg.clone()), client.clone(), disc_tx, release.clone()));
+            let routes = dataplane::routes::RouteManager::new().context("netlink")?;
+            Some(tokio::spawn(peers::run(
+                cfg_rx.clone(),
+                disc_rx,
+                addrs.clone(),
+                routes,
+                speaker.clone(),
+                known_tx,
+                release.clone(),
+            )))
+        } else {
+            known_tx.send_replace(true);
+            None
+        };
         let (svc_tx, svc_rx) = watch::channel(kube::watch::Services::default());
         let (lead_tx, lead_rx) = watch::channel(reconciler::Leadership::default());
-        let release = CancellationToken::new();
         let mut elections = None;
-        let arp_election = cfg.mode == Mode::Arp && cfg.arp.leader_election;
-        if cfg.svc_enable || arp_election {
-            let client = kube::client(&cfg.kubeconfig).await.context("Kubernetes")?;
+        if let Some(client) = client {
             if cfg.svc_enable {
                 let filter = kube::services::Filter {
                     namespace: cfg.svc.namespace.clone(),
@@ -309,6 +334,9 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
         release.cancel();
         if let Some(e) = elections {
             let _ = tokio::time::timeout(Duration::from_millis(1500), e).await;
+        }
+        if let Some(p) = peers_task {
+            let _ = tokio::time::timeout(Duration::from_millis(500), p).await;
         }
         tasks.close();
         let _ = tokio::time::timeout(Duration::from_millis(300), tasks.wait()).await;

@@ -3,12 +3,11 @@
 //! only what changed), and the health supervisor. `main.rs` wires them with channels.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgp::{GracefulRestart, PeerConfig, ShutdownOptions, Speaker};
+use bgp::{ShutdownOptions, Speaker};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -173,147 +172,6 @@ async fn apply(core: &mut Reconciler, mut queue: VecDeque<Action>, fx: &Effects)
         queue.extend(more);
     }
     fx.vips.send_replace(core.status());
-}
-
-/// Turns the config's peers into speaker sessions whenever the config changes: unchanged
-/// peers are left alone, changed ones reset, removed ones withdrawn and closed.
-pub async fn peers(
-    mut cfg: watch::Receiver<Arc<Config>>,
-    addrs: AddrManager,
-    speaker: Speaker,
-    cancel: CancellationToken,
-) {
-    loop {
-        let c = cfg.borrow_and_update().clone();
-        let mut retry = Duration::from_secs(1);
-        loop {
-            match resolve(&c, &addrs).await {
-                Ok(want) => {
-                    apply_peers(&speaker, want).await;
-                    break;
-                }
-                Err(e) => {
-                    warn!(error = %e, retry_in = ?retry, "cannot configure BGP peers");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(retry) => {}
-                        Ok(()) = cfg.changed() => break,
-                    }
-                    retry = (retry * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = cfg.changed() => if r.is_err() { return },
-        }
-    }
-}
-
-async fn apply_peers(speaker: &Speaker, want: Vec<PeerConfig>) {
-    let current = speaker.peers().await.unwrap_or_default();
-    for p in &current {
-        if !want.iter().any(|w| w.address == p.config.address) {
-            info!(peer = %p.config.address, "peer removed from the configuration");
-            let _ = speaker.remove_peer(p.config.address).await;
-        }
-    }
-    for w in want {
-        let addr = w.address;
-        let existed = current.iter().any(|p| p.config.address == addr);
-        match speaker.set_peer(w).await {
-            Ok(true) if existed => info!(peer = %addr, "peer configuration changed: session reset"),
-            Ok(_) => {}
-            Err(e) => warn!(peer = %addr, error = %e, "cannot add peer"),
-        }
-    }
-}
-
-/// Builds the speaker's peer configs: router id, source addresses and next hops come from the
-/// node's interfaces when not configured.
-pub async fn resolve(c: &Config, addrs: &AddrManager) -> Result<Vec<PeerConfig>, String> {
-    // A default router id or next hop is never a VIP (one can be on the node without vipr's
-    // marker: put there by hand or by an earlier kube-vip), and comes from a loopback
-    // interface only when no other has one: `lo` holds VIPs and service addresses, which a
-    // directly connected peer cannot use as next hop and other nodes may share.
-    let vips: Vec<IpAddr> = c.configured_vips().map(|(ip, _)| ip).collect();
-    let globals = addrs.global_addrs().await.map_err(|e| e.to_string())?;
-    let pick = |v4: bool| {
-        let usable = |want_lo: bool| {
-            globals
-                .iter()
-                .find(|(ip, lo)| ip.is_ipv4() == v4 && *lo == want_lo && !vips.contains(ip))
-                .map(|(ip, _)| *ip)
-        };
-        usable(false).or_else(|| usable(true))
-    };
-    let router_id = match (c.bgp.router_id, &c.bgp.router_interface) {
-        (Some(id), _) => id,
-        (None, Some(iface)) => addrs
-            .ipv4_of(iface)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("bgp_routerinterface {iface} has no IPv4 address"))?,
-        (None, None) => match pick(true) {
-            Some(IpAddr::V4(a)) => a,
-            _ => {
-                return Err(
-                    "no router id: set bgp_routerid (no IPv4 address found on the node)".into(),
-                )
-            }
-        },
-    };
-    let source_addrs: Vec<IpAddr> = match (&c.bgp.source_ip, &c.bgp.source_if) {
-        (Some(ip), _) => vec![*ip],
-        (None, Some(iface)) => addrs.addrs_of(iface).await.map_err(|e| e.to_string())?,
-        (None, None) => Vec::new(),
-    };
-    // Next hops for the other family than the session's: a global address of the node.
-    let nh_iface = c.bgp.source_if.clone();
-    let node_addrs = match &nh_iface {
-        Some(i) => addrs.addrs_of(i).await.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let any_v6 = match node_addrs.iter().find(|a| a.is_ipv6()) {
-        Some(IpAddr::V6(a)) => Some(*a),
-        _ => match pick(false) {
-            Some(IpAddr::V6(a)) => Some(a),
-            _ => None,
-        },
-    };
-    let any_v4 = match node_addrs.iter().find(|a| a.is_ipv4()) {
-        Some(IpAddr::V4(a)) => Some(*a),
-        _ => match pick(true) {
-            Some(IpAddr::V4(a)) => Some(a),
-            _ => None,
-        },
-    };
-    let mut out = Vec::new();
-    for spec in &c.bgp.peers {
-        let mut p = PeerConfig::new(spec.address, spec.remote_as, c.bgp.local_as, router_id);
-        p.port = spec.port;
-        p.password = spec.password.clone();
-        p.ttl = spec.multihop.then_some(255);
-        p.hold_time = c.bgp.hold_time;
-        p.keepalive = Some(c.bgp.keepalive).filter(|k| *k > 0);
-        p.source = source_addrs
-            .iter()
-            .copied()
-            .find(|s| s.is_ipv4() == spec.address.is_ipv4());
-        if spec.address.is_ipv4() {
-            p.next_hop_v6 = any_v6;
-        } else {
-            p.next_hop_v4 = any_v4;
-        }
-        p.graceful_restart = c.bgp.graceful_restart.map(|t| GracefulRestart {
-            restart_time: t,
-            restarting: false,
-            forwarding_preserved: true,
-        });
-        p.validate().map_err(|e| e.to_string())?;
-        out.push(p);
-    }
-    Ok(out)
 }
 
 /// Runs the health checker for the current config, restarting it when the check changes.

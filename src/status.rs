@@ -75,8 +75,12 @@ pub struct Status {
     pub vips: Vec<VipView>,
 }
 
-/// Ready when every peer has been tried and at least one is established (no peers: ready).
-pub fn ready(peers: &[PeerInfo]) -> bool {
+/// Ready when the peer source has answered, every peer has been tried and at least one is
+/// established (no peers: ready).
+pub fn ready(peers_known: bool, peers: &[PeerInfo]) -> bool {
+    if !peers_known {
+        return false; // the peer provider has not answered yet
+    }
     peers.is_empty()
         || (peers
             .iter()
@@ -85,7 +89,13 @@ pub fn ready(peers: &[PeerInfo]) -> bool {
 }
 
 /// Builds the status document.
-pub fn build(node: &str, mode: &str, peers: &[PeerInfo], vips: &[VipState]) -> Status {
+pub fn build(
+    node: &str,
+    mode: &str,
+    peers_known: bool,
+    peers: &[PeerInfo],
+    vips: &[VipState],
+) -> Status {
     let now = SystemTime::now();
     let mut pv: Vec<PeerView> = peers
         .iter()
@@ -152,7 +162,7 @@ pub fn build(node: &str, mode: &str, peers: &[PeerInfo], vips: &[VipState]) -> S
         version: env!("CARGO_PKG_VERSION").to_string(),
         node: node.to_string(),
         mode: mode.to_string(),
-        ready: ready(peers),
+        ready: ready(peers_known, peers),
         peers: pv,
         vips: vv,
     }

@@ -283,11 +283,19 @@ impl Reader<'_> {
     }
 
     /// Seconds that may be fractional (`0.5`): a superset of kube-vip's integer values.
-    fn secs_frac(&self, key: &str, default: f64, lo: f64, hi: f64) -> Result<Duration, ConfigError> {
+    fn secs_frac(
+        &self,
+        key: &str,
+        default: f64,
+        lo: f64,
+        hi: f64,
+    ) -> Result<Duration, ConfigError> {
         Ok(Duration::from_secs_f64(
             self.parse(key, |v| match v.parse::<f64>() {
                 Ok(n) if n >= lo && n <= hi => Ok(n),
-                _ => Err(format!("expected seconds in {lo}..={hi} (fractions allowed)")),
+                _ => Err(format!(
+                    "expected seconds in {lo}..={hi} (fractions allowed)"
+                )),
             })?
             .unwrap_or(default),
         ))
@@ -462,6 +470,12 @@ impl Config {
             ));
         }
         let annotation = r.opt_string("annotation");
+        if peers_from == "annotations" && annotation.is_none() {
+            return Err(r.err(
+                "vipr_peers_from",
+                "annotations needs annotation=<prefix>, e.g. metal.equinix.com",
+            ));
+        }
         if mode == Mode::Bgp && peers.is_empty() && peers_from == "static" && annotation.is_none() {
             return Err(ConfigError::Conflict(
                 "bgp_enable=true needs peers: bgp_peers, bgp_peeraddress, annotation or vipr_peers_from".into(),

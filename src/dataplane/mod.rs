@@ -3,3 +3,4 @@
 pub mod addr;
 pub mod announce;
 pub mod garp;
+pub mod routes;

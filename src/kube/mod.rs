@@ -5,6 +5,7 @@
 
 pub mod elections;
 pub mod lease;
+pub mod node;
 pub mod services;
 pub mod watch;
 
@@ -48,4 +49,71 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client, KubeError> {
     let mut cfg = cfg;
     cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
     kube::Client::try_from(cfg).map_err(|e| KubeError::Client(e.to_string()))
+}
+
+/// Delays between attempts to (re)establish a watch: 0.5 s doubling up to 5 s, each
+/// shortened by up to a quarter at random (so nodes do not retry in step), back to 0.5 s
+/// after any success ([`kube::runtime::utils::StreamBackoff`] resets on every item).
+/// kube-rs' default (client-go's) grows to 30 s, so after an API server outage vipr would
+/// ignore Service changes for up to half a minute; one attempt per node every 5 s is
+/// nothing for an API server, and polling continues meanwhile where it matters (Leases).
+pub struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// A fresh schedule.
+    pub fn new() -> WatchBackoff {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<std::time::Duration> {
+        use std::hash::{BuildHasher, Hasher};
+        let d = self.next;
+        self.next = (d * 2).min(Self::MAX);
+        // RandomState is seeded randomly: a cheap source of jitter.
+        let r = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Some(d.mul_f64(1.0 - (r % 1000) as f64 / 4000.0))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn watch_backoff_doubles_to_five_seconds_with_jitter_and_resets() {
+        let mut b = WatchBackoff::new();
+        let d: Vec<Duration> = b.by_ref().take(6).collect();
+        let nominal = [500, 1000, 2000, 4000, 5000, 5000];
+        for (got, ms) in d.iter().zip(nominal) {
+            let ms = Duration::from_millis(ms);
+            assert!(*got <= ms && *got >= ms * 3 / 4, "{d:?}");
+        }
+        b.reset();
+        assert!(b.next().unwrap() <= Duration::from_millis(500));
+    }
 }

@@ -1,0 +1,175 @@
+//! Host routes to multihop BGP peers that the node cannot reach otherwise (Equinix Metal's
+//! 169.254.255.1/2 sit behind the gateway): when the best route to a peer is only the default
+//! route, vipr adds `peer/32 via <default gateway>` (rtnetlink, protocol 0x56 so it is
+//! recognisable as vipr's), and removes exactly the routes it added at exit.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+use crate::error::DataplaneError;
+
+/// Route protocol number marking vipr's routes (`ip route ... proto 86`).
+pub const VIPR_RTPROTO: u8 = 0x56;
+
+/// A route as far as vipr cares: destination and gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    dst: IpNet,
+    gateway: Option<IpAddr>,
+    oif: Option<u32>,
+    ours: bool,
+}
+
+fn addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+        _ => None,
+    }
+}
+
+fn parse(m: &RouteMessage) -> Option<Route> {
+    if m.header.table != RouteHeader::RT_TABLE_MAIN {
+        return None;
+    }
+    let mut dst = None;
+    let mut gateway = None;
+    let mut oif = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = addr(d),
+            RouteAttribute::Gateway(g) => gateway = addr(g),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(d), _) => IpNet::new(d, m.header.destination_prefix_length).ok()?,
+        (None, AddressFamily::Inet) => "0.0.0.0/0".parse().ok()?,
+        (None, AddressFamily::Inet6) => "::/0".parse().ok()?,
+        _ => return None,
+    };
+    Some(Route {
+        dst,
+        gateway,
+        oif,
+        ours: m.header.protocol == RouteProtocol::Other(VIPR_RTPROTO),
+    })
+}
+
+/// Manages vipr's host routes to peers.
+#[derive(Clone)]
+pub struct RouteManager {
+    handle: Handle,
+}
+
+impl RouteManager {
+    /// Opens a netlink connection.
+    pub fn new() -> std::io::Result<RouteManager> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(RouteManager { handle })
+    }
+
+    async fn routes(&self, v6: bool) -> Result<Vec<Route>, DataplaneError> {
+        let msg = if v6 {
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+        } else {
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+        };
+        let mut s = self.handle.route().get(msg).execute();
+        let mut out = Vec::new();
+        while let Some(m) = s.try_next().await.map_err(|e| DataplaneError::Netlink {
+            context: "route dump".into(),
+            reason: e.to_string(),
+        })? {
+            if let Some(r) = parse(&m) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes `peer` reachable: if only the default route covers it, adds a host route via the
+    /// default gateway. Returns whether a route was added (and must be removed at exit).
+    pub async fn ensure_peer_route(&self, peer: IpAddr) -> Result<bool, DataplaneError> {
+        let routes = self.routes(peer.is_ipv6()).await?;
+        let best = routes
+            .iter()
+            .filter(|r| r.dst.contains(&peer))
+            .max_by_key(|r| r.dst.prefix_len());
+        let Some(best) = best else {
+            return Err(DataplaneError::Netlink {
+                context: format!("route to {peer}"),
+                reason: "no route, not even a default route".into(),
+            });
+        };
+        if best.dst.prefix_len() > 0 {
+            return Ok(false); // on-link or routed already (or our own host route)
+        }
+        let Some(gw) = best.gateway else {
+            return Ok(false);
+        };
+        let mut msg = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(peer, if peer.is_ipv4() { 32 } else { 128 })
+            .and_then(|b| b.gateway(gw))
+            .map_err(|e| DataplaneError::Netlink {
+                context: format!("route to {peer}"),
+                reason: e.to_string(),
+            })?
+            .protocol(RouteProtocol::Other(VIPR_RTPROTO))
+            .build();
+        if let Some(oif) = best.oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| DataplaneError::Netlink {
+                context: format!("add route {peer} via {gw}"),
+                reason: e.to_string(),
+            })?;
+        Ok(true)
+    }
+
+    /// Removes vipr's host route to `peer`, if there is one.
+    pub async fn remove_peer_route(&self, peer: IpAddr) -> Result<(), DataplaneError> {
+        let host = IpNet::from(peer);
+        let msgs = {
+            let msg = if peer.is_ipv6() {
+                RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+            } else {
+                RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+            };
+            let mut s = self.handle.route().get(msg).execute();
+            let mut v = Vec::new();
+            while let Ok(Some(m)) = s.try_next().await {
+                if parse(&m).is_some_and(|r| r.ours && r.dst == host) {
+                    v.push(m);
+                }
+            }
+            v
+        };
+        for m in msgs {
+            self.handle
+                .route()
+                .del(m)
+                .execute()
+                .await
+                .map_err(|e| DataplaneError::Netlink {
+                    context: format!("delete route {peer}"),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
