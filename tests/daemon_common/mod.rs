@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -374,53 +374,76 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Option<(u16, String)> {
     })
 }
 
-/// A minimal HTTP server in a namespace answering every request with 200 or 500 depending
-/// on [`HealthServer::set_healthy`]. Stopped and joined on `Drop`.
-pub struct HealthServer {
-    /// `http://127.0.0.1:PORT/livez`, reachable from inside the namespace.
-    pub url: String,
-    healthy: Arc<AtomicBool>,
+/// A canned HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status line after `HTTP/1.1`, e.g. `200 OK`.
+    pub status: String,
+    /// Content-Type.
+    pub content_type: String,
+    /// Body.
+    pub body: String,
+}
+
+impl Reply {
+    /// A reply with this status and body.
+    pub fn new(status: &str, content_type: &str, body: &str) -> Reply {
+        Reply {
+            status: status.into(),
+            content_type: content_type.into(),
+            body: body.into(),
+        }
+    }
+}
+
+/// A minimal HTTP server in a namespace answering every request with the current [`Reply`].
+/// Stopped and joined on `Drop`.
+pub struct HttpServer {
+    /// `http://127.0.0.1:PORT`, reachable from inside the namespace.
+    pub base: String,
+    reply: Arc<Mutex<Reply>>,
     stop: Arc<AtomicBool>,
     hits: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl HealthServer {
+impl HttpServer {
     /// Listen on 127.0.0.1 (an ephemeral port) inside `ns`.
-    pub fn start(ns: &Netns, healthy: bool) -> HealthServer {
-        let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").expect("bind health server"));
+    pub fn start(ns: &Netns, reply: Reply) -> HttpServer {
+        let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").expect("bind test HTTP server"));
         listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}/livez", listener.local_addr().unwrap());
-        let healthy = Arc::new(AtomicBool::new(healthy));
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let reply = Arc::new(Mutex::new(reply));
         let stop = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(AtomicU32::new(0));
-        let (h, s, n) = (healthy.clone(), stop.clone(), hits.clone());
+        let (r, s, n) = (reply.clone(), stop.clone(), hits.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         n.fetch_add(1, Ordering::SeqCst);
-                        answer(conn, h.load(Ordering::SeqCst));
+                        let current = r.lock().unwrap().clone();
+                        answer(conn, &current);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5))
                     }
-                    Err(e) => panic!("health server accept: {e}"),
+                    Err(e) => panic!("test HTTP server accept: {e}"),
                 }
             }
         });
-        HealthServer {
-            url,
-            healthy,
+        HttpServer {
+            base,
+            reply,
             stop,
             hits,
             thread: Some(thread),
         }
     }
 
-    /// Answer 200 (true) or 500 (false) from now on.
-    pub fn set_healthy(&self, ok: bool) {
-        self.healthy.store(ok, Ordering::SeqCst);
+    /// Answer with `reply` from now on.
+    pub fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
     }
 
     /// Requests served so far.
@@ -429,7 +452,52 @@ impl HealthServer {
     }
 }
 
-fn answer(mut conn: TcpStream, ok: bool) {
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The control-plane health endpoint: 200 or 500 depending on [`HealthServer::set_healthy`].
+pub struct HealthServer {
+    /// `http://127.0.0.1:PORT/livez`, reachable from inside the namespace.
+    pub url: String,
+    server: HttpServer,
+}
+
+fn health_reply(ok: bool) -> Reply {
+    if ok {
+        Reply::new("200 OK", "text/plain", "ok\n")
+    } else {
+        Reply::new("500 Internal Server Error", "text/plain", "failing\n")
+    }
+}
+
+impl HealthServer {
+    /// Listen on 127.0.0.1 (an ephemeral port) inside `ns`.
+    pub fn start(ns: &Netns, healthy: bool) -> HealthServer {
+        let server = HttpServer::start(ns, health_reply(healthy));
+        HealthServer {
+            url: format!("{}/livez", server.base),
+            server,
+        }
+    }
+
+    /// Answer 200 (true) or 500 (false) from now on.
+    pub fn set_healthy(&self, ok: bool) {
+        self.server.set(health_reply(ok));
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> u32 {
+        self.server.hits()
+    }
+}
+
+fn answer(mut conn: TcpStream, r: &Reply) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
     let mut req = Vec::new();
@@ -440,25 +508,14 @@ fn answer(mut conn: TcpStream, ok: bool) {
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
     }
-    let (status, body) = if ok {
-        ("200 OK", "ok\n")
-    } else {
-        ("500 Internal Server Error", "failing\n")
-    };
     let _ = write!(
         conn,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        r.status,
+        r.content_type,
+        r.body.len(),
+        r.body
     );
-}
-
-impl Drop for HealthServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A per-test temporary directory for vipr's state and logs.
