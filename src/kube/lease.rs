@@ -10,7 +10,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,10 +77,13 @@ pub async fn run(
     // Calls must finish well inside the renew deadline.
     let call_timeout = (timing.renew_deadline / 2).max(Duration::from_millis(500));
     let mut next_tick = Instant::now();
+    // Errors back off in the stream itself: the loop below must never wait, or a leader's
+    // step-down at its renew deadline would be late.
     let mut events = watcher(
         api.clone(),
         watcher::Config::default().fields(&format!("metadata.name={}", id.name)),
     )
+    .backoff(super::WatchBackoff::new())
     .boxed();
     loop {
         let input = tokio::select! {
@@ -96,7 +99,6 @@ pub async fn run(
                 Ok(_) => continue,
                 Err(e) => {
                     warn!(lease = %id.name, error = %e, "lease watch failed; polling continues");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             },

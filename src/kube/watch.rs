@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
@@ -30,14 +30,16 @@ enum EndpointStore {
 }
 
 /// Whether the API server serves discovery.k8s.io/v1 EndpointSlices (retries until it answers).
+/// Asked through API discovery, which every authenticated user may read: listing the slices
+/// themselves is refused (403, not 404) to a service account without that permission, which
+/// would hide whether v1 exists at all.
 async fn slices_served(client: &Client, cancel: &CancellationToken) -> Option<bool> {
-    let api: Api<EndpointSlice> = Api::all(client.clone());
     let mut delay = Duration::from_millis(500);
     loop {
-        match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => return Some(true),
+        match client.list_api_group_resources("discovery.k8s.io/v1").await {
+            Ok(list) => return Some(list.resources.iter().any(|r| r.name == "endpointslices")),
             Err(kube::Error::Api(s)) if s.code == 404 => return Some(false),
-            Err(e) => warn!(error = %e, retry_in = ?delay, "API server not reachable yet"),
+            Err(e) => warn!(error = %e, retry_in = ?delay, "API discovery failed; retrying"),
         }
         tokio::select! {
             _ = cancel.cancelled() => return None,
@@ -60,7 +62,7 @@ where
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&Default::default()).to_string();
-    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff()).filter_map(move |ev| {
+    let stream = reflector::reflector(writer, watcher(api, cfg).backoff(super::WatchBackoff::new())).filter_map(move |ev| {
         let kind = kind.clone();
         async move {
             match ev {
