@@ -113,6 +113,38 @@ fn services_are_advertised_followed_shared_and_withdrawn() {
     });
     api.wait_ingress("byspec", &[&c]);
 
+    // vipr's own status never shadows the spec: changing spec.loadBalancerIP moves the route
+    // and the status; a Service annotated over its spec, then un-annotated, falls back to it.
+    let c2 = svc_vip(13);
+    api.merge_patch(
+        &svc_path("byspec"),
+        &json!({"spec": {"loadBalancerIP": c2}}),
+    );
+    within(CONVERGE, "spec change followed", ctx, || {
+        (at_bird(&c2) && !at_bird(&c)).then_some(())
+    });
+    api.wait_ingress("byspec", &[&c2]);
+    let d = svc_vip(14);
+    api.merge_patch(
+        &svc_path("byspec"),
+        &json!({"metadata": {"annotations": {"kube-vip.io/loadbalancerIPs": d}}}),
+    );
+    within(CONVERGE, "annotation over spec", ctx, || {
+        (at_bird(&d) && !at_bird(&c2)).then_some(())
+    });
+    api.merge_patch(
+        &svc_path("byspec"),
+        &json!({"metadata": {"annotations": {"kube-vip.io/loadbalancerIPs": null}}}),
+    );
+    within(
+        CONVERGE,
+        "annotation removed: back to the spec",
+        ctx,
+        || (at_bird(&c2) && !at_bird(&d)).then_some(()),
+    );
+    api.wait_ingress("byspec", &[&c2]);
+    let c = c2;
+
     // Two Services, one VIP: the route stays until the last one goes.
     let s = svc_vip(20);
     api.create_service(&annotated_service("shared-a", &s, json!({})));

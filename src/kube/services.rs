@@ -13,6 +13,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// kube-vip's annotation with the Service's address(es), comma separated.
 pub const ANNOTATION_IPS: &str = "kube-vip.io/loadbalancerIPs";
+/// The field manager vipr writes Service status as; status written by it is not an address
+/// source (it only mirrors the annotation or spec it came from).
+pub const FIELD_MANAGER: &str = "vipr";
 /// EndpointSlice label naming the Service.
 pub const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 
@@ -34,7 +37,8 @@ pub enum AddressSource {
     Annotation,
     /// `spec.loadBalancerIP`.
     Spec,
-    /// `status.loadBalancer.ingress` (set by someone, e.g. an earlier vipr or an IPAM).
+    /// `status.loadBalancer.ingress` written by another controller (vipr's own status only
+    /// mirrors an annotation or spec, so it never outranks a change of those).
     Status,
 }
 
@@ -73,7 +77,18 @@ fn parse_ips(s: &str) -> Vec<IpAddr> {
     s.split(',').filter_map(|p| p.trim().parse().ok()).collect()
 }
 
-/// The Service's addresses in kube-vip's order of precedence.
+/// Whether vipr's field manager owns the Service's status (it wrote the ingress list).
+pub fn status_written_by_vipr(svc: &Service) -> bool {
+    svc.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:status").is_some())
+    })
+}
+
+/// The Service's addresses in kube-vip's order of precedence: the annotation, then the status
+/// (unless vipr wrote it), then `spec.loadBalancerIP`.
 fn addresses(svc: &Service) -> Option<(Vec<IpAddr>, AddressSource)> {
     if let Some(a) = svc
         .metadata
@@ -87,7 +102,7 @@ fn addresses(svc: &Service) -> Option<(Vec<IpAddr>, AddressSource)> {
         }
     }
     let status = status_ips(svc);
-    if !status.is_empty() {
+    if !status.is_empty() && !status_written_by_vipr(svc) {
         return Some((status, AddressSource::Status));
     }
     let spec = svc
@@ -98,6 +113,28 @@ fn addresses(svc: &Service) -> Option<(Vec<IpAddr>, AddressSource)> {
         .map(parse_ips)
         .unwrap_or_default();
     (!spec.is_empty()).then_some((spec, AddressSource::Spec))
+}
+
+/// Selected Services whose status vipr wrote but that no longer have an address (the
+/// annotation or spec was removed): their ingress list must be cleared.
+pub fn stale_status<'a>(
+    svcs: impl IntoIterator<Item = &'a Service>,
+    f: &Filter,
+) -> Vec<(String, String)> {
+    svcs.into_iter()
+        .filter(|s| {
+            selected(s, f)
+                && addresses(s).is_none()
+                && status_written_by_vipr(s)
+                && !status_ips(s).is_empty()
+        })
+        .map(|s| {
+            (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 fn status_ips(svc: &Service) -> Vec<IpAddr> {

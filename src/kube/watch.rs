@@ -19,7 +19,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::services::{service_vips, status_patch, Filter, LocalEndpoints, ServiceVip};
+use super::services::{
+    service_vips, stale_status, status_patch, Filter, LocalEndpoints, ServiceVip, FIELD_MANAGER,
+};
+
+/// A status write that takes longer is abandoned (and retried at the next event).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the watcher publishes.
 pub type Services = Arc<Vec<ServiceVip>>;
@@ -143,17 +148,34 @@ pub async fn run(
         let svcs = svc_store.state();
         let vips = service_vips(svcs.iter().map(|a| a.as_ref()), &local, &filter);
         if write_status {
-            for v in vips.iter().filter(|v| v.served_here()) {
-                if let Some(patch) = status_patch(v) {
-                    let api: Api<Service> = Api::namespaced(client.clone(), &v.namespace);
-                    match api
-                        .patch_status(&v.name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
-                        Ok(_) => debug!(service = %v.key(), "status.loadBalancer.ingress written"),
-                        Err(e) => {
-                            warn!(service = %v.key(), error = %e, "cannot write Service status")
-                        }
+            let mut writes: Vec<(String, String, serde_json::Value)> = vips
+                .iter()
+                .filter(|v| v.served_here())
+                .filter_map(|v| status_patch(v).map(|p| (v.namespace.clone(), v.name.clone(), p)))
+                .collect();
+            let clear = serde_json::json!({ "status": { "loadBalancer": { "ingress": [] } } });
+            writes.extend(
+                stale_status(svcs.iter().map(|a| a.as_ref()), &filter)
+                    .into_iter()
+                    .map(|(ns, n)| (ns, n, clear.clone())),
+            );
+            for (ns, name, patch) in writes {
+                let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                };
+                let merge = Patch::Merge(&patch);
+                let call = api.patch_status(&name, &params, &merge);
+                match tokio::time::timeout(STATUS_TIMEOUT, call).await {
+                    Ok(Ok(_)) => {
+                        debug!(service = %format!("{ns}/{name}"), "status.loadBalancer.ingress written")
+                    }
+                    Ok(Err(e)) => {
+                        warn!(service = %format!("{ns}/{name}"), error = %e, "cannot write Service status")
+                    }
+                    Err(_) => {
+                        warn!(service = %format!("{ns}/{name}"), "writing Service status timed out")
                     }
                 }
             }

@@ -167,3 +167,40 @@ fn endpoint_slices_count_ready_and_terminating_serving_endpoints() {
             .has("default/web")
     );
 }
+
+#[test]
+fn vipr_written_status_never_shadows_spec_or_annotation() {
+    let mut s = lb(
+        "a",
+        serde_json::json!({"loadBalancerIP": "192.0.2.4"}),
+        serde_json::json!({}),
+    );
+    s.status = Some(
+        serde_json::from_value(
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.3"}]}}),
+        )
+        .unwrap(),
+    );
+    // Written by another controller: status wins over spec (kube-vip's order).
+    let v = service_vips([&s], &LocalEndpoints::default(), &filter());
+    assert_eq!(v[0].ips[0].to_string(), "192.0.2.3");
+    // Written by vipr (it mirrors an older spec): the spec wins, and the status is rewritten.
+    s.metadata.managed_fields = Some(vec![serde_json::from_value(serde_json::json!({
+        "manager": FIELD_MANAGER, "operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:loadBalancer": {"f:ingress": {}}}}
+    }))
+    .unwrap()]);
+    let v = service_vips([&s], &LocalEndpoints::default(), &filter());
+    assert_eq!(
+        (v[0].ips[0].to_string(), v[0].source),
+        ("192.0.2.4".into(), AddressSource::Spec)
+    );
+    assert!(status_patch(&v[0]).is_some());
+    // The spec goes away too: nothing is served and vipr's stale status is cleared.
+    s.spec.as_mut().unwrap().load_balancer_ip = None;
+    assert!(service_vips([&s], &LocalEndpoints::default(), &filter()).is_empty());
+    assert_eq!(
+        stale_status([&s], &filter()),
+        vec![("default".to_string(), "a".to_string())]
+    );
+}
