@@ -57,7 +57,10 @@ fn bird_state(bird: &Bird) -> (String, String) {
         .find(|l| l.starts_with("n0 "))
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
-    (row.get(5).cloned().unwrap_or_default(), row.get(4).cloned().unwrap_or_default())
+    (
+        row.get(5).cloned().unwrap_or_default(),
+        row.get(4).cloned().unwrap_or_default(),
+    )
 }
 
 #[test]
@@ -70,8 +73,10 @@ fn peers_follow_the_metadata_service() {
         p2.name
     ));
     p2.sh("ip link set eth0 up && ip addr add 10.55.0.2/24 dev eth0");
-    let frr_conf = frr_router_conf(FRR_PEER, &["10.55.0.11".to_string()])
-        .replace(" neighbor 10.55.0.11 passive\n", &format!(" neighbor 10.55.0.11 passive\n neighbor 10.55.0.11 password {PASSWORD}\n"));
+    let frr_conf = frr_router_conf(FRR_PEER, &["10.55.0.11".to_string()]).replace(
+        " neighbor 10.55.0.11 passive\n",
+        &format!(" neighbor 10.55.0.11 passive\n neighbor 10.55.0.11 password {PASSWORD}\n"),
+    );
     let frr = Frr::start(&lab.router, &frr_conf);
     let bird = Bird::start(
         &p2,
@@ -80,7 +85,10 @@ fn peers_follow_the_metadata_service() {
              neighbor 10.55.0.11 as {NODE_AS}; passive on; {BIRD_TIMERS}\n  ipv4 {{ import all; export none; }};\n}}\n"
         ),
     );
-    let meta = HttpServer::start(node, Reply::new("500 Internal Server Error", "text/plain", "not yet\n"));
+    let meta = HttpServer::start(
+        node,
+        Reply::new("500 Internal Server Error", "text/plain", "not yet\n"),
+    );
     let dir = workdir();
     let mut env = base_env(&dir.join("state"));
     env.remove("bgp_peers");
@@ -88,12 +96,16 @@ fn peers_follow_the_metadata_service() {
     env.remove("address");
     env.insert("address".into(), VIP4.into());
     env.insert("vipr_peers_from".into(), "equinix-metal".into());
-    env.insert("vipr_metadata_url".into(), format!("{}/metadata", meta.base));
+    env.insert(
+        "vipr_metadata_url".into(),
+        format!("{}/metadata", meta.base),
+    );
     env.insert("vipr_metadata_interval".into(), "1".into());
     let vipr = Vipr::start(node, &env, &[], &dir.join("vipr.log"));
 
     // Not ready and no peers while the metadata answers 500.
-    wait_for(Duration::from_secs(10), || (meta.hits() >= 2).then_some(())).expect("vipr polls the metadata");
+    wait_for(Duration::from_secs(10), || (meta.hits() >= 2).then_some(()))
+        .expect("vipr polls the metadata");
     let s = vipr.wait_status("status before metadata", |_| true);
     assert_eq!(s["peers"].as_array().map(|p| p.len()), Some(0), "{s}");
     assert_eq!(s["ready"], false);
@@ -102,15 +114,29 @@ fn peers_follow_the_metadata_service() {
     // The metadata appears: both sessions with its AS, router id and password.
     meta.set(json(&metadata(false)));
     let vip = format!("{VIP4}/32");
-    eventually("route at FRR (MD5)", || frr.logs(), || frr_paths(&frr, &vip).into_iter().next());
-    eventually("route at BIRD", || bird.birdc("show protocols all n0"), || bird_route(&bird, &vip, "n0"));
+    eventually(
+        "route at FRR (MD5)",
+        || frr.logs(),
+        || frr_paths(&frr, &vip).into_iter().next(),
+    );
+    eventually(
+        "route at BIRD",
+        || bird.birdc("show protocols all n0"),
+        || bird_route(&bird, &vip, "n0"),
+    );
     let s = vipr.wait_status("both peers Established", |s| {
-        [FRR_PEER, BIRD_PEER].iter().all(|p| Vipr::peer(s, p)["state"] == "Established") && s["ready"] == true
+        [FRR_PEER, BIRD_PEER]
+            .iter()
+            .all(|p| Vipr::peer(s, p)["state"] == "Established")
+            && s["ready"] == true
     });
     assert_eq!(Vipr::peer(&s, FRR_PEER)["local_as"], NODE_AS);
     assert_eq!(Vipr::peer(&s, FRR_PEER)["local_address"], "10.55.0.11");
     let frr_neighbor = frr.vtysh_json("show bgp neighbor 10.55.0.11 json");
-    assert_eq!(frr_neighbor["10.55.0.11"]["remoteRouterId"], "10.55.0.11", "router id = customer_ip");
+    assert_eq!(
+        frr_neighbor["10.55.0.11"]["remoteRouterId"], "10.55.0.11",
+        "router id = customer_ip"
+    );
     assert_eq!(http_get(node, HTTP, "/readyz").map(|r| r.0), Some(200));
     let (_, frr_established) = frr_conn(&frr);
     let bird_since = bird_state(&bird).1;
@@ -119,19 +145,33 @@ fn peers_follow_the_metadata_service() {
     let resets = vipr.run_log().matches("session reset").count();
     meta.set(json(&metadata(true)));
     wait_for(CONVERGE, || {
-        (vipr.run_log().matches("peer configuration changed: session reset peer=10.55.0.2").count() > 0).then_some(())
+        (vipr
+            .run_log()
+            .matches("peer configuration changed: session reset peer=10.55.0.2")
+            .count()
+            > 0)
+        .then_some(())
     })
     .unwrap_or_else(|| panic!("BIRD's session was not reset:\n{}", vipr.log()));
-    eventually("BIRD re-established", || bird.birdc("show protocols all n0"), || {
-        (bird_state(&bird).0 == "Established" && bird_state(&bird).1 != bird_since).then_some(())
-    });
+    eventually(
+        "BIRD re-established",
+        || bird.birdc("show protocols all n0"),
+        || {
+            (bird_state(&bird).0 == "Established" && bird_state(&bird).1 != bird_since)
+                .then_some(())
+        },
+    );
     assert_eq!(
         vipr.run_log().matches("session reset").count(),
         resets + 1,
         "only one session reset:\n{}",
         vipr.log()
     );
-    assert_eq!(frr_conn(&frr), ("Established".to_string(), frr_established), "FRR untouched");
+    assert_eq!(
+        frr_conn(&frr),
+        ("Established".to_string(), frr_established),
+        "FRR untouched"
+    );
 
     // The metadata service breaks for a while: nothing changes.
     let (frr_before, bird_before) = (frr_conn(&frr), bird_state(&bird));
@@ -142,9 +182,20 @@ fn peers_follow_the_metadata_service() {
     ] {
         let hits = meta.hits();
         meta.set(broken);
-        wait_for(Duration::from_secs(10), || (meta.hits() >= hits + 2).then_some(())).expect("vipr keeps polling");
-        assert_eq!(frr_conn(&frr), frr_before, "FRR session untouched by a broken metadata answer");
-        assert_eq!(bird_state(&bird), bird_before, "BIRD session untouched by a broken metadata answer");
+        wait_for(Duration::from_secs(10), || {
+            (meta.hits() >= hits + 2).then_some(())
+        })
+        .expect("vipr keeps polling");
+        assert_eq!(
+            frr_conn(&frr),
+            frr_before,
+            "FRR session untouched by a broken metadata answer"
+        );
+        assert_eq!(
+            bird_state(&bird),
+            bird_before,
+            "BIRD session untouched by a broken metadata answer"
+        );
         assert!(frr_paths(&frr, &vip).into_iter().next().is_some());
     }
     let log = vipr.log();

@@ -187,28 +187,48 @@ mod tests {
         let node = &lab.nodes[0];
         node.sh("ip route add default via 10.55.0.1 && ip route add 198.51.100.0/24 via 10.55.0.1");
         let out = node.enter(|| {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let m = RouteManager::new().unwrap();
                 let peer: IpAddr = "169.254.255.1".parse().unwrap();
                 let added = m.ensure_peer_route(peer).await.unwrap();
                 let again = m.ensure_peer_route(peer).await.unwrap();
-                let on_link = m.ensure_peer_route("10.55.0.1".parse().unwrap()).await.unwrap();
-                let routed = m.ensure_peer_route("198.51.100.7".parse().unwrap()).await.unwrap();
+                let on_link = m
+                    .ensure_peer_route("10.55.0.1".parse().unwrap())
+                    .await
+                    .unwrap();
+                let routed = m
+                    .ensure_peer_route("198.51.100.7".parse().unwrap())
+                    .await
+                    .unwrap();
                 (added, again, on_link, routed)
             })
         });
         assert_eq!(out, (true, false, false, false));
         let shown = node.sh("ip route show 169.254.255.1");
-        assert!(shown.contains("via 10.55.0.1") && shown.contains("proto 86"), "{shown}");
+        assert!(
+            shown.contains("via 10.55.0.1") && shown.contains("proto 86"),
+            "{shown}"
+        );
         node.enter(|| {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let m = RouteManager::new().unwrap();
-                m.remove_peer_route("169.254.255.1".parse().unwrap()).await.unwrap();
+                m.remove_peer_route("169.254.255.1".parse().unwrap())
+                    .await
+                    .unwrap();
             })
         });
         assert_eq!(node.sh("ip route show 169.254.255.1").trim(), "");
-        assert!(node.sh("ip route show default").contains("via 10.55.0.1"), "the default route is not touched");
+        assert!(
+            node.sh("ip route show default").contains("via 10.55.0.1"),
+            "the default route is not touched"
+        );
     }
 }

@@ -410,7 +410,8 @@ pub struct HttpServer {
 impl HttpServer {
     /// Listen on 127.0.0.1 (an ephemeral port) inside `ns`.
     pub fn start(ns: &Netns, reply: Reply) -> HttpServer {
-        let listener = ns.enter(|| TcpListener::bind("127.0.0.1:0").expect("bind test HTTP server"));
+        let listener =
+            ns.enter(|| TcpListener::bind("127.0.0.1:0").expect("bind test HTTP server"));
         listener.set_nonblocking(true).expect("nonblocking");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let reply = Arc::new(Mutex::new(reply));
