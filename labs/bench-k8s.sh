@@ -61,10 +61,15 @@ ip netns exec vbk-n1 env bgp_enable=true svc_enable=true bgp_as=65001 bgp_router
   k8s_config_file="$KC" vipr_state_dir="$D/s1" prometheus_server=127.0.0.1:2112 vip_loglevel=warn \
   "$VIPR" manager > "$D/vipr-bgp.log" 2>&1 &
 VP=$!
+# The API server creates the default namespace shortly after it reports ready.
+for _ in $(seq 1 100); do
+  [ "$(curl_api -o /dev/null -w '%{http_code}' "$API/api/v1/namespaces/default")" = 200 ] && break
+  sleep 0.1
+done
 for i in $(seq 1 "$SERVICES"); do
-  printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"s%d"},"spec":{"type":"LoadBalancer","ports":[{"port":80}]}}\n' "$i"
-done | while read -r svc; do
-  curl_api -o /dev/null -X POST -H 'Content-Type: application/json' -d "$svc" "$API/api/v1/namespaces/default/services"
+  curl_api -f -o /dev/null -X POST -H 'Content-Type: application/json' </dev/null \
+    -d "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"s$i\"},\"spec\":{\"type\":\"LoadBalancer\",\"ports\":[{\"port\":80}]}}" \
+    "$API/api/v1/namespaces/default/services"
 done
 sleep 2
 LAT=()
@@ -101,7 +106,7 @@ start_arp() { # node
     prometheus_server=127.0.0.1:2112 "$VIPR" manager >> "$D/vipr-arp$1.log" 2>&1 &
   echo $! > "$D/arp$1.pid"
 }
-holder() { for i in 1 2 3; do ip -n vbk-n$i addr show dev eth0 | grep -q "$VIP/" && echo $i; done; }
+holder() { for i in 1 2 3; do ip -n vbk-n$i addr show dev eth0 | grep -q "$VIP/" && echo $i; done; true; }
 mac_of() { ip -n vbk-n$1 link show eth0 | awk '/ether/ {print $2}'; }
 client_mac() { ip -n vbk-r neigh show $VIP | awk '{print $5}'; }
 for i in 1 2 3; do start_arp $i; done
@@ -109,8 +114,13 @@ declare -A TAKE
 for sig in KILL TERM; do
   vals=()
   for r in $(seq 1 "$RUNS"); do
-    for _ in $(seq 1 400); do [ "$(holder | wc -l)" = 1 ] && break; sleep 0.025; done
-    h=$(holder); [ "$(echo "$h" | wc -l)" = 1 ] || { echo "no single holder" >&2; exit 1; }
+    h=
+    for _ in $(seq 1 400); do
+      hs=$(holder)
+      if [ "$(printf '%s\n' $hs | grep -c .)" = 1 ]; then h=$hs; break; fi
+      sleep 0.025
+    done
+    [ -n "$h" ] || { echo "no single holder" >&2; exit 1; }
     ip netns exec vbk-r ping -c1 -W1 $VIP >/dev/null || true
     old=$(mac_of "$h")
     [ "$(client_mac)" = "$old" ] || { echo "client does not know the VIP yet" >&2; exit 1; }
