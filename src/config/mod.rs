@@ -260,15 +260,9 @@ impl Reader<'_> {
             .unwrap_or(default))
     }
 
-    fn num<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        default: T,
-        lo: T,
-        hi: T,
-    ) -> Result<T, ConfigError>
+    fn num<T>(&self, key: &str, default: T, lo: T, hi: T) -> Result<T, ConfigError>
     where
-        T: PartialOrd + std::fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
         Ok(self
             .parse(key, |v| match v.parse::<T>() {
