@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(bird2 frr gobgpd exabgp iputils-arping iputils-ping ipv6toolkit nftables socat tcpdump
       curl jq ipvsadm busybox-static kmod cpio rsync iproute2 procps psmisc
-      etcd-server golang-go openssl)
+      etcd-server golang-go openssl qemu-system-x86)
 
 missing=()
 for p in "${PKGS[@]}"; do

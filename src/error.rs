@@ -33,3 +33,37 @@ pub enum DataplaneError {
         reason: String,
     },
 }
+
+/// Errors of the control-plane load balancer (IPVS, nftables, its state file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LbError {
+    /// The kernel has no IPVS (module missing or not loadable).
+    #[error("IPVS is not available: {0}")]
+    IpvsUnavailable(String),
+    /// An IPVS request failed.
+    #[error("IPVS: {context}: {reason}")]
+    Ipvs {
+        /// What was being done.
+        context: String,
+        /// The kernel's answer.
+        reason: String,
+        /// The errno, when the kernel gave one.
+        errno: Option<i32>,
+    },
+    /// `nft` failed or is missing.
+    #[error("nftables: {context}: {reason}")]
+    Nft {
+        /// What was being done.
+        context: String,
+        /// nft's message.
+        reason: String,
+    },
+    /// vipr's record of the IPVS services it owns cannot be read or written.
+    #[error("{path}: {reason}")]
+    State {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -31,6 +31,7 @@ mod error;
 mod health;
 mod http;
 mod kube;
+#[allow(dead_code)] mod lb; // until lb::run is wired in
 mod metrics;
 mod peers;
 mod reconciler;
