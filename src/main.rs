@@ -18,10 +18,18 @@
 //!                                   │ peers(), status           (one per peer, bgp crate)
 //!                                   v
 //!   http task (/metrics /status /healthz /readyz) <── watch<Vec<VipState>> (reconciler's view)
+//!
+//!   Kubernetes (when needed): Service/endpoint watcher ──watch<Services>──> reconciler
+//!   ARP mode: elections (one Lease task each) ──watch<Leadership>──> reconciler, lb task
+//!   peer source: static | Equinix metadata poller | Node annotations ──watch<Discovered>──> peers
+//!   lb task (lb_enable): Node watcher / static list + health checks ──> IPVS or nftables
+//!   announcer (ARP mode): mpsc<Announce> from the reconciler ──> gratuitous ARP / NA
 //! ```
 //!
 //! Shutdown: the reconciler withdraws every route and sends Cease on every session
 //! (`Speaker::shutdown`), then removes the VIP addresses it added, then the process exits 0.
+//! SIGUSR2 (or SIGTERM with an upgrade intent, see `restart`) restarts in place instead:
+//! sessions closed without NOTIFICATION, routes and VIPs left for the next process.
 
 mod config;
 mod dataplane;
@@ -31,10 +39,12 @@ mod error;
 mod health;
 mod http;
 mod kube;
-#[allow(dead_code)] mod lb; // until lb::run is wired in
+mod lb;
+mod manifest;
 mod metrics;
 mod peers;
 mod reconciler;
+mod restart;
 mod run;
 mod status;
 mod vips;
@@ -98,6 +108,7 @@ fn cli() -> Command {
                         .help("the daemon's prometheus_server address"),
                 ),
         )
+        .subcommand(manifest::command())
         .subcommand(Command::new("version").about("Print the version"))
 }
 
@@ -140,6 +151,7 @@ fn main() {
             0
         }
         Some(("status", m)) => status_cmd(m),
+        Some(("manifest", m)) => manifest::main(m),
         Some(("manager", m)) => {
             let src = sources(m);
             match src.load() {
@@ -225,7 +237,8 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
         // Kubernetes: Services, node annotations, and the Leases of ARP mode. A control-plane
         // VIP over BGP with static peers runs without any API server.
         let arp_election = cfg.mode == Mode::Arp && cfg.arp.leader_election;
-        let client = if cfg.svc_enable || arp_election || cfg.svc.annotation.is_some() {
+        let lb_nodes = cfg.svc.lb_enable && cfg.svc.lb_backends.is_empty();
+        let client = if cfg.svc_enable || arp_election || cfg.svc.annotation.is_some() || lb_nodes {
             Some(kube::client(&cfg.kubeconfig).await.context("Kubernetes")?)
         } else {
             None
@@ -263,6 +276,7 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
         let (svc_tx, svc_rx) = watch::channel(kube::watch::Services::default());
         let (lead_tx, lead_rx) = watch::channel(reconciler::Leadership::default());
         let mut elections = None;
+        let lb_client = if lb_nodes { client.clone() } else { None };
         if let Some(client) = client {
             if cfg.svc_enable {
                 let filter = kube::services::Filter {
@@ -294,26 +308,58 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
             tasks.spawn(dataplane::announce::run(rx, cfg.arp.rate));
             tx
         });
+        // The control-plane load balancer: every node in BGP mode; the control-plane Lease
+        // holder in ARP mode (a single node without election always).
+        let (lb_leader_tx, lb_leader_rx) = watch::channel(cfg.mode == Mode::Bgp || !arp_election);
+        if cfg.mode == Mode::Arp && arp_election {
+            let mut l = lead_rx.clone();
+            tasks.spawn(async move {
+                loop {
+                    let cp = l.borrow_and_update().control_plane;
+                    lb_leader_tx.send_if_modified(|v| std::mem::replace(v, cp) != cp);
+                    if l.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let lb_task = tokio::spawn(lb::run(cfg_rx.clone(), lb_client, lb_leader_rx, cancel.clone()));
         let inputs = run::Inputs {
             cfg: cfg_rx,
             health: health_rx,
             services: svc_rx,
             leadership: lead_rx,
         };
+        let in_place = restart::RestartInPlace::default();
         let effects = run::Effects {
             addrs,
             speaker,
             vips: vips_tx,
             announce,
+            restart: in_place.clone(),
         };
         let reconciler = tokio::spawn(run::reconcile(inputs, effects, cancel.clone()));
 
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
         loop {
             tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = term.recv() => {
+                    if restart::upgrade_intent(&cfg_tx.borrow().state_dir) {
+                        info!("SIGTERM with an upgrade intent: restarting in place");
+                        in_place.request();
+                    } else {
+                        info!("SIGTERM: shutting down");
+                    }
+                    break;
+                }
+                _ = usr2.recv() => {
+                    info!("SIGUSR2: restarting in place (graceful restart)");
+                    in_place.request();
+                    break;
+                }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = hup.recv() => match src.load() {
                     Ok(new) => {
@@ -331,6 +377,11 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
         // the Leases released, so the next holder never overlaps with this one.
         if tokio::time::timeout(Duration::from_millis(2500), reconciler).await.is_err() {
             warn!("shutdown took too long; exiting anyway");
+        }
+        // The load balancer removes its own services (it was cancelled together with the
+        // reconciler, so this runs in parallel with the withdrawal).
+        if tokio::time::timeout(Duration::from_millis(2000), lb_task).await.is_err() {
+            warn!("load balancer shutdown took too long");
         }
         release.cancel();
         if let Some(e) = elections {
