@@ -78,6 +78,8 @@ pub async fn run(
         }
     } else {
         tx.send_replace(Discovered::Known(None));
+        // Keep the channel open: the peers task treats a closed channel as the end.
+        cancel.cancelled().await;
     }
 }
 

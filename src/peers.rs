@@ -1,7 +1,9 @@
 //! BGP peers of the daemon: turns the configuration's static peers and a provider's
 //! discovered peers (Equinix Metal metadata or node annotations, crate `providers`) into
 //! speaker sessions, changing only what changed, and keeps multihop peers reachable with a
-//! host route when only the default route covers them.
+//! host route when only the default route covers them. Per peer also BFD (the 7th field of
+//! `bgp_peers`, else `vipr_bfd`) and graceful restart, with the Restart State bit when this
+//! process follows a restart in place (see `restart`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -14,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{Config, PeerSpec};
+use crate::config::{BfdSpec, Config, PeerSpec};
 use crate::dataplane::addr::AddrManager;
 use crate::dataplane::routes::RouteManager;
 
@@ -40,6 +42,17 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut added_routes: BTreeSet<IpAddr> = BTreeSet::new();
+    // Latched once: a later reload must not flip the Restart State bit (that would be a
+    // configuration change and reset every session).
+    let restarting = {
+        let c = cfg.borrow();
+        let max_age = Duration::from_secs(c.bgp.graceful_restart.unwrap_or(0) as u64);
+        let r = crate::restart::take_marker(&c.state_dir, max_age);
+        if r {
+            info!("restarted in place: sessions open with the Restart State bit (RFC 4724)");
+        }
+        r
+    };
     'outer: loop {
         let c = cfg.borrow_and_update().clone();
         let d = discovered.borrow_and_update().clone();
@@ -50,7 +63,7 @@ pub async fn run(
             Discovered::Known(disc) => {
                 let mut retry = Duration::from_secs(1);
                 loop {
-                    match resolve(&c, disc.as_deref(), &addrs).await {
+                    match resolve(&c, disc.as_deref(), &addrs, restarting).await {
                         Ok(want) => {
                             sync_routes(&routes, disc.as_deref(), &mut added_routes).await;
                             apply_peers(&speaker, want).await;
@@ -74,7 +87,8 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => break,
             r = cfg.changed() => if r.is_err() { break },
-            r = discovered.changed() => if r.is_err() { break },
+            // A provider that has stopped leaves its last answer in place.
+            Ok(()) = discovered.changed() => {}
         }
     }
     for peer in added_routes {
@@ -139,11 +153,13 @@ async fn apply_peers(speaker: &Speaker, want: Vec<PeerConfig>) {
 }
 
 /// Builds the speaker's peer configs: router id, source addresses and next hops come from the
-/// node's interfaces when not configured.
+/// node's interfaces when not configured. `restarting`: this process follows a restart in
+/// place (the Restart State bit of graceful restart).
 pub async fn resolve(
     c: &Config,
     discovered: Option<&Discovery>,
     addrs: &AddrManager,
+    restarting: bool,
 ) -> Result<Vec<PeerConfig>, String> {
     // A default router id or next hop is never a VIP (one can be on the node without vipr's
     // marker: put there by hand or by an earlier kube-vip), and comes from a loopback
@@ -223,6 +239,7 @@ pub async fn resolve(
                 multihop: p.multihop,
                 port: p.port,
                 extra: Vec::new(),
+                bfd: None,
             };
             specs.push((
                 spec,
@@ -250,11 +267,19 @@ pub async fn resolve(
         } else {
             p.next_hop_v4 = any_v4;
         }
+        // F bit: the data plane (VIPs on the node, IPVS) survives a restart of vipr.
         p.graceful_restart = c.bgp.graceful_restart.map(|t| GracefulRestart {
             restart_time: t,
-            restarting: false,
+            restarting,
             forwarding_preserved: true,
         });
+        // Single-hop BFD: the peer's own setting, else vipr_bfd unless multihop.
+        let bfd = spec.bfd.unwrap_or(if spec.multihop {
+            BfdSpec::default()
+        } else {
+            c.bgp.bfd
+        });
+        p.bfd = bfd.to_config();
         p.validate().map_err(|e| e.to_string())?;
         out.push(p);
     }
