@@ -1,152 +1,375 @@
 #!/usr/bin/env bash
-# Network-namespace labs for vipr (root, Debian 12). Usage:
-#   labs/run.sh up bgp-ecmp      FRR top-of-rack router + 3 nodes running vipr; one VIP, 3 ECMP paths
-#   labs/run.sh down bgp-ecmp    tear it down (also run automatically by `up` on failure)
-#   labs/run.sh demo             up bgp-ecmp, show the routes, stop one node, show again, down
+# Network-namespace labs for vipr (root, Debian 12; no Docker). Usage:
+#   labs/run.sh demo               the main job: up bgp-ecmp, show it, SIGTERM one node, show again, down
+#   labs/run.sh up LAB             build it, wait until it has converged, print what to look at
+#   labs/run.sh down [LAB]         tear it down (any lab; also run by `up` on failure)
+# LAB is bgp-ecmp, arp-failover or equinix-metal. VIPR_BIN=/path/to/vipr skips the release
+# build (the tests pass their debug binary); VIPR_LAB_KEEP=1 keeps a lab that failed to come up. Labs that need Kubernetes start a real
+# kube-apiserver 1.20.2 + etcd in vlab-tor (labs/k8s/apiserver.sh; built once, ~9 min).
 #
-#   topology (bgp-ecmp)
+# bgp-ecmp: control-plane VIP and a Service VIP over BGP, three ECMP paths each
 #
-#                 vlab-tor  (FRR, AS 65000, 10.55.0.1 / 2001:db8:55::1 on br0)
-#                /        |        \
-#     vlab-n1 (vipr)  vlab-n2 (vipr)  vlab-n3 (vipr)     AS 65001, 10.55.0.11-13
-#     VIP 192.0.2.10 and 2001:db8:ff::10 on lo, advertised by all three
+#            vlab-tor  FRR AS 65000, kube-apiserver; 10.55.0.1, 2001:db8:55::1 on br0
+#           /        |        \
+#   vlab-n1       vlab-n2       vlab-n3        vipr, AS 65001, 10.55.0.11-13
+#   control-plane VIP 192.0.2.10, 2001:db8:ff::10 on lo; Service "demo" 198.51.100.10
+#
+# arp-failover: one Lease-elected VIP on a shared segment, a client watching its MAC
+#
+#            vlab-tor  bridge br0 + kube-apiserver (10.55.0.1)
+#           /        |        \         \
+#   vlab-n1       vlab-n2       vlab-n3    vlab-client 10.55.0.100
+#   vipr vip_arp, lease 2 s / renew 1 s / retry 0.5 s: VIP 10.55.0.200 and 2001:db8:55::200 on
+#   the holder's eth0, announced by gratuitous ARP / unsolicited NA
+#
+# equinix-metal: peers from a metadata service, multihop with MD5, as on Equinix Metal
+#
+#   vlab-r1 FRR AS 65530         vlab-r2 FRR AS 65530      169.254.255.1 / .2 on lo
+#     10.57.1.2 \                   / 10.57.2.2
+#                vlab-tor  gateway 10.55.0.1; metadata http://10.55.0.1:8080/nN/metadata
+#           /        |        \
+#   vlab-n1       vlab-n2       vlab-n3        vipr, vipr_peers_from=equinix-metal
+#   EIP 192.0.2.20 on lo, advertised multihop with MD5 to both routers (3 paths each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LAB_DIR=/tmp/vipr-lab
+K8S=$LAB_DIR/k8s
 NODES=3
+MD5=lab-md5-secret
 
 need_root() { [ "$(id -u)" = 0 ] || { echo "labs/run.sh needs root" >&2; exit 1; }; }
 
 build() {
   labs/install-deps.sh >/dev/null
-  cargo build --release --locked -q -p vipr
-  VIPR=$ROOT/target/release/vipr
+  if [ -n "${VIPR_BIN:-}" ]; then
+    VIPR=$VIPR_BIN
+  else
+    cargo build --release --locked -q -p vipr
+    VIPR=$ROOT/target/release/vipr
+  fi
+  [ -x "$VIPR" ] || { echo "no vipr binary at $VIPR" >&2; exit 1; }
 }
 
+# Every lab uses only vlab-* namespaces: down removes all of them.
 down() {
-  for i in $(seq 1 $NODES); do
-    ip netns pids "vlab-n$i" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
+  local all
+  all=$(ip netns list 2>/dev/null | awk '$1 ~ /^vlab-/ {print $1}')
+  for ns in $all; do
+    case $ns in vlab-n*) ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true ;; esac
   done
-  sleep 0.5
-  for ns in vlab-tor $(seq -f 'vlab-n%g' 1 $NODES); do
+  [ -d "$K8S" ] && labs/k8s/apiserver.sh stop "$K8S" >/dev/null 2>&1 || true
+  [ -n "$all" ] && sleep 0.5
+  for ns in $all; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done
   rm -rf "$LAB_DIR"
 }
 
-up_bgp_ecmp() {
-  down
-  mkdir -p "$LAB_DIR/frr"
-  ip netns add vlab-tor
-  ip -n vlab-tor link set lo up
-  ip -n vlab-tor link add br0 type bridge
-  ip -n vlab-tor addr add 10.55.0.1/24 dev br0
-  ip -n vlab-tor addr add 2001:db8:55::1/64 dev br0 nodad
-  ip -n vlab-tor link set br0 up
-  for i in $(seq 1 $NODES); do
-    ns=vlab-n$i
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip link add "vlab-n$i-t" type veth peer name "vlab-n$i-n"
-    ip link set "vlab-n$i-t" netns vlab-tor
-    ip link set "vlab-n$i-n" netns "$ns"
-    ip -n vlab-tor link set "vlab-n$i-t" master br0 up
-    ip -n "$ns" link set "vlab-n$i-n" name eth0
-    ip -n "$ns" addr add "10.55.0.1$i/24" dev eth0
-    ip -n "$ns" addr add "2001:db8:55::1$i/64" dev eth0 nodad
-    ip -n "$ns" link set eth0 up
-  done
-  # FRR as the top-of-rack router: zebra + bgpd with private paths, no systemd.
-  cat > "$LAB_DIR/frr/zebra.conf" <<EOF
-hostname tor
-EOF
-  {
-    echo "hostname tor"
-    echo "router bgp 65000"
-    echo " bgp router-id 10.55.0.1"
-    echo " no bgp ebgp-requires-policy"
-    echo " no bgp default ipv4-unicast"
-    echo " bgp bestpath as-path multipath-relax"
-    echo " neighbor nodes peer-group"
-    echo " neighbor nodes remote-as 65001"
-    echo " neighbor nodes timers 1 3"
-    echo " neighbor nodes timers connect 1"
-    for i in $(seq 1 $NODES); do echo " neighbor 10.55.0.1$i peer-group nodes"; done
-    echo " address-family ipv4 unicast"
-    echo "  maximum-paths 8"
-    echo "  neighbor nodes activate"
-    echo " exit-address-family"
-    echo " address-family ipv6 unicast"
-    echo "  maximum-paths 8"
-    echo "  neighbor nodes activate"
-    echo " exit-address-family"
-  } > "$LAB_DIR/frr/bgpd.conf"
-  chown -R frr:frr "$LAB_DIR/frr"
-  R=$LAB_DIR/frr
-  ip netns exec vlab-tor /usr/lib/frr/zebra -d -f "$R/zebra.conf" -i "$R/zebra.pid" -z "$R/zserv.api" --vty_socket "$R"
-  ip netns exec vlab-tor /usr/lib/frr/bgpd -d -f "$R/bgpd.conf" -i "$R/bgpd.pid" -z "$R/zserv.api" --vty_socket "$R"
-  for i in $(seq 1 $NODES); do
-    ns=vlab-n$i
-    mkdir -p "$LAB_DIR/$ns"
-    ip netns exec "$ns" env \
-      bgp_enable=true cp_enable=true address=192.0.2.10,2001:db8:ff::10 \
-      vip_nodename="node$i" bgp_as=65001 bgp_routerid="10.55.0.1$i" \
-      bgp_peers=10.55.0.1:65000::false bgp_hold_time=3 bgp_keepalive_interval=1 \
-      prometheus_server=127.0.0.1:2112 vipr_state_dir="$LAB_DIR/$ns" \
-      "$VIPR" manager > "$LAB_DIR/$ns/vipr.log" 2>&1 &
-  done
-  for _ in $(seq 1 100); do
-    n=$(ip netns exec vlab-tor vtysh --vty_socket "$R" -c 'show ip route 192.0.2.10/32 json' 2>/dev/null \
-        | jq '[.["192.0.2.10/32"][0].nexthops[]?] | length' 2>/dev/null || echo 0)
-    [ "$n" = "$NODES" ] && break
+# wait_for SECONDS WHAT COMMAND...: poll every 0.1 s; fail with WHAT.
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= end)); then echo "labs/run.sh: timed out waiting for $what" >&2; return 1; fi
     sleep 0.1
   done
 }
 
-show() {
-  local R=$LAB_DIR/frr
-  echo "== FRR (tor): ip route 192.0.2.10 and 2001:db8:ff::10"
-  ip netns exec vlab-tor vtysh --vty_socket "$R" -c 'show ip route 192.0.2.10/32'
-  ip netns exec vlab-tor vtysh --vty_socket "$R" -c 'show ipv6 route 2001:db8:ff::10/128'
-  echo "== vipr status on vlab-n1"
-  ip netns exec vlab-n1 "$VIPR" status
-  echo "== lo on vlab-n1"
-  ip -n vlab-n1 -br addr show dev lo
+vtysh() { local ns=$1; shift; ip netns exec "$ns" vtysh --vty_socket "$LAB_DIR/frr-$ns" "$@"; }
+kubectl_() { ip netns exec vlab-tor kubectl --kubeconfig "$K8S/kubeconfig" "$@"; }
+
+# The segment: vlab-tor with br0, nodes vlab-n1..3 with eth0 on it (default route via the tor).
+segment() {
+  mkdir -p "$LAB_DIR"
+  ip netns add vlab-tor
+  ip -n vlab-tor link set lo up
+  ip -n vlab-tor link add br0 type bridge mcast_snooping 0
+  ip -n vlab-tor addr add 10.55.0.1/24 dev br0
+  ip -n vlab-tor addr add 2001:db8:55::1/64 dev br0 nodad
+  ip -n vlab-tor link set br0 up
+  for i in $(seq 1 $NODES); do attach "vlab-n$i" "10.55.0.1$i" "2001:db8:55::1$i"; done
 }
 
-need_root
-case "${1:-demo} ${2:-bgp-ecmp}" in
-  "up bgp-ecmp")
-    trap 'down' ERR
-    build; up_bgp_ecmp; show
-    cat <<EOF
+# attach NS V4 V6: a namespace with eth0 on br0.
+attach() {
+  local ns=$1
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip link add "$ns-t" type veth peer name "$ns-n"
+  ip link set "$ns-t" netns vlab-tor
+  ip link set "$ns-n" netns "$ns"
+  ip -n vlab-tor link set "$ns-t" master br0 up
+  ip -n "$ns" link set "$ns-n" name eth0
+  ip -n "$ns" addr add "$2/24" dev eth0
+  ip -n "$ns" addr add "$3/64" dev eth0 nodad
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route add default via 10.55.0.1
+}
 
-Lab is up. Things to look at:
-  ip netns exec vlab-tor vtysh --vty_socket $LAB_DIR/frr -c 'show bgp ipv4 unicast 192.0.2.10/32'
+# frr NS BGPD_CONF: zebra + bgpd in NS with private paths, no systemd.
+frr() {
+  local ns=$1 R=$LAB_DIR/frr-$1
+  mkdir -p "$R"
+  echo "hostname $ns" > "$R/zebra.conf"
+  printf '%s\n' "$2" > "$R/bgpd.conf"
+  chown -R frr:frr "$R"
+  ip netns exec "$ns" /usr/lib/frr/zebra -d -f "$R/zebra.conf" -i "$R/zebra.pid" -z "$R/zserv.api" --vty_socket "$R" 2>>"$R/start.log"
+  ip netns exec "$ns" /usr/lib/frr/bgpd -d -f "$R/bgpd.conf" -i "$R/bgpd.pid" -z "$R/zserv.api" --vty_socket "$R" 2>>"$R/start.log"
+}
+
+apiserver() {
+  labs/k8s/apiserver.sh start "$K8S" 10.55.0.1 vlab-tor >/dev/null
+  # The bootstrap controller creates the default namespaces just after /readyz.
+  wait_for 30 "the API server's default namespace" kubectl_ get namespace default
+}
+
+# vipr I KEY=VALUE...: vipr manager on node I with exactly these settings, log in LAB_DIR.
+vipr() {
+  local i=$1; shift
+  mkdir -p "$LAB_DIR/vlab-n$i"
+  ip netns exec "vlab-n$i" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    vip_nodename="node$i" prometheus_server=127.0.0.1:2112 vipr_state_dir="$LAB_DIR/vlab-n$i" "$@" \
+    "$VIPR" manager > "$LAB_DIR/vlab-n$i/vipr.log" 2>&1 &
+}
+
+# paths NS PREFIX: how many next hops NS's zebra has for PREFIX.
+paths() {
+  local ns=$1 p=$2 fam=ip
+  [[ $p == *:* ]] && fam=ipv6
+  vtysh "$ns" -c "show $fam route $p json" 2>/dev/null | jq "[.[\"$p\"][0].nexthops[]? | select(.active)] | length" 2>/dev/null || echo 0
+}
+has_paths() { [ "$(paths "$1" "$2")" = "$3" ]; }
+# bgp_paths NS PREFIX: how many BGP paths NS has for PREFIX, and how many are multipath.
+bgp_multipath() {
+  vtysh "$1" -c "show bgp ipv4 unicast $2 json" 2>/dev/null | jq "[.paths[]? | select(.multipath or .bestpath.overall)] | length" 2>/dev/null || echo 0
+}
+has_multipath() { [ "$(bgp_multipath "$1" "$2")" = "$3" ]; }
+
+# --- bgp-ecmp -------------------------------------------------------------------------------
+up_bgp_ecmp() {
+  segment
+  local c="hostname tor
+router bgp 65000
+ bgp router-id 10.55.0.1
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ bgp bestpath as-path multipath-relax
+ neighbor nodes peer-group
+ neighbor nodes remote-as 65001
+ neighbor nodes timers 1 3
+ neighbor nodes timers connect 1"
+  for i in $(seq 1 $NODES); do c+=$'\n'" neighbor 10.55.0.1$i peer-group nodes"; done
+  for af in ipv4 ipv6; do
+    c+=$'\n'" address-family $af unicast"$'\n'"  maximum-paths 8"$'\n'"  neighbor nodes activate"$'\n'" exit-address-family"
+  done
+  frr vlab-tor "$c"
+  apiserver
+  for i in $(seq 1 $NODES); do
+    vipr "$i" bgp_enable=true cp_enable=true svc_enable=true address=192.0.2.10,2001:db8:ff::10 \
+      bgp_as=65001 bgp_routerid="10.55.0.1$i" bgp_peers=10.55.0.1:65000::false \
+      bgp_hold_time=3 bgp_keepalive_interval=1 k8s_config_file="$K8S/kubeconfig"
+  done
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: demo
+  namespace: default
+  annotations:
+    kube-vip.io/loadbalancerIPs: 198.51.100.10
+spec:
+  type: LoadBalancer
+  ports:
+  - port: 80
+EOF
+  wait_for 30 "3 paths to 192.0.2.10 at FRR" has_paths vlab-tor 192.0.2.10/32 $NODES
+  wait_for 10 "3 paths to 2001:db8:ff::10 at FRR" has_paths vlab-tor 2001:db8:ff::10/128 $NODES
+  wait_for 20 "3 paths to the Service VIP 198.51.100.10 at FRR" has_paths vlab-tor 198.51.100.10/32 $NODES
+  wait_for 10 "the Service status" sh -c "ip netns exec vlab-tor kubectl --kubeconfig $K8S/kubeconfig get svc demo -o jsonpath='{.status.loadBalancer.ingress[0].ip}' | grep -q 198.51.100.10"
+}
+
+show_bgp_ecmp() {
+  echo "== FRR (vlab-tor): control-plane VIP and Service VIP, one next hop per node"
+  vtysh vlab-tor -c 'show ip route 192.0.2.10/32'
+  vtysh vlab-tor -c 'show ipv6 route 2001:db8:ff::10/128'
+  vtysh vlab-tor -c 'show ip route 198.51.100.10/32'
+  echo "== kubectl get svc demo (status written by vipr)"
+  kubectl_ get svc demo
+  echo "== vipr status on vlab-n1"
+  ip netns exec vlab-n1 "$VIPR" status
+}
+
+look_bgp_ecmp() {
+  cat <<EOF
+Things to look at:
+  ip netns exec vlab-tor vtysh --vty_socket $LAB_DIR/frr-vlab-tor -c 'show bgp ipv4 unicast 198.51.100.10/32'
   ip netns exec vlab-n2 $VIPR status            # peers and VIPs of node 2
-  ip netns exec vlab-n2 curl -s 127.0.0.1:2112/metrics
+  ip netns exec vlab-n2 curl -s 127.0.0.1:2112/metrics | grep ^vipr_
+  ip netns exec vlab-tor kubectl --kubeconfig $K8S/kubeconfig get svc -o wide
   ip netns pids vlab-n2 | xargs kill -TERM      # node 2 withdraws at once; FRR keeps 2 paths
   labs/run.sh down bgp-ecmp
 EOF
+}
+
+# --- arp-failover ---------------------------------------------------------------------------
+holder() {
+  for i in $(seq 1 $NODES); do
+    ip -n "vlab-n$i" -4 addr show dev eth0 | grep -q '10.55.0.200/' && { echo "vlab-n$i"; return 0; }
+  done
+  return 1
+}
+client_knows_holder() {
+  local h mac
+  h=$(holder) || return 1
+  mac=$(ip netns exec "$h" cat /sys/class/net/eth0/address)
+  ip -n vlab-client neigh show 10.55.0.200 | grep -q "$mac"
+}
+
+up_arp_failover() {
+  segment
+  attach vlab-client 10.55.0.100 2001:db8:55::100
+  apiserver
+  for i in $(seq 1 $NODES); do
+    vipr "$i" vip_arp=true vip_leaderelection=true vip_interface=eth0 cp_enable=true \
+      address=10.55.0.200,2001:db8:55::200 vip_leaseduration=2 vip_renewdeadline=1 \
+      vip_retryperiod=0.5 k8s_config_file="$K8S/kubeconfig"
+  done
+  wait_for 30 "a node holding 10.55.0.200" holder
+  wait_for 10 "the client reaching the VIP" ip netns exec vlab-client ping -c1 -W1 10.55.0.200
+  wait_for 10 "the client's neighbour entry for the holder" client_knows_holder
+}
+
+show_arp_failover() {
+  local h; h=$(holder)
+  echo "== the Lease (kube-system/plndr-cp-lock) and the VIP's holder"
+  kubectl_ -n kube-system get lease plndr-cp-lock -o custom-columns=HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime
+  ip -n "$h" -br addr show dev eth0
+  echo "== the client's neighbour entry for the VIP (the holder's MAC: $(ip netns exec "$h" cat /sys/class/net/eth0/address))"
+  ip -n vlab-client neigh show 10.55.0.200
+}
+
+look_arp_failover() {
+  local h; h=$(holder)
+  cat <<EOF
+Things to look at:
+  ip netns exec vlab-client ping 10.55.0.200                 # keep it running, then in another shell:
+  ip netns pids $h | xargs kill -TERM                  # the holder releases the Lease: another node in ~50 ms
+  ip -n vlab-client neigh show 10.55.0.200                   # the new holder's MAC, sent by gratuitous ARP
+  ip netns exec vlab-tor kubectl --kubeconfig $K8S/kubeconfig -n kube-system get lease plndr-cp-lock -o yaml
+  labs/run.sh down arp-failover
+EOF
+}
+
+# --- equinix-metal --------------------------------------------------------------------------
+metadata() {
+  local i=$1
+  cat <<EOF
+{"id":"lab-n$i","hostname":"node$i","facility":"lab","bgp_neighbors":[
+ {"address_family":4,"customer_as":65000,"customer_ip":"10.55.0.1$i","md5_enabled":true,
+  "md5_password":"$MD5","multihop":true,"peer_as":65530,"peer_ips":["169.254.255.1","169.254.255.2"],
+  "routes_in":[{"route":"192.0.2.20/32","exact":true}],"routes_out":[]}]}
+EOF
+}
+
+up_equinix_metal() {
+  segment
+  ip netns exec vlab-tor sysctl -q -w net.ipv4.ip_forward=1
+  for r in 1 2; do
+    local ns=vlab-r$r
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "169.254.255.$r/32" dev lo
+    ip link add "$ns-t" type veth peer name "$ns-n"
+    ip link set "$ns-t" netns vlab-tor
+    ip link set "$ns-n" netns "$ns"
+    ip -n vlab-tor addr add "10.57.$r.1/30" dev "$ns-t"
+    ip -n vlab-tor link set "$ns-t" up
+    ip -n vlab-tor route add "169.254.255.$r/32" via "10.57.$r.2"
+    ip -n "$ns" link set "$ns-n" name eth0
+    ip -n "$ns" addr add "10.57.$r.2/30" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route add default via "10.57.$r.1"
+    # A specific route: FRR does not resolve BGP next hops over a default route.
+    ip -n "$ns" route add 10.55.0.0/24 via "10.57.$r.1"
+    local c="hostname r$r
+router bgp 65530
+ bgp router-id 169.254.255.$r
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ neighbor nodes peer-group
+ neighbor nodes remote-as 65000
+ neighbor nodes ebgp-multihop 5
+ neighbor nodes update-source 169.254.255.$r
+ neighbor nodes password $MD5
+ neighbor nodes timers 1 3
+ neighbor nodes timers connect 1"
+    for i in $(seq 1 $NODES); do c+=$'\n'" neighbor 10.55.0.1$i peer-group nodes"; done
+    c+=$'\n'" address-family ipv4 unicast"$'\n'"  maximum-paths 8"$'\n'"  neighbor nodes activate"$'\n'" exit-address-family"
+    frr "$ns" "$c"
+  done
+  # The metadata service: one document per node (the real one answers by source address).
+  for i in $(seq 1 $NODES); do
+    mkdir -p "$LAB_DIR/metadata/n$i"
+    metadata "$i" > "$LAB_DIR/metadata/n$i/metadata"
+  done
+  ip netns exec vlab-tor busybox httpd -p 10.55.0.1:8080 -h "$LAB_DIR/metadata"
+  for i in $(seq 1 $NODES); do
+    vipr "$i" bgp_enable=true cp_enable=true address=192.0.2.20 vipr_peers_from=equinix-metal \
+      vipr_metadata_url="http://10.55.0.1:8080/n$i/metadata" vipr_metadata_interval=5 \
+      bgp_hold_time=3 bgp_keepalive_interval=1
+  done
+  wait_for 30 "3 multipaths to 192.0.2.20 at r1" has_multipath vlab-r1 192.0.2.20/32 $NODES
+  wait_for 20 "3 multipaths to 192.0.2.20 at r2" has_multipath vlab-r2 192.0.2.20/32 $NODES
+}
+
+show_equinix_metal() {
+  echo "== r1 and r2 (AS 65530, multihop, MD5): the EIP over 3 paths each"
+  vtysh vlab-r1 -c 'show bgp ipv4 unicast 192.0.2.20/32'
+  vtysh vlab-r2 -c 'show bgp ipv4 unicast summary'
+  echo "== vipr status on vlab-n1 (peers from the metadata service)"
+  ip netns exec vlab-n1 "$VIPR" status
+}
+
+look_equinix_metal() {
+  cat <<EOF
+Things to look at:
+  ip netns exec vlab-n1 curl -s http://10.55.0.1:8080/n1/metadata | jq .bgp_neighbors
+  ip -n vlab-n1 route                                  # host routes to 169.254.255.1/.2 via the gateway
+  ip netns exec vlab-r1 vtysh --vty_socket $LAB_DIR/frr-vlab-r1 -c 'show bgp neighbor 10.55.0.11'
+  ${EDITOR:-vi} $LAB_DIR/metadata/n1/metadata               # vipr follows a change within 5 s
+  labs/run.sh down equinix-metal
+EOF
+}
+
+# --- main -----------------------------------------------------------------------------------
+need_root
+lab=${2:-}
+case "${1:-demo}" in
+  up)
+    case $lab in bgp-ecmp|arp-failover|equinix-metal) ;; *) echo "usage: labs/run.sh up bgp-ecmp|arp-failover|equinix-metal" >&2; exit 2 ;; esac
+    fn=${lab//-/_}
+    trap 'rc=$?; if [ $rc != 0 ]; then echo "labs/run.sh: $lab failed; vipr logs:" >&2; tail -n 5 $LAB_DIR/vlab-n*/vipr.log >&2 || true; [ -n "${VIPR_LAB_KEEP:-}" ] || down; fi' EXIT
+    build; down; "up_$fn"
+    "show_$fn"
+    echo; echo "Lab $lab is up."; "look_$fn"
     ;;
-  "down bgp-ecmp") down ;;
-  "demo "*)
+  down) down ;;
+  demo)
     trap 'down' EXIT
-    build; up_bgp_ecmp; show
+    build; down; up_bgp_ecmp; show_bgp_ecmp
     echo; echo "== SIGTERM to vipr on vlab-n2"
     t0=$(date +%s%N)
     ip netns pids vlab-n2 | xargs kill -TERM
-    R=$LAB_DIR/frr
     for _ in $(seq 1 200); do
-      n=$(ip netns exec vlab-tor vtysh --vty_socket "$R" -c 'show ip route 192.0.2.10/32 json' \
-          | jq '[.["192.0.2.10/32"][0].nexthops[]?] | length')
+      n=$(paths vlab-tor 192.0.2.10/32)
       [ "$n" = 2 ] && break
       sleep 0.01
     done
     echo "FRR went from 3 to $n next hops in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
-    ip netns exec vlab-tor vtysh --vty_socket "$R" -c 'show ip route 192.0.2.10/32'
+    vtysh vlab-tor -c 'show ip route 192.0.2.10/32'
+    vtysh vlab-tor -c 'show ip route 198.51.100.10/32'
     ;;
-  *) echo "usage: labs/run.sh up|down bgp-ecmp | demo" >&2; exit 2 ;;
+  *) echo "usage: labs/run.sh demo | up LAB | down [LAB]   (LAB: bgp-ecmp, arp-failover, equinix-metal)" >&2; exit 2 ;;
 esac

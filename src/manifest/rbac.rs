@@ -1,0 +1,269 @@
+//! `vipr manifest rbac`: the ServiceAccount and the least API access the enabled modes need,
+//! derived from what the daemon really calls (`kube/`, `lb/`):
+//!
+//! | setting | calls | rule |
+//! |---|---|---|
+//! | `svc_enable` | Service reflector; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21) | services list/watch, services/status patch, endpointslices and endpoints list/watch |
+//! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `plndr-svcs-lock`) in `cp_namespace`; every Lease where the Services are with `svc_election` (`kubevip-<service>`) |
+//! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
+//! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
+//!
+//! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
+//! `svc_namespace`), into one ClusterRole otherwise. API discovery (`/apis/...`, used to tell
+//! whether EndpointSlice v1 is served) needs no rule: Kubernetes' `system:discovery` grants it
+//! to every authenticated user.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{yaml, ManifestError, Options, NAMESPACE};
+use crate::config::Mode;
+use crate::kube::elections::SERVICES_LEASE;
+
+/// One rule and why the daemon needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `None`: cluster-wide (ClusterRole); else a Role in this namespace.
+    pub namespace: Option<String>,
+    /// API group ("" for core).
+    pub group: &'static str,
+    /// Resource (or resource/subresource).
+    pub resource: &'static str,
+    /// Only these objects (empty: all).
+    pub names: Vec<String>,
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+    /// The setting that needs it.
+    pub why: &'static str,
+}
+
+fn grant(
+    ns: Option<&String>,
+    group: &'static str,
+    resource: &'static str,
+    names: Vec<String>,
+    verbs: &'static [&'static str],
+    why: &'static str,
+) -> Grant {
+    Grant {
+        namespace: ns.cloned(),
+        group,
+        resource,
+        names,
+        verbs,
+        why,
+    }
+}
+
+/// Every grant the settings need, in a stable order.
+pub fn grants(o: &Options) -> Vec<Grant> {
+    let c = &o.cfg;
+    let mut g = Vec::new();
+    let svc_ns = c.svc.namespace.as_ref();
+    if c.svc_enable {
+        g.push(grant(
+            svc_ns,
+            "",
+            "services",
+            vec![],
+            &["list", "watch"],
+            "svc_enable: Services of type LoadBalancer",
+        ));
+        g.push(grant(
+            svc_ns,
+            "",
+            "services/status",
+            vec![],
+            &["patch"],
+            "svc_enable: status.loadBalancer.ingress of the Services served",
+        ));
+        g.push(grant(
+            svc_ns,
+            "discovery.k8s.io",
+            "endpointslices",
+            vec![],
+            &["list", "watch"],
+            "svc_enable: local endpoints (externalTrafficPolicy: Local), Kubernetes 1.21+",
+        ));
+        g.push(grant(
+            svc_ns,
+            "",
+            "endpoints",
+            vec![],
+            &["list", "watch"],
+            "svc_enable: local endpoints on servers without EndpointSlice v1 (< 1.21)",
+        ));
+    }
+    if c.mode == Mode::Arp && c.arp.leader_election {
+        let cp_ns = Some(&c.arp.namespace);
+        let mut named = Vec::new();
+        if c.cp_enable {
+            named.push(c.arp.lease_name.clone());
+        }
+        if c.svc_enable && !c.arp.svc_election {
+            named.push(SERVICES_LEASE.to_string());
+        }
+        if !named.is_empty() {
+            // create cannot be limited by name (the object has none yet).
+            g.push(grant(
+                cp_ns,
+                "coordination.k8s.io",
+                "leases",
+                vec![],
+                &["create"],
+                "vip_leaderelection: create the Lease",
+            ));
+            g.push(grant(
+                cp_ns,
+                "coordination.k8s.io",
+                "leases",
+                named,
+                &["get", "list", "watch", "update"],
+                "vip_leaderelection: hold, renew, watch and release the Lease",
+            ));
+        }
+        if c.svc_enable && c.arp.svc_election {
+            g.push(grant(
+                svc_ns,
+                "coordination.k8s.io",
+                "leases",
+                vec![],
+                &["get", "list", "watch", "create", "update"],
+                "svc_election: one Lease per Service (kubevip-<service>) where the Service is",
+            ));
+        }
+    }
+    let annotations = c.mode == Mode::Bgp && c.svc.annotation.is_some();
+    let lb_nodes = c.svc.lb_enable && c.svc.lb_backends.is_empty();
+    if annotations || lb_nodes {
+        let why = match (annotations, lb_nodes) {
+            (true, true) => "annotation: BGP peers from this node's annotations; lb_enable: control-plane Nodes as backends",
+            (true, false) => "annotation: BGP peers from this node's annotations",
+            _ => "lb_enable: control-plane Nodes as load-balancer backends",
+        };
+        g.push(grant(
+            None,
+            "",
+            "nodes",
+            vec![],
+            &["get", "list", "watch"],
+            why,
+        ));
+    }
+    g
+}
+
+/// Header lines: what is granted and why, or that nothing is.
+pub fn notes(o: &Options) -> Vec<String> {
+    let g = grants(o);
+    if g.is_empty() {
+        return vec![
+            "These settings need no Kubernetes API access: only the ServiceAccount.".into(),
+        ];
+    }
+    let mut n = vec!["Least privilege for these settings:".to_string()];
+    for x in g {
+        let scope = x.namespace.as_deref().unwrap_or("cluster-wide");
+        let group = if x.group.is_empty() { "core" } else { x.group };
+        let names = if x.names.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", x.names.join(","))
+        };
+        n.push(format!(
+            "  {} {}/{}{} ({scope}) - {}",
+            x.verbs.join(","),
+            group,
+            x.resource,
+            names,
+            x.why
+        ));
+    }
+    n
+}
+
+fn rules(grants: &[&Grant]) -> Vec<PolicyRule> {
+    grants
+        .iter()
+        .map(|g| PolicyRule {
+            api_groups: Some(vec![g.group.to_string()]),
+            resources: Some(vec![g.resource.to_string()]),
+            resource_names: (!g.names.is_empty()).then(|| g.names.clone()),
+            verbs: g.verbs.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn meta(o: &Options, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(o.name.clone()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(BTreeMap::from([(
+            "app.kubernetes.io/name".to_string(),
+            o.name.clone(),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn subjects(o: &Options) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: o.name.clone(),
+        namespace: Some(NAMESPACE.into()),
+        ..Default::default()
+    }]
+}
+
+/// The objects as YAML documents: ServiceAccount, then the ClusterRole and its binding (if
+/// any rule is cluster-wide), then a Role and RoleBinding per namespace.
+pub fn objects(o: &Options) -> Result<Vec<String>, ManifestError> {
+    let all = grants(o);
+    let mut docs = vec![yaml(&ServiceAccount {
+        metadata: meta(o, Some(NAMESPACE)),
+        ..Default::default()
+    })?];
+    let mut by_ns: BTreeMap<Option<&str>, Vec<&Grant>> = BTreeMap::new();
+    for g in &all {
+        by_ns.entry(g.namespace.as_deref()).or_default().push(g);
+    }
+    for (ns, grants) in by_ns {
+        let role_ref = |kind: &str| RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+            name: o.name.clone(),
+        };
+        match ns {
+            None => {
+                docs.push(yaml(&ClusterRole {
+                    metadata: meta(o, None),
+                    rules: Some(rules(&grants)),
+                    ..Default::default()
+                })?);
+                docs.push(yaml(&ClusterRoleBinding {
+                    metadata: meta(o, None),
+                    role_ref: role_ref("ClusterRole"),
+                    subjects: Some(subjects(o)),
+                })?);
+            }
+            Some(ns) => {
+                docs.push(yaml(&Role {
+                    metadata: meta(o, Some(ns)),
+                    rules: Some(rules(&grants)),
+                })?);
+                docs.push(yaml(&RoleBinding {
+                    metadata: meta(o, Some(ns)),
+                    role_ref: role_ref("Role"),
+                    subjects: Some(subjects(o)),
+                })?);
+            }
+        }
+    }
+    Ok(docs)
+}

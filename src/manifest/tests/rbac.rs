@@ -1,0 +1,184 @@
+//! RBAC per mode: exactly the rules each mode needs, scoped to the namespaces concerned,
+//! each role bound to the ServiceAccount.
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+use super::*;
+
+/// `(namespace or "", api group, resource, names, verbs)`.
+type Rule = (String, String, String, Vec<String>, Vec<String>);
+
+/// Every rule of a rendering.
+fn rbac_rules(args: &[&str]) -> Vec<Rule> {
+    let mut a = vec!["rbac"];
+    a.extend_from_slice(args);
+    let d = docs(&render_args(&a));
+    assert_eq!(d[0]["kind"], "ServiceAccount");
+    assert_eq!(d[0]["metadata"]["namespace"], "kube-system");
+    let mut out = Vec::new();
+    for (i, doc) in d.iter().enumerate() {
+        let kind = doc["kind"].as_str().unwrap();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        // Each role is followed by its binding to the ServiceAccount.
+        let b = &d[i + 1];
+        assert_eq!(b["kind"], format!("{kind}Binding"));
+        assert_eq!(b["roleRef"]["name"], doc["metadata"]["name"]);
+        assert_eq!(b["subjects"][0]["kind"], "ServiceAccount");
+        assert_eq!(b["subjects"][0]["name"], d[0]["metadata"]["name"]);
+        assert_eq!(b["metadata"]["namespace"], doc["metadata"]["namespace"]);
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let rules: Vec<PolicyRule> = serde_json::from_value(doc["rules"].clone()).unwrap();
+        for r in rules {
+            assert_eq!(r.api_groups.as_ref().map(Vec::len), Some(1));
+            assert_eq!(r.resources.as_ref().map(Vec::len), Some(1));
+            out.push((
+                ns.clone(),
+                r.api_groups.unwrap()[0].clone(),
+                r.resources.unwrap()[0].clone(),
+                r.resource_names.unwrap_or_default(),
+                r.verbs,
+            ));
+        }
+    }
+    out
+}
+
+fn rule(
+    ns: &str,
+    g: &str,
+    r: &str,
+    names: &[&str],
+    verbs: &[&str],
+) -> (String, String, String, Vec<String>, Vec<String>) {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+    (ns.into(), g.into(), r.into(), s(names), s(verbs))
+}
+
+#[test]
+fn rbac_is_least_privilege_for_each_mode() {
+    let svc = vec![
+        rule("", "", "services", &[], &["list", "watch"]),
+        rule("", "", "services/status", &[], &["patch"]),
+        rule(
+            "",
+            "discovery.k8s.io",
+            "endpointslices",
+            &[],
+            &["list", "watch"],
+        ),
+        rule("", "", "endpoints", &[], &["list", "watch"]),
+    ];
+    // BGP with static peers and the control-plane VIP: no API access at all.
+    assert_eq!(rbac_rules(BGP_CP), vec![]);
+    // BGP + Services: Services, their status and endpoints; no Leases, no Nodes.
+    assert_eq!(
+        rbac_rules(&["--bgp", "--services", "--bgppeers", "10.0.0.1:65000::false"]),
+        svc
+    );
+    // ARP + election, control plane only: its one Lease, in cp_namespace.
+    let lease = |names: &[&str]| {
+        vec![
+            rule(
+                "kube-system",
+                "coordination.k8s.io",
+                "leases",
+                &[],
+                &["create"],
+            ),
+            rule(
+                "kube-system",
+                "coordination.k8s.io",
+                "leases",
+                names,
+                &["get", "list", "watch", "update"],
+            ),
+        ]
+    };
+    assert_eq!(rbac_rules(ARP_CP), lease(&["plndr-cp-lock"]));
+    assert_eq!(
+        rbac_rules(&[ARP_CP, &["--leaseName", "my-lock", "--namespace", "vip"]].concat()),
+        vec![
+            rule("vip", "coordination.k8s.io", "leases", &[], &["create"]),
+            rule(
+                "vip",
+                "coordination.k8s.io",
+                "leases",
+                &["my-lock"],
+                &["get", "list", "watch", "update"]
+            ),
+        ]
+    );
+    // ARP without election: no Lease.
+    assert_eq!(
+        rbac_rules(&[
+            "--vip",
+            "10.0.0.100",
+            "--interface",
+            "eth0",
+            "--controlplane",
+            "--arp"
+        ]),
+        vec![]
+    );
+    // ARP + election + Services: both named Leases, and the Service rules.
+    let mut want = svc.clone();
+    want.extend(lease(&["plndr-cp-lock", "plndr-svcs-lock"]));
+    assert_eq!(rbac_rules(&[ARP_CP, &["--services"]].concat()), want);
+    // svc_election: a Lease per Service where the Service is, names unknown in advance.
+    let mut want = svc.clone();
+    want.push(rule(
+        "",
+        "coordination.k8s.io",
+        "leases",
+        &[],
+        &["get", "list", "watch", "create", "update"],
+    ));
+    want.extend(lease(&["plndr-cp-lock"]));
+    assert_eq!(
+        rbac_rules(&[ARP_CP, &["--services", "--servicesElection"]].concat()),
+        want
+    );
+    // svc_namespace: the Service rules become a Role there.
+    let got = rbac_rules(&[
+        "--bgp",
+        "--services",
+        "--svc-namespace",
+        "web",
+        "--bgppeers",
+        "10.0.0.1:65000::false",
+    ]);
+    assert!(
+        got.iter().all(|r| r.0 == "web") && got.len() == 4,
+        "{got:?}"
+    );
+    // Peers from node annotations (BGP): read Nodes, nothing else.
+    let nodes = vec![rule("", "", "nodes", &[], &["get", "list", "watch"])];
+    assert_eq!(
+        rbac_rules(&[
+            "--bgp",
+            "--controlplane",
+            "--vip",
+            "192.0.2.1",
+            "--annotations",
+            "metal.equinix.com"
+        ]),
+        nodes
+    );
+    // IPVS/nftables backends from the control-plane Nodes; none with static backends.
+    assert_eq!(rbac_rules(&[BGP_CP, &["--lbEnable"]].concat()), nodes);
+    assert_eq!(
+        rbac_rules(
+            &[
+                BGP_CP,
+                &["--lbEnable", "--vipr-lb-backends", "10.0.0.11,10.0.0.12"]
+            ]
+            .concat()
+        ),
+        vec![]
+    );
+}
