@@ -364,7 +364,7 @@ fn kind_command(kind: &'static str, about: &'static str) -> Command {
             .action(ArgAction::Set)
             .help(k.help);
         for f in k.flags {
-            a = a.alias(*f);
+            a = a.visible_alias(*f);
         }
         c = c.arg(a);
     }
