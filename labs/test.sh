@@ -16,6 +16,8 @@ cargo test --workspace --all-targets --locked -- --include-ignored "$@"
 # The container image's binary: statically linked, run from an empty read-only root as the
 # image and the rendered pods run it (the Dockerfile itself needs Docker, which CI lacks).
 labs/image-check.sh --fast
+# Every decoder under libFuzzer for a short while (labs/fuzz.sh; the long run is manual).
+FUZZ_JOBS=2 labs/fuzz.sh "${VIPR_FUZZ_SECONDS:-20}"
 # Leave nothing behind.
 left=$(comm -13 <(echo "$before") <(ip netns list | awk '{print $1}' | sort))
 if [ -n "$left" ]; then echo "test.sh: namespaces left behind:" >&2; echo "$left" >&2; exit 1; fi

@@ -45,6 +45,42 @@ pub struct GracefulRestart {
     pub forwarding_preserved: bool,
 }
 
+/// RFC 5880 / 5881 single-hop BFD for a peer's BGP session: the intervals this side asks
+/// for. Defaults are FRR's: 300 ms / 300 ms / 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BfdConfig {
+    /// bfd.DesiredMinTxInterval once Up (RFC 5880 §6.8.1); 1 s while not Up (§6.8.3).
+    pub min_tx: Duration,
+    /// bfd.RequiredMinRxInterval: the fastest rate we accept packets at.
+    pub min_rx: Duration,
+    /// bfd.DetectMult: the peer declares us down after this many missed intervals.
+    pub multiplier: u8,
+    /// UDP port our BFD packets are received on (RFC 5881 §4: 3784; another value only
+    /// for tests that cannot bind it).
+    pub local_port: u16,
+    /// UDP port of the peer's BFD (3784).
+    pub peer_port: u16,
+}
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        BfdConfig {
+            min_tx: Duration::from_millis(300),
+            min_rx: Duration::from_millis(300),
+            multiplier: 3,
+            local_port: BFD_PORT,
+            peer_port: BFD_PORT,
+        }
+    }
+}
+
+/// RFC 5881 §4: the destination port of single-hop BFD Control packets.
+pub const BFD_PORT: u16 = 3784;
+/// The shortest BFD interval vipr accepts.
+pub const BFD_MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest BFD interval vipr accepts.
+pub const BFD_MAX_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Everything that defines one BGP session. Two sessions with equal configs are the same
 /// session; a changed config resets only that session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,6 +121,9 @@ pub struct PeerConfig {
     pub graceful_restart: Option<GracefulRestart>,
     /// Offer RFC 8654 extended messages (65535-octet UPDATEs).
     pub extended_messages: bool,
+    /// Run a single-hop BFD session with the peer; its failure closes the BGP session at
+    /// once with Cease / BFD Down (RFC 9384).
+    pub bfd: Option<BfdConfig>,
     /// First reconnect delay of the jittered exponential backoff.
     pub connect_retry_min: Duration,
     /// Largest reconnect delay.
@@ -113,6 +152,7 @@ impl PeerConfig {
             next_hop_v6: None,
             graceful_restart: None,
             extended_messages: true,
+            bfd: None,
             connect_retry_min: Duration::from_secs(1),
             connect_retry_max: Duration::from_secs(60),
         }
@@ -187,6 +227,19 @@ impl PeerConfig {
                     "graceful_restart.restart_time",
                     "at most 4095 seconds (12 bits)",
                 ));
+            }
+        }
+        if let Some(b) = self.bfd {
+            for (field, v) in [("bfd.min_tx", b.min_tx), ("bfd.min_rx", b.min_rx)] {
+                if v < BFD_MIN_INTERVAL || v > BFD_MAX_INTERVAL {
+                    return Err(bad(field, "must be between 50 ms and 60 s"));
+                }
+            }
+            if b.multiplier == 0 {
+                return Err(bad("bfd.multiplier", "must be at least 1"));
+            }
+            if b.local_port == 0 || b.peer_port == 0 {
+                return Err(bad("bfd.port", "must not be 0"));
             }
         }
         if self.connect_retry_min.is_zero() || self.connect_retry_max < self.connect_retry_min {

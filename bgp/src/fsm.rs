@@ -98,6 +98,13 @@ pub enum Input {
     Routes(Arc<RouteTable>),
     /// The writer of `conn` has room for one more message.
     TxReady(ConnId),
+    /// The peer's BFD session failed (Up → Down): close every connection at once with
+    /// Cease / BFD Down (RFC 9384 §2) and reconnect with backoff. The text is for status.
+    BfdDown(String),
+    /// Restart in place (RFC 4724 §4.1): close every connection without a NOTIFICATION and
+    /// without withdrawing anything, so that a graceful restart helper keeps our routes
+    /// until we come back; then [`Output::Stopped`].
+    Abandon,
 }
 
 /// What the shell must do.
@@ -251,6 +258,8 @@ impl Session {
                 }
             }
             Input::TxReady(conn) => self.tx_ready(conn, &mut out),
+            Input::BfdDown(reason) => self.bfd_down(reason, &mut out),
+            Input::Abandon => self.abandon(&mut out),
         }
         self.update_state(&mut out);
         out
@@ -367,6 +376,38 @@ impl Session {
             self.stopping = None;
             out.push(Output::Stopped);
         }
+    }
+
+    /// RFC 9384: BFD declared the peer unreachable; every connection goes at once.
+    fn bfd_down(&mut self, reason: String, out: &mut Vec<Output>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let notif = Notification::new(n::code::CEASE, n::cease::BFD_DOWN);
+        let conns: Vec<(ConnId, ConnState)> = self.conns.iter().map(|c| (c.id, c.state)).collect();
+        for (id, st) in conns {
+            if st != ConnState::Connecting {
+                self.send_notification(id, &notif, out);
+            }
+            self.drop_conn(id, format!("BFD down ({reason}): sent {notif}"), out);
+        }
+    }
+
+    /// Restart in place: connections closed without NOTIFICATION, nothing withdrawn.
+    fn abandon(&mut self, out: &mut Vec<Output>) {
+        self.started = false;
+        self.stopping = None;
+        out.push(Output::CancelTimer(Timer::ConnectRetry));
+        out.push(Output::CancelTimer(Timer::Stable));
+        let ids: Vec<ConnId> = self.conns.iter().map(|c| c.id).collect();
+        for id in ids {
+            self.remove_conn(id, out);
+        }
+        self.rib = None;
+        out.push(Output::Down(
+            "restarting in place: closed without NOTIFICATION".into(),
+        ));
+        out.push(Output::Stopped);
     }
 
     fn timer(&mut self, t: Timer, out: &mut Vec<Output>) {
@@ -674,6 +715,11 @@ impl Session {
         ));
         self.stats.established += 1;
         self.last_error = None;
+        // RFC 4724 §4.1: the Restart State bit belongs to the first session after the
+        // restart; later OPENs of this process do not set it.
+        if let Some(gr) = &mut self.our_open.caps.graceful_restart {
+            gr.restarting = false;
+        }
         out.push(Output::Established(Box::new(neg)));
         self.maybe_finish_stop(out);
     }

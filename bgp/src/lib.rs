@@ -15,9 +15,12 @@
 //! - [`session`]: the tokio shell around one `Session` (sockets, timers).
 //! - [`socket`]: TCP MD5, TTL, GTSM, connect and listen.
 //! - [`backoff`], [`stats`]: reconnect backoff; counters and states.
+//! - [`bfd`]: RFC 5880/5881 single-hop BFD per peer, sans-IO core plus its own tasks; a BFD
+//!   failure closes the BGP session at once (RFC 9384).
 
 pub mod adj_out;
 pub mod backoff;
+pub mod bfd;
 pub mod codec;
 pub mod config;
 pub mod fsm;
@@ -27,8 +30,9 @@ pub mod speaker;
 pub mod stats;
 pub mod types;
 
+pub use bfd::{BfdState, BfdStatus};
 pub use codec::notification::Notification;
-pub use config::{ConfigError, GracefulRestart, PeerConfig, Secret, SpeakerConfig};
+pub use config::{BfdConfig, ConfigError, GracefulRestart, PeerConfig, Secret, SpeakerConfig};
 pub use session::{NegotiatedInfo, PeerStatus};
 pub use speaker::{PeerInfo, ShutdownOptions, Speaker, SpeakerError};
 pub use stats::{State, Stats};

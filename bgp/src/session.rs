@@ -1,14 +1,15 @@
 //! The async shell around one [`Session`] core: owns the peer's sockets, reader and writer
 //! tasks and timers, feeds events into `Session::handle` and executes its outputs. It
 //! holds no protocol logic. Publishes state through a `watch` and counters through an
-//! `ArcSwap` snapshot.
+//! `ArcSwap` snapshot. With BFD configured it starts the peer's BFD session task and turns
+//! a BFD failure into [`Input::BfdDown`].
 //!
 //! ```text
-//!   routes watch ──┐     cmd mpsc (Stop, Incoming) ──┐
-//!                  v                                  v
-//!            ┌───────────── peer task (Session core) ──────────────┐
-//!            │ timers: HashMap<Timer, Instant>                      │
-//!            └──┬──────────────▲──────────────────┬─────────────────┘
+//!   routes watch ──┐     cmd mpsc (Stop, Abandon, Incoming) ──┐
+//!                  v                                           v
+//!            ┌───────────── peer task (Session core) ──────────────┐ <── watch<BfdStatus>
+//!            │ timers: HashMap<Timer, Instant>                      │     BFD session task
+//!            └──┬──────────────▲──────────────────┬─────────────────┘     (bfd::shell)
 //!      Connect  │   ConnEvent  │ mpsc(64)          │ Bytes mpsc(32) per connection
 //!               v              │                   v
 //!         connect task    reader task(s)     writer task(s) ──> TCP
@@ -29,6 +30,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::bfd::shell::{spawn_session, BfdHandle, Hub};
+use crate::bfd::BfdStatus;
 use crate::codec::{self, Negotiated, Notification};
 use crate::config::PeerConfig;
 use crate::fsm::{ConnId, Input, Output, Session, Timer};
@@ -40,12 +43,18 @@ use crate::types::{Family, RouteTable};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop may take to flush withdrawals and the Cease before connections are cut.
 pub const STOP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// After a restart in place (Restart State bit set), how long a session waits for the
+/// caller's first routes before connecting: the End-of-RIB that follows the initial table
+/// makes a graceful restart helper drop every stale route not in it (RFC 4724 §4.2).
+pub const RESTART_ROUTES_WAIT: Duration = Duration::from_secs(3);
 
 /// Commands to a peer task.
 #[derive(Debug)]
 pub enum PeerCmd {
     /// Withdraw everything, send this Cease, close, and end the task.
     Stop(Notification),
+    /// Restart in place: close without NOTIFICATION or withdrawals, and end the task.
+    Abandon,
     /// An incoming connection from this peer's address (passive side).
     Incoming(TcpStream),
 }
@@ -63,6 +72,8 @@ pub struct PeerStatus {
     pub negotiated: Option<NegotiatedInfo>,
     /// Our end of the current session.
     pub local: Option<SocketAddr>,
+    /// The peer's BFD session, when configured.
+    pub bfd: Option<BfdStatus>,
 }
 
 /// The parts of [`Negotiated`] worth showing.
@@ -107,6 +118,7 @@ impl PeerStatus {
             last_error: None,
             negotiated: None,
             local: None,
+            bfd: None,
         }
     }
 }
@@ -152,10 +164,20 @@ pub(crate) async fn run_peer(
     status: watch::Sender<PeerStatus>,
     stats: Arc<ArcSwap<Stats>>,
     gate: Option<JoinHandle<()>>,
+    bfd_hub: Option<Hub>,
 ) {
     if let Some(g) = gate {
         let _ = tokio::time::timeout(STOP_TIMEOUT * 2, g).await;
     }
+    if cfg.graceful_restart.is_some_and(|g| g.restarting) && routes.borrow().is_empty() {
+        let _ = tokio::time::timeout(RESTART_ROUTES_WAIT, routes.changed()).await;
+    }
+    let mut bfd: Option<BfdHandle> = match (cfg.bfd, bfd_hub) {
+        (Some(b), Some(hub)) => Some(spawn_session(cfg.address, cfg.source, b, hub)),
+        _ => None,
+    };
+    let mut bfd_failures = 0u64;
+    let mut bfd_open = bfd.is_some();
     let seed = u64::from(u32::from(cfg.router_id)) ^ (cfg.port as u64) << 32 ^ addr_seed(&cfg);
     let mut core = Session::new(cfg.clone(), routes.borrow_and_update().clone(), seed);
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
@@ -185,6 +207,10 @@ pub(crate) async fn run_peer(
                 Some(PeerCmd::Stop(cease)) => {
                     stop_deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
                     let outs = core.handle(Input::Stop(cease));
+                    shell.execute(&mut core, outs);
+                }
+                Some(PeerCmd::Abandon) => {
+                    let outs = core.handle(Input::Abandon);
                     shell.execute(&mut core, outs);
                 }
                 Some(PeerCmd::Incoming(stream)) => {
@@ -228,6 +254,19 @@ pub(crate) async fn run_peer(
                 let outs = core.handle(input);
                 shell.execute(&mut core, outs);
             }
+            st = bfd_changed(&mut bfd), if bfd_open => match st {
+                Some(st) => {
+                    let failed = st.failures > bfd_failures;
+                    bfd_failures = st.failures;
+                    let diag = st.local_diag;
+                    shell.status.send_modify(|s| s.bfd = Some(st));
+                    if failed {
+                        let outs = core.handle(Input::BfdDown(diag.to_string()));
+                        shell.execute(&mut core, outs);
+                    }
+                }
+                None => bfd_open = false,
+            },
             Ok(()) = routes.changed() => {
                 let t = routes.borrow_and_update().clone();
                 let outs = core.handle(Input::Routes(t));
@@ -259,6 +298,16 @@ pub(crate) async fn run_peer(
             }
         }
     }
+    if let Some(h) = bfd.take() {
+        // §6.8.16: tell the peer AdminDown, which it must not take for a failure
+        // (RFC 5882 §3.2). Also when restarting in place: FRR then keeps the routes as
+        // stale (graceful restart helper) instead of tearing the session down on a BFD
+        // timeout.
+        let mut st = h.status.clone();
+        h.stop(true).await;
+        let last = st.borrow_and_update().clone();
+        shell.status.send_modify(|s| s.bfd = Some(last));
+    }
     for (_, c) in shell.conns.drain() {
         c.reader.abort();
         // Dropping `c.writer` lets the writer flush what it has and shut down.
@@ -287,6 +336,14 @@ fn addr_seed(cfg: &PeerConfig) -> u64 {
         std::net::IpAddr::V4(a) => u32::from(a) as u64,
         std::net::IpAddr::V6(a) => (u128::from(a) as u64) ^ ((u128::from(a) >> 64) as u64),
     }
+}
+
+/// The next BFD status, or `None` once the BFD task is gone.
+async fn bfd_changed(h: &mut Option<BfdHandle>) -> Option<BfdStatus> {
+    let h = h.as_mut()?;
+    h.status.changed().await.ok()?;
+    let st = h.status.borrow_and_update().clone();
+    Some(st)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -431,8 +488,10 @@ impl Shell {
 }
 
 /// Reads whole messages: the 19-octet header, then the rest of the declared length. A
-/// declared length under 19 is passed on as the bare header (the core answers with Bad
-/// Message Length) and reading stops.
+/// header that fails the checks of RFC 4271 §6.1 whatever was negotiated (marker, type,
+/// a length under 19 or beyond what the type allows) is passed on as the bare header at
+/// once, without waiting for a body that may never come (the core answers with the
+/// NOTIFICATION), and reading stops.
 async fn read_frames(id: ConnId, rd: OwnedReadHalf, ev: mpsc::Sender<ConnEvent>) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let reason = loop {
@@ -445,7 +504,7 @@ async fn read_frames(id: ConnId, rd: OwnedReadHalf, ev: mpsc::Sender<ConnEvent>)
             };
         }
         let len = u16::from_be_bytes([hdr[16], hdr[17]]) as usize;
-        if len < codec::HEADER_LEN {
+        if codec::check_header(&hdr, codec::MAX_EXTENDED_LEN).is_err() {
             let _ = ev
                 .send(ConnEvent::Frame(id, Bytes::copy_from_slice(&hdr)))
                 .await;

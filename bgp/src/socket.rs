@@ -1,7 +1,8 @@
 //! Socket options for BGP sessions and the one place with `unsafe`: TCP MD5 signatures
 //! (RFC 2385, Linux TCP_MD5SIG), TTL / hop limit for eBGP multihop, GTSM (RFC 5082,
 //! IP_MINTTL / IPV6_MINHOPCOUNT), source binding, and the active connect and passive
-//! listener built from them.
+//! listener built from them; for BFD (RFC 5881 §5) the TTL options of its UDP sockets and a
+//! `recvmsg` that returns the received TTL / hop limit.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -85,7 +86,7 @@ pub fn set_md5<S: AsRawFd>(
     }
 }
 
-fn set_int<S: AsRawFd>(
+pub(crate) fn set_int<S: AsRawFd>(
     sock: &S,
     level: libc::c_int,
     opt: libc::c_int,
@@ -176,4 +177,102 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.bind(&addr.into())?;
     sock.listen(128)?;
     TcpListener::from_std(sock.into())
+}
+
+/// RFC 5881 §5 for a BFD socket of family `v6`: send with TTL / hop limit 255 and, on a
+/// receive socket (`receive`), report each datagram's TTL / hop limit (IP_RECVTTL /
+/// IPV6_RECVHOPLIMIT) and ask for at least 255 (IP_MINTTL / IPV6_MINHOPCOUNT). Linux does not
+/// enforce the minimum on UDP (checked on 6.18), so the receiver also checks the reported
+/// value: see [`recv_with_ttl`].
+pub fn set_bfd_ttl<S: AsRawFd>(sock: &S, v6: bool, receive: bool) -> io::Result<()> {
+    if v6 {
+        set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)?;
+    } else {
+        set_int(sock, libc::IPPROTO_IP, libc::IP_TTL, 255)?;
+    }
+    if receive {
+        if v6 {
+            set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+            let _ = set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, 255);
+        } else {
+            set_int(sock, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
+            let _ = set_int(sock, libc::IPPROTO_IP, libc::IP_MINTTL, 255);
+        }
+    }
+    Ok(())
+}
+
+/// One datagram from a socket set up with [`set_bfd_ttl`] (`receive`): its length, the
+/// sender, and the TTL / hop limit it arrived with (`None` if the kernel did not say).
+/// Non-blocking: `WouldBlock` when nothing is queued.
+pub fn recv_with_ttl<S: AsRawFd>(
+    sock: &S,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one int-sized control message (u64 keeps it aligned for cmsghdr).
+    let mut control = [0u64; 8];
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = &mut addr as *mut libc::sockaddr_storage as *mut libc::c_void;
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` refers to a live buffer of the stated size, all of which
+    // outlive the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut ttl = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by
+    // msg_controllen; the data of IP_TTL and IPV6_HOPLIMIT is one int.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+            if (level == libc::IPPROTO_IP && kind == libc::IP_TTL)
+                || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_HOPLIMIT)
+            {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                ttl = u8::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let from = match addr.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into the storage,
+            // which is larger and suitably aligned.
+            let a =
+                unsafe { &*(&addr as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            SocketAddr::new(
+                std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)).into(),
+                u16::from_be(a.sin_port),
+            )
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a sockaddr_in6.
+            let a =
+                unsafe { &*(&addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            SocketAddr::new(
+                std::net::Ipv6Addr::from(a.sin6_addr.s6_addr).into(),
+                u16::from_be(a.sin6_port),
+            )
+        }
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not an IP sender",
+            ))
+        }
+    };
+    Ok((n as usize, from, ttl))
 }

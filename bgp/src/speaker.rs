@@ -8,6 +8,7 @@
 //!        │                                                  ^
 //!        └── announce/withdraw: watch<Arc<RouteTable>> ─────┼──────────────────────────> peer tasks
 //!                                       listener task ──────┘ (Incoming)
+//!                                BFD hub task per UDP port ──> BFD session tasks ──> peer tasks
 //! ```
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::bfd::shell::Hub;
 use crate::codec::notification::{cease, code};
 use crate::codec::Notification;
 use crate::config::{ConfigError, PeerConfig, SpeakerConfig};
@@ -44,6 +46,14 @@ pub enum SpeakerError {
     Listen {
         /// The address.
         addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The BFD receive port could not be bound.
+    #[error("BFD receive port {port}: {source}")]
+    Bfd {
+        /// The UDP port.
+        port: u16,
         /// The cause.
         source: std::io::Error,
     },
@@ -89,6 +99,7 @@ enum SpeakerCmd {
     Watch(IpAddr, oneshot::Sender<Option<watch::Receiver<PeerStatus>>>),
     Incoming(TcpStream, SocketAddr),
     Shutdown(ShutdownOptions, oneshot::Sender<()>),
+    Abandon(oneshot::Sender<()>),
 }
 
 struct PeerEntry {
@@ -127,6 +138,7 @@ impl Speaker {
             peers: HashMap::new(),
             routes: routes.clone(),
             listener,
+            bfd_hubs: HashMap::new(),
         };
         tokio::spawn(task.run(cmd_rx));
         Ok(Speaker {
@@ -215,6 +227,16 @@ impl Speaker {
     pub async fn shutdown(&self, opts: ShutdownOptions) {
         let _ = self.call(|tx| SpeakerCmd::Shutdown(opts, tx)).await;
     }
+
+    /// Restart in place (RFC 4724 §4.1, the restarting speaker): closes every session
+    /// without a NOTIFICATION and without withdrawing anything, then stops the task. A peer
+    /// doing graceful restart keeps our routes as stale for the advertised Restart Time; the
+    /// next process must reconnect with the Restart State bit set
+    /// ([`crate::GracefulRestart::restarting`]) and re-send everything before End-of-RIB.
+    /// Without graceful restart at the peer this is a crash: the routes go at once.
+    pub async fn restart_in_place(&self) {
+        let _ = self.call(SpeakerCmd::Abandon).await;
+    }
 }
 
 async fn accept_loop(l: Arc<TcpListener>, cmd: mpsc::Sender<SpeakerCmd>) {
@@ -237,6 +259,8 @@ struct SpeakerTask {
     peers: HashMap<IpAddr, PeerEntry>,
     routes: Arc<watch::Sender<Arc<RouteTable>>>,
     listener: Option<Arc<TcpListener>>,
+    /// BFD receive tasks by UDP port, started with the first peer that uses one.
+    bfd_hubs: HashMap<u16, Hub>,
 }
 
 impl SpeakerTask {
@@ -291,6 +315,19 @@ impl SpeakerTask {
                     let _ = reply.send(());
                     return;
                 }
+                SpeakerCmd::Abandon(reply) => {
+                    let mut tasks = Vec::new();
+                    for (_, e) in self.peers.drain() {
+                        let _ = e.cmd.try_send(PeerCmd::Abandon);
+                        tasks.push(e.task);
+                    }
+                    for t in tasks {
+                        let _ = tokio::time::timeout(crate::session::STOP_TIMEOUT * 2, t).await;
+                    }
+                    info!("BGP sessions closed for a restart in place; routes left at the peers");
+                    let _ = reply.send(());
+                    return;
+                }
             }
         }
     }
@@ -308,6 +345,20 @@ impl SpeakerTask {
                 }
             })?;
         }
+        let bfd_hub = match cfg.bfd {
+            Some(b) => Some(match self.bfd_hubs.get(&b.local_port) {
+                Some(h) => h.clone(),
+                None => {
+                    let h = Hub::start(b.local_port).map_err(|source| SpeakerError::Bfd {
+                        port: b.local_port,
+                        source,
+                    })?;
+                    self.bfd_hubs.insert(b.local_port, h.clone());
+                    h
+                }
+            }),
+            None => None,
+        };
         let cfg = Arc::new(cfg);
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (status_tx, status_rx) = watch::channel(PeerStatus::idle());
@@ -319,6 +370,7 @@ impl SpeakerTask {
             status_tx,
             stats.clone(),
             gate,
+            bfd_hub,
         ));
         info!(peer = %cfg.address, remote_as = cfg.remote_as, local_as = cfg.local_as, "BGP peer added");
         self.peers.insert(

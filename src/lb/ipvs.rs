@@ -14,13 +14,14 @@
 //! nothing here waits on the kernel.
 
 pub mod msg;
+pub mod reply;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
@@ -131,28 +132,11 @@ impl Genl {
                 }
                 Err(e) => return Err(io_err(e)),
             };
-            let mut off = 0;
-            while off < n {
-                let m = NetlinkMessage::<GenlMessage<F>>::deserialize(&self.buf[off..n])
-                    .map_err(|e| NlError::Io(format!("cannot parse the answer: {e}")))?;
-                let len = m.header.length as usize;
-                if m.header.sequence_number == seq {
-                    match m.payload {
-                        NetlinkPayload::InnerMessage(g) => out.push(g),
-                        NetlinkPayload::Done(_) => return Ok(out),
-                        NetlinkPayload::Error(e) => {
-                            return match e.code {
-                                None => Ok(out),
-                                Some(_) => Err(NlError::Errno(-e.raw_code(), e.to_io().to_string())),
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
+            match reply::parse_replies(&self.buf[..n], seq, &mut out) {
+                Ok(true) => return Ok(out),
+                Ok(false) => {}
+                Err(reply::ReplyError::Errno(n, s)) => return Err(NlError::Errno(n, s)),
+                Err(reply::ReplyError::Parse(s)) => return Err(NlError::Io(s)),
             }
         }
     }

@@ -1,17 +1,21 @@
-//! A real FRR peer ([`Frr`]): zebra and bgpd started directly (no systemd, no watchfrr) with
-//! private paths in a temporary directory owned by user `frr`. Each `Frr` owns the directory
-//! and both processes; `Drop` stops them (SIGTERM so FRR removes its `/var/tmp/frr/DAEMON.PID`
-//! crash-log directories; SIGKILL after 3 s) and removes the directory.
+//! A real FRR peer ([`Frr`]): zebra and bgpd (and optionally bfdd) started directly (no
+//! systemd, no watchfrr) with private paths in a temporary directory owned by user `frr`.
+//! Each `Frr` owns the directory and its processes; `Drop` stops them (SIGTERM so FRR removes
+//! its `/var/tmp/frr/DAEMON.PID` crash-log directories; SIGKILL after 3 s) and removes the
+//! directory.
 
 use crate::netns::netns_command;
 use crate::{log_file, output_of, tail, wait_for, Netns, Proc, TempDir};
 use std::process::Command;
 use std::time::Duration;
 
-/// zebra + bgpd in a namespace, driven through `vtysh --vty_socket DIR`.
+/// zebra + bgpd (+ bfdd) in a namespace, driven through `vtysh --vty_socket DIR`.
 pub struct Frr {
     bgpd: Option<Proc>,
     zebra: Option<Proc>,
+    /// Present when started with [`Frr::start_with_bfdd`].
+    bfdd: Option<Proc>,
+    with_bfdd: bool,
     ns: String,
     dir: TempDir,
 }
@@ -40,6 +44,32 @@ impl Frr {
         let mut frr = Frr {
             bgpd: None,
             zebra: None,
+            bfdd: None,
+            with_bfdd: false,
+            ns: ns.name.clone(),
+            dir,
+        };
+        frr.spawn();
+        frr
+    }
+
+    /// [`Frr::start`] plus bfdd (same flags, `bfdd.conf` from `bfdd_conf`, output to
+    /// `bfdd.log`). bgpd's `neighbor X bfd [profile P]` registers sessions with bfdd through
+    /// zebra; a `bfd` block in `bfdd_conf` holds profiles (`profile fast` /
+    /// `receive-interval 50` / `transmit-interval 50` / `detect-multiplier 3`) or static
+    /// `peer X` sessions. `show bfd peers json` answers once bfdd is up.
+    pub fn start_with_bfdd(ns: &Netns, bgpd_conf: &str, bfdd_conf: &str) -> Frr {
+        crate::require_root();
+        let dir = TempDir::new("frr");
+        dir.write("zebra.conf", ZEBRA_CONF);
+        dir.write("bgpd.conf", bgpd_conf);
+        dir.write("bfdd.conf", bfdd_conf);
+        dir.chown_to("frr");
+        let mut frr = Frr {
+            bgpd: None,
+            zebra: None,
+            bfdd: None,
+            with_bfdd: true,
             ns: ns.name.clone(),
             dir,
         };
@@ -82,14 +112,18 @@ impl Frr {
         wait_for(Duration::from_secs(5), || {
             self.dir.join("zserv.api").exists().then_some(())
         });
+        if self.with_bfdd {
+            let bfdd = self.spawn_daemon("bfdd");
+            self.bfdd = Some(bfdd);
+        }
         let bgpd = self.spawn_daemon("bgpd");
         self.bgpd = Some(bgpd);
         let ready = wait_for(Duration::from_secs(15), || {
-            for d in ["zebra", "bgpd"] {
-                let p = if d == "zebra" {
-                    self.zebra.as_mut()
-                } else {
-                    self.bgpd.as_mut()
+            for d in ["zebra", "bgpd", "bfdd"] {
+                let p = match d {
+                    "zebra" => self.zebra.as_mut(),
+                    "bgpd" => self.bgpd.as_mut(),
+                    _ => self.bfdd.as_mut(),
                 };
                 if let Some(st) = p.and_then(|p| p.exited()) {
                     panic!(
@@ -101,7 +135,8 @@ impl Frr {
             }
             let sockets = ["zebra.vty", "bgpd.vty"]
                 .iter()
-                .all(|s| self.dir.join(s).exists());
+                .all(|s| self.dir.join(s).exists())
+                && (!self.with_bfdd || self.dir.join("bfdd.vty").exists());
             if !sockets {
                 return None;
             }
@@ -175,9 +210,12 @@ impl Frr {
         self.spawn();
     }
 
-    /// Stop bgpd then zebra (SIGTERM; SIGKILL after 3 s each).
+    /// Stop bgpd, bfdd, then zebra (SIGTERM; SIGKILL after 3 s each).
     pub fn stop(&mut self) {
-        for p in [self.bgpd.take(), self.zebra.take()].into_iter().flatten() {
+        for p in [self.bgpd.take(), self.bfdd.take(), self.zebra.take()]
+            .into_iter()
+            .flatten()
+        {
             stop_daemon(p);
         }
     }
@@ -187,18 +225,27 @@ impl Frr {
         self.bgpd.as_mut()
     }
 
+    /// The bfdd process (with [`Frr::start_with_bfdd`]), e.g. to stop BFD alone.
+    pub fn bfdd_process(&mut self) -> Option<&mut Proc> {
+        self.bfdd.as_mut()
+    }
+
     /// The private directory (config, sockets, pid files, logs); removed on `Drop`.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir.path
     }
 
-    /// The tails of zebra's and bgpd's logs, for messages.
+    /// The tails of zebra's, bgpd's (and bfdd's) logs, for messages.
     pub fn logs(&self) -> String {
-        format!(
+        let mut s = format!(
             "--- zebra.log\n{}\n--- bgpd.log\n{}",
             tail(&self.dir.join("zebra.log"), 3000),
             tail(&self.dir.join("bgpd.log"), 3000)
-        )
+        );
+        if self.with_bfdd {
+            s += &format!("\n--- bfdd.log\n{}", tail(&self.dir.join("bfdd.log"), 3000));
+        }
+        s
     }
 }
 

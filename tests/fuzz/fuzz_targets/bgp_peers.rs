@@ -1,0 +1,55 @@
+//! kube-vip's `bgp_peers` string (`address:AS:password:multihop[:port[::bfd]]`, comma list,
+//! IPv6 in brackets) through the daemon's own typed configuration parse, exactly as
+//! `vipr manager` reads it from the environment. Oracle: no panic; a secret never appears
+//! in an error; accepted peers are distinct and have an AS.
+#![no_main]
+#![allow(dead_code)]
+
+#[path = "../../../src/config/mod.rs"]
+mod config;
+#[path = "../../../src/vips.rs"]
+mod vips;
+
+use config::{keys, Config, Layers, Origin};
+use libfuzzer_sys::fuzz_target;
+
+/// The third field of each IPv4 entry when it is a long alphanumeric word that appears
+/// nowhere else in the string (so that finding it in a message means it was quoted).
+fn passwords(s: &str) -> Vec<&str> {
+    s.split(',')
+        .filter_map(|e| e.trim().split(':').nth(2))
+        .filter(|p| p.len() >= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .filter(|p| s.matches(*p).count() == 1)
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(peers) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut l = Layers::default();
+    for (k, v) in [
+        ("bgp_enable", "true"),
+        ("cp_enable", "true"),
+        ("address", "192.0.2.10"),
+        ("bgp_as", "65001"),
+        ("bgp_peers", peers),
+    ] {
+        let key = keys::find(k).expect("known key");
+        l.set(key, v.to_string(), Origin::Env(k.to_string()));
+    }
+    match Config::from_layers(&l, "node") {
+        Ok(c) => {
+            for (i, p) in c.bgp.peers.iter().enumerate() {
+                assert!(p.remote_as != 0, "{p:?}");
+                assert!(c.bgp.peers[..i].iter().all(|q| q.address != p.address));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for pw in passwords(peers) {
+                assert!(!msg.contains(pw), "a password in an error: {msg}");
+            }
+        }
+    }
+});

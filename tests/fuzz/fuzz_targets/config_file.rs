@@ -1,0 +1,33 @@
+//! The YAML configuration file (`vipr manager --config FILE`, re-read on SIGHUP) through
+//! `Layers::add_yaml` and the typed parse `Config::from_layers`. Oracle: no panic, and
+//! every error prints.
+#![no_main]
+#![allow(dead_code)]
+
+#[path = "../../../src/config/mod.rs"]
+mod config;
+#[path = "../../../src/vips.rs"]
+mod vips;
+
+use config::{Config, Layers};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut l = Layers::default();
+    match l.add_yaml("/etc/vipr.yaml", text) {
+        Ok(()) => match Config::from_layers(&l, "node") {
+            Ok(c) => {
+                let _ = format!("{c:?}");
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        },
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+});
