@@ -1,9 +1,12 @@
 //! Prometheus exposition (prometheus-client): kube-vip's metric names for a familiar
-//! dashboard plus `vipr_*` metrics, rendered per scrape from the speaker's and the
-//! reconciler's snapshots (nothing here holds state between scrapes).
+//! dashboard plus `vipr_*` metrics (BGP sessions, BFD sessions, VIPs), rendered per scrape
+//! from the speaker's and the reconciler's snapshots (nothing here holds state between
+//! scrapes).
+
+use std::sync::atomic::AtomicU64;
 
 use bgp::codec::MessageType;
-use bgp::{PeerInfo, State};
+use bgp::{BfdState, PeerInfo, State};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -172,8 +175,78 @@ pub fn render(peers: &[PeerInfo], vips: &[VipState], healthy: Option<bool>) -> S
         .set(1);
     reg.register("vipr_build_info", "vipr version", info);
 
+    register_bfd(&mut reg, peers);
+
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &reg);
     out
+}
+
+/// BFD per peer (RFC 5880): state, discriminators, intervals, flaps.
+fn register_bfd(reg: &mut Registry, peers: &[PeerInfo]) {
+    let state = Family::<Labels, Gauge>::default();
+    let info = Family::<Labels, Gauge>::default();
+    let tx = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let detect = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let flaps = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Counter>::default();
+    for p in peers {
+        let Some(b) = &p.status.bfd else { continue };
+        let peer = p.config.address.to_string();
+        let idx = BfdState::ALL
+            .iter()
+            .position(|s| *s == b.state)
+            .unwrap_or(0) as i64
+            + 1;
+        state.get_or_create(&l(&[("peer", peer.clone())])).set(idx);
+        info.get_or_create(&l(&[
+            ("peer", peer.clone()),
+            ("state", b.state.name().to_string()),
+            ("local_discriminator", b.local_discriminator.to_string()),
+            ("remote_discriminator", b.remote_discriminator.to_string()),
+        ]))
+        .set(1);
+        tx.get_or_create(&l(&[("peer", peer.clone())]))
+            .set(b.tx_interval.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        detect
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .set(b.detect_time.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        flaps
+            .get_or_create(&l(&[("peer", peer.clone())]))
+            .inc_by(b.flaps);
+        failures
+            .get_or_create(&l(&[("peer", peer)]))
+            .inc_by(b.failures);
+    }
+    reg.register(
+        "vipr_bfd_session_state",
+        "RFC 5880 BFD state: 1 AdminDown, 2 Down, 3 Init, 4 Up",
+        state,
+    );
+    reg.register(
+        "vipr_bfd_session_info",
+        "BFD session per peer, labelled with its state and discriminators",
+        info,
+    );
+    reg.register(
+        "vipr_bfd_tx_interval_seconds",
+        "BFD transmission interval in use, before jitter",
+        tx,
+    );
+    reg.register(
+        "vipr_bfd_detect_time_seconds",
+        "BFD Detection Time in use",
+        detect,
+    );
+    reg.register(
+        "vipr_bfd_session_flaps",
+        "BFD Up to Down transitions",
+        flaps,
+    );
+    reg.register(
+        "vipr_bfd_session_failures",
+        "BFD failures (Up to Down other than the peer's AdminDown); each closed the BGP session",
+        failures,
+    );
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError, Layers};
+use crate::config::{Config, ConfigError, Layers, Mode};
 use crate::dataplane::addr::AddrManager;
 use crate::dataplane::announce::Announce;
 use crate::kube::watch::Services;
@@ -75,6 +75,8 @@ pub struct Effects {
     pub vips: watch::Sender<Vec<VipState>>,
     /// ARP mode: gratuitous ARP / unsolicited NA for VIPs put on the node.
     pub announce: Option<mpsc::Sender<Announce>>,
+    /// Set by SIGUSR2 (or an upgrade intent): leave routes and VIPs for the next process.
+    pub restart: crate::restart::RestartInPlace,
 }
 
 /// Runs the reconciler until cancelled, then withdraws everything (speaker shutdown), removes
@@ -114,8 +116,18 @@ pub async fn reconcile(mut i: Inputs, fx: Effects, cancel: CancellationToken) {
         };
         apply(&mut core, actions.into(), &fx).await;
     }
-    // Shutdown: routes first (withdraw + Cease on every session), then addresses.
     let c = i.cfg.borrow().clone();
+    // Restart in place (BGP mode): sessions closed without NOTIFICATION or withdrawals, VIP
+    // addresses left on the node; the next process picks both up (RFC 4724).
+    if fx.restart.requested() && c.mode == Mode::Bgp {
+        fx.speaker.restart_in_place().await;
+        if let Err(e) = crate::restart::write_marker(&c.state_dir) {
+            warn!(dir = %c.state_dir.display(), error = %e, "cannot record the restart; the next start will not set the Restart State bit");
+        }
+        info!("restarting in place: routes left at the peers, VIP addresses left on the node");
+        return;
+    }
+    // Shutdown: routes first (withdraw + Cease on every session), then addresses.
     fx.speaker
         .shutdown(ShutdownOptions {
             message: format!("vipr on {} shutting down", c.node_name),

@@ -1,11 +1,11 @@
-//! The `/status` document (what `vipr status` prints): peers and VIPs, built from the
-//! speaker's snapshot and the reconciler's view, plus the `birdc show protocols`-like table
-//! rendering and the client used by `vipr status`.
+//! The `/status` document (what `vipr status` prints): peers (with their BFD sessions) and
+//! VIPs, built from the speaker's snapshot and the reconciler's view, plus the
+//! `birdc show protocols`-like table rendering and the client used by `vipr status`.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use bgp::{Family, PeerInfo, State};
+use bgp::{BfdStatus, Family, PeerInfo, State};
 use serde::{Deserialize, Serialize};
 
 use crate::vips::VipState;
@@ -41,6 +41,76 @@ pub struct PeerView {
     pub families: Vec<String>,
     /// Our address on the session.
     pub local_address: Option<String>,
+    /// The peer's BFD session, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdView>,
+}
+
+/// One BFD session (RFC 5880 §6.8.1 variables worth showing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BfdView {
+    /// bfd.SessionState: AdminDown, Down, Init, Up.
+    pub state: String,
+    /// The state the peer last reported.
+    pub remote_state: String,
+    /// bfd.LocalDiscr.
+    pub local_discriminator: u32,
+    /// bfd.RemoteDiscr (0 while unknown).
+    pub remote_discriminator: u32,
+    /// Why our state last changed (RFC 5880 §4.1 diagnostic).
+    pub diagnostic: String,
+    /// The peer's last diagnostic.
+    pub remote_diagnostic: String,
+    /// Configured Desired Min TX, ms.
+    pub min_tx_ms: u64,
+    /// Configured Required Min RX, ms.
+    pub min_rx_ms: u64,
+    /// Configured Detect Mult.
+    pub multiplier: u8,
+    /// Transmission interval in use (before jitter), ms.
+    pub tx_interval_ms: Option<u64>,
+    /// Detection Time in use, ms.
+    pub detect_time_ms: Option<u64>,
+    /// The peer's Required Min RX, Desired Min TX (ms) and Detect Mult.
+    pub remote_min_rx_ms: u64,
+    /// The peer's Desired Min TX, ms.
+    pub remote_min_tx_ms: u64,
+    /// The peer's Detect Mult.
+    pub remote_multiplier: u8,
+    /// Seconds in the current state.
+    pub state_seconds: u64,
+    /// Up → Down transitions.
+    pub flaps: u64,
+    /// Up → Down transitions that closed the BGP session.
+    pub failures: u64,
+}
+
+impl BfdView {
+    fn from(b: &BfdStatus, now: SystemTime) -> BfdView {
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        BfdView {
+            state: b.state.name().to_string(),
+            remote_state: b.remote_state.name().to_string(),
+            local_discriminator: b.local_discriminator,
+            remote_discriminator: b.remote_discriminator,
+            diagnostic: b.local_diag.name().to_string(),
+            remote_diagnostic: b.remote_diag.name().to_string(),
+            min_tx_ms: ms(b.min_tx),
+            min_rx_ms: ms(b.min_rx),
+            multiplier: b.multiplier,
+            tx_interval_ms: b.tx_interval.map(ms),
+            detect_time_ms: b.detect_time.map(ms),
+            remote_min_rx_ms: ms(b.remote_min_rx),
+            remote_min_tx_ms: ms(b.remote_min_tx),
+            remote_multiplier: b.remote_multiplier,
+            state_seconds: now
+                .duration_since(b.since)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            flaps: b.flaps,
+            failures: b.failures,
+        }
+    }
 }
 
 /// One VIP.
@@ -122,6 +192,7 @@ pub fn build(
                 .map(|n| n.families.iter().map(|f| f.to_string()).collect())
                 .unwrap_or_default(),
             local_address: p.status.local.map(|l| l.ip().to_string()),
+            bfd: p.status.bfd.as_ref().map(|b| BfdView::from(b, now)),
         })
         .collect();
     pv.sort_by_key(|p| p.address);
@@ -187,8 +258,8 @@ pub fn render(s: &Status) -> String {
         if s.ready { "" } else { ", NOT READY" }
     );
     out.push_str(&format!(
-        "{:<26} {:>10} {:<12} {:>10} {:>8} {:>6}  {}\n",
-        "PEER", "AS", "STATE", "SINCE", "SENT", "FLAPS", "LAST ERROR"
+        "{:<26} {:>10} {:<12} {:<6} {:>10} {:>8} {:>6}  {}\n",
+        "PEER", "AS", "STATE", "BFD", "SINCE", "SENT", "FLAPS", "LAST ERROR"
     ));
     for p in &s.peers {
         let addr = if p.port == 179 {
@@ -197,15 +268,47 @@ pub fn render(s: &Status) -> String {
             format!("{}:{}", p.address, p.port)
         };
         out.push_str(&format!(
-            "{:<26} {:>10} {:<12} {:>10} {:>8} {:>6}  {}\n",
+            "{:<26} {:>10} {:<12} {:<6} {:>10} {:>8} {:>6}  {}\n",
             addr,
             p.remote_as,
             p.state,
+            p.bfd.as_ref().map(|b| b.state.as_str()).unwrap_or("-"),
             duration(p.state_seconds),
             p.prefixes_sent,
             p.flaps,
             p.last_error.as_deref().unwrap_or("-")
         ));
+    }
+    if s.peers.iter().any(|p| p.bfd.is_some()) {
+        out.push('\n');
+        out.push_str(&format!(
+            "{:<26} {:<9} {:<9} {:>10} {:>10} {:>9} {:>9} {:>6}  {}\n",
+            "BFD PEER",
+            "STATE",
+            "REMOTE",
+            "LOCAL ID",
+            "REMOTE ID",
+            "TX",
+            "DETECT",
+            "FLAPS",
+            "DIAGNOSTIC"
+        ));
+        let ms = |v: Option<u64>| v.map(|v| format!("{v}ms")).unwrap_or_else(|| "-".into());
+        for p in &s.peers {
+            let Some(b) = &p.bfd else { continue };
+            out.push_str(&format!(
+                "{:<26} {:<9} {:<9} {:>10} {:>10} {:>9} {:>9} {:>6}  {}\n",
+                p.address.to_string(),
+                b.state,
+                b.remote_state,
+                b.local_discriminator,
+                b.remote_discriminator,
+                ms(b.tx_interval_ms),
+                ms(b.detect_time_ms),
+                b.flaps,
+                b.diagnostic
+            ));
+        }
     }
     out.push('\n');
     out.push_str(&format!(
@@ -255,4 +358,76 @@ pub async fn fetch(addr: &str) -> Result<Status, String> {
     resp.json::<Status>()
         .await
         .map_err(|e| format!("{url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bgp::{BfdState, BfdStatus, PeerConfig, PeerStatus, Stats};
+
+    use super::*;
+
+    /// A peer whose BFD session is Up at 50 ms × 3.
+    pub(crate) fn peer_with_bfd() -> PeerInfo {
+        let ms = Duration::from_millis;
+        let mut bfd = BfdStatus::idle(ms(50), ms(50), 3);
+        bfd.state = BfdState::Up;
+        bfd.remote_state = BfdState::Up;
+        bfd.local_discriminator = 7;
+        bfd.remote_discriminator = 9;
+        bfd.tx_interval = Some(ms(50));
+        bfd.detect_time = Some(ms(150));
+        bfd.flaps = 2;
+        let mut status = PeerStatus::idle();
+        status.bfd = Some(bfd);
+        PeerInfo {
+            config: Arc::new(PeerConfig::new(
+                "192.0.2.1".parse().unwrap(),
+                65000,
+                65001,
+                "192.0.2.2".parse().unwrap(),
+            )),
+            status,
+            stats: Stats::default(),
+        }
+    }
+
+    #[test]
+    fn bfd_shows_in_the_document_and_the_tables() {
+        let s = build("n", "bgp", true, &[peer_with_bfd()], &[]);
+        let b = s.peers[0].bfd.as_ref().unwrap();
+        assert_eq!((b.state.as_str(), b.remote_discriminator), ("Up", 9));
+        assert_eq!(
+            (b.tx_interval_ms, b.detect_time_ms, b.flaps),
+            (Some(50), Some(150), 2)
+        );
+        let text = render(&s);
+        assert!(text.contains("BFD PEER"), "{text}");
+        assert!(text.contains("150ms"), "{text}");
+        // Older documents without `bfd` still parse.
+        let mut v = serde_json::to_value(&s).unwrap();
+        v["peers"][0].as_object_mut().unwrap().remove("bfd");
+        let back: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(back.peers[0].bfd, None);
+    }
+
+    #[test]
+    fn bfd_metrics() {
+        let m = crate::metrics::render(&[peer_with_bfd()], &[], None);
+        assert!(
+            m.contains("vipr_bfd_session_state{peer=\"192.0.2.1\"} 4"),
+            "{m}"
+        );
+        assert!(
+            m.contains("vipr_bfd_detect_time_seconds{peer=\"192.0.2.1\"} 0.15"),
+            "{m}"
+        );
+        assert!(
+            m.contains("vipr_bfd_session_flaps_total{peer=\"192.0.2.1\"} 2"),
+            "{m}"
+        );
+        assert!(m.contains("remote_discriminator=\"9\""), "{m}");
+    }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bgp::{Community, LargeCommunity};
-pub use peers::PeerSpec;
+pub use peers::{BfdSpec, PeerSpec};
 pub use source::{Layers, Origin};
 
 use peers::{parse_asn, parse_bool, parse_peers};
@@ -107,6 +107,8 @@ pub struct BgpSettings {
     pub graceful_restart: Option<u16>,
     /// RFC 8326 drain before withdrawing at shutdown.
     pub drain: Option<Duration>,
+    /// `vipr_bfd`: BFD for peers without their own 7th field (multihop peers excepted).
+    pub bfd: BfdSpec,
 }
 
 /// ARP mode and leader election settings (validated here, used by the ARP feature).
@@ -410,8 +412,11 @@ impl Config {
         };
 
         // BGP.
+        let bfd = r
+            .parse("vipr_bfd", |v| BfdSpec::parse(v, BfdSpec::default()))?
+            .unwrap_or_default();
         let mut peers = match r.raw("bgp_peers") {
-            Some((v, _)) => parse_peers(v).map_err(|e| r.err("bgp_peers", e))?,
+            Some((v, _)) => parse_peers(v, bfd).map_err(|e| r.err("bgp_peers", e))?,
             None => Vec::new(),
         };
         if let Some(addr) = r.parse("bgp_peeraddress", ip)? {
@@ -422,6 +427,7 @@ impl Config {
                 multihop: r.bool("bgp_multihop", false)?,
                 port: 179,
                 extra: Vec::new(),
+                bfd: None,
             };
             if peers.iter().any(|p| p.address == addr) {
                 return Err(r.err("bgp_peeraddress", "this peer is also in bgp_peers"));
@@ -508,6 +514,7 @@ impl Config {
                 None
             },
             drain: Some(r.secs("vipr_drain_seconds", 0, 0, 3600)?).filter(|d| !d.is_zero()),
+            bfd,
         };
 
         let health = match r.opt_string("control_plane_health_check_address") {

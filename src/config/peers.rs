@@ -1,7 +1,8 @@
 //! kube-vip's `bgp_peers` syntax: a comma list of `address:AS:password:multihop[:port[:…]]`,
-//! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`). Errors name
-//! the entry by position and address and never quote the text: a password containing `:` or
-//! `,` (which the format cannot carry) shifts its fragments into other fields.
+//! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`), and the
+//! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`. Errors
+//! name the entry by position and address and never quote the text: a password containing
+//! `:` or `,` (which the format cannot carry) shifts its fragments into other fields.
 
 use std::net::IpAddr;
 
@@ -20,8 +21,86 @@ pub struct PeerSpec {
     pub multihop: bool,
     /// TCP port (179); kube-vip parsed and ignored it (#963), vipr honours it.
     pub port: u16,
-    /// Later fields (6th: reserved, 7th: BFD `enable;rx;tx;mult`), kept for later features.
+    /// Later fields as written (6th: reserved, 7th: BFD), kept for later features.
     pub extra: Vec<String>,
+    /// BFD from the 7th field (missing parts from `vipr_bfd`); `None`: not written, the
+    /// peer follows `vipr_bfd` (multihop peers excepted: BFD here is single-hop only).
+    pub bfd: Option<BfdSpec>,
+}
+
+/// BFD settings as written in `vipr_bfd` or a peer's 7th field: kube-vip's
+/// `enable;rx;tx;mult`, intervals in milliseconds (RFC 5880 Required Min RX, Desired Min TX,
+/// Detect Mult).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSpec {
+    /// Run BFD.
+    pub enabled: bool,
+    /// Required Min RX, ms.
+    pub rx_ms: u32,
+    /// Desired Min TX, ms.
+    pub tx_ms: u32,
+    /// Detect Mult.
+    pub multiplier: u8,
+}
+
+impl Default for BfdSpec {
+    /// Off; FRR's timers 300 ms / 300 ms / 3 when switched on.
+    fn default() -> Self {
+        BfdSpec {
+            enabled: false,
+            rx_ms: 300,
+            tx_ms: 300,
+            multiplier: 3,
+        }
+    }
+}
+
+impl BfdSpec {
+    /// Parses `enable[;rx[;tx[;mult]]]`; empty or missing parts come from `base`.
+    pub fn parse(s: &str, base: BfdSpec) -> Result<BfdSpec, String> {
+        let parts: Vec<&str> = s.split(';').map(str::trim).collect();
+        if parts.len() > 4 {
+            return Err("expected enable;rx;tx;mult, e.g. true;300;300;3".into());
+        }
+        let get = |i: usize| parts.get(i).copied().filter(|p| !p.is_empty());
+        let ms = |i: usize, name: &str, dflt: u32| -> Result<u32, String> {
+            match get(i) {
+                None => Ok(dflt),
+                Some(v) => match v.parse::<u32>() {
+                    Ok(n) if (50..=60_000).contains(&n) => Ok(n),
+                    _ => Err(format!("{name} must be 50..=60000 ms")),
+                },
+            }
+        };
+        let enabled = match get(0) {
+            None => base.enabled,
+            Some(v) => parse_bool(v).ok_or("enable must be true or false")?,
+        };
+        let multiplier = match get(3) {
+            None => base.multiplier,
+            Some(v) => v
+                .parse::<u8>()
+                .ok()
+                .filter(|m| *m >= 1)
+                .ok_or("multiplier must be 1..=255")?,
+        };
+        Ok(BfdSpec {
+            enabled,
+            rx_ms: ms(1, "rx", base.rx_ms)?,
+            tx_ms: ms(2, "tx", base.tx_ms)?,
+            multiplier,
+        })
+    }
+
+    /// The speaker's BFD config when enabled.
+    pub fn to_config(self) -> Option<bgp::BfdConfig> {
+        self.enabled.then(|| bgp::BfdConfig {
+            min_rx: std::time::Duration::from_millis(self.rx_ms as u64),
+            min_tx: std::time::Duration::from_millis(self.tx_ms as u64),
+            multiplier: self.multiplier,
+            ..bgp::BfdConfig::default()
+        })
+    }
 }
 
 /// Parses a boolean the way kube-vip's Go code accepts them.
@@ -62,8 +141,8 @@ fn fields(entry: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Parses the whole `bgp_peers` value.
-pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, String> {
+/// Parses the whole `bgp_peers` value; `bfd` is `vipr_bfd`, the base of 7th fields.
+pub fn parse_peers(s: &str, bfd: BfdSpec) -> Result<Vec<PeerSpec>, String> {
     let mut peers = Vec::new();
     for (i, entry) in s.split(',').map(str::trim).enumerate() {
         if entry.is_empty() {
@@ -109,6 +188,17 @@ pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, String> {
         if peers.iter().any(|p: &PeerSpec| p.address == address) {
             return Err(format!("peer #{n} ({address}): listed twice"));
         }
+        let bfd = match f.get(6).filter(|b| !b.trim().is_empty()) {
+            Some(b) => Some(
+                BfdSpec::parse(b, bfd).map_err(|e| format!("peer #{n} ({address}): BFD {e}"))?,
+            ),
+            None => None,
+        };
+        if multihop && bfd.is_some_and(|b| b.enabled) {
+            return Err(format!(
+                "peer #{n} ({address}): BFD is single-hop (RFC 5881); not for a multihop peer"
+            ));
+        }
         peers.push(PeerSpec {
             address,
             remote_as,
@@ -116,6 +206,7 @@ pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, String> {
             multihop,
             port,
             extra: f.iter().skip(5).cloned().collect(),
+            bfd,
         });
     }
     Ok(peers)
@@ -148,7 +239,11 @@ mod tests {
 
     #[test]
     fn kube_vip_examples() {
-        let p = parse_peers("192.0.2.1:65000::false,[2001:db8::1]:65001:secret:true:1179").unwrap();
+        let p = parse_peers(
+            "192.0.2.1:65000::false,[2001:db8::1]:65001:secret:true:1179",
+            BfdSpec::default(),
+        )
+        .unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].address, "192.0.2.1".parse::<IpAddr>().unwrap());
         assert_eq!(
@@ -159,12 +254,26 @@ mod tests {
         assert_eq!(p[1].address, "2001:db8::1".parse::<IpAddr>().unwrap());
         assert_eq!(p[1].password.as_ref().unwrap().expose(), "secret");
         assert_eq!((p[1].multihop, p[1].port), (true, 1179));
-        let p = parse_peers("10.0.0.1:65000").unwrap();
+        let p = parse_peers("10.0.0.1:65000", BfdSpec::default()).unwrap();
         assert_eq!(p[0].port, 179);
-        let p = parse_peers("10.0.0.1:65000::false:179::true;300;300;3").unwrap();
+        assert_eq!(p[0].bfd, None);
+        let p = parse_peers(
+            "10.0.0.1:65000::false:179::true;100;200;5",
+            BfdSpec::default(),
+        )
+        .unwrap();
         assert_eq!(
             p[0].extra,
-            vec!["".to_string(), "true;300;300;3".to_string()]
+            vec!["".to_string(), "true;100;200;5".to_string()]
+        );
+        assert_eq!(
+            p[0].bfd,
+            Some(BfdSpec {
+                enabled: true,
+                rx_ms: 100,
+                tx_ms: 200,
+                multiplier: 5
+            })
         );
     }
 
@@ -177,8 +286,18 @@ mod tests {
             ("2001:db8::1:65000", "not an IP address"),
             ("10.0.0.1:65000,10.0.0.1:65001", "listed twice"),
             ("[2001:db8::1:65000", "unbalanced"),
+            (
+                "10.0.0.1:65000:pw:false:179::true;10",
+                "peer #1 (10.0.0.1): BFD rx",
+            ),
+            ("10.0.0.1:65000:pw:false:179::maybe", "BFD enable"),
+            (
+                "10.0.0.1:65000:pw:false:179::true;300;300;0",
+                "BFD multiplier",
+            ),
+            ("10.0.0.1:65000:pw:true:179::true", "single-hop"),
         ] {
-            let e = parse_peers(input).unwrap_err();
+            let e = parse_peers(input, BfdSpec::default()).unwrap_err();
             assert!(e.contains(needle), "{input}: {e}");
             assert!(!e.contains("pw"), "password leaked: {e}");
         }
@@ -188,9 +307,31 @@ mod tests {
             "10.0.0.1:65000:pw,pw2:false",
             "10.0.0.1:65000:a:b:pw2",
         ] {
-            let e = parse_peers(input).unwrap_err();
+            let e = parse_peers(input, BfdSpec::default()).unwrap_err();
             assert!(!e.contains("pw2"), "password fragment leaked: {e}");
         }
+    }
+
+    #[test]
+    fn bfd_parts_default_to_the_base() {
+        let base = BfdSpec::parse("true;100;100;3", BfdSpec::default()).unwrap();
+        assert_eq!(BfdSpec::parse("", base).unwrap(), base);
+        let p = BfdSpec::parse("true;;;5", base).unwrap();
+        assert_eq!((p.rx_ms, p.tx_ms, p.multiplier), (100, 100, 5));
+        assert!(!BfdSpec::parse("false", base).unwrap().enabled);
+        assert_eq!(BfdSpec::parse("false", base).unwrap().to_config(), None);
+        let c = BfdSpec::parse("true;50;60", base)
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert_eq!(
+            (c.min_rx.as_millis(), c.min_tx.as_millis(), c.multiplier),
+            (50, 60, 3)
+        );
+        assert!(BfdSpec::parse("true;1;2;3;4", base).is_err());
+        // A peer's own field merges with vipr_bfd.
+        let p = parse_peers("10.0.0.1:65000::false:179::true", base).unwrap();
+        assert_eq!(p[0].bfd, Some(base));
     }
 
     #[test]

@@ -366,6 +366,13 @@ fn rows() -> Vec<(
             &[("vipr_graceful_restart", "true")],
         ),
         (
+            "vipr_bfd",
+            "true;100;100;3",
+            |c| c.bgp.bfd.enabled && c.bgp.bfd.rx_ms == 100 && c.bgp.peers[0].bfd.is_none(),
+            Some("true;10;100;3"),
+            &[],
+        ),
+        (
             "vipr_static_vips",
             "198.51.100.5,2001:db8::5",
             |c| c.static_vips.len() == 2,
@@ -571,4 +578,27 @@ fn conflicts_and_missing_settings() {
     let mut env = base();
     env.remove("bgp_enable");
     assert!(build(&env).unwrap_err().to_string().contains("no mode"));
+}
+
+#[test]
+fn bfd_from_the_peers_seventh_field_and_vipr_bfd() {
+    let mut env = base();
+    env.insert(
+        "bgp_peers",
+        "192.0.2.1:65000::false:179::true;50;60;4,192.0.2.2:65000::false,192.0.2.3:65000::true"
+            .into(),
+    );
+    env.insert("vipr_bfd", "true;200;200;3".into());
+    let c = build(&env).unwrap();
+    let b = c.bgp.peers[0].bfd.unwrap();
+    assert_eq!(
+        (b.enabled, b.rx_ms, b.tx_ms, b.multiplier),
+        (true, 50, 60, 4)
+    );
+    assert_eq!(c.bgp.peers[1].bfd, None, "follows vipr_bfd");
+    assert!(c.bgp.bfd.enabled);
+    // A multihop peer asking for BFD is refused, naming the peer.
+    env.insert("bgp_peers", "192.0.2.1:65000::true:179::true".into());
+    let e = build(&env).unwrap_err().to_string();
+    assert!(e.contains("bgp_peers") && e.contains("single-hop"), "{e}");
 }
