@@ -5,7 +5,7 @@
 #   labs/fuzz.sh SECONDS [TARGET...]     e.g. labs/fuzz.sh 30   (CI), labs/fuzz.sh 600
 #
 # Targets (three fuzz crates, each outside the Cargo workspace):
-#   bgp/fuzz        bgp_message bgp_open bgp_update bgp_notification bgp_session
+#   bgp/fuzz        bgp_message bgp_open bgp_update bgp_notification bgp_session bfd_packet
 #   providers/fuzz  equinix_metadata node_annotations
 #   tests/fuzz      bgp_peers config_file ipvs_reply   (the daemon's own parsers)
 #
@@ -25,11 +25,11 @@ jobs=${FUZZ_JOBS:-$(nproc)}
 
 declare -A crate=(
   [bgp_message]=bgp/fuzz [bgp_open]=bgp/fuzz [bgp_update]=bgp/fuzz
-  [bgp_notification]=bgp/fuzz [bgp_session]=bgp/fuzz
+  [bgp_notification]=bgp/fuzz [bgp_session]=bgp/fuzz [bfd_packet]=bgp/fuzz
   [equinix_metadata]=providers/fuzz [node_annotations]=providers/fuzz
   [bgp_peers]=tests/fuzz [config_file]=tests/fuzz [ipvs_reply]=tests/fuzz
 )
-all=(bgp_message bgp_open bgp_update bgp_notification bgp_session
+all=(bgp_message bgp_open bgp_update bgp_notification bgp_session bfd_packet
   equinix_metadata node_annotations bgp_peers config_file ipvs_reply)
 targets=("${@:-${all[@]}}")
 for t in "${targets[@]}"; do

@@ -289,7 +289,12 @@ fn run_case(cx: &mut Ctx, case: &Case) -> Duration {
             });
             std::thread::sleep(Duration::from_millis(100));
             let got = got.and(cx.raw_status()["prefixes_received"].as_u64());
-            assert_eq!(got, Some(counted), "{}: prefixes counted (before {before})", case.name);
+            assert_eq!(
+                got,
+                Some(counted),
+                "{}: prefixes counted (before {before})",
+                case.name
+            );
             let st = cx.raw_status();
             assert_eq!(st["state"], "Established", "{}: {st:#}", case.name);
             assert!(p.send(&msg(3, &[6, 2])), "{}: Cease", case.name);

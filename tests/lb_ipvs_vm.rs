@@ -25,17 +25,44 @@ fn ipvs_in_a_vm() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/labs/ipvs-vm/run.sh");
     let t0 = std::time::Instant::now();
     let out = Command::new(script)
-        .args(["--add", exe, "--add", vipr_bin(), "--env", &format!("{GUEST}=1")])
+        .args([
+            "--add",
+            exe,
+            "--add",
+            vipr_bin(),
+            "--env",
+            &format!("{GUEST}=1"),
+        ])
         .args(["--env", "RUST_BACKTRACE=1", "--"])
-        .args([exe, "--exact", "guest_ipvs_scenario", "--nocapture", "--test-threads", "1"])
+        .args([
+            exe,
+            "--exact",
+            "guest_ipvs_scenario",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .output()
         .expect("run labs/ipvs-vm/run.sh");
     let console = String::from_utf8_lossy(&out.stdout);
     let errors = String::from_utf8_lossy(&out.stderr);
-    eprintln!("----- guest console ({:?}):\n{console}\n{errors}-----", t0.elapsed());
-    assert!(out.status.success(), "the IPVS scenario failed in the guest ({})", out.status);
-    assert!(console.contains("test result: ok. 1 passed"), "the guest did not run the scenario");
-    assert!(console.contains("lb_ipvs: backend killed"), "no timings from the guest");
+    eprintln!(
+        "----- guest console ({:?}):\n{console}\n{errors}-----",
+        t0.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "the IPVS scenario failed in the guest ({})",
+        out.status
+    );
+    assert!(
+        console.contains("test result: ok. 1 passed"),
+        "the guest did not run the scenario"
+    );
+    assert!(
+        console.contains("lb_ipvs: backend killed"),
+        "no timings from the guest"
+    );
 }
 
 /// Runs only inside the guest started by [`ipvs_in_a_vm`] (on the host it returns at once).
@@ -45,7 +72,11 @@ fn guest_ipvs_scenario() {
         return;
     }
     let dir = workdir();
-    let t = scenario(Dataplane::Ipvs, lb_env(Dataplane::Ipvs, &dir.path), &dir.join("vipr.log"));
+    let t = scenario(
+        Dataplane::Ipvs,
+        lb_env(Dataplane::Ipvs, &dir.path),
+        &dir.join("vipr.log"),
+    );
     eprintln!(
         "lb_ipvs: backend killed -> removed {:?} (1 s check interval); back -> added {:?}",
         t.failure_to_removed, t.recovery_to_added

@@ -8,12 +8,18 @@ mod lb_common;
 use std::time::{Duration, Instant};
 
 use daemon_common::{workdir, Vipr};
-use lb_common::{get_here, lb_env, scenario, wait_programmed, Backend, Dataplane, Topo, B1, B2, VIP};
+use lb_common::{
+    get_here, lb_env, scenario, wait_programmed, Backend, Dataplane, Topo, B1, B2, VIP,
+};
 
 #[test]
 fn nftables_balances_checks_and_cleans_up() {
     let dir = workdir();
-    let t = scenario(Dataplane::Nftables, lb_env(Dataplane::Nftables, &dir.path), &dir.join("vipr.log"));
+    let t = scenario(
+        Dataplane::Nftables,
+        lb_env(Dataplane::Nftables, &dir.path),
+        &dir.join("vipr.log"),
+    );
     eprintln!(
         "lb_nft: backend killed -> removed {:?} (1 s check interval); back -> added {:?}",
         t.failure_to_removed, t.recovery_to_added
@@ -24,7 +30,14 @@ fn nftables_balances_checks_and_cleans_up() {
 fn latencies(log: &str) -> Vec<u64> {
     log.lines()
         .filter(|l| l.contains("load balancer updated"))
-        .filter_map(|l| l.split("latency_us=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("latency_us=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
@@ -37,7 +50,12 @@ fn bench_nftables_change_latency_and_connection_rate() {
     // Backends from the config file, so that a SIGHUP changes them (a node added/removed).
     let file = dir.write("vipr.yaml", &format!("vipr_lb_backends: \"{B1}\"\n"));
     let env = lb_env(Dataplane::Nftables, &dir.path);
-    let mut vipr = Vipr::start(&topo.vip, &env, &["--config", file.to_str().unwrap()], &dir.join("vipr.log"));
+    let mut vipr = Vipr::start(
+        &topo.vip,
+        &env,
+        &["--config", file.to_str().unwrap()],
+        &dir.join("vipr.log"),
+    );
     wait_programmed(Dataplane::Nftables, &topo.vip, &[B1], &vipr);
     lb_common::wait_vip(&topo.vip, &vipr);
     let mut add = Vec::new();
@@ -81,7 +99,10 @@ fn bench_nftables_change_latency_and_connection_rate() {
         "lb bench (nftables): connections/s direct {direct:.0} / {direct2:.0}, through the VIP {via:.0} ({:.0}%)",
         100.0 * via / direct.max(direct2)
     );
-    assert!(via > 0.3 * direct.max(direct2), "the VIP path is far slower than direct");
+    assert!(
+        via > 0.3 * direct.max(direct2),
+        "the VIP path is far slower than direct"
+    );
     vipr.signal(libc::SIGTERM);
     assert!(vipr.wait_exit(Duration::from_secs(10)).success());
 }

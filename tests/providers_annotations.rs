@@ -77,7 +77,10 @@ fn peers_follow_the_node_annotations() {
     env.insert("address".into(), VIP4.into());
     env.insert("annotation".into(), PREFIX.into());
     env.insert("vip_nodename".into(), "node0".into());
-    env.insert("k8s_config_file".into(), api.kubeconfig().to_str().unwrap().into());
+    env.insert(
+        "k8s_config_file".into(),
+        api.kubeconfig().to_str().unwrap().into(),
+    );
     let vipr = Vipr::start(node, &env, &[], &dir.join("vipr.log"));
 
     // Without the annotations: no session, not ready.
@@ -90,29 +93,49 @@ fn peers_follow_the_node_annotations() {
     }
 
     // Annotated: the session comes up as the annotations say, with the password.
-    api.merge_patch("/api/v1/nodes/node0", &json!({"metadata": {"annotations": annotations(false)}}));
+    api.merge_patch(
+        "/api/v1/nodes/node0",
+        &json!({"metadata": {"annotations": annotations(false)}}),
+    );
     let vip = format!("{VIP4}/32");
-    within(CONVERGE, "route at FRR (annotated, MD5)", || frr.logs(), || {
-        frr_paths(&frr, &vip).into_iter().next()
-    });
+    within(
+        CONVERGE,
+        "route at FRR (annotated, MD5)",
+        || frr.logs(),
+        || frr_paths(&frr, &vip).into_iter().next(),
+    );
     let st = vipr.wait_status("ready with one peer", |s| s["ready"] == true);
     assert_eq!(Vipr::peer(&st, "10.55.0.1")["local_as"], NODE_AS);
     assert_eq!(Vipr::peer(&st, "10.55.0.1")["local_address"], "10.55.0.11");
-    let established = frr.vtysh_json("show bgp neighbor 10.55.0.11 json")["10.55.0.11"]["connectionsEstablished"].clone();
+    let established = frr.vtysh_json("show bgp neighbor 10.55.0.11 json")["10.55.0.11"]
+        ["connectionsEstablished"]
+        .clone();
 
     // A second numbered peer: added, the first untouched.
-    api.merge_patch("/api/v1/nodes/node0", &json!({"metadata": {"annotations": annotations(true)}}));
-    within(CONVERGE, "route at BIRD (second annotated peer)", || bird.birdc("show protocols all n0"), || {
-        bird_route(&bird, &vip, "n0")
-    });
+    api.merge_patch(
+        "/api/v1/nodes/node0",
+        &json!({"metadata": {"annotations": annotations(true)}}),
+    );
+    within(
+        CONVERGE,
+        "route at BIRD (second annotated peer)",
+        || bird.birdc("show protocols all n0"),
+        || bird_route(&bird, &vip, "n0"),
+    );
     let n = frr.vtysh_json("show bgp neighbor 10.55.0.11 json");
     assert_eq!(n["10.55.0.11"]["bgpState"], "Established");
-    assert_eq!(n["10.55.0.11"]["connectionsEstablished"], established, "first session untouched");
+    assert_eq!(
+        n["10.55.0.11"]["connectionsEstablished"], established,
+        "first session untouched"
+    );
 
     for (what, text) in [
         ("log", vipr.log()),
         ("status", http_get(node, HTTP, "/status").unwrap().1),
     ] {
-        assert!(!text.contains(PASSWORD) && !text.contains(PASSWORD_B64), "password in {what}");
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(PASSWORD_B64),
+            "password in {what}"
+        );
     }
 }

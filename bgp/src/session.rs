@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use crate::bfd::shell::{spawn_session, BfdHandle, Hub};
 use crate::bfd::BfdStatus;
 use crate::codec::{self, Negotiated, Notification};
-use crate::config::PeerConfig;
+use crate::config::{BfdConfig, PeerConfig};
 use crate::fsm::{ConnId, Input, Output, Session, Timer};
 use crate::socket;
 use crate::stats::{State, Stats};
@@ -55,6 +55,10 @@ pub enum PeerCmd {
     Stop(Notification),
     /// Restart in place: close without NOTIFICATION or withdrawals, and end the task.
     Abandon,
+    /// The peer's BFD settings changed (nothing else did): new intervals go to the running
+    /// BFD session as a Poll Sequence, or BFD starts or stops; BGP is left alone. The hub
+    /// is the receive task for the new settings' port.
+    SetBfd(Option<BfdConfig>, Option<Hub>),
     /// An incoming connection from this peer's address (passive side).
     Incoming(TcpStream),
 }
@@ -176,6 +180,7 @@ pub(crate) async fn run_peer(
         (Some(b), Some(hub)) => Some(spawn_session(cfg.address, cfg.source, b, hub)),
         _ => None,
     };
+    let mut bfd_cfg = cfg.bfd.filter(|_| bfd.is_some());
     let mut bfd_failures = 0u64;
     let mut bfd_open = bfd.is_some();
     let seed = u64::from(u32::from(cfg.router_id)) ^ (cfg.port as u64) << 32 ^ addr_seed(&cfg);
@@ -208,6 +213,29 @@ pub(crate) async fn run_peer(
                     stop_deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
                     let outs = core.handle(Input::Stop(cease));
                     shell.execute(&mut core, outs);
+                }
+                Some(PeerCmd::SetBfd(new, hub)) => {
+                    match (bfd.as_ref(), new) {
+                        (Some(h), Some(n)) if bfd_cfg.is_some_and(|o| o.local_port == n.local_port) => {
+                            info!(peer = %shell.cfg.address, "BFD intervals changed: Poll Sequence");
+                            h.reconfigure(n);
+                        }
+                        _ => {
+                            if let Some(h) = bfd.take() {
+                                h.stop(true).await;
+                            }
+                            bfd = match (new, hub) {
+                                (Some(n), Some(hub)) => Some(spawn_session(shell.cfg.address, shell.cfg.source, n, hub)),
+                                _ => None,
+                            };
+                            bfd_failures = 0;
+                            bfd_open = bfd.is_some();
+                            if bfd.is_none() {
+                                shell.status.send_modify(|s| s.bfd = None);
+                            }
+                        }
+                    }
+                    bfd_cfg = new.filter(|_| bfd.is_some());
                 }
                 Some(PeerCmd::Abandon) => {
                     let outs = core.handle(Input::Abandon);

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::bfd::shell::Hub;
 use crate::codec::notification::{cease, code};
 use crate::codec::Notification;
-use crate::config::{ConfigError, PeerConfig, SpeakerConfig};
+use crate::config::{BfdConfig, ConfigError, PeerConfig, SpeakerConfig};
 use crate::session::{run_peer, PeerCmd, PeerStatus};
 use crate::socket;
 use crate::stats::Stats;
@@ -168,7 +168,9 @@ impl Speaker {
     }
 
     /// Adds the peer, or replaces it if its configuration changed (that session alone is
-    /// reset with Cease / Other Configuration Change). Returns whether anything changed.
+    /// reset with Cease / Other Configuration Change; a change of the BFD settings alone
+    /// keeps the BGP session: a Poll Sequence for new intervals, or BFD started or
+    /// stopped). Returns whether anything changed.
     pub async fn set_peer(&self, cfg: PeerConfig) -> Result<bool, SpeakerError> {
         self.call(|tx| SpeakerCmd::Set(cfg, tx)).await?
     }
@@ -276,8 +278,14 @@ impl SpeakerTask {
                     let _ = reply.send(r);
                 }
                 SpeakerCmd::Set(cfg, reply) => {
+                    let only_bfd = self.peers.get(&cfg.address).is_some_and(|e| {
+                        let mut same = (*e.cfg).clone();
+                        same.bfd = cfg.bfd;
+                        same == cfg && *e.cfg != cfg
+                    });
                     let r = match self.peers.get(&cfg.address) {
                         Some(e) if *e.cfg == cfg => Ok(false),
+                        Some(_) if only_bfd => self.set_bfd(cfg),
                         Some(_) => {
                             let old = self.stop(
                                 cfg.address,
@@ -332,6 +340,33 @@ impl SpeakerTask {
         }
     }
 
+    /// The receive task for a BFD config's port, started on first use.
+    fn bfd_hub(&mut self, bfd: Option<BfdConfig>) -> Result<Option<Hub>, SpeakerError> {
+        let Some(b) = bfd else { return Ok(None) };
+        if let Some(h) = self.bfd_hubs.get(&b.local_port) {
+            return Ok(Some(h.clone()));
+        }
+        let h = Hub::start(b.local_port).map_err(|source| SpeakerError::Bfd {
+            port: b.local_port,
+            source,
+        })?;
+        self.bfd_hubs.insert(b.local_port, h.clone());
+        Ok(Some(h))
+    }
+
+    /// Only the BFD settings of a peer changed: its BGP session is left alone.
+    fn set_bfd(&mut self, cfg: PeerConfig) -> Result<bool, SpeakerError> {
+        cfg.validate()?;
+        let hub = self.bfd_hub(cfg.bfd)?;
+        let Some(e) = self.peers.get_mut(&cfg.address) else {
+            return Ok(false);
+        };
+        let _ = e.cmd.try_send(PeerCmd::SetBfd(cfg.bfd, hub));
+        info!(peer = %cfg.address, bfd = ?cfg.bfd, "BFD settings changed; BGP session kept");
+        e.cfg = Arc::new(cfg);
+        Ok(true)
+    }
+
     fn spawn(&mut self, cfg: PeerConfig, gate: Option<JoinHandle<()>>) -> Result<(), SpeakerError> {
         cfg.validate()?;
         if let (Some(l), Some(pw)) = (&self.listener, &cfg.password) {
@@ -345,20 +380,7 @@ impl SpeakerTask {
                 }
             })?;
         }
-        let bfd_hub = match cfg.bfd {
-            Some(b) => Some(match self.bfd_hubs.get(&b.local_port) {
-                Some(h) => h.clone(),
-                None => {
-                    let h = Hub::start(b.local_port).map_err(|source| SpeakerError::Bfd {
-                        port: b.local_port,
-                        source,
-                    })?;
-                    self.bfd_hubs.insert(b.local_port, h.clone());
-                    h
-                }
-            }),
-            None => None,
-        };
+        let bfd_hub = self.bfd_hub(cfg.bfd)?;
         let cfg = Arc::new(cfg);
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (status_tx, status_rx) = watch::channel(PeerStatus::idle());

@@ -394,3 +394,64 @@ async fn packets_with_ttl_below_255_are_ignored() {
     }
     sp.shutdown(ShutdownOptions::default()).await;
 }
+
+/// Only the BFD settings change: the running session gets a Poll Sequence to the new rate
+/// (RFC 5880 §6.8.3), same discriminator, and the BGP session stays; BFD switched off
+/// sends AdminDown, BGP still stays.
+#[tokio::test(start_paused = true)]
+async fn new_bfd_intervals_poll_without_touching_bgp() {
+    let ip = Ipv4Addr::new(127, 0, 0, 27);
+    let port = free_port();
+    let mut peer = RawBfd::new(ip, port).await;
+    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+        .await
+        .unwrap();
+    let bgp_port = l.local_addr().unwrap().port();
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    sp.add_peer(peer_cfg(ip, bgp_port, bfd(300, port, peer.port())))
+        .await
+        .unwrap();
+    let mut bgp = RawBgp {
+        s: l.accept().await.unwrap().0,
+    };
+    bgp.handshake().await;
+    peer.bring_up(50).await;
+    wait_state(&sp, ip, |s| {
+        s.state == State::Established && s.bfd.as_ref().is_some_and(|b| b.state == BfdState::Up)
+    })
+    .await;
+    let disc = peer.theirs;
+    assert!(sp
+        .set_peer(peer_cfg(ip, bgp_port, bfd(50, port, peer.port())))
+        .await
+        .unwrap());
+    let p = peer
+        .recv_until(|p| p.poll && p.desired_min_tx == 50_000)
+        .await;
+    assert_eq!((p.my_disc, p.state), (disc, BfdState::Up), "same session");
+    peer.send(BfdState::Up, false, true, 50).await;
+    let mut last = Instant::now();
+    for i in 0..10 {
+        let (p, _) = peer.recv().await;
+        assert!(!p.poll, "{p:?}");
+        if i > 0 {
+            assert!(last.elapsed() <= MS * 50, "{:?}", last.elapsed());
+        }
+        last = Instant::now();
+        peer.send(BfdState::Up, false, false, 50).await;
+    }
+    // BFD off: AdminDown to the peer, BGP untouched.
+    let mut off = peer_cfg(ip, bgp_port, bfd(50, port, peer.port()));
+    off.bfd = None;
+    assert!(sp.set_peer(off).await.unwrap());
+    let p = peer.recv_until(|p| p.state != BfdState::Up).await;
+    assert_eq!(p.state, BfdState::AdminDown);
+    let info = sp.peers().await.unwrap().remove(0);
+    assert_eq!(
+        (info.status.state, info.stats.flaps),
+        (State::Established, 0)
+    );
+    assert!(info.status.bfd.is_none());
+    drop(bgp);
+    sp.shutdown(ShutdownOptions::default()).await;
+}

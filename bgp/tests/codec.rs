@@ -15,7 +15,10 @@ use ipnet::IpNet;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 const MARKER: &str = "ffffffffffffffffffffffffffffffff";
@@ -44,17 +47,26 @@ fn dctx(four: bool, ibgp: bool) -> DecodeCtx {
 fn keepalive_notification_route_refresh_vectors() {
     let ka = hex(&format!("{MARKER} 0013 04"));
     assert_eq!(codec::encode_keepalive().to_vec(), ka);
-    assert_eq!(decode(&ka, 4096, &dctx(true, false)).unwrap(), Message::Keepalive);
+    assert_eq!(
+        decode(&ka, 4096, &dctx(true, false)).unwrap(),
+        Message::Keepalive
+    );
 
     // Cease / Administrative Shutdown with an RFC 9003 message "bye".
     let n = hex(&format!("{MARKER} 0019 03 06 02 03 627965"));
     let ours = Notification::cease_with_message(cease::ADMIN_SHUTDOWN, "bye");
     assert_eq!(codec::encode_notification(&ours).to_vec(), n);
-    assert_eq!(decode(&n, 4096, &dctx(true, false)).unwrap(), Message::Notification(ours));
+    assert_eq!(
+        decode(&n, 4096, &dctx(true, false)).unwrap(),
+        Message::Notification(ours)
+    );
 
     // RFC 2918 ROUTE-REFRESH for IPv4 unicast.
     let rr = hex(&format!("{MARKER} 0017 05 0001 00 01"));
-    assert_eq!(codec::encode_route_refresh(Family::Ipv4Unicast).to_vec(), rr);
+    assert_eq!(
+        codec::encode_route_refresh(Family::Ipv4Unicast).to_vec(),
+        rr
+    );
     assert_eq!(
         decode(&rr, 4096, &dctx(true, false)).unwrap(),
         Message::RouteRefresh {
@@ -82,7 +94,10 @@ fn open_vector_both_ways() {
     };
     let open = Open::new(65001, 90, Ipv4Addr::new(10, 55, 0, 11), caps);
     assert_eq!(codec::encode_open(&open).to_vec(), bytes);
-    assert_eq!(decode(&bytes, 4096, &dctx(true, false)).unwrap(), Message::Open(open));
+    assert_eq!(
+        decode(&bytes, 4096, &dctx(true, false)).unwrap(),
+        Message::Open(open)
+    );
 }
 
 #[test]
@@ -108,19 +123,32 @@ fn ebgp_update_vector_both_ways_with_as_sequence_on_the_wire() {
         ..Default::default()
     };
     let p: IpNet = "203.0.113.10/32".parse().unwrap();
-    let (msgs, skipped) = ebgp_ctx().announce(Family::Ipv4Unicast, &attrs, &[p]).unwrap();
+    let (msgs, skipped) = ebgp_ctx()
+        .announce(Family::Ipv4Unicast, &attrs, &[p])
+        .unwrap();
     assert_eq!(skipped, 0);
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].to_vec(), bytes);
 
     // The AS_PATH attribute: flags 0x40, type 2, length 6, then the segment type octet.
     // 2 is AS_SEQUENCE (RFC 4271 §4.3); zettabgp wrote 1 (AS_SET) here.
-    let at = bytes.windows(3).position(|w| w == [0x40, 0x02, 0x06]).unwrap();
+    let at = bytes
+        .windows(3)
+        .position(|w| w == [0x40, 0x02, 0x06])
+        .unwrap();
     assert_eq!(bytes[at + 3], 2, "AS_PATH segment type must be AS_SEQUENCE");
 
-    let Message::Update(u) = decode(&bytes, 4096, &dctx(true, false)).unwrap() else { panic!() };
+    let Message::Update(u) = decode(&bytes, 4096, &dctx(true, false)).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.announced, vec![p]);
-    assert_eq!(u.attrs.as_path, Some(vec![AsSegment { kind: 2, asns: vec![65001] }]));
+    assert_eq!(
+        u.attrs.as_path,
+        Some(vec![AsSegment {
+            kind: 2,
+            asns: vec![65001]
+        }])
+    );
     assert_eq!(u.attrs.next_hop, Some(Ipv4Addr::new(10, 55, 0, 11)));
     assert_eq!(u.attrs.med, Some(50));
     assert_eq!(u.attrs.communities, attrs.communities);
@@ -135,7 +163,13 @@ fn ibgp_update_has_empty_as_path_and_local_pref() {
         local_pref: Some(200),
         ..Default::default()
     };
-    let (msgs, _) = ctx.announce(Family::Ipv4Unicast, &attrs, &["203.0.113.10/32".parse().unwrap()]).unwrap();
+    let (msgs, _) = ctx
+        .announce(
+            Family::Ipv4Unicast,
+            &attrs,
+            &["203.0.113.10/32".parse().unwrap()],
+        )
+        .unwrap();
     let b = &msgs[0];
     // ORIGIN, then AS_PATH with length 0.
     assert_eq!(&b[23..30], &[0x40, 1, 1, 0, 0x40, 2, 0]);
@@ -147,20 +181,42 @@ fn ibgp_update_has_empty_as_path_and_local_pref() {
 #[test]
 fn ipv6_update_and_end_of_rib_vectors() {
     let (msgs, _) = ebgp_ctx()
-        .announce(Family::Ipv6Unicast, &RouteAttrs::default(), &["2001:db8:ff::10/128".parse().unwrap()])
+        .announce(
+            Family::Ipv6Unicast,
+            &RouteAttrs::default(),
+            &["2001:db8:ff::10/128".parse().unwrap()],
+        )
         .unwrap();
     let u = parse_update(&msgs[0][19..], &dctx(true, false)).unwrap();
-    assert_eq!(u.announced, vec!["2001:db8:ff::10/128".parse::<IpNet>().unwrap()]);
-    assert_eq!(u.attrs.mp_next_hop, Some(IpAddr::V6("2001:db8:55::11".parse().unwrap())));
-    assert_eq!(u.attrs.next_hop, None, "no NEXT_HOP attribute with MP_REACH only");
-    assert_eq!(end_of_rib(Family::Ipv4Unicast).to_vec(), hex(&format!("{MARKER} 0017 02 0000 0000")));
+    assert_eq!(
+        u.announced,
+        vec!["2001:db8:ff::10/128".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(
+        u.attrs.mp_next_hop,
+        Some(IpAddr::V6("2001:db8:55::11".parse().unwrap()))
+    );
+    assert_eq!(
+        u.attrs.next_hop, None,
+        "no NEXT_HOP attribute with MP_REACH only"
+    );
+    assert_eq!(
+        end_of_rib(Family::Ipv4Unicast).to_vec(),
+        hex(&format!("{MARKER} 0017 02 0000 0000"))
+    );
     assert_eq!(
         end_of_rib(Family::Ipv6Unicast).to_vec(),
         hex(&format!("{MARKER} 001d 02 0000 0006 80 0f 03 0002 01"))
     );
-    let w = ebgp_ctx().withdraw(Family::Ipv6Unicast, &["2001:db8:ff::10/128".parse().unwrap()]);
+    let w = ebgp_ctx().withdraw(
+        Family::Ipv6Unicast,
+        &["2001:db8:ff::10/128".parse().unwrap()],
+    );
     let u = parse_update(&w[0][19..], &dctx(true, false)).unwrap();
-    assert_eq!(u.withdrawn, vec!["2001:db8:ff::10/128".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        u.withdrawn,
+        vec!["2001:db8:ff::10/128".parse::<IpNet>().unwrap()]
+    );
 }
 
 #[test]
@@ -168,12 +224,19 @@ fn ipv4_route_with_ipv6_next_hop_uses_mp_reach_when_rfc8950_is_negotiated() {
     let mut ctx = ebgp_ctx();
     ctx.next_hop_v4 = Some(IpAddr::V6("2001:db8:55::11".parse().unwrap()));
     let p: IpNet = "203.0.113.10/32".parse().unwrap();
-    assert!(ctx.announce(Family::Ipv4Unicast, &RouteAttrs::default(), &[p]).is_err());
+    assert!(ctx
+        .announce(Family::Ipv4Unicast, &RouteAttrs::default(), &[p])
+        .is_err());
     ctx.ipv4_over_ipv6_next_hop = true;
-    let (msgs, _) = ctx.announce(Family::Ipv4Unicast, &RouteAttrs::default(), &[p]).unwrap();
+    let (msgs, _) = ctx
+        .announce(Family::Ipv4Unicast, &RouteAttrs::default(), &[p])
+        .unwrap();
     let u = parse_update(&msgs[0][19..], &dctx(true, false)).unwrap();
     assert_eq!(u.announced, vec![p]);
-    assert_eq!(u.attrs.mp_next_hop, Some(IpAddr::V6("2001:db8:55::11".parse().unwrap())));
+    assert_eq!(
+        u.attrs.mp_next_hop,
+        Some(IpAddr::V6("2001:db8:55::11".parse().unwrap()))
+    );
 }
 
 // ---- captured bytes -------------------------------------------------------------------
@@ -184,7 +247,9 @@ struct Capture {
 }
 
 fn load(name: &str) -> Capture {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -230,13 +295,20 @@ fn check_capture(name: &str, ibgp: bool, asn: u32) {
                 assert!(o.caps.graceful_restart.is_some());
                 if name.starts_with("frr") {
                     assert_eq!(o.caps.hostname.as_deref(), Some("vipr-frr"));
-                    assert!(o.caps.extended_message && o.caps.enhanced_route_refresh && o.caps.add_path);
+                    assert!(
+                        o.caps.extended_message && o.caps.enhanced_route_refresh && o.caps.add_path
+                    );
                 }
                 // Our OPEN type re-encodes to something that decodes the same.
                 let again = codec::encode_open(&o);
-                let Message::Open(o2) = decode(&again, 4096, &ctx).unwrap() else { panic!() };
+                let Message::Open(o2) = decode(&again, 4096, &ctx).unwrap() else {
+                    panic!()
+                };
                 assert_eq!(o2.caps.families, o.caps.families);
-                assert_eq!((o2.asn, o2.hold_time, o2.router_id), (o.asn, o.hold_time, o.router_id));
+                assert_eq!(
+                    (o2.asn, o2.hold_time, o2.router_id),
+                    (o.asn, o.hold_time, o.router_id)
+                );
             }
             Message::Keepalive => assert_eq!(bytes.as_slice(), &codec::encode_keepalive()[..]),
             Message::Update(u) => {
@@ -272,16 +344,33 @@ fn check_capture(name: &str, ibgp: bool, asn: u32) {
     for u in &updates {
         let a = &u.attrs;
         assert_eq!(a.origin, Some(0));
-        let path = if ibgp { vec![] } else { vec![AsSegment { kind: 2, asns: vec![asn] }] };
+        let path = if ibgp {
+            vec![]
+        } else {
+            vec![AsSegment {
+                kind: 2,
+                asns: vec![asn],
+            }]
+        };
         assert_eq!(a.as_path.as_ref(), Some(&path), "{}", cap.name);
         assert_eq!(a.med, Some(50));
         assert_eq!(a.local_pref, if ibgp { Some(200) } else { None });
         assert_eq!(a.communities, vec![Community::new(65010, 100)]);
-        assert_eq!(a.large_communities, vec![LargeCommunity { global: 65010, local1: 1, local2: 2 }]);
+        assert_eq!(
+            a.large_communities,
+            vec![LargeCommunity {
+                global: 65010,
+                local1: 1,
+                local2: 2
+            }]
+        );
         if u.announced[0].addr().is_ipv4() {
             assert_eq!(a.next_hop, Some(Ipv4Addr::new(10, 77, 0, 1)));
         } else {
-            assert_eq!(a.mp_next_hop, Some(IpAddr::V6("2001:db8:77::1".parse::<Ipv6Addr>().unwrap())));
+            assert_eq!(
+                a.mp_next_hop,
+                Some(IpAddr::V6("2001:db8:77::1".parse::<Ipv6Addr>().unwrap()))
+            );
         }
         // The other way: our encoder, given the same route and attributes, produces an UPDATE
         // that decodes to the same attributes and prefixes.

@@ -379,7 +379,9 @@ async fn drain_readvertises_with_graceful_shutdown_before_withdrawing() {
             ..Default::default()
         },
     );
-    sp.add_peer(peer_cfg(ip, l.local_addr().unwrap().port(), 90)).await.unwrap();
+    sp.add_peer(peer_cfg(ip, l.local_addr().unwrap().port(), 90))
+        .await
+        .unwrap();
     let mut peer = accept(&l).await;
     peer.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 6)).await;
     // Initial table: the route with its own community only.
@@ -408,7 +410,10 @@ async fn drain_readvertises_with_graceful_shutdown_before_withdrawing() {
             Message::Update(u) if u.announced == vec![p] => {
                 assert_eq!(
                     u.attrs.communities,
-                    vec!["65001:7".parse().unwrap(), bgp::Community::GRACEFUL_SHUTDOWN]
+                    vec![
+                        "65001:7".parse().unwrap(),
+                        bgp::Community::GRACEFUL_SHUTDOWN
+                    ]
                 );
                 drained_at = Some(t0.elapsed());
             }
@@ -420,8 +425,14 @@ async fn drain_readvertises_with_graceful_shutdown_before_withdrawing() {
             _ => {}
         }
     }
-    let (d, w) = (drained_at.expect("re-advertised with 65535:0"), withdrawn_at.expect("withdrawn"));
+    let (d, w) = (
+        drained_at.expect("re-advertised with 65535:0"),
+        withdrawn_at.expect("withdrawn"),
+    );
     assert!(d < Duration::from_millis(100), "{d:?}");
-    assert!(w >= Duration::from_secs(5) && w < Duration::from_millis(5100), "{w:?}");
+    assert!(
+        w >= Duration::from_secs(5) && w < Duration::from_millis(5100),
+        "{w:?}"
+    );
     shut.await.unwrap();
 }

@@ -43,13 +43,15 @@ fn attrs() -> impl Strategy<Value = RouteAttrs> {
             0..4,
         ),
     )
-        .prop_map(|(med, local_pref, communities, large_communities)| RouteAttrs {
-            med,
-            local_pref,
-            communities,
-            large_communities,
-            next_hop: None,
-        })
+        .prop_map(
+            |(med, local_pref, communities, large_communities)| RouteAttrs {
+                med,
+                local_pref,
+                communities,
+                large_communities,
+                next_hop: None,
+            },
+        )
 }
 
 proptest! {
@@ -140,9 +142,18 @@ fn seeds() -> Vec<Vec<u8>> {
         next_hop: None,
     };
     let mut v: Vec<Vec<u8>> = Vec::new();
-    for (f, p) in [(Family::Ipv4Unicast, "203.0.113.0/24"), (Family::Ipv6Unicast, "2001:db8:1::/48")] {
+    for (f, p) in [
+        (Family::Ipv4Unicast, "203.0.113.0/24"),
+        (Family::Ipv6Unicast, "2001:db8:1::/48"),
+    ] {
         let p: IpNet = p.parse().unwrap();
-        v.extend(ctx.announce(f, &a, &[p]).unwrap().0.into_iter().map(|b| b.to_vec()));
+        v.extend(
+            ctx.announce(f, &a, &[p])
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|b| b.to_vec()),
+        );
         v.extend(ctx.withdraw(f, &[p]).into_iter().map(|b| b.to_vec()));
     }
     let caps = Capabilities {
@@ -165,7 +176,12 @@ fn seeds() -> Vec<Vec<u8>> {
             if p.extension().is_some_and(|x| x == "hex") {
                 let s = std::fs::read_to_string(&p).unwrap();
                 let s = s.trim();
-                v.push((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect());
+                v.push(
+                    (0..s.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                        .collect(),
+                );
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod elections;
 pub mod lease;
 pub mod node;
 pub mod services;
+pub mod status;
 pub mod watch;
 
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! The Service watcher: reflector stores for Services and for EndpointSlices (v1) or, where
 //! discovery.k8s.io/v1 is not served (Kubernetes < 1.21), core/v1 Endpoints. On every event
 //! it recomputes the served Services from the stores (level-triggered: a lost delete event
-//! cannot leave a stale route) and publishes them; it writes `status.loadBalancer.ingress`
-//! for the Services this node serves. When the API server is unreachable the stores keep
+//! cannot leave a stale route) and publishes them; the `status.loadBalancer.ingress` writes
+//! for the Services this node serves go to the status writer (`status.rs`) as a list. When the API server is unreachable the stores keep
 //! their last contents, so routes already served stay.
 
 use std::sync::Arc;
@@ -11,20 +11,18 @@ use std::time::Duration;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::services::{
-    service_vips, stale_status, status_patch, Filter, LocalEndpoints, ServiceVip, FIELD_MANAGER,
+    service_vips, stale_status, status_patch, Filter, LocalEndpoints, ServiceVip,
 };
-
-/// A status write that takes longer is abandoned (and retried at the next event).
-const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+use super::status::{self, StatusWrite};
 
 /// What the watcher publishes.
 pub type Services = Arc<Vec<ServiceVip>>;
@@ -115,6 +113,10 @@ pub async fn run(
         let (s, e) = reflect(api, watcher::Config::default());
         (EndpointStore::Legacy(s), e.boxed())
     };
+    let (status_tx, status_rx) = watch::channel(Vec::new());
+    if write_status {
+        tokio::spawn(status::run(client.clone(), status_rx, cancel.clone()));
+    }
     let mut events = futures::stream::select(svc_events.boxed(), ep_events);
     let mut ready = false;
     loop {
@@ -147,39 +149,8 @@ pub async fn run(
         };
         let svcs = svc_store.state();
         let vips = service_vips(svcs.iter().map(|a| a.as_ref()), &local, &filter);
-        if write_status {
-            let mut writes: Vec<(String, String, serde_json::Value)> = vips
-                .iter()
-                .filter(|v| v.served_here())
-                .filter_map(|v| status_patch(v).map(|p| (v.namespace.clone(), v.name.clone(), p)))
-                .collect();
-            let clear = serde_json::json!({ "status": { "loadBalancer": { "ingress": [] } } });
-            writes.extend(
-                stale_status(svcs.iter().map(|a| a.as_ref()), &filter)
-                    .into_iter()
-                    .map(|(ns, n)| (ns, n, clear.clone())),
-            );
-            for (ns, name, patch) in writes {
-                let api: Api<Service> = Api::namespaced(client.clone(), &ns);
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..Default::default()
-                };
-                let merge = Patch::Merge(&patch);
-                let call = api.patch_status(&name, &params, &merge);
-                match tokio::time::timeout(STATUS_TIMEOUT, call).await {
-                    Ok(Ok(_)) => {
-                        debug!(service = %format!("{ns}/{name}"), "status.loadBalancer.ingress written")
-                    }
-                    Ok(Err(e)) => {
-                        warn!(service = %format!("{ns}/{name}"), error = %e, "cannot write Service status")
-                    }
-                    Err(_) => {
-                        warn!(service = %format!("{ns}/{name}"), "writing Service status timed out")
-                    }
-                }
-            }
-        }
+        // Routes first: the status writes follow on their own task.
+        let writes = write_status.then(|| status_writes(&vips, &svcs, &filter));
         tx.send_if_modified(|cur| {
             if **cur == vips {
                 false
@@ -188,5 +159,44 @@ pub async fn run(
                 true
             }
         });
+        if let Some(w) = writes {
+            status_tx.send_if_modified(|cur| {
+                let changed = *cur != w;
+                *cur = w;
+                changed
+            });
+        }
     }
+}
+
+/// The status writes a snapshot calls for: the ingress of every Service served here whose
+/// status differs, and an empty ingress where vipr's own status outlived the address.
+fn status_writes(vips: &[ServiceVip], svcs: &[Arc<Service>], filter: &Filter) -> Vec<StatusWrite> {
+    let version = |ns: &str, name: &str| {
+        svcs.iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.metadata.name.as_deref() == Some(name)
+            })
+            .and_then(|s| s.metadata.resource_version.clone())
+            .unwrap_or_default()
+    };
+    let write = |namespace: String, name: String, patch| StatusWrite {
+        resource_version: version(&namespace, &name),
+        namespace,
+        name,
+        patch,
+    };
+    let clear = serde_json::json!({ "status": { "loadBalancer": { "ingress": [] } } });
+    let mut out: Vec<StatusWrite> = vips
+        .iter()
+        .filter(|v| v.served_here())
+        .filter_map(|v| status_patch(v).map(|p| write(v.namespace.clone(), v.name.clone(), p)))
+        .collect();
+    out.extend(
+        stale_status(svcs.iter().map(|a| a.as_ref()), filter)
+            .into_iter()
+            .map(|(ns, n)| write(ns, n, clear.clone())),
+    );
+    out
 }

@@ -79,7 +79,11 @@ pub async fn watch_nodes(client: Client, tx: watch::Sender<NodeAddrs>, cancel: C
     let api: Api<Node> = Api::all(client);
     let cfg = watcher::Config::default().labels(CONTROL_PLANE_LABEL);
     let (store, writer): (Store<Node>, _) = reflector::store();
-    let mut events = reflector::reflector(writer, watcher(api, cfg).backoff(crate::kube::WatchBackoff::new())).boxed();
+    let mut events = reflector::reflector(
+        writer,
+        watcher(api, cfg).backoff(crate::kube::WatchBackoff::new()),
+    )
+    .boxed();
     let mut synced = false;
     loop {
         let ev = tokio::select! {
@@ -170,10 +174,16 @@ mod tests {
 
     #[test]
     fn static_list_with_and_without_ports() {
-        let l: Vec<String> = ["10.0.0.1", "10.0.0.2:8443", "2001:db8::1", "[2001:db8::2]:7443", "[2001:db8::3]"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let l: Vec<String> = [
+            "10.0.0.1",
+            "10.0.0.2:8443",
+            "2001:db8::1",
+            "[2001:db8::2]:7443",
+            "[2001:db8::3]",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let got = parse_static(&l, 6443).unwrap();
         let want: BTreeSet<SocketAddr> = [
             "10.0.0.1:6443",

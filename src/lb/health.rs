@@ -201,11 +201,20 @@ mod tests {
             })
         );
         assert_eq!(b.observe(a("10.0.0.1:6443"), true), None, "no change");
-        assert_eq!(b.observe(a("10.0.0.2:6443"), false).unwrap().to, State::Down);
+        assert_eq!(
+            b.observe(a("10.0.0.2:6443"), false).unwrap().to,
+            State::Down
+        );
         assert_eq!(b.healthy(), [a("10.0.0.1:6443")].into());
-        assert_eq!(b.observe(a("10.0.0.1:6443"), false).unwrap().to, State::Down);
+        assert_eq!(
+            b.observe(a("10.0.0.1:6443"), false).unwrap().to,
+            State::Down
+        );
         assert!(b.healthy().is_empty());
-        assert_eq!(b.observe(a("10.0.0.1:6443"), true).unwrap().from, State::Down);
+        assert_eq!(
+            b.observe(a("10.0.0.1:6443"), true).unwrap().from,
+            State::Down
+        );
         assert_eq!(b.healthy(), [a("10.0.0.1:6443")].into());
     }
 
@@ -226,8 +235,14 @@ mod tests {
 
     #[test]
     fn timeout_is_the_interval_capped_at_three_seconds() {
-        assert_eq!(connect_timeout(Duration::from_secs(1)), Duration::from_secs(1));
-        assert_eq!(connect_timeout(Duration::from_secs(5)), Duration::from_secs(3));
+        assert_eq!(
+            connect_timeout(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            connect_timeout(Duration::from_secs(5)),
+            Duration::from_secs(3)
+        );
     }
 
     #[tokio::test]

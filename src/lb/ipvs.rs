@@ -20,9 +20,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use netlink_packet_core::{
-    NetlinkMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::{GenlFamily, GenlMessage};
@@ -88,12 +86,14 @@ impl Genl {
             nlas: vec![GenlCtrlAttrs::FamilyName(msg::FAMILY.to_string())],
         });
         req.finalize();
-        let replies = g.exchange(req, NLM_F_REQUEST | NLM_F_ACK).map_err(|e| match e {
-            NlError::Errno(n, _) if n == libc::ENOENT => {
-                unavailable("no generic netlink family \"IPVS\" (kernel without ip_vs)".into())
-            }
-            NlError::Errno(_, s) | NlError::Io(s) => unavailable(s),
-        })?;
+        let replies = g
+            .exchange(req, NLM_F_REQUEST | NLM_F_ACK)
+            .map_err(|e| match e {
+                NlError::Errno(n, _) if n == libc::ENOENT => {
+                    unavailable("no generic netlink family \"IPVS\" (kernel without ip_vs)".into())
+                }
+                NlError::Errno(_, s) | NlError::Io(s) => unavailable(s),
+            })?;
         g.family = replies
             .iter()
             .flat_map(|m: &GenlMessage<GenlCtrl>| m.payload.nlas.iter())
@@ -106,7 +106,11 @@ impl Genl {
     }
 
     /// Sends one request and collects the replies until the ACK (or DONE for a dump).
-    fn exchange<F>(&mut self, payload: GenlMessage<F>, flags: u16) -> Result<Vec<GenlMessage<F>>, NlError>
+    fn exchange<F>(
+        &mut self,
+        payload: GenlMessage<F>,
+        flags: u16,
+    ) -> Result<Vec<GenlMessage<F>>, NlError>
     where
         F: GenlFamily
             + netlink_packet_core::Emitable
@@ -308,7 +312,10 @@ impl Ipvs {
                 fwds.insert(f);
             }
             // One method for all, as vipr programs them; a mix reads as "change them all".
-            if let (1, Some(f)) = (fwds.len(), fwds.iter().next().and_then(|f| msg::fwd_method(*f))) {
+            if let (1, Some(f)) = (
+                fwds.len(),
+                fwds.iter().next().and_then(|f| msg::fwd_method(*f)),
+            ) {
                 svc.fwd = f;
             }
             obs.ours.insert(key, svc);

@@ -30,9 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
+pub use kinds::{FwdMethod, Scheduler};
 #[allow(unused_imports)] // main.rs calls it once wired
 pub use task::run;
-pub use kinds::{FwdMethod, Scheduler};
 
 use crate::error::LbError;
 

@@ -41,7 +41,13 @@ pub const TABLE: &str = "vipr";
 /// 192.0.2.10:6443 (hex address and port; IPv6 `s6_<32 hex>_<port>`).
 pub fn names(key: &SocketAddr) -> (String, String) {
     let (fam, hex) = match key.ip() {
-        IpAddr::V4(a) => ("4", a.octets().iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        IpAddr::V4(a) => (
+            "4",
+            a.octets()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        ),
         IpAddr::V6(a) => ("6", a.octets().iter().map(|b| format!("{b:02x}")).collect()),
     };
     let id = format!("{fam}_{hex}_{:04x}", key.port());
@@ -176,9 +182,7 @@ fn sockaddr(v: &Value) -> Option<SocketAddr> {
 /// Reads vipr's services out of `nft -j list table inet vipr`.
 pub fn parse(json: &str) -> Result<Table, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-    let items = v["nftables"]
-        .as_array()
-        .ok_or("no \"nftables\" array")?;
+    let items = v["nftables"].as_array().ok_or("no \"nftables\" array")?;
     let mut keys = Vec::new();
     let mut maps = std::collections::BTreeMap::new();
     let mut comments = std::collections::BTreeMap::new();
@@ -187,11 +191,7 @@ pub fn parse(json: &str) -> Result<Table, String> {
             let name = m["name"].as_str().unwrap_or_default();
             let elems = m["elem"].as_array().cloned().unwrap_or_default();
             if name == "svc4" || name == "svc6" {
-                keys.extend(
-                    elems
-                        .iter()
-                        .filter_map(|e| sockaddr(e.get(0)?)),
-                );
+                keys.extend(elems.iter().filter_map(|e| sockaddr(e.get(0)?)));
             } else if name.starts_with('b') {
                 let dests: BTreeSet<SocketAddr> =
                     elems.iter().filter_map(|e| sockaddr(e.get(1)?)).collect();
@@ -231,7 +231,11 @@ fn nft(bin: &str, args: &[&str], stdin: Option<&str>) -> Result<String, (String,
     use std::io::Write as _;
     let mut child = Command::new(bin)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -338,7 +342,11 @@ impl LbBackend for Nft {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut script = if self.need_base { base_script() } else { String::new() };
+        let mut script = if self.need_base {
+            base_script()
+        } else {
+            String::new()
+        };
         script.push_str(&render(ops, target));
         self.run(script, "update").await?;
         self.need_base = false;

@@ -137,7 +137,10 @@ impl Lb {
             return match backends::parse_static(&c.svc.lb_backends, c.port) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    self.warn_once(e.clone(), || error!(error = %e, "no load-balancer backends"));
+                    self.warn_once(
+                        e.clone(),
+                        || error!(error = %e, "no load-balancer backends"),
+                    );
                     Some(BTreeSet::new())
                 }
             };
@@ -150,7 +153,11 @@ impl Lb {
         };
         if self.nodes_watch.is_none() {
             let t = cancel.child_token();
-            tokio::spawn(backends::watch_nodes(client.clone(), nodes_tx.clone(), t.clone()));
+            tokio::spawn(backends::watch_nodes(
+                client.clone(),
+                nodes_tx.clone(),
+                t.clone(),
+            ));
             self.nodes_watch = Some(t);
         }
         let ips = self.nodes_rx.borrow_and_update().clone()?;
@@ -208,7 +215,11 @@ impl Lb {
             let mut ch = Checkers::new(self.health_tx.clone(), interval);
             // Restart every check at the new interval; states are kept.
             ch.apply(&super::health::TargetChange {
-                start: targets.iter().filter(|t| self.book.state(t).is_some()).copied().collect(),
+                start: targets
+                    .iter()
+                    .filter(|t| self.book.state(t).is_some())
+                    .copied()
+                    .collect(),
                 stop: Vec::new(),
             });
             self.checkers = Some(ch);
@@ -218,7 +229,11 @@ impl Lb {
             ch.apply(&change);
         }
         let intent = Intent {
-            vips: if c.cp_enable { c.vips.clone() } else { Vec::new() },
+            vips: if c.cp_enable {
+                c.vips.clone()
+            } else {
+                Vec::new()
+            },
             port: c.svc.lb_port,
             scheduler: Scheduler::parse(&c.svc.lb_scheduler).unwrap_or(Scheduler::Rr),
             fwd: FwdMethod::parse(&c.svc.lb_fwdmethod).unwrap_or(FwdMethod::Local),
@@ -230,7 +245,9 @@ impl Lb {
             });
         }
         let want = desired(&intent, &self.book.healthy());
-        let Some((engine, _)) = &mut self.engine else { return };
+        let Some((engine, _)) = &mut self.engine else {
+            return;
+        };
         if self.stale {
             match engine.observe().await {
                 Ok(o) => {
@@ -267,7 +284,11 @@ impl Lb {
                               "load balancer updated");
                     }
                 }
-                for op in plan.ops.iter().filter(|o| matches!(o, Op::DelService { .. })) {
+                for op in plan
+                    .ops
+                    .iter()
+                    .filter(|o| matches!(o, Op::DelService { .. }))
+                {
                     info!(service = %op.key(), "load balancer service removed");
                 }
                 self.applied = plan.target;
@@ -283,7 +304,9 @@ impl Lb {
 }
 
 fn next_delay(d: Option<Duration>) -> Duration {
-    d.map_or(Duration::from_millis(500), |d| (d * 2).min(Duration::from_secs(10)))
+    d.map_or(Duration::from_millis(500), |d| {
+        (d * 2).min(Duration::from_secs(10))
+    })
 }
 
 /// Runs the control-plane load balancer until `cancel`, then removes vipr's own services

@@ -22,7 +22,10 @@ fn table(entries: &[(&str, Service)]) -> Table {
 /// What a data plane does with the ops: the reference semantics both backends implement.
 fn simulate(mut t: Table, ops: &[Op], foreign: &BTreeSet<SocketAddr>) -> Table {
     for op in ops {
-        assert!(!foreign.contains(&op.key()), "touched a foreign service: {op:?}");
+        assert!(
+            !foreign.contains(&op.key()),
+            "touched a foreign service: {op:?}"
+        );
         match op {
             Op::AddService { key, scheduler } => {
                 assert!(t
@@ -62,14 +65,31 @@ fn intent(vips: &[&str], leader: bool) -> Intent {
 
 #[test]
 fn desired_has_one_service_per_vip_with_healthy_backends_of_its_family() {
-    let healthy: BTreeSet<_> = [a("10.0.0.1:6443"), a("[2001:db8::1]:6443"), a("10.0.0.2:6443")].into();
+    let healthy: BTreeSet<_> = [
+        a("10.0.0.1:6443"),
+        a("[2001:db8::1]:6443"),
+        a("10.0.0.2:6443"),
+    ]
+    .into();
     let t = desired(&intent(&["192.0.2.10", "2001:db8:ff::10"], true), &healthy);
     assert_eq!(t.len(), 2);
-    assert_eq!(t[&a("192.0.2.10:6443")].dests, [a("10.0.0.1:6443"), a("10.0.0.2:6443")].into());
-    assert_eq!(t[&a("[2001:db8:ff::10]:6443")].dests, [a("[2001:db8::1]:6443")].into());
-    assert!(desired(&intent(&["192.0.2.10"], false), &healthy).is_empty(), "not the leader");
+    assert_eq!(
+        t[&a("192.0.2.10:6443")].dests,
+        [a("10.0.0.1:6443"), a("10.0.0.2:6443")].into()
+    );
+    assert_eq!(
+        t[&a("[2001:db8:ff::10]:6443")].dests,
+        [a("[2001:db8::1]:6443")].into()
+    );
+    assert!(
+        desired(&intent(&["192.0.2.10"], false), &healthy).is_empty(),
+        "not the leader"
+    );
     let empty = desired(&intent(&["192.0.2.10"], true), &BTreeSet::new());
-    assert!(empty[&a("192.0.2.10:6443")].dests.is_empty(), "an empty service stays");
+    assert!(
+        empty[&a("192.0.2.10:6443")].dests.is_empty(),
+        "an empty service stays"
+    );
 }
 
 #[test]
@@ -79,13 +99,27 @@ fn new_service_is_created_before_its_destinations() {
     assert_eq!(
         p.ops,
         vec![
-            Op::AddService { key: a("192.0.2.10:6443"), scheduler: Scheduler::Rr },
-            Op::AddDest { key: a("192.0.2.10:6443"), dest: a("10.0.0.1:6443"), fwd: FwdMethod::Masquerade },
-            Op::AddDest { key: a("192.0.2.10:6443"), dest: a("10.0.0.2:6443"), fwd: FwdMethod::Masquerade },
+            Op::AddService {
+                key: a("192.0.2.10:6443"),
+                scheduler: Scheduler::Rr
+            },
+            Op::AddDest {
+                key: a("192.0.2.10:6443"),
+                dest: a("10.0.0.1:6443"),
+                fwd: FwdMethod::Masquerade
+            },
+            Op::AddDest {
+                key: a("192.0.2.10:6443"),
+                dest: a("10.0.0.2:6443"),
+                fwd: FwdMethod::Masquerade
+            },
         ]
     );
     assert_eq!(p.target, want);
-    assert!(diff(&want, &want, &BTreeSet::new()).ops.is_empty(), "nothing to do");
+    assert!(
+        diff(&want, &want, &BTreeSet::new()).ops.is_empty(),
+        "nothing to do"
+    );
 }
 
 #[test]
@@ -96,8 +130,15 @@ fn backend_changes_are_diffs_adds_before_removals() {
     assert_eq!(
         p.ops,
         vec![
-            Op::AddDest { key: a("192.0.2.10:6443"), dest: a("10.0.0.3:6443"), fwd: FwdMethod::Masquerade },
-            Op::DelDest { key: a("192.0.2.10:6443"), dest: a("10.0.0.1:6443") },
+            Op::AddDest {
+                key: a("192.0.2.10:6443"),
+                dest: a("10.0.0.3:6443"),
+                fwd: FwdMethod::Masquerade
+            },
+            Op::DelDest {
+                key: a("192.0.2.10:6443"),
+                dest: a("10.0.0.1:6443")
+            },
         ]
     );
 }
@@ -113,8 +154,15 @@ fn scheduler_and_forwarding_changes_are_edits_not_recreations() {
     assert_eq!(
         p.ops,
         vec![
-            Op::SetService { key: a("192.0.2.10:6443"), scheduler: Scheduler::Wlc },
-            Op::SetDest { key: a("192.0.2.10:6443"), dest: a("10.0.0.1:6443"), fwd: FwdMethod::Tunnel },
+            Op::SetService {
+                key: a("192.0.2.10:6443"),
+                scheduler: Scheduler::Wlc
+            },
+            Op::SetDest {
+                key: a("192.0.2.10:6443"),
+                dest: a("10.0.0.1:6443"),
+                fwd: FwdMethod::Tunnel
+            },
         ]
     );
 }
@@ -124,7 +172,12 @@ fn losing_leadership_deletes_only_our_services() {
     let have = table(&[("192.0.2.10:6443", svc(&["10.0.0.1:6443"]))]);
     let foreign: BTreeSet<_> = [a("10.96.0.1:443")].into();
     let p = diff(&have, &Table::new(), &foreign);
-    assert_eq!(p.ops, vec![Op::DelService { key: a("192.0.2.10:6443") }]);
+    assert_eq!(
+        p.ops,
+        vec![Op::DelService {
+            key: a("192.0.2.10:6443")
+        }]
+    );
 }
 
 #[test]
@@ -137,7 +190,11 @@ fn a_foreign_service_on_our_address_is_left_alone_and_reported() {
     ]);
     let p = diff(&Table::new(), &want, &foreign);
     assert_eq!(p.blocked, vec![a("192.0.2.10:6443")]);
-    assert!(p.ops.iter().all(|o| o.key() == a("192.0.2.11:6443")), "{:?}", p.ops);
+    assert!(
+        p.ops.iter().all(|o| o.key() == a("192.0.2.11:6443")),
+        "{:?}",
+        p.ops
+    );
     assert!(!p.target.contains_key(&a("192.0.2.10:6443")));
 }
 
@@ -206,7 +263,11 @@ fn random_diffs_reach_the_target_and_never_touch_foreign_services() {
                 }
             }
         }
-        assert_eq!(got, expect, "have {have:?} want {want:?} foreign {foreign:?} ops {:?}", p.ops);
+        assert_eq!(
+            got, expect,
+            "have {have:?} want {want:?} foreign {foreign:?} ops {:?}",
+            p.ops
+        );
         let mut target = p.target.clone();
         for s in target.values_mut() {
             if s.dests.is_empty() {
@@ -232,15 +293,23 @@ pub(crate) async fn conformance<B: LbBackend>(b: &mut B) {
     ];
     let mut sh = svc(&["10.0.0.2:6443"]);
     sh.scheduler = Scheduler::Sh;
-    steps.push(table(&[("192.0.2.10:6443", sh), ("[2001:db8:ff::10]:6443", svc(&[]))]));
-    steps.push(table(&[("[2001:db8:ff::10]:6443", svc(&["[2001:db8::2]:6443"]))]));
+    steps.push(table(&[
+        ("192.0.2.10:6443", sh),
+        ("[2001:db8:ff::10]:6443", svc(&[])),
+    ]));
+    steps.push(table(&[(
+        "[2001:db8:ff::10]:6443",
+        svc(&["[2001:db8::2]:6443"]),
+    )]));
     steps.push(Table::new());
     let start = b.observe().await.expect("observe");
     assert!(start.ours.is_empty(), "{start:?}");
     let mut applied = start.ours;
     for want in steps {
         let p = diff(&applied, &want, &start.foreign);
-        b.apply(&p.ops, &p.target).await.unwrap_or_else(|e| panic!("{:?}: {e}", p.ops));
+        b.apply(&p.ops, &p.target)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", p.ops));
         let got = b.observe().await.expect("observe");
         let norm = |t: &Table| -> Table {
             t.iter()
@@ -256,7 +325,11 @@ pub(crate) async fn conformance<B: LbBackend>(b: &mut B) {
         assert_eq!(norm(&got.ours), norm(&p.target), "after {:?}", p.ops);
         applied = got.ours;
     }
-    let p = diff(&applied, &table(&[("192.0.2.10:6443", svc(&["10.0.0.1:6443"]))]), &start.foreign);
+    let p = diff(
+        &applied,
+        &table(&[("192.0.2.10:6443", svc(&["10.0.0.1:6443"]))]),
+        &start.foreign,
+    );
     b.apply(&p.ops, &p.target).await.expect("apply");
     b.remove_all().await.expect("remove_all");
     assert!(b.observe().await.expect("observe").ours.is_empty());

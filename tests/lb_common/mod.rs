@@ -64,7 +64,11 @@ pub struct Topo {
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Topo {
@@ -77,16 +81,47 @@ impl Topo {
         for (i, ns) in peers.iter().enumerate() {
             let n = i + 1;
             let veth = format!("lbv{n}");
-            ip(&["-n", &vip.name, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
-            ip(&["-n", &vip.name, "addr", "add", &format!("10.70.{n}.1/24"), "dev", &veth]);
+            ip(&[
+                "-n", &vip.name, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns.name,
+            ]);
+            ip(&[
+                "-n",
+                &vip.name,
+                "addr",
+                "add",
+                &format!("10.70.{n}.1/24"),
+                "dev",
+                &veth,
+            ]);
             ip(&["-n", &vip.name, "link", "set", &veth, "up"]);
-            ip(&["-n", &ns.name, "addr", "add", &format!("10.70.{n}.2/24"), "dev", "eth0"]);
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("10.70.{n}.2/24"),
+                "dev",
+                "eth0",
+            ]);
             ip(&["-n", &ns.name, "link", "set", "eth0", "up"]);
-            ip(&["-n", &ns.name, "route", "add", "default", "via", &format!("10.70.{n}.1")]);
+            ip(&[
+                "-n",
+                &ns.name,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.70.{n}.1"),
+            ]);
         }
         let out = vip.run(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         assert!(out.status.success(), "{out:?}");
-        Topo { vip, client, backends }
+        Topo {
+            vip,
+            client,
+            backends,
+        }
     }
 }
 
@@ -107,7 +142,9 @@ impl Backend {
         let (s, body) = (stop.clone(), name.to_string());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let Ok((mut c, _)) = listener.accept() else { continue };
+                let Ok((mut c, _)) = listener.accept() else {
+                    continue;
+                };
                 let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut req = Vec::new();
                 let mut buf = [0u8; 512];
@@ -154,7 +191,8 @@ pub fn get_here(addr: &str) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
     buf.split_once("\r\n\r\n")
@@ -296,7 +334,11 @@ pub fn wait_programmed(dp: Dataplane, ns: &Netns, want: &[&str], vipr: &Vipr) ->
 
 /// Waits until the reconciler has put the VIP on `lo`.
 pub fn wait_vip(ns: &Netns, vipr: &Vipr) {
-    if wait_for(Duration::from_secs(30), || (crate::daemon_common::lo_count(ns, "192.0.2.10/32") == 1).then_some(())).is_none() {
+    if wait_for(Duration::from_secs(30), || {
+        (crate::daemon_common::lo_count(ns, "192.0.2.10/32") == 1).then_some(())
+    })
+    .is_none()
+    {
         panic!("the VIP never appeared on lo\n{}", vipr.log());
     }
 }
@@ -328,33 +370,68 @@ pub fn scenario(dp: Dataplane, env: BTreeMap<String, String>, log: &Path) -> Tim
     wait_vip(&topo.vip, &vipr);
     for ns in [&topo.vip, &topo.client] {
         let got = spread(ns, 20);
-        assert!(got.contains_key("b1") && got.contains_key("b2"), "from {}: {got:?}", ns.name);
+        assert!(
+            got.contains_key("b1") && got.contains_key("b2"),
+            "from {}: {got:?}",
+            ns.name
+        );
         assert_eq!(got.values().sum::<usize>(), 20);
     }
-    eprintln!("{} with both backends up:\n{}", dp.name(), snapshot(dp, &topo.vip));
-    let foreign_line = |s: &str| s.lines().filter(|l| l.contains("10.9.9.9") || l.contains("table ip other")).map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(foreign_line(&snapshot(dp, &topo.vip)), foreign_line(&before), "foreign state changed at start");
+    eprintln!(
+        "{} with both backends up:\n{}",
+        dp.name(),
+        snapshot(dp, &topo.vip)
+    );
+    let foreign_line = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("10.9.9.9") || l.contains("table ip other"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        foreign_line(&snapshot(dp, &topo.vip)),
+        foreign_line(&before),
+        "foreign state changed at start"
+    );
 
     // A backend dies: the health check takes it out; from then on every request succeeds.
     b2.stop();
     let failure_to_removed = wait_programmed(dp, &topo.vip, &[B1], &vipr);
     for ns in [&topo.vip, &topo.client] {
-        assert_eq!(spread(ns, 20), BTreeMap::from([("b1".to_string(), 20)]), "from {}", ns.name);
+        assert_eq!(
+            spread(ns, 20),
+            BTreeMap::from([("b1".to_string(), 20)]),
+            "from {}",
+            ns.name
+        );
     }
     // It comes back and gets traffic again.
     let _b2 = Backend::start(&topo.backends[1], B2, "b2");
     let recovery_to_added = wait_programmed(dp, &topo.vip, &[B1, B2], &vipr);
     for ns in [&topo.vip, &topo.client] {
         let got = spread(ns, 20);
-        assert!(got.contains_key("b1") && got.contains_key("b2"), "from {}: {got:?}", ns.name);
+        assert!(
+            got.contains_key("b1") && got.contains_key("b2"),
+            "from {}: {got:?}",
+            ns.name
+        );
     }
-    assert_eq!(foreign_line(&snapshot(dp, &topo.vip)), foreign_line(&before), "foreign state changed");
+    assert_eq!(
+        foreign_line(&snapshot(dp, &topo.vip)),
+        foreign_line(&before),
+        "foreign state changed"
+    );
 
     // vipr stops: its services are gone, everything else is as it was.
     vipr.signal(libc::SIGTERM);
     let st = vipr.wait_exit(Duration::from_secs(10));
     assert!(st.success(), "vipr exit {st}\n{}", vipr.log());
-    assert_eq!(snapshot(dp, &topo.vip), before, "vipr left changes behind\n{}", vipr.log());
+    assert_eq!(
+        snapshot(dp, &topo.vip),
+        before,
+        "vipr left changes behind\n{}",
+        vipr.log()
+    );
     assert!(programmed(dp, &topo.vip).is_none());
     b1.stop();
     Timings {

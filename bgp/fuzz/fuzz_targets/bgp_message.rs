@@ -15,10 +15,17 @@ fuzz_target!(|data: &[u8]| {
         four_octet_as: mode & 1 != 0,
         ibgp: mode & 2 != 0,
     };
-    let max = if mode & 4 != 0 { codec::MAX_EXTENDED_LEN } else { codec::MAX_LEN };
+    let max = if mode & 4 != 0 {
+        codec::MAX_EXTENDED_LEN
+    } else {
+        codec::MAX_LEN
+    };
     let _ = codec::check_header(frame, max);
     if let Err(n) = decode(frame, max, &ctx) {
         let wire = codec::encode_notification(&n);
-        assert!(wire.len() >= codec::HEADER_LEN, "empty NOTIFICATION for {n:?}");
+        assert!(
+            wire.len() >= codec::HEADER_LEN,
+            "empty NOTIFICATION for {n:?}"
+        );
     }
 });

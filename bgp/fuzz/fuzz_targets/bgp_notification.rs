@@ -14,7 +14,10 @@ fuzz_target!(|body: &[u8]| {
     let _ = (n.code_name(), n.subcode_name(), n.shutdown_message());
     let wire = codec::encode_notification(&n);
     if wire.len() <= codec::MAX_LEN {
-        let ctx = DecodeCtx { four_octet_as: true, ibgp: false };
+        let ctx = DecodeCtx {
+            four_octet_as: true,
+            ibgp: false,
+        };
         assert_eq!(
             codec::decode(&wire, codec::MAX_LEN, &ctx),
             Ok(Message::Notification(n))

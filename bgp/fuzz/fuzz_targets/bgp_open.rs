@@ -34,8 +34,14 @@ fuzz_target!(|body: &[u8]| {
     assert!(neg.keepalive == 0 || neg.keepalive < neg.hold_time.max(1) || neg.hold_time < 3);
     // What we parsed, written by us, parses back to the same essentials.
     let again = codec::encode_open(&theirs);
-    let ctx = DecodeCtx { four_octet_as: true, ibgp: false };
+    let ctx = DecodeCtx {
+        four_octet_as: true,
+        ibgp: false,
+    };
     if let Ok(Message::Open(o)) = codec::decode(&again, codec::MAX_LEN, &ctx) {
-        assert_eq!((o.hold_time, o.router_id), (theirs.hold_time, theirs.router_id));
+        assert_eq!(
+            (o.hold_time, o.router_id),
+            (theirs.hold_time, theirs.router_id)
+        );
     }
 });

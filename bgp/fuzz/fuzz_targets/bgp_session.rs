@@ -19,8 +19,15 @@ use libfuzzer_sys::fuzz_target;
 const PEER_AS: u32 = 65000;
 
 fn check(outs: &[Output], ext: bool) {
-    let ctx = DecodeCtx { four_octet_as: true, ibgp: false };
-    let max = if ext { codec::MAX_EXTENDED_LEN } else { codec::MAX_LEN };
+    let ctx = DecodeCtx {
+        four_octet_as: true,
+        ibgp: false,
+    };
+    let max = if ext {
+        codec::MAX_EXTENDED_LEN
+    } else {
+        codec::MAX_LEN
+    };
     for o in outs {
         if let Output::Send(_, b) = o {
             assert!(b.len() >= codec::HEADER_LEN, "empty message sent: {o:?}");
@@ -67,18 +74,42 @@ fuzz_target!(|data: &[u8]| {
             ..Default::default()
         };
         let open = Open::new(PEER_AS, 9, Ipv4Addr::new(10, 0, 0, 1), caps);
-        feed(&mut s, Input::Frame { conn: 1, frame: codec::encode_open(&open) });
-        feed(&mut s, Input::Frame { conn: 1, frame: codec::encode_keepalive() });
+        feed(
+            &mut s,
+            Input::Frame {
+                conn: 1,
+                frame: codec::encode_open(&open),
+            },
+        );
+        feed(
+            &mut s,
+            Input::Frame {
+                conn: 1,
+                frame: codec::encode_keepalive(),
+            },
+        );
     }
     let mut n = 0u32;
     while stream.len() >= codec::HEADER_LEN {
         let len = u16::from_be_bytes([stream[16], stream[17]]) as usize;
         if len < codec::HEADER_LEN {
-            feed(&mut s, Input::Frame { conn: 1, frame: Bytes::copy_from_slice(&stream[..19]) });
+            feed(
+                &mut s,
+                Input::Frame {
+                    conn: 1,
+                    frame: Bytes::copy_from_slice(&stream[..19]),
+                },
+            );
             break;
         }
         let take = len.min(stream.len());
-        feed(&mut s, Input::Frame { conn: 1, frame: Bytes::copy_from_slice(&stream[..take]) });
+        feed(
+            &mut s,
+            Input::Frame {
+                conn: 1,
+                frame: Bytes::copy_from_slice(&stream[..take]),
+            },
+        );
         stream = &stream[take..];
         for _ in 0..3 {
             feed(&mut s, Input::TxReady(1));
@@ -89,5 +120,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     feed(&mut s, Input::Timer(Timer::Hold(1)));
-    feed(&mut s, Input::Closed { conn: 1, error: "eof".into() });
+    feed(
+        &mut s,
+        Input::Closed {
+            conn: 1,
+            error: "eof".into(),
+        },
+    );
 });

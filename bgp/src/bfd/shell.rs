@@ -52,7 +52,7 @@ enum HubCmd {
 
 /// Handle to the receive task of one UDP port; sessions register with it. The task ends
 /// when every handle is gone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Hub {
     cmd: mpsc::Sender<HubCmd>,
 }
@@ -220,15 +220,22 @@ async fn run_hub(v4: Option<UdpSocket>, v6: Option<UdpSocket>, mut cmds: mpsc::R
     }
 }
 
-/// A running session: its status and how to stop it.
+/// A running session: its status, how to change its intervals and how to stop it.
 pub struct BfdHandle {
     stop: Option<oneshot::Sender<bool>>,
+    reconfigure: mpsc::Sender<BfdConfig>,
     task: JoinHandle<()>,
     /// Follows the session's status.
     pub status: watch::Receiver<BfdStatus>,
 }
 
 impl BfdHandle {
+    /// New intervals or multiplier for the running session: a Poll Sequence when Up
+    /// (RFC 5880 §6.8.3), the session itself stays.
+    pub fn reconfigure(&self, cfg: BfdConfig) {
+        let _ = self.reconfigure.try_send(cfg);
+    }
+
     /// Ends the session; with `admin_down`, first tells the peer AdminDown (§6.8.16).
     pub async fn stop(mut self, admin_down: bool) {
         if let Some(s) = self.stop.take() {
@@ -246,11 +253,15 @@ impl BfdHandle {
 /// Starts the session with `peer` (sending from `source` when set) on `hub`.
 pub fn spawn_session(peer: IpAddr, source: Option<IpAddr>, cfg: BfdConfig, hub: Hub) -> BfdHandle {
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (cfg_tx, cfg_rx) = mpsc::channel(4);
     let (status_tx, status_rx) =
         watch::channel(BfdStatus::idle(cfg.min_tx, cfg.min_rx, cfg.multiplier));
-    let task = tokio::spawn(run_session(peer, source, cfg, hub, status_tx, stop_rx));
+    let task = tokio::spawn(run_session(
+        peer, source, cfg, hub, status_tx, stop_rx, cfg_rx,
+    ));
     BfdHandle {
         stop: Some(stop_tx),
+        reconfigure: cfg_tx,
         task,
         status: status_rx,
     }
@@ -360,6 +371,7 @@ async fn run_session(
     hub: Hub,
     status: watch::Sender<BfdStatus>,
     mut stop: oneshot::Receiver<bool>,
+    mut reconfigure: mpsc::Receiver<BfdConfig>,
 ) {
     let (tx, mut rx) = mpsc::channel(32);
     let Some(disc) = hub.register(peer, tx).await else {
@@ -392,6 +404,10 @@ async fn run_session(
                 break;
             }
             Some(p) = rx.recv() => Input::Packet(p),
+            Some(c) = reconfigure.recv() => {
+                shell.peer.set_port(c.peer_port);
+                Input::Reconfigure(c)
+            }
             _ = sleep_until_opt(shell.detect_at) => {
                 shell.detect_at = None;
                 Input::Timer(BfdTimer::Detect)

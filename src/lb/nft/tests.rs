@@ -20,7 +20,10 @@ fn svc(sched: Scheduler, dests: &[&str]) -> Service {
 fn names_are_hex_of_address_and_port() {
     assert_eq!(
         names(&a("192.0.2.10:6443")),
-        ("s4_c000020a_192b".to_string(), "b4_c000020a_192b".to_string())
+        (
+            "s4_c000020a_192b".to_string(),
+            "b4_c000020a_192b".to_string()
+        )
     );
     let (c, m) = names(&a("[2001:db8::10]:443"));
     assert_eq!(c, "s6_20010db8000000000000000000000010_01bb");
@@ -53,19 +56,33 @@ fn a_changed_service_is_rewritten_and_a_removed_one_deleted() {
     have.insert(k6, svc(Scheduler::Sh, &["[2001:db8::1]:6443"]));
     have.insert(k4, svc(Scheduler::Rr, &["10.0.0.1:6443"]));
     let mut want = Table::new();
-    want.insert(k6, svc(Scheduler::Sh, &["[2001:db8::1]:6443", "[2001:db8::2]:6443"]));
+    want.insert(
+        k6,
+        svc(Scheduler::Sh, &["[2001:db8::1]:6443", "[2001:db8::2]:6443"]),
+    );
     let p = diff(&have, &want, &BTreeSet::new());
     let s = render(&p.ops, &p.target);
     let (c6, m6) = names(&k6);
     let (c4, m4) = names(&k4);
-    assert!(s.contains(&format!("flush chain inet vipr {c6}\nflush map inet vipr {m6}\n")), "{s}");
-    assert!(s.contains("0 : 2001:db8::1 . 6443, 1 : 2001:db8::2 . 6443"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "flush chain inet vipr {c6}\nflush map inet vipr {m6}\n"
+        )),
+        "{s}"
+    );
+    assert!(
+        s.contains("0 : 2001:db8::1 . 6443, 1 : 2001:db8::2 . 6443"),
+        "{s}"
+    );
     assert!(s.contains("dnat ip6 to jhash ip6 saddr mod 2"), "{s}");
-    assert!(s.contains(&format!(
-        "flush chain inet vipr {c4}\ndelete element inet vipr svc4 {{ 192.0.2.10 . 6443 }}\n\
+    assert!(
+        s.contains(&format!(
+            "flush chain inet vipr {c4}\ndelete element inet vipr svc4 {{ 192.0.2.10 . 6443 }}\n\
          delete element inet vipr masq4 {{ 192.0.2.10 . 6443 }}\ndelete chain inet vipr {c4}\n\
          delete map inet vipr {m4}\n"
-    )), "{s}");
+        )),
+        "{s}"
+    );
 }
 
 #[test]
@@ -106,7 +123,11 @@ fn the_trait_contract_holds_on_this_kernel_and_nothing_else_changes() {
         let mut n = Nft::open().await.expect("nft");
         crate::lb::tests::conformance(&mut n).await;
     });
-    assert_eq!(ruleset(&ns), before, "only vipr's table may change, and it is gone");
+    assert_eq!(
+        ruleset(&ns),
+        before,
+        "only vipr's table may change, and it is gone"
+    );
     // A leftover table (a crash) is replaced at start.
     ns.sh("nft add table inet vipr && nft add chain inet vipr junk");
     rt.block_on(async {

@@ -31,7 +31,10 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn parse(b: &[u8]) -> IpvsMessage {
-    match NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(b).unwrap().payload {
+    match NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(b)
+        .unwrap()
+        .payload
+    {
         NetlinkPayload::InnerMessage(g) => g.payload,
         other => panic!("{other:?}"),
     }
@@ -42,8 +45,7 @@ const REQ_ACK: u16 = NLM_F_REQUEST | NLM_F_ACK;
 #[test]
 fn new_service_tcp_ipv4_rr() {
     let m = new_service("192.0.2.10:6443".parse().unwrap(), Scheduler::Rr);
-    let want = hex(
-        "68000000 2400 0500 01000000 00000000 \
+    let want = hex("68000000 2400 0500 01000000 00000000 \
          01 01 0000 \
          5400 0100 \
            0600 0100 0200 0000 \
@@ -53,8 +55,7 @@ fn new_service_tcp_ipv4_rr() {
            0700 0600 727200 00 \
            0c00 0700 00000000 ffffffff \
            0800 0800 00000000 \
-           0800 0900 ffffffff",
-    );
+           0800 0900 ffffffff");
     // nlmsghdr (len 104, type = family, REQUEST|ACK, seq 1, pid 0), genlmsghdr (cmd 1,
     // version 1), IPVS_CMD_ATTR_SERVICE { AF=AF_INET, PROTOCOL=IPPROTO_TCP, ADDR (16 bytes),
     // PORT=6443 big endian, SCHED_NAME "rr\0", FLAGS {0, ~0}, TIMEOUT 0, NETMASK ~0 }.
@@ -67,8 +68,7 @@ fn new_service_tcp_ipv4_rr() {
 fn new_service_tcp_ipv6_has_prefix_length_netmask() {
     let m = new_service("[2001:db8::10]:443".parse().unwrap(), Scheduler::Sh);
     let got = wire(m.clone(), REQ_ACK);
-    let want = hex(
-        "68000000 2400 0500 01000000 00000000 01 01 0000 \
+    let want = hex("68000000 2400 0500 01000000 00000000 01 01 0000 \
          5400 0100 \
            0600 0100 0a00 0000 \
            0600 0200 0600 0000 \
@@ -77,8 +77,7 @@ fn new_service_tcp_ipv6_has_prefix_length_netmask() {
            0700 0600 736800 00 \
            0c00 0700 00000000 ffffffff \
            0800 0800 00000000 \
-           0800 0900 80000000",
-    );
+           0800 0900 80000000");
     assert_eq!(got, want);
     assert_eq!(parse(&got), m);
 }
@@ -91,8 +90,7 @@ fn new_dest_masquerade_weight_one() {
         FwdMethod::Masquerade,
     );
     let got = wire(m.clone(), REQ_ACK);
-    let want = hex(
-        "8c000000 2400 0500 01000000 00000000 05 01 0000 \
+    let want = hex("8c000000 2400 0500 01000000 00000000 05 01 0000 \
          3000 0100 \
            0600 0100 0200 0000 \
            0600 0200 0600 0000 \
@@ -105,8 +103,7 @@ fn new_dest_masquerade_weight_one() {
            0800 0400 01000000 \
            0800 0500 00000000 \
            0800 0600 00000000 \
-           0600 0b00 0200 0000",
-    );
+           0600 0b00 0200 0000");
     assert_eq!(got, want);
     assert_eq!(parse(&got), m);
 }
@@ -141,7 +138,10 @@ fn forwarding_methods_and_deletes() {
 fn service_and_dest_replies_are_read() {
     // A GET_SERVICE reply as the kernel sends it, with STATS we do not care about.
     let mut attrs = super::svc_full("192.0.2.10:6443".parse().unwrap(), Scheduler::Wlc);
-    attrs.push(SvcAttr::Other(netlink_packet_core::DefaultNla::new(10, vec![0; 8])));
+    attrs.push(SvcAttr::Other(netlink_packet_core::DefaultNla::new(
+        10,
+        vec![0; 8],
+    )));
     let m = IpvsMessage {
         cmd: cmd::NEW_SERVICE,
         attrs: vec![CmdAttr::Service(attrs)],
@@ -247,7 +247,10 @@ fn constants_match_linux_ip_vs_h() {
         ("IPVS_DEST_ATTR_WEIGHT", dest_attr::WEIGHT as i64),
         ("IPVS_DEST_ATTR_U_THRESH", dest_attr::U_THRESH as i64),
         ("IPVS_DEST_ATTR_L_THRESH", dest_attr::L_THRESH as i64),
-        ("IPVS_DEST_ATTR_ACTIVE_CONNS", dest_attr::ACTIVE_CONNS as i64),
+        (
+            "IPVS_DEST_ATTR_ACTIVE_CONNS",
+            dest_attr::ACTIVE_CONNS as i64,
+        ),
         ("IPVS_DEST_ATTR_INACT_CONNS", dest_attr::INACT_CONNS as i64),
         ("IPVS_DEST_ATTR_ADDR_FAMILY", dest_attr::ADDR_FAMILY as i64),
         ("IP_VS_CONN_F_MASQ", fwd::MASQ as i64),
@@ -260,7 +263,10 @@ fn constants_match_linux_ip_vs_h() {
         assert_eq!(h.get(*name), Some(ours), "{name}");
     }
     let text = std::fs::read_to_string("/usr/include/linux/ip_vs.h").unwrap();
-    assert!(text.contains(&format!("#define IPVS_GENL_NAME\t\t\"{FAMILY}\"")) || text.contains(&format!("\"{FAMILY}\"")));
+    assert!(
+        text.contains(&format!("#define IPVS_GENL_NAME\t\t\"{FAMILY}\""))
+            || text.contains(&format!("\"{FAMILY}\""))
+    );
     // IP_VS_SCHEDNAME_MAXLEN: every scheduler name fits with its NUL.
     let max = h["IP_VS_SCHEDNAME_MAXLEN"];
     for s in ["rr", "wrr", "lc", "wlc", "sh", "mh"] {
