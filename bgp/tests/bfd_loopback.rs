@@ -178,6 +178,51 @@ impl RawBgp {
     }
 }
 
+/// A speaker with one peer at `ip` whose BGP side is a raw session on a listener of ours and
+/// whose BFD side is `RawBfd` at `ms`: returns once BGP is Established and BFD Up.
+struct Both {
+    sp: Speaker,
+    peer: RawBfd,
+    bgp: RawBgp,
+    l: TcpListener,
+    bfd_port: u16,
+}
+
+impl Both {
+    async fn up(ip: Ipv4Addr, ms: u64) -> Both {
+        let bfd_port = free_port();
+        let mut peer = RawBfd::new(ip, bfd_port).await;
+        let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .await
+            .unwrap();
+        let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+        sp.add_peer(peer_cfg(ip, Self::port(&l), bfd(ms, bfd_port, peer.port())))
+            .await
+            .unwrap();
+        let mut bgp = RawBgp {
+            s: l.accept().await.unwrap().0,
+        };
+        bgp.handshake().await;
+        wait_state(&sp, ip, |s| s.state == State::Established).await;
+        peer.bring_up(ms as u32).await;
+        wait_state(&sp, ip, |s| {
+            s.bfd.as_ref().is_some_and(|b| b.state == BfdState::Up)
+        })
+        .await;
+        Both {
+            sp,
+            peer,
+            bgp,
+            l,
+            bfd_port,
+        }
+    }
+
+    fn port(l: &TcpListener) -> u16 {
+        l.local_addr().unwrap().port()
+    }
+}
+
 async fn wait_state(sp: &Speaker, ip: Ipv4Addr, f: impl Fn(&bgp::PeerStatus) -> bool) {
     let mut w = sp.watch_peer(IpAddr::V4(ip)).await.unwrap().unwrap();
     tokio::time::timeout(Duration::from_secs(30), w.wait_for(|s| f(s)))
@@ -251,29 +296,13 @@ async fn a_poll_is_answered_at_once_with_final() {
 #[tokio::test(start_paused = true)]
 async fn detection_timeout_closes_bgp_with_cease_bfd_down_at_the_detection_time() {
     let ip = Ipv4Addr::new(127, 0, 0, 23);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
-    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
-        .await
-        .unwrap();
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    sp.add_peer(peer_cfg(
-        ip,
-        l.local_addr().unwrap().port(),
-        bfd(50, port, peer.port()),
-    ))
-    .await
-    .unwrap();
-    let mut bgp = RawBgp {
-        s: l.accept().await.unwrap().0,
-    };
-    bgp.handshake().await;
-    wait_state(&sp, ip, |s| s.state == State::Established).await;
-    peer.bring_up(50).await;
-    wait_state(&sp, ip, |s| {
-        s.bfd.as_ref().is_some_and(|b| b.state == BfdState::Up)
-    })
-    .await;
+    let Both {
+        sp,
+        mut peer,
+        mut bgp,
+        l,
+        ..
+    } = Both::up(ip, 50).await;
     // A few packets both ways, then silence from the peer.
     for _ in 0..5 {
         peer.recv().await;
@@ -309,28 +338,9 @@ async fn detection_timeout_closes_bgp_with_cease_bfd_down_at_the_detection_time(
 #[tokio::test(start_paused = true)]
 async fn peer_admin_down_leaves_bgp_established() {
     let ip = Ipv4Addr::new(127, 0, 0, 24);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
-    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
-        .await
-        .unwrap();
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    sp.add_peer(peer_cfg(
-        ip,
-        l.local_addr().unwrap().port(),
-        bfd(50, port, peer.port()),
-    ))
-    .await
-    .unwrap();
-    let mut bgp = RawBgp {
-        s: l.accept().await.unwrap().0,
-    };
-    bgp.handshake().await;
-    peer.bring_up(50).await;
-    wait_state(&sp, ip, |s| {
-        s.state == State::Established && s.bfd.as_ref().is_some_and(|b| b.state == BfdState::Up)
-    })
-    .await;
+    let Both {
+        sp, peer, mut bgp, ..
+    } = Both::up(ip, 50).await;
     peer.send(BfdState::AdminDown, false, false, 50).await;
     wait_state(&sp, ip, |s| {
         s.bfd.as_ref().is_some_and(|b| b.state == BfdState::Down)
@@ -401,25 +411,14 @@ async fn packets_with_ttl_below_255_are_ignored() {
 #[tokio::test(start_paused = true)]
 async fn new_bfd_intervals_poll_without_touching_bgp() {
     let ip = Ipv4Addr::new(127, 0, 0, 27);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
-    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
-        .await
-        .unwrap();
-    let bgp_port = l.local_addr().unwrap().port();
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    sp.add_peer(peer_cfg(ip, bgp_port, bfd(300, port, peer.port())))
-        .await
-        .unwrap();
-    let mut bgp = RawBgp {
-        s: l.accept().await.unwrap().0,
-    };
-    bgp.handshake().await;
-    peer.bring_up(50).await;
-    wait_state(&sp, ip, |s| {
-        s.state == State::Established && s.bfd.as_ref().is_some_and(|b| b.state == BfdState::Up)
-    })
-    .await;
+    let Both {
+        sp,
+        mut peer,
+        bgp,
+        l,
+        bfd_port: port,
+    } = Both::up(ip, 300).await;
+    let bgp_port = Both::port(&l);
     let disc = peer.theirs;
     assert!(sp
         .set_peer(peer_cfg(ip, bgp_port, bfd(50, port, peer.port())))
