@@ -20,6 +20,7 @@
 //!   http task (/metrics /status /healthz /readyz) <── watch<Vec<VipState>> (reconciler's view)
 //!
 //!   Kubernetes (when needed): Service/endpoint watcher ──watch<Services>──> reconciler
+//!                             └──watch<Vec<StatusWrite>>──> status writer (8 writes at once)
 //!   ARP mode: elections (one Lease task each) ──watch<Leadership>──> reconciler, lb task
 //!   peer source: static | Equinix metadata poller | Node annotations ──watch<Discovered>──> peers
 //!   lb task (lb_enable): Node watcher / static list + health checks ──> IPVS or nftables
