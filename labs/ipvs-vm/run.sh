@@ -104,7 +104,9 @@ done
 {
   echo '#!/bin/sh'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
-  echo 'mount -t tmpfs tmp /tmp; mount -t tmpfs run /run; mkdir -p /run/netns'
+  # /tmp stays the initramfs' own (writable): files put at their host path may live under
+  # /tmp (a checkout in /tmp), and a tmpfs there would hide them.
+  echo 'mount -t tmpfs run /run; mkdir -p /run/netns'
   echo 'export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/tmp'
   cat "$WORK/init.mods" 2>/dev/null || true
   echo 'ip link set lo up'
