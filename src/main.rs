@@ -158,6 +158,11 @@ fn main() {
             match src.load() {
                 Ok(cfg) => match manager(src, cfg) {
                     Ok(()) => 0,
+                    Err(e) if e.downcast_ref::<kube::KubeError>().is_some() => {
+                        error!("{e:#}");
+                        eprintln!("vipr: invalid configuration: {e:#}");
+                        2
+                    }
                     Err(e) => {
                         error!("{e:#}");
                         eprintln!("vipr: {e:#}");
@@ -221,6 +226,17 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
             peers = cfg.bgp.peers.len(),
             "vipr starting"
         );
+        // Kubernetes: Services, node annotations, and the Leases of ARP mode. A control-plane
+        // VIP over BGP with static peers runs without any API server. Built first (it only
+        // reads files): a missing or broken kubeconfig is a configuration error (exit 2)
+        // found before anything touches the network.
+        let arp_election = cfg.mode == Mode::Arp && cfg.arp.leader_election;
+        let lb_nodes = cfg.svc.lb_enable && cfg.svc.lb_backends.is_empty();
+        let client = if cfg.svc_enable || arp_election || cfg.svc.annotation.is_some() || lb_nodes {
+            Some(kube::client(&cfg.kubeconfig).await?)
+        } else {
+            None
+        };
         let speaker = bgp::Speaker::start(bgp::SpeakerConfig { listen: cfg.bgp.listen })
             .await
             .context("BGP speaker")?;
@@ -235,15 +251,6 @@ fn manager(src: Sources, cfg: config::Config) -> anyhow::Result<()> {
         let (vips_tx, vips_rx) = watch::channel(Vec::new());
         let (known_tx, known_rx) = watch::channel(false);
 
-        // Kubernetes: Services, node annotations, and the Leases of ARP mode. A control-plane
-        // VIP over BGP with static peers runs without any API server.
-        let arp_election = cfg.mode == Mode::Arp && cfg.arp.leader_election;
-        let lb_nodes = cfg.svc.lb_enable && cfg.svc.lb_backends.is_empty();
-        let client = if cfg.svc_enable || arp_election || cfg.svc.annotation.is_some() || lb_nodes {
-            Some(kube::client(&cfg.kubeconfig).await.context("Kubernetes")?)
-        } else {
-            None
-        };
 
         if let Some(addr) = cfg.http {
             let state = http::AppState {

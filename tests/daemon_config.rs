@@ -216,3 +216,17 @@ fn config_file_errors_name_file_and_line() {
     let err = rejected(&BTreeMap::new(), &["--config", "/nonexistent/vipr.yaml"]);
     assert!(err.contains("/nonexistent/vipr.yaml"), "{err}");
 }
+
+#[test]
+fn missing_kubeconfig_exits_2_naming_the_setting() {
+    // Services need the API server; no in-cluster account, no KUBECONFIG, no ~/.kube.
+    let mut env = good_env();
+    env.insert("svc_enable", "true");
+    env.insert("k8s_config_file", "/nonexistent/vipr-test/admin.conf");
+    env.insert("HOME", "/nonexistent/vipr-test-home");
+    let err = rejected(&env, &[]);
+    assert!(
+        err.contains("k8s_config_file") && err.contains("/nonexistent/vipr-test/admin.conf"),
+        "{err}"
+    );
+}

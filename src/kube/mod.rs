@@ -18,15 +18,15 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// No usable configuration.
-    #[error("no Kubernetes configuration: not in a cluster, {path} unreadable ({reason}), and no KUBECONFIG")]
+    #[error("k8s_config_file={path}: unreadable ({reason}); not in a cluster and no KUBECONFIG")]
     NoConfig {
         /// The kubeconfig path tried.
         path: String,
         /// Why it failed.
         reason: String,
     },
-    /// The client could not be built.
-    #[error("Kubernetes client: {0}")]
+    /// The client could not be built (e.g. a kubeconfig without a usable cluster or user).
+    #[error("k8s_config_file: no usable Kubernetes client: {0}")]
     Client(String),
 }
 
