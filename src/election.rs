@@ -43,8 +43,14 @@ pub struct Timing {
 pub enum Input {
     /// Time passed (the shell calls this when the scheduled time comes).
     Tick,
-    /// The Lease as currently stored (`None`: it does not exist), with its resourceVersion.
+    /// The Lease as currently stored (`None`: it does not exist), with its resourceVersion,
+    /// as read after a [`Output::Read`]: a leader renews, a follower acquires if it may.
     Observed(Option<(LeaseRecord, String)>),
+    /// The Lease as a watch event showed it. Only observed: a leader renews on its own
+    /// schedule (renewing on every event, its own writes included, would write the Lease
+    /// as fast as the API server answers) and steps down at once if someone else holds
+    /// it; a follower acquires at once when it is released or expired.
+    Watched(Option<(LeaseRecord, String)>),
     /// Reading the Lease failed (API server unreachable, …).
     ReadFailed,
     /// Our create or update succeeded; the new resourceVersion.
@@ -108,7 +114,6 @@ impl Elector {
     }
 
     /// The current holder as last observed.
-    #[cfg(test)]
     pub fn holder(&self) -> Option<&str> {
         self.observed
             .as_ref()
@@ -122,6 +127,7 @@ impl Elector {
         if self.released {
             return out;
         }
+        let watched = matches!(input, Input::Watched(_));
         self.step(input, now, wall, &mut out);
         // One schedule: the earliest asked for, and never later than a leader's renew
         // deadline, so that stepping down is never late.
@@ -133,7 +139,9 @@ impl Elector {
             }
             _ => true,
         });
-        if self.leader {
+        // A watch event that asked for nothing keeps the schedule, which an earlier call
+        // already capped at the (unchanged) renew deadline.
+        if self.leader && !(watched && next.is_none()) {
             let left = self
                 .timing
                 .renew_deadline
@@ -158,6 +166,22 @@ impl Elector {
                 self.observe(lease, now);
                 self.check_deadline(now, out);
                 if self.writing.is_none() {
+                    self.try_acquire_or_renew(now, wall, out);
+                }
+            }
+            Input::Watched(lease) => {
+                if self.is_stale(&lease) {
+                    return;
+                }
+                self.observe(lease, now);
+                self.check_deadline(now, out);
+                let ours = self.holder() == Some(self.identity.as_str());
+                if self.leader && !ours {
+                    // Someone else wrote the Lease: we lost it (e.g. after a partition).
+                    self.leader = false;
+                    out.push(Output::LostLeadership);
+                    out.push(Output::TickAfter(self.timing.retry_period));
+                } else if !self.leader && self.writing.is_none() {
                     self.try_acquire_or_renew(now, wall, out);
                 }
             }
@@ -198,6 +222,16 @@ impl Elector {
                 }
             }
         }
+    }
+
+    /// A watch event older than what we already know (resourceVersions compared as the
+    /// numbers etcd-backed API servers use; opaque ones are never called stale): a watch
+    /// that lags behind our own write must not make us give up the Lease we just took.
+    fn is_stale(&self, lease: &Option<(LeaseRecord, String)>) -> bool {
+        let (Some((_, new)), Some((_, cur, _))) = (lease, &self.observed) else {
+            return false;
+        };
+        matches!((new.parse::<u64>(), cur.parse::<u64>()), (Ok(n), Ok(c)) if n < c)
     }
 
     /// Records a fresh view of the Lease; the observation time moves only when it changed.

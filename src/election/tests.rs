@@ -213,3 +213,80 @@ fn a_lost_race_is_a_write_failure_not_leadership() {
         .handle(rb[0].clone(), t0, SystemTime::now())
         .contains(&Output::BecameLeader));
 }
+
+/// A leader's own renewals come back as watch events: they are observed, never answered
+/// with another write (that would renew as fast as the API server answers), and the
+/// schedule stays (the next renewal one retry period after the last).
+#[test]
+fn a_leader_does_not_renew_on_its_own_watch_events() {
+    let mut s = Store::new();
+    let mut a = Elector::new("a", T);
+    let t0 = Instant::now();
+    run(&mut a, &mut s, Input::Tick, t0);
+    assert!(a.is_leader());
+    for i in 1..=5u32 {
+        let ev = s.lease.clone().map(|(r, v)| (r, v.to_string()));
+        let outs = a.handle(
+            Input::Watched(ev),
+            t0 + Duration::from_millis(i.into()),
+            SystemTime::now(),
+        );
+        assert!(outs.is_empty(), "event {i}: {outs:?}");
+    }
+    assert_eq!(s.lease.as_ref().unwrap().1, 1, "no write after the first");
+}
+
+/// A follower acts on a watch event at once when the Lease is released; while someone
+/// else holds it, it only reschedules.
+#[test]
+fn a_follower_acquires_at_once_when_a_watch_shows_the_release() {
+    let mut s = Store::new();
+    let (mut a, mut b) = (Elector::new("a", T), Elector::new("b", T));
+    let t0 = Instant::now();
+    run(&mut a, &mut s, Input::Tick, t0);
+    let ev = s.lease.clone().map(|(r, v)| (r, v.to_string()));
+    let outs = b.handle(Input::Watched(ev), t0, SystemTime::now());
+    assert!(
+        outs.iter().all(|o| matches!(o, Output::TickAfter(_))),
+        "{outs:?}"
+    );
+    run(&mut a, &mut s, Input::Release, t0 + Duration::from_secs(1));
+    let ev = s.lease.clone().map(|(r, v)| (r, v.to_string()));
+    let outs = run(
+        &mut b,
+        &mut s,
+        Input::Watched(ev),
+        t0 + Duration::from_secs(1),
+    );
+    assert!(outs.contains(&Output::BecameLeader), "{outs:?}");
+    assert_eq!(b.holder(), Some("b"));
+}
+
+/// A watch event showing another holder ends our leadership at once; an event older than
+/// our own write (a lagging watch) does not.
+#[test]
+fn a_leader_steps_down_when_a_watch_shows_another_holder_but_not_for_a_stale_event() {
+    let mut s = Store::new();
+    let mut a = Elector::new("a", T);
+    let t0 = Instant::now();
+    run(&mut a, &mut s, Input::Tick, t0);
+    run(&mut a, &mut s, Input::Tick, t0 + T.retry_period);
+    let (mine, v) = s.lease.clone().unwrap();
+    assert_eq!(v, 2);
+    let mut theirs = mine.clone();
+    theirs.holder = Some("b".into());
+    let stale = a.handle(
+        Input::Watched(Some((theirs.clone(), "1".into()))),
+        t0 + T.retry_period,
+        SystemTime::now(),
+    );
+    assert!(stale.is_empty() && a.is_leader(), "{stale:?}");
+    let outs = a.handle(
+        Input::Watched(Some((theirs, "3".into()))),
+        t0 + T.retry_period,
+        SystemTime::now(),
+    );
+    assert!(outs.contains(&Output::LostLeadership), "{outs:?}");
+    assert!(!a.is_leader());
+    assert_eq!(next_tick(&outs), Some(T.retry_period));
+}

@@ -93,9 +93,9 @@ pub async fn run(
             Some(ev) = events.next() => match ev {
                 Ok(watcher::Event::Apply(l)) | Ok(watcher::Event::InitApply(l)) => {
                     let rv = l.metadata.resource_version.clone().unwrap_or_default();
-                    Input::Observed(Some((to_record(&l), rv)))
+                    Input::Watched(Some((to_record(&l), rv)))
                 }
-                Ok(watcher::Event::Delete(_)) => Input::Observed(None),
+                Ok(watcher::Event::Delete(_)) => Input::Watched(None),
                 Ok(_) => continue,
                 Err(e) => {
                     warn!(lease = %id.name, error = %e, "lease watch failed; polling continues");
