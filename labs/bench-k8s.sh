@@ -124,7 +124,9 @@ for sig in KILL TERM; do
     ip netns exec vbk-r ping -c1 -W1 $VIP >/dev/null || true
     old=$(mac_of "$h")
     [ "$(client_mac)" = "$old" ] || { echo "client does not know the VIP yet" >&2; exit 1; }
-    sleep 0.5
+    # A random point of the leader's 0.5 s renewal cycle: a fixed 0.5 s after the previous
+    # takeover would always land just after a renewal (the worst case).
+    sleep "$(awk -v r=$RANDOM 'BEGIN {printf "%.3f", 0.5 + (r % 500) / 1000}')"
     t0=$(now_ns)
     kill -$sig "$(cat "$D/arp$h.pid")"
     [ $sig = KILL ] && ip -n vbk-n$h addr del $VIP/32 dev eth0 2>/dev/null || true
