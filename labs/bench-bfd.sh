@@ -17,23 +17,10 @@
 # (µs, `debug protocols { routes }`) when it removes 192.0.2.10/32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 RUNS=${RUNS:-5}
-OUT=labs/out; mkdir -p "$OUT"
-D=$(mktemp -d /tmp/vipr-benchbfd.XXXX)
-chmod 755 "$D"
 PASS=0; FAIL=0
-cleanup() {
-  for ns in vbb-tor vbb-node; do
-    ip netns pids $ns 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-    ip netns del $ns 2>/dev/null || true
-  done
-  rm -rf "$D"
-}
-trap cleanup EXIT
-labs/install-deps.sh >/dev/null
-cargo build --release --locked -q -p vipr
-VIPR=$PWD/target/release/vipr
+. labs/bench-lib.sh
+bench_init vipr-benchbfd vbb-tor vbb-node
 VIP=192.0.2.10
 
 ip netns add vbb-tor; ip netns add vbb-node
@@ -112,12 +99,7 @@ router bgp 65001
  exit-address-family
 !
 EOF
-  chown -R frr:frr "$R"
-  for d in zebra bfdd bgpd; do
-    ip netns exec vbb-node /usr/lib/frr/$d -d -f "$R/$d.conf" -i "$R/$d.pid" -z "$R/zserv.api" \
-      --vty_socket "$R" -P 0
-    if [ $d = zebra ]; then sleep 0.3; fi
-  done
+  frr_daemons vbb-node "$R"
 }
 # FRR 8 as the router instead of BIRD (default graceful-restart helper, bfdd 50 ms x 3).
 start_frr_router() {
@@ -134,12 +116,7 @@ router bgp 65000
  neighbor 10.58.0.11 bfd profile p
 !
 EOF
-  chown -R frr:frr "$R"
-  for d in zebra bfdd bgpd; do
-    ip netns exec vbb-tor /usr/lib/frr/$d -d -f "$R/$d.conf" -i "$R/$d.pid" -z "$R/zserv.api" \
-      --vty_socket "$R" -P 0
-    if [ $d = zebra ]; then sleep 0.3; fi
-  done
+  frr_daemons vbb-tor "$R"
 }
 frr_pids() { cat "$D/frr/zebra.pid" "$D/frr/bfdd.pid" "$D/frr/bgpd.pid" 2>/dev/null; }
 stop_frr() {

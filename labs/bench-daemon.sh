@@ -11,21 +11,9 @@
 # timestamp BIRD itself logs (µs, debug routes) when it removes the last of the node's routes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 RUNS=${RUNS:-10}
-OUT=labs/out; mkdir -p "$OUT"
-D=$(mktemp -d /tmp/vipr-benchd.XXXX)
-cleanup() {
-  for ns in vbd-tor vbd-node; do
-    ip netns pids $ns 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-    ip netns del $ns 2>/dev/null || true
-  done
-  rm -rf "$D"
-}
-trap cleanup EXIT
-labs/install-deps.sh >/dev/null
-cargo build --release --locked -q -p vipr
-VIPR=$PWD/target/release/vipr
+. labs/bench-lib.sh
+bench_init vipr-benchd vbd-tor vbd-node
 
 ip netns add vbd-tor; ip netns add vbd-node
 ip -n vbd-tor link set lo up; ip -n vbd-node link set lo up

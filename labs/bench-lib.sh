@@ -1,0 +1,31 @@
+# Shared start of the benchmark scripts (sourced, from the repository root): root check,
+# labs/out, a private temporary directory $D, the given namespaces and $D removed at exit
+# (every process in them killed), Debian packages, and vipr's release build in $VIPR.
+#   . labs/bench-lib.sh; bench_init TMP-PREFIX NAMESPACE...
+bench_init() {
+  [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+  OUT=labs/out; mkdir -p "$OUT"
+  D=$(mktemp -d "/tmp/$1.XXXX"); chmod 755 "$D"; shift
+  BENCH_NS=("$@")
+  trap bench_cleanup EXIT
+  labs/install-deps.sh >/dev/null
+  cargo build --release --locked -q -p vipr
+  VIPR=$PWD/target/release/vipr
+}
+bench_cleanup() {
+  for ns in "${BENCH_NS[@]}"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$D"
+}
+# Starts FRR's zebra, bfdd and bgpd in namespace NS from DIR/{zebra,bfdd,bgpd}.conf.
+frr_daemons() { # ns dir
+  local d
+  chown -R frr:frr "$2"
+  for d in zebra bfdd bgpd; do
+    ip netns exec "$1" /usr/lib/frr/$d -d -f "$2/$d.conf" -i "$2/$d.pid" -z "$2/zserv.api" \
+      --vty_socket "$2" -P 0
+    if [ $d = zebra ]; then sleep 0.3; fi
+  done
+}
