@@ -76,17 +76,7 @@ fn cli() -> Command {
                 .help("YAML file with any of the settings below"),
         );
     for k in KEYS {
-        let mut a = Arg::new(k.name)
-            .long(flag_name(k))
-            .value_name("VALUE")
-            .num_args(0..=1)
-            .default_missing_value("true")
-            .action(ArgAction::Set)
-            .help(k.help);
-        for f in k.flags {
-            a = a.alias(*f);
-        }
-        manager = manager.arg(a);
+        manager = manager.arg(key_arg(k, false));
     }
     Command::new("vipr")
         .version(env!("CARGO_PKG_VERSION"))
@@ -124,6 +114,26 @@ fn sources(m: &ArgMatches) -> Sources {
         flags,
         file: m.get_one::<String>("config").map(Into::into),
     }
+}
+
+/// The flag of setting `k` (`--bgp-as`, a bare flag meaning `true`), with kube-vip's
+/// spellings as aliases: listed in `--help` when `visible` (`vipr manifest`, whose flags
+/// are kube-vip's generator's), hidden otherwise.
+pub(crate) fn key_arg(k: &config::keys::Key, visible: bool) -> Arg {
+    let a = Arg::new(k.name)
+        .long(flag_name(k))
+        .value_name("VALUE")
+        .num_args(0..=1)
+        .default_missing_value("true")
+        .action(ArgAction::Set)
+        .help(k.help);
+    k.flags.iter().fold(a, |a, f| {
+        if visible {
+            a.visible_alias(*f)
+        } else {
+            a.alias(*f)
+        }
+    })
 }
 
 fn init_logging(level: &str, json: bool) {

@@ -356,17 +356,7 @@ fn kind_command(kind: &'static str, about: &'static str) -> Command {
                 .help("mount /etc/kubernetes/super-admin.conf: kubeadm 1.29+, first control-plane node during kubeadm init"),
         );
     for k in KEYS {
-        let mut a = Arg::new(k.name)
-            .long(flag_name(k))
-            .value_name("VALUE")
-            .num_args(0..=1)
-            .default_missing_value("true")
-            .action(ArgAction::Set)
-            .help(k.help);
-        for f in k.flags {
-            a = a.visible_alias(*f);
-        }
-        c = c.arg(a);
+        c = c.arg(crate::key_arg(k, true));
     }
     c
 }
