@@ -25,7 +25,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
-use crate::{add_peer, sort_peers, DiscoveredPeer, Discovery, Secret, BGP_PORT, MAX_PASSWORD_LEN};
+use crate::{add_peer, DiscoveredPeer, Discovery, Secret, BGP_PORT, MAX_PASSWORD_LEN};
 
 /// The fields of one entry, as they appear after `<prefix>/` or `<prefix>/bgp-peers-N-`.
 pub const FIELDS: [&str; 6] = [
@@ -245,15 +245,11 @@ pub fn parse(
         }
     }
 
-    sort_peers(&mut out.peers);
-    out.local_as = local_as.map(|(_, v)| v);
-    out.source = src_v4.map(|(_, ip)| ip);
-    out.source_v6 = src_v6.map(|(_, ip)| ip);
-    out.router_id = match out.source {
-        Some(IpAddr::V4(ip)) => Some(ip),
-        _ => None,
-    };
-    Ok(Some(out))
+    Ok(Some(out.finish(
+        local_as.map(|(_, v)| v),
+        src_v4.map(|(_, ip)| ip),
+        src_v6.map(|(_, ip)| ip),
+    )))
 }
 
 fn known_field(s: &str) -> Option<&'static str> {

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::{add_peer, sort_peers, DiscoveredPeer, Discovery, Secret, BGP_PORT, MAX_PASSWORD_LEN};
+use crate::{add_peer, DiscoveredPeer, Discovery, Secret, BGP_PORT, MAX_PASSWORD_LEN};
 
 mod poller;
 
@@ -253,15 +253,11 @@ pub fn parse(body: &[u8]) -> Result<Discovery, MetadataError> {
         }
     }
 
-    sort_peers(&mut out.peers);
-    out.local_as = local_as.map(|(_, v)| v);
-    out.source = source_v4.map(|(_, ip)| ip);
-    out.source_v6 = source_v6.map(|(_, ip)| ip);
-    out.router_id = match out.source {
-        Some(IpAddr::V4(ip)) => Some(ip),
-        _ => None,
-    };
-    Ok(out)
+    Ok(out.finish(
+        local_as.map(|(_, v)| v),
+        source_v4.map(|(_, ip)| ip),
+        source_v6.map(|(_, ip)| ip),
+    ))
 }
 
 /// Maps a serde_json error to ours; its messages never quote the input.

@@ -94,6 +94,27 @@ pub(crate) fn sort_peers(peers: &mut [DiscoveredPeer]) {
     peers.sort_by_key(|p| p.address);
 }
 
+impl Discovery {
+    /// What a provider found, finished the same way by every provider: the peers in their
+    /// canonical order, the router id taken from the IPv4 source address.
+    pub(crate) fn finish(
+        mut self,
+        local_as: Option<u32>,
+        source: Option<IpAddr>,
+        source_v6: Option<IpAddr>,
+    ) -> Discovery {
+        sort_peers(&mut self.peers);
+        self.local_as = local_as;
+        self.source = source;
+        self.source_v6 = source_v6;
+        self.router_id = match source {
+            Some(IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        };
+        self
+    }
+}
+
 /// TCP MD5 keys are 1 to 80 bytes (Linux `TCP_MD5SIG_MAXKEYLEN`).
 pub(crate) const MAX_PASSWORD_LEN: usize = 80;
 
