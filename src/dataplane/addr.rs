@@ -18,6 +18,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::Handle;
 use tracing::warn;
 
+use super::nl;
 use crate::error::DataplaneError;
 use crate::vips::NodeAddr;
 
@@ -48,16 +49,6 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
         _ => None,
-    }
-}
-
-fn nl(context: &str) -> impl Fn(rtnetlink::Error) -> DataplaneError + '_ {
-    move |e| DataplaneError::Netlink {
-        context: context.to_string(),
-        reason: match &e {
-            rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
-            other => other.to_string(),
-        },
     }
 }
 

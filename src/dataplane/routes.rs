@@ -13,6 +13,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
 
+use super::nl;
 use crate::error::DataplaneError;
 
 /// Route protocol number marking vipr's routes (`ip route ... proto 86`).
@@ -78,23 +79,24 @@ impl RouteManager {
         Ok(RouteManager { handle })
     }
 
-    async fn routes(&self, v6: bool) -> Result<Vec<Route>, DataplaneError> {
+    /// Every route of one family, as the kernel sends them.
+    async fn dump(&self, v6: bool) -> Result<Vec<RouteMessage>, DataplaneError> {
         let msg = if v6 {
             RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
         } else {
             RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
         };
-        let mut s = self.handle.route().get(msg).execute();
-        let mut out = Vec::new();
-        while let Some(m) = s.try_next().await.map_err(|e| DataplaneError::Netlink {
-            context: "route dump".into(),
-            reason: e.to_string(),
-        })? {
-            if let Some(r) = parse(&m) {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        self.handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("route dump"))
+    }
+
+    async fn routes(&self, v6: bool) -> Result<Vec<Route>, DataplaneError> {
+        Ok(self.dump(v6).await?.iter().filter_map(parse).collect())
     }
 
     /// Makes `peer` reachable: if only the default route covers it, adds a host route via the
@@ -134,41 +136,21 @@ impl RouteManager {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| DataplaneError::Netlink {
-                context: format!("add route {peer} via {gw}"),
-                reason: e.to_string(),
-            })?;
+            .map_err(nl(&format!("add route {peer} via {gw}")))?;
         Ok(true)
     }
 
     /// Removes vipr's host route to `peer`, if there is one.
     pub async fn remove_peer_route(&self, peer: IpAddr) -> Result<(), DataplaneError> {
         let host = IpNet::from(peer);
-        let msgs = {
-            let msg = if peer.is_ipv6() {
-                RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
-            } else {
-                RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
-            };
-            let mut s = self.handle.route().get(msg).execute();
-            let mut v = Vec::new();
-            while let Ok(Some(m)) = s.try_next().await {
-                if parse(&m).is_some_and(|r| r.ours && r.dst == host) {
-                    v.push(m);
-                }
-            }
-            v
-        };
-        for m in msgs {
+        let ours = self.dump(peer.is_ipv6()).await?.into_iter();
+        for m in ours.filter(|m| parse(m).is_some_and(|r| r.ours && r.dst == host)) {
             self.handle
                 .route()
                 .del(m)
                 .execute()
                 .await
-                .map_err(|e| DataplaneError::Netlink {
-                    context: format!("delete route {peer}"),
-                    reason: e.to_string(),
-                })?;
+                .map_err(nl(&format!("delete route {peer}")))?;
         }
         Ok(())
     }
