@@ -9,12 +9,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bgp::bfd::{BfdState, Diag, Packet};
-use bgp::codec::open::{Capabilities, Open};
-use bgp::codec::{self, decode, DecodeCtx, Message, Notification};
-use bgp::{BfdConfig, Family, PeerConfig, ShutdownOptions, Speaker, SpeakerConfig, State};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use bgp::codec::{self, Message};
+use bgp::{BfdConfig, PeerConfig, ShutdownOptions, Speaker, SpeakerConfig, State};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::Instant;
+
+mod raw_peer;
+use raw_peer::RawPeer;
 
 const MS: Duration = Duration::from_millis(1);
 const PEER_DISC: u32 = 0x5eed;
@@ -134,48 +136,16 @@ fn peer_cfg(addr: Ipv4Addr, bgp_port: u16, b: BfdConfig) -> PeerConfig {
     c
 }
 
-/// A BGP peer written by hand (see `loopback.rs`).
-struct RawBgp {
-    s: TcpStream,
-}
-
-impl RawBgp {
-    async fn read(&mut self) -> Option<Message> {
-        let mut hdr = [0u8; 19];
-        self.s.read_exact(&mut hdr).await.ok()?;
-        let len = u16::from_be_bytes([hdr[16], hdr[17]]) as usize;
-        let mut buf = hdr.to_vec();
-        buf.resize(len, 0);
-        self.s.read_exact(&mut buf[19..]).await.ok()?;
-        let ctx = DecodeCtx {
-            four_octet_as: true,
-            ibgp: false,
-        };
-        Some(decode(&buf, 65535, &ctx).expect("valid message"))
-    }
-
-    async fn handshake(&mut self) {
-        let Some(Message::Open(_)) = self.read().await else {
-            panic!("expected OPEN")
-        };
-        let caps = Capabilities {
-            families: Family::ALL.to_vec(),
-            multiprotocol: true,
-            four_octet_as: Some(65000),
-            ..Default::default()
-        };
-        let open = codec::encode_open(&Open::new(65000, 90, Ipv4Addr::new(192, 0, 2, 1), caps));
-        self.s.write_all(&open).await.unwrap();
-        self.s.write_all(&codec::encode_keepalive()).await.unwrap();
-    }
-
-    async fn until_notification(&mut self) -> Option<Notification> {
-        loop {
-            if let Message::Notification(n) = self.read().await? {
-                return Some(n);
-            }
-        }
-    }
+/// A speaker with one peer at `ip` whose BGP side never answers (port 1: the session keeps
+/// retrying, BFD runs regardless) and whose BFD side is a `RawBfd`, at `ms`.
+async fn bfd_only(ip: Ipv4Addr, ms: u64) -> (Speaker, RawBfd) {
+    let port = free_port();
+    let peer = RawBfd::new(ip, port).await;
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    sp.add_peer(peer_cfg(ip, 1, bfd(ms, port, peer.port())))
+        .await
+        .unwrap();
+    (sp, peer)
 }
 
 /// A speaker with one peer at `ip` whose BGP side is a raw session on a listener of ours and
@@ -183,7 +153,7 @@ impl RawBgp {
 struct Both {
     sp: Speaker,
     peer: RawBfd,
-    bgp: RawBgp,
+    bgp: RawPeer,
     l: TcpListener,
     bfd_port: u16,
 }
@@ -199,10 +169,10 @@ impl Both {
         sp.add_peer(peer_cfg(ip, Self::port(&l), bfd(ms, bfd_port, peer.port())))
             .await
             .unwrap();
-        let mut bgp = RawBgp {
+        let mut bgp = RawPeer {
             s: l.accept().await.unwrap().0,
         };
-        bgp.handshake().await;
+        bgp.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 1)).await;
         wait_state(&sp, ip, |s| s.state == State::Established).await;
         peer.bring_up(ms as u32).await;
         wait_state(&sp, ip, |s| {
@@ -234,13 +204,7 @@ async fn wait_state(sp: &Speaker, ip: Ipv4Addr, f: impl Fn(&bgp::PeerStatus) -> 
 #[tokio::test(start_paused = true)]
 async fn handshake_then_packets_at_the_negotiated_rate_from_an_rfc5881_source_port() {
     let ip = Ipv4Addr::new(127, 0, 0, 21);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    // No BGP listener: the session keeps retrying, BFD runs regardless.
-    sp.add_peer(peer_cfg(ip, 1, bfd(50, port, peer.port())))
-        .await
-        .unwrap();
+    let (sp, mut peer) = bfd_only(ip, 50).await;
     let from = peer.bring_up(50).await;
     assert!((49152..=65535).contains(&from.port()), "source port {from}");
     wait_state(&sp, ip, |s| {
@@ -276,12 +240,7 @@ async fn handshake_then_packets_at_the_negotiated_rate_from_an_rfc5881_source_po
 #[tokio::test(start_paused = true)]
 async fn a_poll_is_answered_at_once_with_final() {
     let ip = Ipv4Addr::new(127, 0, 0, 22);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    sp.add_peer(peer_cfg(ip, 1, bfd(300, port, peer.port())))
-        .await
-        .unwrap();
+    let (sp, mut peer) = bfd_only(ip, 300).await;
     peer.bring_up(300).await;
     peer.send(BfdState::Up, true, false, 100).await;
     let t0 = Instant::now();
@@ -372,12 +331,7 @@ async fn peer_admin_down_leaves_bgp_established() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_sends_admin_down() {
     let ip = Ipv4Addr::new(127, 0, 0, 25);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    sp.add_peer(peer_cfg(ip, 1, bfd(300, port, peer.port())))
-        .await
-        .unwrap();
+    let (sp, mut peer) = bfd_only(ip, 300).await;
     peer.bring_up(300).await;
     let sp2 = sp.clone();
     let shut = tokio::spawn(async move { sp2.shutdown(ShutdownOptions::default()).await });
@@ -390,13 +344,8 @@ async fn shutdown_sends_admin_down() {
 #[tokio::test(start_paused = true)]
 async fn packets_with_ttl_below_255_are_ignored() {
     let ip = Ipv4Addr::new(127, 0, 0, 26);
-    let port = free_port();
-    let mut peer = RawBfd::new(ip, port).await;
+    let (sp, mut peer) = bfd_only(ip, 300).await;
     peer.sock.set_ttl(254).unwrap();
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
-    sp.add_peer(peer_cfg(ip, 1, bfd(300, port, peer.port())))
-        .await
-        .unwrap();
     for _ in 0..5 {
         let (p, _) = peer.recv().await;
         assert_eq!((p.state, p.your_disc), (BfdState::Down, 0), "{p:?}");

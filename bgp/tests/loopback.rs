@@ -6,69 +6,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bgp::codec::open::{Capabilities, Open};
-use bgp::codec::{self, decode, DecodeCtx, Message, Notification};
-use bgp::{Family, PeerConfig, RouteAttrs, ShutdownOptions, Speaker, SpeakerConfig, State};
-use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use bgp::codec::{self, Message};
+use bgp::{PeerConfig, RouteAttrs, ShutdownOptions, Speaker, SpeakerConfig, State};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 
-/// A peer written by hand: reads and writes raw BGP messages.
-struct RawPeer {
-    s: TcpStream,
-}
-
-impl RawPeer {
-    async fn read(&mut self) -> Option<Message> {
-        let mut hdr = [0u8; 19];
-        self.s.read_exact(&mut hdr).await.ok()?;
-        let len = u16::from_be_bytes([hdr[16], hdr[17]]) as usize;
-        let mut buf = hdr.to_vec();
-        buf.resize(len, 0);
-        self.s.read_exact(&mut buf[19..]).await.ok()?;
-        let ctx = DecodeCtx {
-            four_octet_as: true,
-            ibgp: false,
-        };
-        Some(decode(&buf, 65535, &ctx).expect("speaker sent a valid message"))
-    }
-
-    async fn send(&mut self, b: &[u8]) {
-        self.s.write_all(b).await.unwrap();
-    }
-
-    /// Reads the speaker's OPEN, answers with ours and a KEEPALIVE.
-    async fn handshake(&mut self, asn: u32, hold: u16, id: Ipv4Addr) -> Open {
-        let Some(Message::Open(theirs)) = self.read().await else {
-            panic!("expected OPEN")
-        };
-        self.send(&open(asn, hold, id)).await;
-        self.send(&codec::encode_keepalive()).await;
-        theirs
-    }
-
-    /// Reads until a NOTIFICATION or EOF.
-    async fn until_notification(&mut self) -> Option<Notification> {
-        loop {
-            match self.read().await? {
-                Message::Notification(n) => return Some(n),
-                _ => continue,
-            }
-        }
-    }
-}
-
-fn open(asn: u32, hold: u16, id: Ipv4Addr) -> Bytes {
-    let caps = Capabilities {
-        families: Family::ALL.to_vec(),
-        multiprotocol: true,
-        route_refresh: true,
-        four_octet_as: Some(asn),
-        ..Default::default()
-    };
-    codec::encode_open(&Open::new(asn, hold, id, caps))
-}
+mod raw_peer;
+use raw_peer::{open, RawPeer};
 
 fn peer_cfg(addr: Ipv4Addr, port: u16, hold: u16) -> PeerConfig {
     let mut c = PeerConfig::new(

@@ -2,8 +2,9 @@
 //! discovery.k8s.io/v1 is not served (Kubernetes < 1.21), core/v1 Endpoints. On every event
 //! it recomputes the served Services from the stores (level-triggered: a lost delete event
 //! cannot leave a stale route) and publishes them; the `status.loadBalancer.ingress` writes
-//! for the Services this node serves go to the status writer (`status.rs`) as a list. When the API server is unreachable the stores keep
-//! their last contents, so routes already served stay.
+//! for the Services this node serves go to the status writer (`status.rs`) as a list. When
+//! the API server is unreachable the stores keep their last contents, so routes already
+//! served stay.
 
 use std::sync::Arc;
 use std::time::Duration;
