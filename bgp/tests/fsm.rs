@@ -7,69 +7,14 @@ use std::time::Duration;
 
 use bgp::codec::notification::{cease, code};
 use bgp::codec::open::{Capabilities, Open};
-use bgp::codec::{self, decode, DecodeCtx, Message, MessageType, Notification};
+use bgp::codec::{self, DecodeCtx, Message, MessageType, Notification};
 use bgp::fsm::{Input, Output, Session, Timer, OPEN_HOLD_TIME};
 use bgp::{Family, PeerConfig, RouteAttrs, RouteTable, State};
 use bytes::Bytes;
 use ipnet::IpNet;
 
-const LOCAL: &str = "10.55.0.11:40000";
-
-fn cfg() -> PeerConfig {
-    let mut c = PeerConfig::new(
-        "10.55.0.1".parse().unwrap(),
-        65000,
-        65001,
-        Ipv4Addr::new(10, 55, 0, 11),
-    );
-    c.hold_time = 9;
-    c
-}
-
-fn table(prefixes: &[&str]) -> Arc<RouteTable> {
-    let mut t = RouteTable::new();
-    t.announce(
-        prefixes.iter().map(|p| p.parse::<IpNet>().unwrap()),
-        RouteAttrs::default(),
-    );
-    Arc::new(t)
-}
-
-fn peer_open(asn: u32, hold: u16, id: [u8; 4]) -> Bytes {
-    let caps = Capabilities {
-        families: Family::ALL.to_vec(),
-        multiprotocol: true,
-        route_refresh: true,
-        four_octet_as: Some(asn),
-        ..Default::default()
-    };
-    codec::encode_open(&Open::new(asn, hold, Ipv4Addr::from(id), caps))
-}
-
-/// Decodes what the core sent.
-fn sent(outs: &[Output]) -> Vec<Message> {
-    let ctx = DecodeCtx {
-        four_octet_as: true,
-        ibgp: false,
-    };
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Send(_, b) => Some(decode(b, 65535, &ctx).expect("core sends valid messages")),
-            _ => None,
-        })
-        .collect()
-}
-
-fn notification(outs: &[Output]) -> Option<Notification> {
-    sent(outs).into_iter().find_map(|m| match m {
-        Message::Notification(n) => Some(n),
-        _ => None,
-    })
-}
-
-fn frame(conn: u64, b: Bytes) -> Input {
-    Input::Frame { conn, frame: b }
-}
+mod fsm_common;
+use fsm_common::*;
 
 /// Drives a session to Established on connection 1 and returns it.
 fn established(c: PeerConfig, routes: Arc<RouteTable>) -> Session {

@@ -3,64 +3,19 @@
 //! a restart in place closes without NOTIFICATION or withdrawals (RFC 4724 §4.1); the
 //! Restart State bit is set only in the first OPEN after the restart.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use bgp::codec::open::{Capabilities, Open};
-use bgp::codec::{self, decode, DecodeCtx, Message, Notification};
+use bgp::codec::open::Open;
+use bgp::codec::{self, Message};
 use bgp::fsm::{Input, Output, Session, Timer};
-use bgp::{Family, GracefulRestart, PeerConfig, RouteAttrs, RouteTable, State};
-use bytes::Bytes;
-use ipnet::IpNet;
+use bgp::{Family, GracefulRestart, RouteTable, State};
 
-fn cfg() -> PeerConfig {
-    let mut c = PeerConfig::new(
-        "10.55.0.1".parse().unwrap(),
-        65000,
-        65001,
-        Ipv4Addr::new(10, 55, 0, 11),
-    );
-    c.hold_time = 9;
-    c
-}
+mod fsm_common;
+use fsm_common::*;
 
+/// The table every test serves.
 fn table() -> Arc<RouteTable> {
-    let mut t = RouteTable::new();
-    t.announce(
-        ["203.0.113.10/32".parse::<IpNet>().unwrap()],
-        RouteAttrs::default(),
-    );
-    Arc::new(t)
-}
-
-fn peer_open() -> Bytes {
-    let caps = Capabilities {
-        families: Family::ALL.to_vec(),
-        multiprotocol: true,
-        four_octet_as: Some(65000),
-        ..Default::default()
-    };
-    codec::encode_open(&Open::new(65000, 90, Ipv4Addr::new(10, 55, 0, 1), caps))
-}
-
-fn sent(outs: &[Output]) -> Vec<Message> {
-    let ctx = DecodeCtx {
-        four_octet_as: true,
-        ibgp: false,
-    };
-    outs.iter()
-        .filter_map(|o| match o {
-            Output::Send(_, b) => Some(decode(b, 65535, &ctx).expect("valid")),
-            _ => None,
-        })
-        .collect()
-}
-
-fn notification(outs: &[Output]) -> Option<Notification> {
-    sent(outs).into_iter().find_map(|m| match m {
-        Message::Notification(n) => Some(n),
-        _ => None,
-    })
+    fsm_common::table(&["203.0.113.10/32"])
 }
 
 /// Connects connection `conn` and exchanges OPEN and KEEPALIVE; returns the OPEN we sent.
@@ -74,7 +29,7 @@ fn establish(s: &mut Session, conn: u64) -> Open {
     };
     s.handle(Input::Frame {
         conn,
-        frame: peer_open(),
+        frame: peer_open(65000, 90, [10, 55, 0, 1]),
     });
     let outs = s.handle(Input::Frame {
         conn,
