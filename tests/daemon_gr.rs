@@ -124,6 +124,22 @@ fn route_at_frr(frr: &Frr) -> bool {
     !frr_paths(frr, &v4()).is_empty()
 }
 
+/// FRR's table and logs, for failure messages.
+fn frr_ctx(frr: &Frr) -> String {
+    format!("{}\n{}", frr.vtysh("show bgp ipv4 unicast"), frr.logs())
+}
+
+/// Starts vipr on the lab's node and waits until FRR has its route.
+fn start_serving(lab: &Lab, frr: &Frr, env: &BTreeMap<String, String>, log: &Path) -> Vipr {
+    let vipr = Vipr::start(&lab.nodes[0], env, &[], log);
+    eventually(
+        "route at FRR",
+        || frr_ctx(frr),
+        || route_at_frr(frr).then_some(()),
+    );
+    vipr
+}
+
 /// Starts vipr, waits for the route at FRR; runs `restart` on it (which must make the old
 /// process exit), starts a new vipr 1 s later and waits until the route is fresh again.
 /// Returns the sampler's verdict and the new process.
@@ -135,9 +151,8 @@ fn restart_cycle(
     restart: impl FnOnce(&mut Vipr),
 ) -> ((usize, usize, usize, Option<u128>), Vipr) {
     let node = &lab.nodes[0];
-    let ctx = || format!("{}\n{}", frr.vtysh("show bgp ipv4 unicast"), frr.logs());
-    let mut vipr = Vipr::start(node, env, &[], log);
-    eventually("route at FRR", ctx, || route_at_frr(frr).then_some(()));
+    let ctx = || frr_ctx(frr);
+    let mut vipr = start_serving(lab, frr, env, log);
     let sampler = Sampler::start(frr.dir());
     std::thread::sleep(Duration::from_millis(300));
     restart(&mut vipr);
@@ -250,23 +265,14 @@ fn kill9_with_graceful_restart_keeps_the_route_only_for_the_restart_time() {
     let frr = frr(&lab, false);
     let dir = workdir();
     let env = env(&dir.join("state"), true, false);
-    let ctx = || format!("{}\n{}", frr.vtysh("show bgp ipv4 unicast"), frr.logs());
-    let mut vipr = Vipr::start(&lab.nodes[0], &env, &[], &dir.join("vipr.log"));
-    eventually("route at FRR", ctx, || route_at_frr(&frr).then_some(()));
+    let mut vipr = start_serving(&lab, &frr, &env, &dir.join("vipr.log"));
     let t0 = Instant::now();
     vipr.kill9();
-    let mut gone = None;
-    while t0.elapsed() < Duration::from_secs(RESTART_TIME + 5) {
-        if !route_at_frr(&frr) {
-            gone = Some(t0.elapsed());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gone = time_until(t0, || !route_at_frr(&frr));
     eprintln!(
         "MEASURED kill -9 with GR (restart time {RESTART_TIME} s): route gone after {gone:?}"
     );
-    let gone = gone.unwrap_or_else(|| panic!("route still there\n{}", ctx()));
+    let gone = gone.unwrap_or_else(|| panic!("route still there\n{}", frr_ctx(&frr)));
     assert!(
         gone >= Duration::from_secs(RESTART_TIME) - Duration::from_millis(500)
             && gone <= Duration::from_secs(RESTART_TIME + 2),
@@ -280,9 +286,7 @@ fn sigterm_with_graceful_restart_withdraws_at_once() {
     let frr = frr(&lab, false);
     let dir = workdir();
     let env = env(&dir.join("state"), true, false);
-    let ctx = || format!("{}\n{}", frr.vtysh("show bgp ipv4 unicast"), frr.logs());
-    let mut vipr = Vipr::start(&lab.nodes[0], &env, &[], &dir.join("vipr.log"));
-    eventually("route at FRR", ctx, || route_at_frr(&frr).then_some(()));
+    let mut vipr = start_serving(&lab, &frr, &env, &dir.join("vipr.log"));
     let t0 = Instant::now();
     vipr.signal(libc::SIGTERM);
     let gone = time_until(t0, || !route_at_frr(&frr)).expect("route withdrawn");
