@@ -1,6 +1,7 @@
 # Shared start of the benchmark scripts (sourced, from the repository root): root check,
 # labs/out, a private temporary directory $D, the given namespaces and $D removed at exit
-# (every process in them killed), Debian packages, and vipr's release build in $VIPR.
+# (every process in them killed; KEEP=1 keeps $D), Debian packages, and vipr's release
+# build in $VIPR (VIPR_PROFILE=profiling for one with symbols).
 #   . labs/bench-lib.sh; bench_init TMP-PREFIX NAMESPACE...
 bench_init() {
   [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
@@ -9,15 +10,17 @@ bench_init() {
   BENCH_NS=("$@")
   trap bench_cleanup EXIT
   labs/install-deps.sh >/dev/null
-  cargo build --release --locked -q -p vipr
-  VIPR=$PWD/target/release/vipr
+  # VIPR_PROFILE=profiling: the release build with symbols, for perf and heaptrack.
+  local prof=${VIPR_PROFILE:-release}
+  cargo build --profile "$prof" --locked -q -p vipr
+  VIPR=$PWD/target/$prof/vipr
 }
 bench_cleanup() {
   for ns in "${BENCH_NS[@]}"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "$D"
+  if [ -n "${KEEP:-}" ]; then echo "kept $D" >&2; else rm -rf "$D"; fi
 }
 # Starts FRR's zebra, bfdd and bgpd in namespace NS from DIR/{zebra,bfdd,bgpd}.conf.
 frr_daemons() { # ns dir

@@ -26,17 +26,7 @@ pub struct LeaseRecord {
     pub transitions: i32,
 }
 
-/// Timing of the election (kube-vip's `vip_leaseduration`, `vip_renewdeadline`,
-/// `vip_retryperiod`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// How long a Lease is valid after its last renewal.
-    pub lease_duration: Duration,
-    /// A leader that could not renew for this long steps down.
-    pub renew_deadline: Duration,
-    /// Time between attempts.
-    pub retry_period: Duration,
-}
+pub use crate::config::Timing;
 
 /// What happens to the elector.
 #[derive(Debug, Clone)]

@@ -67,3 +67,17 @@ pub enum LbError {
         reason: String,
     },
 }
+
+/// Why `vipr manager` could not start (or run).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The Kubernetes client cannot be built: a configuration error (exit status 2).
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
+    /// The BGP speaker could not start (e.g. `vipr_bgp_listen` cannot be bound).
+    #[error("BGP speaker: {0}")]
+    Speaker(#[from] bgp::SpeakerError),
+    /// A system resource could not be opened.
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+}

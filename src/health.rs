@@ -1,7 +1,8 @@
 //! The control-plane health check that gates its route (kube-vip's
 //! `control_plane_health_check_*`, kube-vip #1145): advertise only after the first success,
 //! withdraw after `failure_threshold` consecutive failures, re-advertise on recovery.
-//! [`Gate`] is the pure counter; [`run`] polls the URL and publishes the result.
+//! [`Gate`] is the pure counter; [`run`] polls the URL and publishes the result;
+//! [`supervise`] follows the control-plane section and runs the check it names.
 
 use std::time::Duration;
 
@@ -9,8 +10,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::HealthCheck;
-use crate::reconciler::Health;
+use std::sync::Arc;
+
+use crate::config::{ControlPlane, HealthCheck};
+use crate::model::Health;
 
 /// Turns individual check results into the gate state.
 #[derive(Debug, Clone)]
@@ -96,6 +99,35 @@ pub async fn run(cfg: HealthCheck, tx: watch::Sender<Health>, cancel: Cancellati
             changed
         });
     }
+}
+
+/// Runs the check of the current control-plane section, restarting it when the check
+/// changes; `NotChecked` without one.
+pub async fn supervise(
+    cp: tokio::sync::watch::Receiver<Arc<ControlPlane>>,
+    tx: watch::Sender<Health>,
+    cancel: CancellationToken,
+) {
+    crate::follow::follow(
+        cp,
+        |c| c.health.clone(),
+        |check, token| {
+            let tx = tx.clone();
+            async move {
+                match check {
+                    Some(h) => {
+                        tx.send_replace(Health::Unknown);
+                        run(h, tx, token).await;
+                    }
+                    None => {
+                        tx.send_replace(Health::NotChecked);
+                    }
+                }
+            }
+        },
+        cancel,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -98,9 +98,17 @@ pub struct Options {
 impl Options {
     /// Builds and validates the options from `vipr manifest KIND` matches.
     pub fn from_matches(kind: Kind, m: &ArgMatches) -> Result<Options, ManifestError> {
+        // One value per setting: two spellings given together are refused as the daemon
+        // refuses them.
+        let mut layers = Layers::default();
+        layers.add_flags(
+            crate::config::keys::given(m)
+                .iter()
+                .map(|(f, v)| (f.as_str(), v.clone())),
+        )?;
         let set: Vec<(&'static Key, String)> = KEYS
             .iter()
-            .filter_map(|k| m.get_one::<String>(k.name).map(|v| (k, v.clone())))
+            .filter_map(|k| layers.get(k.name).map(|r| (k, r.value.clone())))
             .collect();
         Options::new(
             kind,
@@ -173,15 +181,10 @@ impl Options {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether the daemon builds a Kubernetes client with these settings (as `main.rs`
-    /// decides): Services, Lease elections, peers from node annotations, or control-plane
-    /// load balancing with backends from the Node list.
+    /// Whether the daemon talks to the Kubernetes API with these settings
+    /// ([`Config::needs_api`]).
     pub fn needs_api(&self) -> bool {
-        let c = &self.cfg;
-        c.svc_enable
-            || (c.mode == crate::config::Mode::Arp && c.arp.leader_election)
-            || c.svc.annotation.is_some()
-            || (c.svc.lb_enable && c.svc.lb_backends.is_empty())
+        self.cfg.needs_api()
     }
 
     /// The kubeconfig on the host (and at the same path in the container), when the pod takes
@@ -356,7 +359,7 @@ fn kind_command(kind: &'static str, about: &'static str) -> Command {
                 .help("mount /etc/kubernetes/super-admin.conf: kubeadm 1.29+, first control-plane node during kubeadm init"),
         );
     for k in KEYS {
-        c = c.arg(crate::key_arg(k, true));
+        c = c.args(crate::config::keys::args(k, true));
     }
     c
 }

@@ -13,7 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::vips::VipState;
+use crate::kube::watch::Allocations;
+use crate::model::{HeldBack, VipState};
 
 type Labels = Vec<(String, String)>;
 
@@ -25,7 +26,14 @@ fn l(pairs: &[(&str, String)]) -> Labels {
 }
 
 /// Renders every metric in the Prometheus text format.
-pub fn render(peers: &[PeerInfo], vips: &[VipState], healthy: Option<bool>) -> String {
+pub fn render(
+    peers: &[PeerInfo],
+    vips: &[VipState],
+    alloc: &Allocations,
+    writes: &[(&str, &str, u64)],
+    work: [u64; 3],
+    healthy: Option<bool>,
+) -> String {
     let mut reg = Registry::default();
 
     let session_info = Family::<Labels, Gauge>::default();
@@ -176,11 +184,84 @@ pub fn render(peers: &[PeerInfo], vips: &[VipState], healthy: Option<bool>) -> S
     reg.register("vipr_build_info", "vipr version", info);
 
     register_bfd(&mut reg, peers);
+    register_allocations(&mut reg, vips, alloc);
+    let api_writes = Family::<Labels, Counter>::default();
+    for (kind, result, n) in writes.iter().filter(|w| w.2 > 0) {
+        api_writes
+            .get_or_create(&l(&[
+                ("kind", kind.to_string()),
+                ("result", result.to_string()),
+            ]))
+            .inc_by(*n);
+    }
+    for (name, help, n) in [
+        (
+            "vipr_services_planned",
+            "Services the allocator planned (work per event: follows what changed)",
+            work[0],
+        ),
+        (
+            "vipr_services_derived",
+            "Services whose VIPs, status and writes were derived again",
+            work[1],
+        ),
+        (
+            "vipr_vips_decided",
+            "VIPs the reconciler decided again",
+            work[2],
+        ),
+    ] {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        reg.register(name, help, c);
+    }
+    reg.register(
+        "vipr_api_writes",
+        "Writes to the Kubernetes API by kind (status, claim, holders, release, annotate, event) and result (ok, conflict: another node was first or the object is gone, failed, dropped: no longer needed before it was sent)",
+        api_writes,
+    );
 
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &reg);
     out
+}
+
+/// Service addresses: refused (by reason), Services waiting for one, pools' use.
+fn register_allocations(reg: &mut Registry, vips: &[VipState], alloc: &Allocations) {
+    let refused = Family::<Labels, Gauge>::default();
+    for v in vips {
+        if let Some(HeldBack::Refused(r)) = &v.held_back {
+            refused
+                .get_or_create(&l(&[("reason", r.label().to_string())]))
+                .inc();
+        }
+    }
+    reg.register(
+        "vipr_service_addresses_refused",
+        "Service addresses refused on this node, by reason",
+        refused,
+    );
+    let pending = Gauge::<i64>::default();
+    pending.set(alloc.pending.len() as i64);
+    reg.register(
+        "vipr_services_pending",
+        "LoadBalancer Services without an address",
+        pending,
+    );
+    let size = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let used = Family::<Labels, Gauge>::default();
+    for p in &alloc.pools {
+        let pool = l(&[("pool", p.name.clone())]);
+        size.get_or_create(&pool).set(p.size as f64);
+        used.get_or_create(&pool).set(p.used as i64);
+    }
+    reg.register("vipr_pool_addresses", "Addresses in the pool", size);
+    reg.register(
+        "vipr_pool_addresses_in_use",
+        "Addresses of the pool claimed by Services",
+        used,
+    );
 }
 
 /// BFD per peer (RFC 5880): state, discriminators, intervals, flaps.

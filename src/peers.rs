@@ -1,61 +1,191 @@
-//! BGP peers of the daemon: turns the configuration's static peers and a provider's
-//! discovered peers (Equinix Metal metadata or node annotations, crate `providers`) into
-//! speaker sessions, changing only what changed, and keeps multihop peers reachable with a
-//! host route when only the default route covers them. Per peer also BFD (the 7th field of
-//! `bgp_peers`, else `vipr_bfd`) and graceful restart, with the Restart State bit when this
-//! process follows a restart in place (see `restart`).
+//! BGP peers of the daemon: follows the BGP section (configured peers, defaults, router id,
+//! source, listener), the control-plane and VIP sections (a VIP is never a router id) and
+//! the provider's discovered peers (crate `providers`), and applies the resulting sessions
+//! to the speaker, changing only what changed. Multihop peers from a provider are kept
+//! reachable with a host route when only the default route covers them.
+//!
+//! Split in two: [`NodeFacts`] are read from the node's interfaces (async, netlink), and
+//! [`plan`] turns the sections, the discovery and those facts into the router id and the
+//! peers (pure).
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgp::{GracefulRestart, PeerConfig, Speaker};
+use bgp::{PeerConfig, Speaker};
 use providers::Discovery;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{BfdSpec, Config, PeerSpec};
+use crate::config::{
+    configured_vips, BgpSettings, ControlPlane, RouterId, SessionSource, VipSettings,
+};
 use crate::dataplane::addr::AddrManager;
 use crate::dataplane::routes::RouteManager;
+pub use crate::discovery::Discovered;
 
-/// Where discovered peers stand: `Known(None)` when no provider is configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Discovered {
-    /// The provider has not answered yet (readiness is false meanwhile).
-    Pending,
-    /// The provider's current answer (`None`: no provider configured).
-    Known(Option<Arc<Discovery>>),
+/// What the peers of this node are built from, besides the configuration: the node's
+/// addresses as the kernel has them (vipr's own excluded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// Global addresses in kernel order, each with whether it is on a loopback interface.
+    pub globals: Vec<(IpAddr, bool)>,
+    /// The IPv4 address of `bgp_routerinterface`, when set.
+    pub router_interface_v4: Option<Ipv4Addr>,
+    /// The addresses of `bgp_sourceif`, when set.
+    pub source_interface: Vec<IpAddr>,
 }
 
-/// Follows the config and the provider, and applies the resulting peer set to the speaker.
-/// `known` tells readiness whether the peer source has answered. At cancellation the host
-/// routes vipr added are removed.
+impl NodeFacts {
+    /// Reads what the BGP section needs from the node.
+    pub async fn read(bgp: &BgpSettings, addrs: &AddrManager) -> Result<NodeFacts, String> {
+        let globals = addrs.global_addrs().await.map_err(|e| e.to_string())?;
+        // Needed only when no provider names a router id: [`plan`] reports its absence.
+        let router_interface_v4 = match &bgp.router_id {
+            RouterId::Interface(iface) => addrs.ipv4_of(iface).await.ok().flatten(),
+            _ => None,
+        };
+        let source_interface = match &bgp.source {
+            Some(SessionSource::Interface(i)) => {
+                addrs.addrs_of(i).await.map_err(|e| e.to_string())?
+            }
+            _ => Vec::new(),
+        };
+        Ok(NodeFacts {
+            globals,
+            router_interface_v4,
+            source_interface,
+        })
+    }
+}
+
+/// The router id and the sessions. Configured peers first, then the provider's (a
+/// configured peer with the same address wins); the provider's peers take the node-wide
+/// defaults; every peer without a source address takes the configured one of its family,
+/// and the next hop of the other family is an address of the node.
+pub fn plan(
+    bgp: &BgpSettings,
+    vips: &[IpAddr],
+    discovered: Option<&Discovery>,
+    facts: &NodeFacts,
+) -> Result<(Ipv4Addr, Vec<PeerConfig>), String> {
+    // A default router id or next hop is never a VIP (one can be on the node without vipr's
+    // marker: put there by hand or by an earlier kube-vip), and comes from a loopback
+    // interface only when no other has one: `lo` holds VIPs and service addresses, which a
+    // directly connected peer cannot use as next hop and other nodes may share.
+    let pick = |v4: bool| {
+        let usable = |want_lo: bool| {
+            facts
+                .globals
+                .iter()
+                .find(|(ip, lo)| ip.is_ipv4() == v4 && *lo == want_lo && !vips.contains(ip))
+                .map(|(ip, _)| *ip)
+        };
+        usable(false).or_else(|| usable(true))
+    };
+    let router_id = match (&bgp.router_id, discovered.and_then(|d| d.router_id)) {
+        (RouterId::Fixed(id), _) => *id,
+        (RouterId::Auto, Some(id)) | (RouterId::Interface(_), Some(id)) => id,
+        (RouterId::Interface(iface), None) => facts
+            .router_interface_v4
+            .ok_or_else(|| format!("bgp_routerinterface {iface} has no IPv4 address"))?,
+        (RouterId::Auto, None) => match pick(true) {
+            Some(IpAddr::V4(a)) => a,
+            _ => {
+                return Err(
+                    "no router id: set bgp_routerid (no IPv4 address found on the node)".into(),
+                )
+            }
+        },
+    };
+    let configured_source = |v4: bool| match &bgp.source {
+        Some(SessionSource::Address(ip)) => Some(*ip).filter(|ip| ip.is_ipv4() == v4),
+        Some(SessionSource::Interface(_)) => facts
+            .source_interface
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv4() == v4),
+        None => None,
+    };
+    // Next hops for the other family than the session's: a global address of the node
+    // (of the source interface first).
+    let next_hop = |v4: bool| {
+        facts
+            .source_interface
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == v4)
+            .or_else(|| pick(v4))
+    };
+    let next_hop_v4 = match next_hop(true) {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    };
+    let next_hop_v6: Option<Ipv6Addr> = match next_hop(false) {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ => None,
+    };
+    let provided = discovered
+        .map(|d| d.peers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| !bgp.peers.iter().any(|s| s.address == p.address))
+        .map(|p| bgp.defaults.complete(p.clone()));
+    let mut out = Vec::new();
+    for p in bgp.peers.iter().cloned().chain(provided) {
+        let v4 = p.address.is_ipv4();
+        let p = PeerConfig {
+            source: p.source.or_else(|| configured_source(v4)),
+            next_hop_v4: p.next_hop_v4.or(if v4 { None } else { next_hop_v4 }),
+            next_hop_v6: p.next_hop_v6.or(if v4 { next_hop_v6 } else { None }),
+            ..p
+        };
+        p.validate().map_err(|e| e.to_string())?;
+        out.push(p);
+    }
+    Ok((router_id, out))
+}
+
+/// What the peers task follows.
+pub struct Inputs {
+    /// The BGP section.
+    pub bgp: watch::Receiver<Arc<BgpSettings>>,
+    /// The control-plane VIPs (never a router id).
+    pub control_plane: watch::Receiver<Arc<ControlPlane>>,
+    /// The static VIPs (never a router id).
+    pub vips: watch::Receiver<Arc<VipSettings>>,
+    /// The provider's peers.
+    pub discovered: watch::Receiver<Discovered>,
+}
+
+/// Follows the sections and the provider and applies the resulting peer set, router id and
+/// listener to the speaker. `known` tells readiness whether the peer source has answered;
+/// `peer_addrs` gets the peers' addresses (never a Service's VIP).
+/// At cancellation the host routes vipr added are removed.
 pub async fn run(
-    mut cfg: watch::Receiver<Arc<Config>>,
-    mut discovered: watch::Receiver<Discovered>,
+    mut i: Inputs,
     addrs: AddrManager,
     routes: RouteManager,
     speaker: Speaker,
     known: watch::Sender<bool>,
+    peer_addrs: watch::Sender<Arc<BTreeSet<IpAddr>>>,
     cancel: CancellationToken,
 ) {
     let mut added_routes: BTreeSet<IpAddr> = BTreeSet::new();
-    // Latched once: a later reload must not flip the Restart State bit (that would be a
-    // configuration change and reset every session).
-    let restarting = {
-        let c = cfg.borrow();
-        let max_age = Duration::from_secs(c.bgp.graceful_restart.unwrap_or(0) as u64);
-        let r = crate::restart::take_marker(&c.state_dir, max_age);
-        if r {
-            info!("restarted in place: sessions open with the Restart State bit (RFC 4724)");
-        }
-        r
-    };
     'outer: loop {
-        let c = cfg.borrow_and_update().clone();
-        let d = discovered.borrow_and_update().clone();
+        let bgp = i.bgp.borrow_and_update().clone();
+        let vips: Vec<IpAddr> = configured_vips(
+            &i.control_plane.borrow_and_update(),
+            &i.vips.borrow_and_update(),
+        )
+        .map(|(ip, _)| ip)
+        .collect();
+        let d = i.discovered.borrow_and_update().clone();
+        if let Err(e) = speaker.set_listen(bgp.listen).await {
+            warn!(error = %e, "cannot listen for BGP connections");
+        }
         match &d {
             Discovered::Pending => {
                 known.send_replace(false);
@@ -63,9 +193,24 @@ pub async fn run(
             Discovered::Known(disc) => {
                 let mut retry = Duration::from_secs(1);
                 loop {
-                    match resolve(&c, disc.as_deref(), &addrs, restarting).await {
-                        Ok(want) => {
+                    let planned = match NodeFacts::read(&bgp, &addrs).await {
+                        Ok(facts) => plan(&bgp, &vips, disc.as_deref(), &facts),
+                        Err(e) => Err(e),
+                    };
+                    match planned {
+                        Ok((router_id, want)) => {
+                            let addrs: BTreeSet<IpAddr> = want.iter().map(|p| p.address).collect();
+                            peer_addrs.send_if_modified(|cur| {
+                                let changed = **cur != addrs;
+                                if changed {
+                                    *cur = Arc::new(addrs);
+                                }
+                                changed
+                            });
                             sync_routes(&routes, disc.as_deref(), &mut added_routes).await;
+                            if let Err(e) = speaker.set_router_id(router_id).await {
+                                warn!(error = %e, "cannot set the router id");
+                            }
                             apply_peers(&speaker, want).await;
                             known.send_replace(true);
                             break;
@@ -75,8 +220,10 @@ pub async fn run(
                             tokio::select! {
                                 _ = cancel.cancelled() => break 'outer,
                                 _ = tokio::time::sleep(retry) => {}
-                                Ok(()) = cfg.changed() => continue 'outer,
-                                Ok(()) = discovered.changed() => continue 'outer,
+                                Ok(()) = i.bgp.changed() => continue 'outer,
+                                Ok(()) = i.control_plane.changed() => continue 'outer,
+                                Ok(()) = i.vips.changed() => continue 'outer,
+                                Ok(()) = i.discovered.changed() => continue 'outer,
                             }
                             retry = (retry * 2).min(Duration::from_secs(30));
                         }
@@ -86,9 +233,11 @@ pub async fn run(
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            r = cfg.changed() => if r.is_err() { break },
+            r = i.bgp.changed() => if r.is_err() { break },
+            Ok(()) = i.control_plane.changed() => {}
+            Ok(()) = i.vips.changed() => {}
             // A provider that has stopped leaves its last answer in place.
-            Ok(()) = discovered.changed() => {}
+            Ok(()) = i.discovered.changed() => {}
         }
     }
     for peer in added_routes {
@@ -105,7 +254,7 @@ async fn sync_routes(routes: &RouteManager, d: Option<&Discovery>, added: &mut B
         .map(|d| {
             d.peers
                 .iter()
-                .filter(|p| p.multihop)
+                .filter(|p| p.is_multihop())
                 .map(|p| p.address)
                 .collect()
         })
@@ -152,136 +301,105 @@ async fn apply_peers(speaker: &Speaker, want: Vec<PeerConfig>) {
     }
 }
 
-/// Builds the speaker's peer configs: router id, source addresses and next hops come from the
-/// node's interfaces when not configured. `restarting`: this process follows a restart in
-/// place (the Restart State bit of graceful restart).
-pub async fn resolve(
-    c: &Config,
-    discovered: Option<&Discovery>,
-    addrs: &AddrManager,
-    restarting: bool,
-) -> Result<Vec<PeerConfig>, String> {
-    // A default router id or next hop is never a VIP (one can be on the node without vipr's
-    // marker: put there by hand or by an earlier kube-vip), and comes from a loopback
-    // interface only when no other has one: `lo` holds VIPs and service addresses, which a
-    // directly connected peer cannot use as next hop and other nodes may share.
-    let vips: Vec<IpAddr> = c.configured_vips().map(|(ip, _)| ip).collect();
-    let globals = addrs.global_addrs().await.map_err(|e| e.to_string())?;
-    let pick = |v4: bool| {
-        let usable = |want_lo: bool| {
-            globals
-                .iter()
-                .find(|(ip, lo)| ip.is_ipv4() == v4 && *lo == want_lo && !vips.contains(ip))
-                .map(|(ip, _)| *ip)
-        };
-        usable(false).or_else(|| usable(true))
-    };
-    let router_id = match (c.bgp.router_id, &c.bgp.router_interface) {
-        (Some(id), _) => id,
-        (None, _) if discovered.and_then(|d| d.router_id).is_some() => discovered
-            .and_then(|d| d.router_id)
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
-        (None, Some(iface)) => addrs
-            .ipv4_of(iface)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("bgp_routerinterface {iface} has no IPv4 address"))?,
-        (None, None) => match pick(true) {
-            Some(IpAddr::V4(a)) => a,
-            _ => {
-                return Err(
-                    "no router id: set bgp_routerid (no IPv4 address found on the node)".into(),
-                )
-            }
-        },
-    };
-    let source_addrs: Vec<IpAddr> = match (&c.bgp.source_ip, &c.bgp.source_if) {
-        (Some(ip), _) => vec![*ip],
-        (None, Some(iface)) => addrs.addrs_of(iface).await.map_err(|e| e.to_string())?,
-        (None, None) => Vec::new(),
-    };
-    // Next hops for the other family than the session's: a global address of the node.
-    let nh_iface = c.bgp.source_if.clone();
-    let node_addrs = match &nh_iface {
-        Some(i) => addrs.addrs_of(i).await.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let any_v6 = match node_addrs.iter().find(|a| a.is_ipv6()) {
-        Some(IpAddr::V6(a)) => Some(*a),
-        _ => match pick(false) {
-            Some(IpAddr::V6(a)) => Some(a),
-            _ => None,
-        },
-    };
-    let any_v4 = match node_addrs.iter().find(|a| a.is_ipv4()) {
-        Some(IpAddr::V4(a)) => Some(*a),
-        _ => match pick(true) {
-            Some(IpAddr::V4(a)) => Some(a),
-            _ => None,
-        },
-    };
-    // Static peers, then the provider's (which bring their own AS, router id and source).
-    let mut specs: Vec<(PeerSpec, u32, Option<IpAddr>)> = c
-        .bgp
-        .peers
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Layers};
+
+    fn bgp(extra: &[(&str, &str)]) -> BgpSettings {
+        let mut env: std::collections::HashMap<String, String> = [
+            ("bgp_enable", "true"),
+            ("cp_enable", "true"),
+            ("address", "192.0.2.10"),
+            (
+                "bgp_peers",
+                "192.0.2.1:65000::false,[2001:db8::1]:65000::false",
+            ),
+        ]
         .iter()
-        .map(|s| (s.clone(), c.bgp.local_as, None))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    if let Some(d) = discovered {
-        for p in &d.peers {
-            if specs.iter().any(|(s, _, _)| s.address == p.address) {
-                continue; // a static peer with the same address wins
-            }
-            let spec = PeerSpec {
-                address: p.address,
-                remote_as: p.remote_as,
-                password: p.password.clone(),
-                multihop: p.multihop,
-                port: p.port,
-                extra: Vec::new(),
-                bfd: None,
-            };
-            specs.push((
-                spec,
-                d.local_as.unwrap_or(c.bgp.local_as),
-                d.source_for(p.address),
-            ));
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
         }
+        let mut l = Layers::default();
+        l.add_env(|n| env.get(n).cloned()).unwrap();
+        Config::from_layers(&l, "n").unwrap().bgp
     }
-    let mut out = Vec::new();
-    for (spec, local_as, provider_source) in &specs {
-        let mut p = PeerConfig::new(spec.address, spec.remote_as, *local_as, router_id);
-        p.port = spec.port;
-        p.password = spec.password.clone();
-        p.ttl = spec.multihop.then_some(255);
-        p.hold_time = c.bgp.hold_time;
-        p.keepalive = Some(c.bgp.keepalive).filter(|k| *k > 0);
-        p.source = provider_source.or_else(|| {
-            source_addrs
+
+    fn facts(globals: &[(&str, bool)]) -> NodeFacts {
+        NodeFacts {
+            globals: globals
                 .iter()
-                .copied()
-                .find(|s| s.is_ipv4() == spec.address.is_ipv4())
-        });
-        if spec.address.is_ipv4() {
-            p.next_hop_v6 = any_v6;
-        } else {
-            p.next_hop_v4 = any_v4;
+                .map(|(a, lo)| (a.parse().unwrap(), *lo))
+                .collect(),
+            ..NodeFacts::default()
         }
-        // F bit: the data plane (VIPs on the node, IPVS) survives a restart of vipr.
-        p.graceful_restart = c.bgp.graceful_restart.map(|t| GracefulRestart {
-            restart_time: t,
-            restarting,
-            forwarding_preserved: true,
-        });
-        // Single-hop BFD: the peer's own setting, else vipr_bfd unless multihop.
-        let bfd = spec.bfd.unwrap_or(if spec.multihop {
-            BfdSpec::default()
-        } else {
-            c.bgp.bfd
-        });
-        p.bfd = bfd.to_config();
-        p.validate().map_err(|e| e.to_string())?;
-        out.push(p);
     }
-    Ok(out)
+
+    #[test]
+    fn router_id_and_next_hops_come_from_the_node_but_never_from_a_vip() {
+        let vip: IpAddr = "192.0.2.10".parse().unwrap();
+        let f = facts(&[
+            ("192.0.2.10", true),
+            ("203.0.113.5", true),
+            ("10.55.0.11", false),
+            ("2001:db8:55::11", false),
+        ]);
+        let (id, peers) = plan(&bgp(&[]), &[vip], None, &f).unwrap();
+        assert_eq!(id, "10.55.0.11".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            peers[0].next_hop_v6,
+            Some("2001:db8:55::11".parse().unwrap())
+        );
+        assert_eq!(peers[0].next_hop_v4, None);
+        assert_eq!(peers[1].next_hop_v4, Some("10.55.0.11".parse().unwrap()));
+        // Only loopback addresses: the non-VIP one.
+        let (id, _) = plan(
+            &bgp(&[]),
+            &[vip],
+            None,
+            &facts(&[("192.0.2.10", true), ("203.0.113.5", true)]),
+        )
+        .unwrap();
+        assert_eq!(id, "203.0.113.5".parse::<Ipv4Addr>().unwrap());
+        assert!(plan(&bgp(&[]), &[vip], None, &facts(&[("192.0.2.10", true)])).is_err());
+        let (id, _) = plan(&bgp(&[("bgp_routerid", "192.0.2.99")]), &[vip], None, &f).unwrap();
+        assert_eq!(id, "192.0.2.99".parse::<Ipv4Addr>().unwrap());
+    }
+
+    #[test]
+    fn configured_source_applies_per_family_and_static_peers_win() {
+        let f = facts(&[("10.55.0.11", false)]);
+        let b = bgp(&[("bgp_sourceip", "10.55.0.11")]);
+        let mut d = Discovery {
+            router_id: Some("192.0.2.77".parse().unwrap()),
+            ..Discovery::default()
+        };
+        d.peers
+            .push(PeerConfig::new("192.0.2.1".parse().unwrap(), 64999, 65100));
+        d.peers.push(PeerConfig {
+            ttl: Some(255),
+            ..PeerConfig::new("169.254.255.1".parse().unwrap(), 65530, 65100)
+        });
+        let (id, peers) = plan(&b, &[], Some(&d), &f).unwrap();
+        assert_eq!(
+            id,
+            "192.0.2.77".parse::<Ipv4Addr>().unwrap(),
+            "the provider's router id"
+        );
+        let addrs: Vec<String> = peers.iter().map(|p| p.address.to_string()).collect();
+        assert_eq!(addrs, ["192.0.2.1", "2001:db8::1", "169.254.255.1"]);
+        assert_eq!(peers[0].remote_as, 65000, "the configured peer wins");
+        assert_eq!(peers[0].source, Some("10.55.0.11".parse().unwrap()));
+        assert_eq!(
+            peers[1].source, None,
+            "an IPv4 source is not for an IPv6 peer"
+        );
+        let m = &peers[2];
+        assert_eq!(
+            (m.local_as, m.hold_time, m.source),
+            (65100, 30, Some("10.55.0.11".parse().unwrap()))
+        );
+    }
 }

@@ -1,48 +1,65 @@
-//! The reconciler's pure core: configuration, health and (later) Kubernetes state feed one
-//! desired VIP set; the core diffs it against the addresses on the node and emits actions
-//! (add/remove address, new route table). Level-triggered: every input recomputes the whole
-//! desired state, so a lost event is repaired by the next one or by the periodic resync.
-//! No tokio, no netlink here; the shell is in `run.rs`.
+//! The reconciler's pure core: the configuration sections it follows, control-plane health,
+//! the Services and the Leases feed one desired VIP set; the core diffs it against the
+//! addresses on the node and emits actions (add/remove address, new route table).
+//! Level-triggered: every input is a whole state (a Services snapshot, the addresses found
+//! at a resync), so a lost event is repaired by the next one or by the periodic resync; but
+//! only the VIPs an input can touch are decided again (a Services snapshot is diffed against
+//! the last in time proportional to what changed), so one Service's change costs its VIPs,
+//! not the cluster's. Whether a VIP is served here is the
+//! one decision of [`crate::model::Serving`]. No tokio, no netlink here; the shell is in
+//! `reconciler/shell.rs`.
+
+pub mod shell;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bgp::{RouteAttrs, RouteTable};
+use imbl::ordmap::{DiffItem, OrdMap};
 
-use crate::config::{Config, Mode};
-use crate::kube::watch::Services;
-use crate::vips::{NodeAddr, VipSource, VipState};
+use crate::config::{
+    configured_vips, ArpSettings, Config, ControlPlane, Mode, ServiceSettings, VipSettings,
+};
+pub use crate::model::{Health, Leadership};
+use crate::model::{HeldBack, NodeAddr, ServiceVip, Services, Serving, VipSource, VipState};
 
-/// Which Leases this node holds (ARP mode; BGP mode serves without election).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Leadership {
-    /// The control-plane Lease (`vip_leasename`).
-    pub control_plane: bool,
-    /// The Lease for all Services (`plndr-svcs-lock`).
-    pub services: bool,
-    /// Per-Service Leases held (`namespace/name`), with `svc_election`.
-    pub per_service: BTreeSet<String>,
+/// The configuration the reconciler follows: the sections it reads, assembled by the shell
+/// from their `watch`es.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// BGP or ARP (fixed).
+    pub mode: Mode,
+    /// Where VIPs go, static VIPs.
+    pub vips: Arc<VipSettings>,
+    /// The control-plane VIP.
+    pub control_plane: Arc<ControlPlane>,
+    /// Whether Services are served.
+    pub services: Arc<ServiceSettings>,
+    /// Lease election.
+    pub arp: Arc<ArpSettings>,
+    /// Attributes of every route.
+    pub attrs: RouteAttrs,
 }
 
-/// Health of the control plane as the checker sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// No check configured: always advertise.
-    NotChecked,
-    /// Configured, no result yet: do not advertise (advertise only after the first success).
-    Unknown,
-    /// Passing.
-    Up,
-    /// Failed `failure_threshold` times in a row.
-    Down,
+impl From<&Config> for Settings {
+    fn from(c: &Config) -> Settings {
+        Settings {
+            mode: c.node.mode,
+            vips: Arc::new(c.vips.clone()),
+            control_plane: Arc::new(c.control_plane.clone()),
+            services: Arc::new(c.services.clone()),
+            arp: Arc::new(c.arp.clone()),
+            attrs: c.bgp.attrs.clone(),
+        }
+    }
 }
 
 /// What happens to the reconciler.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// New configuration.
-    Config(Arc<Config>),
+    /// New settings.
+    Settings(Settings),
     /// New control-plane health.
     Health(Health),
     /// The Services this node may serve (from the Kubernetes watcher).
@@ -83,14 +100,31 @@ struct Present {
     owned: bool,
 }
 
+/// Which VIPs an input can affect.
+enum Dirty {
+    /// Every VIP (settings, health, Leases, a resync: rare).
+    All,
+    /// These.
+    Some(BTreeSet<IpAddr>),
+}
+
+/// The VIPs as the status page and metrics show them, by address (a persistent map: the
+/// shell publishes it as a cheap clone after every change).
+pub type VipStates = OrdMap<IpAddr, Arc<VipState>>;
+
 /// The reconciler core.
 #[derive(Debug)]
 pub struct Reconciler {
-    config: Option<Arc<Config>>,
+    settings: Option<Settings>,
     health: Health,
     services: Services,
     leadership: Leadership,
     shutting_down: bool,
+    /// Every VIP of the configuration and the Services, with its sources (sorted; usually
+    /// one, so a `Vec` and not a tree).
+    candidates: BTreeMap<IpAddr, Vec<VipSource>>,
+    /// Each VIP served here (its address on the node) or why not.
+    verdicts: BTreeMap<IpAddr, Result<NodeAddr, HeldBack>>,
     /// Addresses on the node that serve VIPs, with whether vipr owns them.
     present: BTreeMap<NodeAddr, Present>,
     /// Addresses asked for and not yet confirmed (avoid asking twice).
@@ -99,8 +133,16 @@ pub struct Reconciler {
     errors: BTreeMap<IpAddr, String>,
     /// Addresses whose add failed: not retried until the next resync.
     failed: BTreeSet<NodeAddr>,
-    /// The route table last emitted.
-    routes: Option<RouteTable>,
+    /// The attributes of every route (shared).
+    attrs: Option<Arc<RouteAttrs>>,
+    /// The routes, kept up to date VIP by VIP.
+    table: RouteTable,
+    /// The table changed since it was last emitted (or never was).
+    table_dirty: bool,
+    emitted: bool,
+    states: VipStates,
+    /// VIPs decided since start (the work-per-event counter).
+    decided: u64,
 }
 
 impl Default for Reconciler {
@@ -113,168 +155,361 @@ impl Reconciler {
     /// An empty reconciler.
     pub fn new() -> Reconciler {
         Reconciler {
-            config: None,
+            settings: None,
             health: Health::NotChecked,
             services: Services::default(),
             leadership: Leadership::default(),
             shutting_down: false,
+            candidates: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
             present: BTreeMap::new(),
             pending: BTreeSet::new(),
             errors: BTreeMap::new(),
             failed: BTreeSet::new(),
-            routes: None,
+            attrs: None,
+            table: RouteTable::new(),
+            table_dirty: false,
+            emitted: false,
+            states: VipStates::default(),
+            decided: 0,
         }
     }
 
     /// Handles one input and returns the actions that bring the node to the desired state.
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
-        match input {
-            Input::Config(c) => {
-                if c.health.is_none() {
+        let dirty = match input {
+            Input::Settings(c) => {
+                if c.control_plane.health.is_none() {
                     self.health = Health::NotChecked;
                 } else if self.health == Health::NotChecked {
                     self.health = Health::Unknown;
                 }
-                self.config = Some(c);
+                // One attribute set for every route: they pack into the same UPDATEs.
+                if self.attrs.as_deref() != Some(&c.attrs) {
+                    self.attrs = Some(Arc::new(c.attrs.clone()));
+                }
+                self.settings = Some(c);
+                self.rebuild_candidates();
+                Dirty::All
             }
-            Input::Health(h) => self.health = h,
-            Input::Services(s) => self.services = s,
-            Input::Leadership(l) => self.leadership = l,
+            Input::Health(h) => {
+                self.health = h;
+                Dirty::All
+            }
+            Input::Services(s) => Dirty::Some(self.services_changed(s)),
+            Input::Leadership(l) => {
+                self.leadership = l;
+                Dirty::All
+            }
             Input::Observed(addrs) => {
-                // Keep the not-owned entries we know of; replace the owned view.
+                // Keep the not-owned entries we know of; replace the owned view. Only the
+                // VIPs whose addresses differ (and those waiting or failed) are looked at.
+                let was: BTreeSet<NodeAddr> = self
+                    .present
+                    .iter()
+                    .filter(|(_, p)| p.owned)
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                let now: BTreeSet<NodeAddr> = addrs.into_iter().collect();
+                let mut dirty: BTreeSet<IpAddr> =
+                    was.symmetric_difference(&now).map(|a| a.ip).collect();
+                dirty.extend(self.pending.iter().chain(self.failed.iter()).map(|a| a.ip));
                 self.present.retain(|_, p| !p.owned);
-                for a in addrs {
+                for a in now {
                     self.present.insert(a, Present { owned: true });
                 }
                 self.pending.clear();
                 self.failed.clear();
+                Dirty::Some(dirty)
             }
             Input::Added { addr, owned } => {
                 self.pending.remove(&addr);
                 self.errors.remove(&addr.ip);
+                let ip = addr.ip;
                 self.present.insert(addr, Present { owned });
+                Dirty::Some([ip].into())
             }
             Input::Removed(addr) => {
                 self.pending.remove(&addr);
                 self.present.remove(&addr);
+                Dirty::Some([addr.ip].into())
             }
             Input::AddFailed(addr, e) => {
                 self.pending.remove(&addr);
                 self.errors.insert(addr.ip, e);
+                let ip = addr.ip;
                 self.failed.insert(addr);
+                Dirty::Some([ip].into())
             }
-            Input::Shutdown => self.shutting_down = true,
-        }
-        self.actions()
+            Input::Shutdown => {
+                self.shutting_down = true;
+                Dirty::All
+            }
+        };
+        self.actions(dirty)
     }
 
-    /// The VIPs wanted on this node, with their sources.
-    fn desired(&self) -> BTreeMap<NodeAddr, BTreeSet<VipSource>> {
-        let mut out: BTreeMap<NodeAddr, BTreeSet<VipSource>> = BTreeMap::new();
-        let Some(c) = &self.config else { return out };
-        if self.shutting_down {
-            return out;
-        }
-        // ARP mode: only the Lease holder serves (everyone, when election is off).
-        let arp = c.mode == Mode::Arp;
-        let elect = arp && c.arp.leader_election;
-        for (ip, source) in c.configured_vips() {
-            if source == VipSource::ControlPlane {
-                if !matches!(self.health, Health::NotChecked | Health::Up) {
-                    continue;
-                }
-                if elect && !self.leadership.control_plane {
-                    continue;
-                }
-            }
-            out.entry(node_addr(c, ip)).or_default().insert(source);
-        }
-        if c.svc_enable {
-            for s in self.services.iter() {
-                let serve = if arp {
-                    !elect
-                        || if c.arp.svc_election {
-                            self.leadership.per_service.contains(&s.key())
-                        } else {
-                            self.leadership.services
-                        }
-                } else {
-                    s.served_here()
-                };
-                if !serve {
-                    continue;
-                }
-                for ip in &s.ips {
-                    out.entry(node_addr(c, *ip))
-                        .or_default()
-                        .insert(VipSource::Service {
-                            namespace: s.namespace.clone(),
-                            name: s.name.clone(),
-                        });
-                }
-            }
-        }
-        out
+    /// VIPs decided since start: what the inputs so far cost.
+    pub fn decided(&self) -> u64 {
+        self.decided
     }
 
-    fn actions(&mut self) -> Vec<Action> {
-        if self.config.is_none() && !self.shutting_down {
+    fn service_source(key: &str) -> VipSource {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        VipSource::Service {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The addresses of a Service that are candidates (served or refused: a refused one is
+    /// shown with its reason).
+    fn service_ips(s: &ServiceVip) -> impl Iterator<Item = IpAddr> + '_ {
+        s.ips
+            .iter()
+            .chain(s.refused.iter().map(|(ip, _)| ip))
+            .copied()
+    }
+
+    fn add_source(&mut self, ip: IpAddr, src: VipSource) {
+        let set = self.candidates.entry(ip).or_default();
+        if let Err(i) = set.binary_search(&src) {
+            set.insert(i, src);
+        }
+    }
+
+    fn remove_source(&mut self, ip: IpAddr, src: &VipSource) {
+        if let Some(set) = self.candidates.get_mut(&ip) {
+            if let Ok(i) = set.binary_search(src) {
+                set.remove(i);
+            }
+            if set.is_empty() {
+                self.candidates.remove(&ip);
+            }
+        }
+    }
+
+    /// Takes a new Services snapshot: only the Services that differ from the last one are
+    /// looked at (the snapshots share everything else). Returns the VIPs they touch.
+    fn services_changed(&mut self, new: Services) -> BTreeSet<IpAddr> {
+        let old = std::mem::replace(&mut self.services, new.clone());
+        let enabled = self.settings.as_ref().is_some_and(|c| c.services.enabled);
+        let mut dirty = BTreeSet::new();
+        for d in old.diff(&new) {
+            let (key, was, now) = match d {
+                DiffItem::Add(k, v) => (k, None, Some(v)),
+                DiffItem::Remove(k, v) => (k, Some(v), None),
+                DiffItem::Update {
+                    old: (k, a),
+                    new: (_, b),
+                } => (k, Some(a), Some(b)),
+            };
+            let src = Self::service_source(key);
+            let was: Vec<IpAddr> = was
+                .map(|s| Self::service_ips(s).collect())
+                .unwrap_or_default();
+            let now: Vec<IpAddr> = now
+                .map(|s| Self::service_ips(s).collect())
+                .unwrap_or_default();
+            for ip in &was {
+                self.remove_source(*ip, &src);
+            }
+            if enabled {
+                for ip in &now {
+                    self.add_source(*ip, src.clone());
+                }
+            }
+            dirty.extend(was);
+            dirty.extend(now);
+        }
+        dirty
+    }
+
+    /// Every candidate again: the configuration's VIPs and the Services'.
+    fn rebuild_candidates(&mut self) {
+        self.candidates.clear();
+        let Some(c) = self.settings.clone() else {
+            return;
+        };
+        for (ip, s) in configured_vips(&c.control_plane, &c.vips) {
+            self.add_source(ip, s);
+        }
+        if c.services.enabled {
+            let all: Vec<(IpAddr, VipSource)> = self
+                .services
+                .iter()
+                .flat_map(|(k, s)| Self::service_ips(s).map(|ip| (ip, Self::service_source(k))))
+                .collect();
+            for (ip, src) in all {
+                self.add_source(ip, src);
+            }
+        }
+    }
+
+    /// The serving decision's context.
+    fn serving<'a>(&'a self, c: &Settings) -> Serving<'a> {
+        Serving {
+            mode: c.mode,
+            election: c.arp.election.as_ref().map(|e| e.per_service),
+            health: self.health,
+            leadership: &self.leadership,
+        }
+    }
+
+    /// Whether `ip` is served here (by at least one of its sources), or why not: `None`
+    /// when it is no VIP at all.
+    fn verdict(&self, c: &Settings, ip: IpAddr) -> Option<Result<(), HeldBack>> {
+        let sources = self.candidates.get(&ip)?;
+        let serving = self.serving(c);
+        let mut why = None;
+        for s in sources {
+            match serving.decide(s, ip, &self.services) {
+                Ok(()) => return Some(Ok(())),
+                Err(e) => {
+                    why.get_or_insert(e);
+                }
+            }
+        }
+        why.map(Err)
+    }
+
+    /// The addresses on the node for `ip`.
+    fn present_for(&self, ip: IpAddr) -> impl Iterator<Item = (&NodeAddr, &Present)> {
+        let from = NodeAddr {
+            ip,
+            prefix_len: 0,
+            interface: String::new(),
+        };
+        self.present
+            .range(from..)
+            .take_while(move |(a, _)| a.ip == ip)
+    }
+
+    fn actions(&mut self, dirty: Dirty) -> Vec<Action> {
+        if self.settings.is_none() && !self.shutting_down {
             return Vec::new(); // nothing is known yet: do not touch the node
         }
-        let desired = self.desired();
+        let ips: BTreeSet<IpAddr> = match dirty {
+            Dirty::Some(s) => s,
+            Dirty::All => self
+                .candidates
+                .keys()
+                .chain(self.verdicts.keys())
+                .copied()
+                .chain(self.present.keys().map(|a| a.ip))
+                .collect(),
+        };
+        let mut removing = Vec::new();
+        let mut adding = Vec::new();
+        for ip in &ips {
+            self.decide(*ip);
+            let want = match self.verdicts.get(ip) {
+                Some(Ok(a)) => Some(a.clone()),
+                _ => None,
+            };
+            for (a, p) in self.present_for(*ip) {
+                if p.owned && want.as_ref() != Some(a) && !self.pending.contains(a) {
+                    removing.push(a.clone());
+                }
+            }
+            if let Some(a) = &want {
+                if !self.present.contains_key(a)
+                    && !self.pending.contains(a)
+                    && !self.failed.contains(a)
+                {
+                    adding.push(a.clone());
+                }
+            }
+            self.route(*ip, want.as_ref());
+        }
         let mut actions = Vec::new();
-        // Withdraw routes before removing addresses: compute the table first.
-        let table = self.route_table(&desired);
-        let routes_changed = self.routes.as_ref() != Some(&table);
-        let removing: Vec<NodeAddr> = self
-            .present
-            .iter()
-            .filter(|(a, p)| p.owned && !desired.contains_key(*a) && !self.pending.contains(*a))
-            .map(|(a, _)| a.clone())
-            .collect();
-        if routes_changed && !removing.is_empty() {
-            actions.push(Action::Routes(table.clone()));
-            self.routes = Some(table.clone());
+        // Withdraw routes before removing addresses.
+        if !removing.is_empty() && (self.table_dirty || !self.emitted) {
+            actions.push(self.emit());
         }
         for a in removing {
             self.pending.insert(a.clone());
             actions.push(Action::Remove(a));
         }
-        for a in desired.keys() {
-            if !self.present.contains_key(a)
-                && !self.pending.contains(a)
-                && !self.failed.contains(a)
-            {
-                self.pending.insert(a.clone());
-                actions.push(Action::Add(a.clone()));
-            }
+        for a in adding {
+            self.pending.insert(a.clone());
+            actions.push(Action::Add(a));
         }
-        if self.routes.as_ref() != Some(&table) {
-            actions.push(Action::Routes(table.clone()));
-            self.routes = Some(table);
+        if self.table_dirty || !self.emitted {
+            actions.push(self.emit());
+        }
+        for ip in ips {
+            self.update_state(ip);
         }
         actions
     }
 
-    /// Host routes for the desired VIPs that are on the node.
-    fn route_table(&self, desired: &BTreeMap<NodeAddr, BTreeSet<VipSource>>) -> RouteTable {
-        let mut t = RouteTable::new();
-        let Some(c) = &self.config else { return t };
-        let attrs = RouteAttrs {
-            med: c.bgp.med,
-            local_pref: c.bgp.local_pref,
-            communities: c.bgp.communities.clone(),
-            large_communities: c.bgp.large_communities.clone(),
-            next_hop: None,
+    fn emit(&mut self) -> Action {
+        self.table_dirty = false;
+        self.emitted = true;
+        Action::Routes(self.table.clone())
+    }
+
+    /// Decides one VIP again.
+    fn decide(&mut self, ip: IpAddr) {
+        self.decided += 1;
+        let Some(c) = &self.settings else {
+            self.verdicts.remove(&ip);
+            return;
         };
-        t.announce(
-            desired
-                .keys()
-                .filter(|a| self.present.contains_key(*a))
-                .map(NodeAddr::host_route),
-            attrs,
-        );
-        t
+        let v = if self.shutting_down {
+            None
+        } else {
+            self.verdict(c, ip)
+        };
+        match v {
+            Some(Ok(())) => {
+                self.verdicts.insert(ip, Ok(node_addr(&c.vips, ip)));
+            }
+            Some(Err(e)) => {
+                self.verdicts.insert(ip, Err(e));
+            }
+            None => {
+                self.verdicts.remove(&ip);
+            }
+        }
+    }
+
+    /// The host route of `ip`: announced while it is wanted and on the node.
+    fn route(&mut self, ip: IpAddr, want: Option<&NodeAddr>) {
+        let changed = match (want.filter(|a| self.present.contains_key(*a)), &self.attrs) {
+            (Some(a), Some(attrs)) => {
+                let attrs = attrs.clone();
+                self.table.announce_shared([a.host_route()], attrs) > 0
+            }
+            _ => self.table.withdraw([ipnet::IpNet::from(ip)]) > 0,
+        };
+        self.table_dirty |= changed;
+    }
+
+    fn update_state(&mut self, ip: IpAddr) {
+        let Some(sources) = self.candidates.get(&ip) else {
+            self.states.remove(&ip);
+            return;
+        };
+        let held_back = match self.verdicts.get(&ip) {
+            Some(Err(e)) => Some(e.clone()),
+            None => None,
+            Some(Ok(_)) => self.errors.get(&ip).cloned().map(HeldBack::AddFailed),
+        };
+        let state = VipState {
+            address: ip,
+            sources: sources.clone(),
+            interface: self
+                .present_for(ip)
+                .next()
+                .map(|(a, _)| a.interface.clone()),
+            advertised: self.table.get(&ipnet::IpNet::from(ip)).is_some(),
+            held_back,
+        };
+        if self.states.get(&ip).is_none_or(|s| **s != state) {
+            self.states.insert(ip, Arc::new(state));
+        }
     }
 
     /// Addresses vipr owns on the node (what must be removed at exit).
@@ -286,83 +521,21 @@ impl Reconciler {
             .collect()
     }
 
-    /// The status view of every VIP.
-    pub fn status(&self) -> Vec<VipState> {
-        let desired = self.desired();
-        let routes = self.routes.clone().unwrap_or_default();
-        let mut out = Vec::new();
-        let Some(c) = &self.config else { return out };
-        let mut all: BTreeMap<IpAddr, BTreeSet<VipSource>> = BTreeMap::new();
-        for (ip, s) in c.configured_vips() {
-            all.entry(ip).or_default().insert(s);
-        }
-        if c.svc_enable {
-            for s in self.services.iter() {
-                for ip in &s.ips {
-                    all.entry(*ip).or_default().insert(VipSource::Service {
-                        namespace: s.namespace.clone(),
-                        name: s.name.clone(),
-                    });
-                }
-            }
-        }
-        for (a, s) in &desired {
-            all.entry(a.ip).or_default().extend(s.iter().cloned());
-        }
-        for (ip, sources) in all {
-            let on_node = self.present.keys().find(|a| a.ip == ip);
-            let held_back = if !desired.keys().any(|a| a.ip == ip) {
-                Some(self.held_back_reason(c, ip))
-            } else {
-                self.errors
-                    .get(&ip)
-                    .map(|e| format!("cannot add address: {e}"))
-            };
-            out.push(VipState {
-                address: ip,
-                sources,
-                interface: on_node.map(|a| a.interface.clone()),
-                advertised: routes.get(&ipnet::IpNet::from(ip)).is_some(),
-                held_back,
-            });
-        }
-        out
+    /// The status view of every VIP (a cheap clone).
+    pub fn status(&self) -> VipStates {
+        self.states.clone()
     }
 }
 
-impl Reconciler {
-    /// Why a configured or Service VIP is not served here.
-    fn held_back_reason(&self, c: &Config, ip: IpAddr) -> String {
-        let cp = c.cp_enable && c.vips.contains(&ip);
-        if cp && self.health == Health::Unknown {
-            return "waiting for the first successful health check".into();
-        }
-        if cp && self.health == Health::Down {
-            return "control-plane health check failing".into();
-        }
-        if c.mode == Mode::Arp && c.arp.leader_election {
-            return "another node holds the lease".into();
-        }
-        if self
-            .services
-            .iter()
-            .any(|s| s.ips.contains(&ip) && s.local_only && !s.local_endpoint)
-        {
-            return "externalTrafficPolicy: Local and no ready endpoint on this node".into();
-        }
-        "not desired".into()
-    }
-}
-
-fn node_addr(c: &Config, ip: IpAddr) -> NodeAddr {
+fn node_addr(v: &VipSettings, ip: IpAddr) -> NodeAddr {
     NodeAddr {
         ip,
         prefix_len: if ip.is_ipv4() {
-            c.subnet_v4
+            v.subnet_v4
         } else {
-            c.subnet_v6
+            v.subnet_v6
         },
-        interface: c.interface.clone(),
+        interface: v.interface.clone(),
     }
 }
 

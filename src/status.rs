@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use bgp::{BfdStatus, Family, PeerInfo, State};
 use serde::{Deserialize, Serialize};
 
-use crate::vips::VipState;
+use crate::kube::watch::Allocations;
+use crate::model::VipState;
 
 /// One BGP peer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -143,6 +144,32 @@ pub struct Status {
     pub peers: Vec<PeerView>,
     /// VIPs.
     pub vips: Vec<VipView>,
+    /// Services waiting for an address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingView>,
+    /// Address pools and their use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolView>,
+}
+
+/// A Service without an address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingView {
+    /// `namespace/name`.
+    pub service: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An address pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PoolView {
+    /// Its name.
+    pub name: String,
+    /// Addresses in it (capped at 2^64).
+    pub size: u64,
+    /// Addresses claimed.
+    pub used: u64,
 }
 
 /// Ready when the peer source has answered, every peer has been tried and at least one is
@@ -165,6 +192,7 @@ pub fn build(
     peers_known: bool,
     peers: &[PeerInfo],
     vips: &[VipState],
+    alloc: &Allocations,
 ) -> Status {
     let now = SystemTime::now();
     let mut pv: Vec<PeerView> = peers
@@ -225,7 +253,7 @@ pub fn build(
                 sources: v.sources.iter().map(|s| s.to_string()).collect(),
                 interface: v.interface.clone(),
                 advertised_to: to,
-                held_back: v.held_back.clone(),
+                held_back: v.held_back.as_ref().map(|h| h.to_string()),
             }
         })
         .collect();
@@ -236,6 +264,23 @@ pub fn build(
         ready: ready(peers_known, peers),
         peers: pv,
         vips: vv,
+        pending: alloc
+            .pending
+            .iter()
+            .map(|(svc, p)| PendingView {
+                service: svc.clone(),
+                reason: p.to_string(),
+            })
+            .collect(),
+        pools: alloc
+            .pools
+            .iter()
+            .map(|p| PoolView {
+                name: p.name.clone(),
+                size: p.size.min(u64::MAX as u128) as u64,
+                used: p.used as u64,
+            })
+            .collect(),
     }
 }
 
@@ -336,7 +381,53 @@ pub fn render(s: &Status) -> String {
             to
         ));
     }
+    if !s.pending.is_empty() {
+        out.push('\n');
+        out.push_str(&format!("{:<40} {}\n", "SERVICE WITHOUT ADDRESS", "WHY"));
+        for p in &s.pending {
+            out.push_str(&format!("{:<40} {}\n", p.service, p.reason));
+        }
+    }
+    if !s.pools.is_empty() {
+        out.push('\n');
+        out.push_str(&format!("{:<40} {:>20} {:>8}\n", "POOL", "SIZE", "USED"));
+        for p in &s.pools {
+            out.push_str(&format!("{:<40} {:>20} {:>8}\n", p.name, p.size, p.used));
+        }
+    }
     out
+}
+
+/// `vipr status [--json] [--addr HOST:PORT]`: prints a running daemon's status; the exit
+/// status is 1 when it cannot be read.
+pub fn main(m: &clap::ArgMatches) -> i32 {
+    let addr = m.get_one::<String>("addr").cloned().unwrap_or_default();
+    let json = m.get_flag("json");
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vipr: {e}");
+            return 1;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match rt.block_on(fetch(&addr)) {
+        Ok(s) if json => {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            0
+        }
+        Ok(s) => {
+            print!("{}", render(&s));
+            0
+        }
+        Err(e) => {
+            eprintln!("vipr status: {e}");
+            1
+        }
+    }
 }
 
 /// Fetches `/status` from a running daemon.
@@ -383,12 +474,7 @@ mod tests {
         let mut status = PeerStatus::idle();
         status.bfd = Some(bfd);
         PeerInfo {
-            config: Arc::new(PeerConfig::new(
-                "192.0.2.1".parse().unwrap(),
-                65000,
-                65001,
-                "192.0.2.2".parse().unwrap(),
-            )),
+            config: Arc::new(PeerConfig::new("192.0.2.1".parse().unwrap(), 65000, 65001)),
             status,
             stats: Stats::default(),
         }
@@ -396,7 +482,14 @@ mod tests {
 
     #[test]
     fn bfd_shows_in_the_document_and_the_tables() {
-        let s = build("n", "bgp", true, &[peer_with_bfd()], &[]);
+        let s = build(
+            "n",
+            "bgp",
+            true,
+            &[peer_with_bfd()],
+            &[],
+            &Allocations::default(),
+        );
         let b = s.peers[0].bfd.as_ref().unwrap();
         assert_eq!((b.state.as_str(), b.remote_discriminator), ("Up", 9));
         assert_eq!(
@@ -415,7 +508,15 @@ mod tests {
 
     #[test]
     fn bfd_metrics() {
-        let m = crate::metrics::render(&[peer_with_bfd()], &[], None);
+        let m = crate::metrics::render(
+            &[peer_with_bfd()],
+            &[],
+            &Allocations::default(),
+            &[("claim", "ok", 2)],
+            [5, 6, 7],
+            None,
+        );
+        assert!(m.contains("vipr_services_planned_total 5"), "{m}");
         assert!(
             m.contains("vipr_bfd_session_state{peer=\"192.0.2.1\"} 4"),
             "{m}"
@@ -426,6 +527,10 @@ mod tests {
         );
         assert!(
             m.contains("vipr_bfd_session_flaps_total{peer=\"192.0.2.1\"} 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("vipr_api_writes_total{kind=\"claim\",result=\"ok\"} 2"),
             "{m}"
         );
         assert!(m.contains("remote_discriminator=\"9\""), "{m}");

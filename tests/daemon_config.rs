@@ -127,9 +127,15 @@ fn bad_flag_value_is_named_as_the_flag() {
     env.remove("bgp_as");
     let err = rejected(&env, &["--bgp-as", "65001x"]);
     assert!(err.contains("--bgp-as") && err.contains("65001x"), "{err}");
-    // kube-vip's flag spelling is accepted; the message names the flag (vipr's spelling).
+    // kube-vip's flag spelling is accepted; the message names the flag as it was given.
     let err = rejected(&env, &["--localAS", "65001y"]);
-    assert!(err.contains("--bgp-as") && err.contains("65001y"), "{err}");
+    assert!(err.contains("--localAS") && err.contains("65001y"), "{err}");
+    // Two spellings of one setting: refused, naming both.
+    let err = rejected(&env, &["--localAS", "65001", "--bgp-as", "65002"]);
+    assert!(
+        err.contains("--localAS") && err.contains("--bgp-as"),
+        "{err}"
+    );
 }
 
 #[test]

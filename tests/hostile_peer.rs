@@ -327,7 +327,17 @@ fn hostile_peers_get_the_right_notification_and_bird_stays_established() {
         || bird.log(),
         || bird_route(&bird, &format!("{VIP4}/32"), "n0"),
     );
-    let since = bird_session(&bird);
+    // The baseline once BIRD's protocol has settled: its "since" also moves when a second
+    // channel (IPv6) comes up just after the first route.
+    let since = eventually(
+        "BIRD's protocol state settled",
+        || bird.log(),
+        || {
+            let a = bird_session(&bird);
+            std::thread::sleep(Duration::from_millis(500));
+            (bird_session(&bird) == a).then_some(a)
+        },
+    );
     let mut cx = Ctx {
         lab: &lab,
         vipr: &vipr,

@@ -32,13 +32,16 @@ fn forbidden(log: &str) -> usize {
 
 fn rules() -> (Value, Value) {
     let cluster = json!([
-        {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch", "update"]},
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["list", "watch"]},
     ]);
     let leases = json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "verbs": ["get", "list", "watch", "create", "update"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kubevip"],
+         "verbs": ["get", "list", "watch"]},
     ]);
     (cluster, leases)
 }

@@ -201,9 +201,12 @@ async fn run(a: Args) {
         term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
         int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
     };
-    let speaker = Speaker::start(SpeakerConfig::default())
-        .await
-        .expect("start speaker");
+    let speaker = Speaker::start(SpeakerConfig {
+        router_id: Some(a.router_id),
+        ..SpeakerConfig::default()
+    })
+    .await
+    .expect("start speaker");
     let mut t0 = Instant::now();
     if a.preload {
         let routes = prefixes(a.base, a.n);
@@ -219,7 +222,7 @@ async fn run(a: Args) {
             return;
         }
     }
-    let mut cfg = PeerConfig::new(a.peer, a.remote_as, a.local_as, a.router_id);
+    let mut cfg = PeerConfig::new(a.peer, a.remote_as, a.local_as);
     cfg.port = a.port;
     cfg.hold_time = a.hold;
     cfg.families = vec![Family::Ipv4Unicast];

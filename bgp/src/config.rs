@@ -34,13 +34,13 @@ impl fmt::Display for Secret {
     }
 }
 
-/// RFC 4724 graceful restart as the restarting speaker.
+/// RFC 4724 graceful restart as the restarting speaker. Whether this process follows a
+/// restart in place (the Restart State bit) is the speaker's, not the peer's:
+/// [`SpeakerConfig::restarting`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GracefulRestart {
     /// Restart Time advertised in the capability (12 bits, at most 4095 s).
     pub restart_time: u16,
-    /// Set the Restart State bit (R): this OPEN follows a restart in place.
-    pub restarting: bool,
     /// Set the Forwarding State bit (F) for each family: the data plane survived.
     pub forwarding_preserved: bool,
 }
@@ -81,8 +81,11 @@ pub const BFD_MIN_INTERVAL: Duration = Duration::from_millis(50);
 /// The longest BFD interval vipr accepts.
 pub const BFD_MAX_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Everything that defines one BGP session. Two sessions with equal configs are the same
-/// session; a changed config resets only that session.
+/// Everything that defines one BGP session with one neighbour: the one peer type, from the
+/// daemon's configuration or a peer provider to the session. Two sessions with equal
+/// configs are the same session; a changed config resets only that session. What is the
+/// same for every session of the speaker (the BGP Identifier, the Restart State bit) is in
+/// [`SpeakerConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerConfig {
     /// The neighbour's address; also the key of the peer in the speaker.
@@ -93,8 +96,6 @@ pub struct PeerConfig {
     pub remote_as: u32,
     /// Our AS on this session (4-octet allowed, RFC 6793).
     pub local_as: u32,
-    /// Our BGP Identifier.
-    pub router_id: Ipv4Addr,
     /// TCP MD5 signature password (RFC 2385).
     pub password: Option<Secret>,
     /// IP TTL / hop limit of our packets; `None`: 1 for eBGP, 64 for iBGP.
@@ -133,13 +134,12 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// A config with vipr's defaults: port 179, hold 90 s (30 s when used by the daemon with
     /// kube-vip defaults), both families, extended messages on, backoff 1 s to 60 s.
-    pub fn new(address: IpAddr, remote_as: u32, local_as: u32, router_id: Ipv4Addr) -> PeerConfig {
+    pub fn new(address: IpAddr, remote_as: u32, local_as: u32) -> PeerConfig {
         PeerConfig {
             address,
             port: 179,
             remote_as,
             local_as,
-            router_id,
             password: None,
             ttl: None,
             gtsm_hops: None,
@@ -156,6 +156,11 @@ impl PeerConfig {
             connect_retry_min: Duration::from_secs(1),
             connect_retry_max: Duration::from_secs(60),
         }
+    }
+
+    /// eBGP multihop: a TTL above 1 was asked for (the peer is not directly connected).
+    pub fn is_multihop(&self) -> bool {
+        self.ttl.is_some_and(|t| t > 1)
     }
 
     /// iBGP when both ends are in the same AS.
@@ -198,12 +203,6 @@ impl PeerConfig {
                     "must be at least 1 second when hold time is not 0",
                 ));
             }
-        }
-        if self.router_id.is_unspecified()
-            || self.router_id.is_multicast()
-            || self.router_id.is_broadcast()
-        {
-            return Err(bad("router_id", "must be a unicast IPv4 address"));
         }
         if self.local_as == 0 || self.remote_as == 0 {
             return Err(bad("as", "AS 0 is reserved (RFC 7607)"));
@@ -257,11 +256,49 @@ impl PeerConfig {
     }
 }
 
-/// Speaker-wide settings.
+/// Speaker-wide settings: the same for every session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpeakerConfig {
     /// Listen for incoming sessions here (off by default; port 179 needs CAP_NET_BIND_SERVICE).
+    /// Changed at runtime with [`crate::Speaker::set_listen`].
     pub listen: Option<SocketAddr>,
+    /// Our BGP Identifier (RFC 4271 §4.2: one per speaker). Sessions start once it is known;
+    /// changed at runtime with [`crate::Speaker::set_router_id`] (every session resets).
+    pub router_id: Option<Ipv4Addr>,
+    /// This process follows a restart in place (RFC 4724 §4.1): the first OPEN of each
+    /// session sets the Restart State bit, and a session waits briefly for the first routes
+    /// before connecting.
+    pub restarting: bool,
+}
+
+/// What a session takes from its speaker: our BGP Identifier and whether this process
+/// follows a restart in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// Our BGP Identifier.
+    pub router_id: Ipv4Addr,
+    /// Set the Restart State bit in the first OPEN (RFC 4724 §4.1).
+    pub restarting: bool,
+}
+
+impl Identity {
+    /// An identity with this router id, not restarting.
+    pub fn new(router_id: Ipv4Addr) -> Identity {
+        Identity {
+            router_id,
+            restarting: false,
+        }
+    }
+}
+
+/// Checks a BGP Identifier: a unicast IPv4 address (RFC 6286 §2.1 only asks for a non-zero
+/// 32-bit value; vipr also refuses multicast and broadcast, which are always a mistake).
+pub fn check_router_id(id: Ipv4Addr) -> Result<(), &'static str> {
+    if id.is_unspecified() || id.is_multicast() || id.is_broadcast() {
+        Err("must be a unicast IPv4 address")
+    } else {
+        Ok(())
+    }
 }
 
 /// A peer configuration that cannot work, naming the peer and the field.
@@ -282,12 +319,7 @@ mod tests {
 
     #[test]
     fn secret_is_never_formatted() {
-        let mut c = PeerConfig::new(
-            "192.0.2.1".parse().unwrap(),
-            65000,
-            65001,
-            "192.0.2.2".parse().unwrap(),
-        );
+        let mut c = PeerConfig::new("192.0.2.1".parse().unwrap(), 65000, 65001);
         c.password = Some(Secret::new("hunter2"));
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
@@ -297,12 +329,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let mut c = PeerConfig::new(
-            "192.0.2.1".parse().unwrap(),
-            65000,
-            65001,
-            "192.0.2.2".parse().unwrap(),
-        );
+        let mut c = PeerConfig::new("192.0.2.1".parse().unwrap(), 65000, 65001);
         assert!(c.validate().is_ok());
         c.hold_time = 2;
         let e = c.validate().unwrap_err();
@@ -316,12 +343,7 @@ mod tests {
 
     #[test]
     fn ttl_defaults() {
-        let mut c = PeerConfig::new(
-            "192.0.2.1".parse().unwrap(),
-            65000,
-            65001,
-            "192.0.2.2".parse().unwrap(),
-        );
+        let mut c = PeerConfig::new("192.0.2.1".parse().unwrap(), 65000, 65001);
         assert_eq!(c.effective_ttl(), 1);
         c.remote_as = 65001;
         assert_eq!(c.effective_ttl(), 64);

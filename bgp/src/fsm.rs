@@ -15,7 +15,7 @@ use crate::backoff::Backoff;
 use crate::codec::notification::{self as n, Notification};
 use crate::codec::open::{Capabilities, GrCapability, Negotiated, Open};
 use crate::codec::{self, DecodeCtx, EncodeCtx, Message, MessageType};
-use crate::config::PeerConfig;
+use crate::config::{Identity, PeerConfig};
 use crate::stats::{State, Stats};
 use crate::types::{Family, RouteTable};
 
@@ -129,10 +129,72 @@ pub enum Output {
     },
     /// The session reached Established with these parameters.
     Established(Box<Negotiated>),
-    /// A session or connection attempt ended; the reason is for status and logs.
-    Down(String),
+    /// A session or connection attempt ended.
+    Down {
+        /// Why.
+        reason: DownReason,
+        /// Whether it was an Established session (a flap), not a connection attempt.
+        established: bool,
+    },
     /// Stop finished: everything withdrawn, Cease sent, connections closed.
     Stopped,
+}
+
+/// Why a session or a connection attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// Our TCP connect failed (Event 18).
+    ConnectFailed(String),
+    /// The peer closed the connection or I/O failed (Event 18).
+    Closed(String),
+    /// No message within the hold time (Event 10); we sent the NOTIFICATION (RFC 4271 §6.5).
+    HoldTimerExpired,
+    /// We found an error and sent this NOTIFICATION (RFC 4271 §6).
+    NotificationSent(Notification),
+    /// The peer sent this NOTIFICATION (Event 24/25).
+    NotificationReceived(Notification),
+    /// The peer's BFD session failed with this diagnostic; we sent Cease / BFD Down
+    /// (RFC 9384).
+    BfdDown(String),
+    /// A new connection from a graceful-restart peer replaced the old session (RFC 4724 §4.2).
+    PeerRestarted,
+    /// We stopped the session (Event 2) with this Cease.
+    Stopped(Notification),
+    /// Restart in place: closed without NOTIFICATION (RFC 4724 §4.1).
+    RestartInPlace,
+}
+
+impl DownReason {
+    /// A protocol error on either side (a NOTIFICATION other than our own Cease): worth a
+    /// warning even when it ended a connection attempt rather than a session.
+    pub fn is_protocol_error(&self) -> bool {
+        matches!(
+            self,
+            DownReason::NotificationSent(_) | DownReason::NotificationReceived(_)
+        )
+    }
+}
+
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            DownReason::Closed(e) => write!(f, "connection closed: {e}"),
+            DownReason::HoldTimerExpired => f.write_str("hold timer expired"),
+            DownReason::NotificationSent(n) => write!(f, "sent NOTIFICATION {n}"),
+            DownReason::NotificationReceived(n) => write!(f, "received NOTIFICATION {n}"),
+            DownReason::BfdDown(diag) => write!(
+                f,
+                "BFD down ({diag}): sent {}",
+                Notification::new(n::code::CEASE, n::cease::BFD_DOWN)
+            ),
+            DownReason::PeerRestarted => f.write_str("peer restarted (graceful restart)"),
+            DownReason::Stopped(cease) => write!(f, "stopped: sent {cease}"),
+            DownReason::RestartInPlace => {
+                f.write_str("restarting in place: closed without NOTIFICATION")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,6 +218,7 @@ struct Conn {
 #[derive(Debug)]
 pub struct Session {
     cfg: Arc<PeerConfig>,
+    identity: Identity,
     our_open: Open,
     conns: Vec<Conn>,
     next_conn: ConnId,
@@ -172,11 +235,17 @@ pub struct Session {
 
 impl Session {
     /// A session in Idle. `seed` feeds the reconnect jitter.
-    pub fn new(cfg: Arc<PeerConfig>, desired: Arc<RouteTable>, seed: u64) -> Session {
-        let our_open = our_open(&cfg);
+    pub fn new(
+        cfg: Arc<PeerConfig>,
+        identity: Identity,
+        desired: Arc<RouteTable>,
+        seed: u64,
+    ) -> Session {
+        let our_open = our_open(&cfg, identity);
         Session {
             backoff: Backoff::new(cfg.connect_retry_min, cfg.connect_retry_max, seed),
             cfg,
+            identity,
             our_open,
             conns: Vec::new(),
             next_conn: 1,
@@ -239,13 +308,13 @@ impl Session {
             Input::Connected { conn, local } => self.connected(conn, local, &mut out),
             Input::ConnectFailed { conn, error } => {
                 if self.conn_index(conn).is_some() {
-                    self.drop_conn(conn, format!("connect failed: {error}"), &mut out);
+                    self.drop_conn(conn, DownReason::ConnectFailed(error), &mut out);
                 }
             }
             Input::Accepted { conn, local } => self.accepted(conn, local, &mut out),
             Input::Closed { conn, error } => {
                 if self.conn_index(conn).is_some() {
-                    self.drop_conn(conn, format!("connection closed: {error}"), &mut out);
+                    self.drop_conn(conn, DownReason::Closed(error), &mut out);
                 }
             }
             Input::Frame { conn, frame } => self.frame(conn, &frame, &mut out),
@@ -370,7 +439,10 @@ impl Session {
             self.remove_conn(id, out);
             self.rib = None;
             self.stats.flaps += 1;
-            out.push(Output::Down(format!("stopped: sent {cease}")));
+            out.push(Output::Down {
+                reason: DownReason::Stopped(cease),
+                established: true,
+            });
         }
         if self.conns.is_empty() {
             self.stopping = None;
@@ -389,7 +461,7 @@ impl Session {
             if st != ConnState::Connecting {
                 self.send_notification(id, &notif, out);
             }
-            self.drop_conn(id, format!("BFD down ({reason}): sent {notif}"), out);
+            self.drop_conn(id, DownReason::BfdDown(reason.clone()), out);
         }
     }
 
@@ -404,9 +476,10 @@ impl Session {
             self.remove_conn(id, out);
         }
         self.rib = None;
-        out.push(Output::Down(
-            "restarting in place: closed without NOTIFICATION".into(),
-        ));
+        out.push(Output::Down {
+            reason: DownReason::RestartInPlace,
+            established: self.state == State::Established,
+        });
         out.push(Output::Stopped);
     }
 
@@ -423,7 +496,7 @@ impl Session {
                 if self.conn_index(id).is_some() {
                     let notif = Notification::hold_timer_expired();
                     self.send_notification(id, &notif, out);
-                    self.drop_conn(id, "hold timer expired".to_string(), out);
+                    self.drop_conn(id, DownReason::HoldTimerExpired, out);
                 }
             }
             // Event 11
@@ -522,7 +595,7 @@ impl Session {
 
     /// A connection ended on an error: close it, account for it, and schedule a reconnect
     /// when nothing else is left (Idle with backoff, §8.1.1).
-    fn drop_conn(&mut self, id: ConnId, reason: String, out: &mut Vec<Output>) {
+    fn drop_conn(&mut self, id: ConnId, reason: DownReason, out: &mut Vec<Output>) {
         let was_established = self
             .conns
             .iter()
@@ -533,8 +606,11 @@ impl Session {
             self.stats.flaps += 1;
             out.push(Output::CancelTimer(Timer::Stable));
         }
-        self.last_error = Some(reason.clone());
-        out.push(Output::Down(reason));
+        self.last_error = Some(reason.to_string());
+        out.push(Output::Down {
+            reason,
+            established: was_established,
+        });
         if self.stopping.is_some() {
             self.maybe_finish_stop(out);
         } else if self.started && self.conns.is_empty() {
@@ -548,7 +624,7 @@ impl Session {
     /// Sends a NOTIFICATION for an error and drops the connection.
     fn fail(&mut self, id: ConnId, notif: Notification, out: &mut Vec<Output>) {
         self.send_notification(id, &notif, out);
-        self.drop_conn(id, format!("sent NOTIFICATION {notif}"), out);
+        self.drop_conn(id, DownReason::NotificationSent(notif), out);
     }
 
     fn frame(&mut self, id: ConnId, frame: &[u8], out: &mut Vec<Output>) {
@@ -583,7 +659,7 @@ impl Session {
         if let Message::Notification(notif) = &msg {
             // Event 24/25: the peer gives up; close without answering (§6.4).
             self.stats.notification_received(notif);
-            return self.drop_conn(id, format!("received NOTIFICATION {notif}"), out);
+            return self.drop_conn(id, DownReason::NotificationReceived(notif.clone()), out);
         }
         match self.conns[i].state {
             ConnState::Connecting => {}
@@ -618,7 +694,7 @@ impl Session {
                 out,
             );
         }
-        if self.cfg.is_ibgp() && open.router_id == self.cfg.router_id {
+        if self.cfg.is_ibgp() && open.router_id == self.identity.router_id {
             // RFC 6286 §2.2: the identifier must differ within an AS.
             return self.fail(
                 id,
@@ -636,15 +712,11 @@ impl Session {
             if other_state == ConnState::Established {
                 // Only reachable when the peer does graceful restart (see `accepted`):
                 // RFC 4724 §4.2, the old session is dead, keep the new connection.
-                self.drop_conn(
-                    other_id,
-                    "peer restarted (graceful restart)".to_string(),
-                    out,
-                );
+                self.drop_conn(other_id, DownReason::PeerRestarted, out);
             } else {
                 // §6.8: the connection opened by the side with the higher BGP Identifier
                 // survives (RFC 6286 §2.3: ties broken by AS number).
-                let local = (u32::from(self.cfg.router_id), self.cfg.local_as);
+                let local = (u32::from(self.identity.router_id), self.cfg.local_as);
                 let remote = (u32::from(open.router_id), open.asn);
                 let keep_dir = if local > remote {
                     Direction::Outgoing
@@ -783,7 +855,7 @@ fn secs(s: u16) -> Duration {
 }
 
 /// The OPEN we send (RFC 4271 §4.2 with the capabilities of RFC 5492).
-fn our_open(cfg: &PeerConfig) -> Open {
+fn our_open(cfg: &PeerConfig, identity: Identity) -> Open {
     let over_v6 = cfg.address.is_ipv6();
     let caps = Capabilities {
         families: cfg.families.clone(),
@@ -791,7 +863,7 @@ fn our_open(cfg: &PeerConfig) -> Open {
         route_refresh: true,
         four_octet_as: Some(cfg.local_as),
         graceful_restart: cfg.graceful_restart.map(|gr| GrCapability {
-            restarting: gr.restarting,
+            restarting: identity.restarting,
             restart_time: gr.restart_time,
             // Only for families we also offer in MP capabilities (Cilium #30367).
             families: cfg
@@ -809,7 +881,7 @@ fn our_open(cfg: &PeerConfig) -> Open {
         },
         ..Capabilities::default()
     };
-    Open::new(cfg.local_as, cfg.hold_time, cfg.router_id, caps)
+    Open::new(cfg.local_as, cfg.hold_time, identity.router_id, caps)
 }
 
 /// How this session writes UPDATEs: next hops from config or the local address.

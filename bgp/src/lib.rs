@@ -32,7 +32,10 @@ pub mod types;
 
 pub use bfd::{BfdState, BfdStatus};
 pub use codec::notification::Notification;
-pub use config::{BfdConfig, ConfigError, GracefulRestart, PeerConfig, Secret, SpeakerConfig};
+pub use config::{
+    BfdConfig, ConfigError, GracefulRestart, Identity, PeerConfig, Secret, SpeakerConfig,
+};
+pub use fsm::DownReason;
 pub use session::{NegotiatedInfo, PeerStatus};
 pub use speaker::{PeerInfo, ShutdownOptions, Speaker, SpeakerError};
 pub use stats::{State, Stats};

@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use crate::bfd::shell::{spawn_session, BfdHandle, Hub};
 use crate::bfd::BfdStatus;
 use crate::codec::{self, Negotiated, Notification};
-use crate::config::{BfdConfig, PeerConfig};
+use crate::config::{BfdConfig, Identity, PeerConfig};
 use crate::fsm::{ConnId, Input, Output, Session, Timer};
 use crate::socket;
 use crate::stats::{State, Stats};
@@ -145,8 +145,11 @@ struct ConnIo {
     local: SocketAddr,
 }
 
-/// Everything the peer task owns besides the core.
-struct Shell {
+/// One peer's task: the session core and everything around it, with one method per input
+/// (a command, a connection event, a BFD status, new routes, writer room, a timer). The
+/// loop in [`run_peer`] only waits for the next input and dispatches it.
+struct PeerTask {
+    core: Session,
     cfg: Arc<PeerConfig>,
     events: mpsc::Sender<ConnEvent>,
     conns: HashMap<ConnId, ConnIo>,
@@ -156,6 +159,14 @@ struct Shell {
     flushing: Vec<JoinHandle<()>>,
     status: watch::Sender<PeerStatus>,
     stats: Arc<ArcSwap<Stats>>,
+    /// The peer's BFD session, with the settings it runs with.
+    bfd: Option<(BfdHandle, BfdConfig)>,
+    /// BFD failures seen so far (a new one closes the BGP session).
+    bfd_failures: u64,
+    /// After a Stop: when connections are cut even if the Cease is not out yet.
+    stop_deadline: Option<Instant>,
+    /// The speaker still holds our command channel.
+    cmds_open: bool,
     stopped: bool,
 }
 
@@ -163,6 +174,7 @@ struct Shell {
 /// awaited first so that a replaced session's Cease goes out before the new one connects.
 pub(crate) async fn run_peer(
     cfg: Arc<PeerConfig>,
+    identity: Identity,
     mut routes: watch::Receiver<Arc<RouteTable>>,
     mut cmds: mpsc::Receiver<PeerCmd>,
     status: watch::Sender<PeerStatus>,
@@ -173,20 +185,23 @@ pub(crate) async fn run_peer(
     if let Some(g) = gate {
         let _ = tokio::time::timeout(STOP_TIMEOUT * 2, g).await;
     }
-    if cfg.graceful_restart.is_some_and(|g| g.restarting) && routes.borrow().is_empty() {
+    if identity.restarting && cfg.graceful_restart.is_some() && routes.borrow().is_empty() {
         let _ = tokio::time::timeout(RESTART_ROUTES_WAIT, routes.changed()).await;
     }
-    let mut bfd: Option<BfdHandle> = match (cfg.bfd, bfd_hub) {
-        (Some(b), Some(hub)) => Some(spawn_session(cfg.address, cfg.source, b, hub)),
+    let bfd = match (cfg.bfd, bfd_hub) {
+        (Some(b), Some(hub)) => Some((spawn_session(cfg.address, cfg.source, b, hub), b)),
         _ => None,
     };
-    let mut bfd_cfg = cfg.bfd.filter(|_| bfd.is_some());
-    let mut bfd_failures = 0u64;
-    let mut bfd_open = bfd.is_some();
-    let seed = u64::from(u32::from(cfg.router_id)) ^ (cfg.port as u64) << 32 ^ addr_seed(&cfg);
-    let mut core = Session::new(cfg.clone(), routes.borrow_and_update().clone(), seed);
+    let seed = u64::from(u32::from(identity.router_id)) ^ (cfg.port as u64) << 32 ^ addr_seed(&cfg);
+    let core = Session::new(
+        cfg.clone(),
+        identity,
+        routes.borrow_and_update().clone(),
+        seed,
+    );
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
-    let mut shell = Shell {
+    let mut t = PeerTask {
+        core,
         cfg,
         events: ev_tx,
         conns: HashMap::new(),
@@ -195,168 +210,233 @@ pub(crate) async fn run_peer(
         flushing: Vec::new(),
         status,
         stats,
+        bfd,
+        bfd_failures: 0,
+        stop_deadline: None,
+        cmds_open: true,
         stopped: false,
     };
-    let mut stop_deadline: Option<Instant> = None;
-    let mut cmds_open = true;
-    let outs = core.handle(Input::Start);
-    shell.execute(&mut core, outs);
+    t.input(Input::Start);
 
-    while !shell.stopped {
-        let next_timer = shell.timers.values().min().copied();
-        let tx_conn = shell.tx_candidate(&core);
-        let writer = tx_conn.and_then(|id| shell.conns.get(&id).map(|c| (id, c.writer.clone())));
+    while !t.stopped {
+        let next_timer = t.timers.values().min().copied();
+        let writer = t.writer();
+        let bfd_open = t.bfd.is_some();
         tokio::select! {
             biased;
-            cmd = cmds.recv(), if cmds_open => match cmd {
-                Some(PeerCmd::Stop(cease)) => {
-                    stop_deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
-                    let outs = core.handle(Input::Stop(cease));
-                    shell.execute(&mut core, outs);
-                }
-                Some(PeerCmd::SetBfd(new, hub)) => {
-                    match (bfd.as_ref(), new) {
-                        (Some(h), Some(n)) if bfd_cfg.is_some_and(|o| o.local_port == n.local_port) => {
-                            info!(peer = %shell.cfg.address, "BFD intervals changed: Poll Sequence");
-                            h.reconfigure(n);
-                        }
-                        _ => {
-                            if let Some(h) = bfd.take() {
-                                h.stop(true).await;
-                            }
-                            bfd = match (new, hub) {
-                                (Some(n), Some(hub)) => Some(spawn_session(shell.cfg.address, shell.cfg.source, n, hub)),
-                                _ => None,
-                            };
-                            bfd_failures = 0;
-                            bfd_open = bfd.is_some();
-                            if bfd.is_none() {
-                                shell.status.send_modify(|s| s.bfd = None);
-                            }
-                        }
-                    }
-                    bfd_cfg = new.filter(|_| bfd.is_some());
-                }
-                Some(PeerCmd::Abandon) => {
-                    let outs = core.handle(Input::Abandon);
-                    shell.execute(&mut core, outs);
-                }
-                Some(PeerCmd::Incoming(stream)) => {
-                    // Per-peer TTL and GTSM: the shared listener cannot carry them.
-                    let v6 = shell.cfg.address.is_ipv6();
-                    if let Err(e) = socket::set_ttl_and_gtsm(&stream, v6, &shell.cfg) {
-                        warn!(peer = %shell.cfg.address, error = %e, "cannot set TTL/GTSM on an incoming connection; closing it");
-                        continue;
-                    }
-                    let id = core.allocate_conn();
-                    if let Some(local) = shell.attach(id, stream) {
-                        let outs = core.handle(Input::Accepted { conn: id, local });
-                        shell.execute(&mut core, outs);
-                    }
-                }
-                None => {
-                    // The speaker dropped us: stop (a no-op if a Stop came first).
-                    cmds_open = false;
-                    stop_deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
-                    let cease = Notification::new(codec::notification::code::CEASE, codec::notification::cease::PEER_DECONFIGURED);
-                    let outs = core.handle(Input::Stop(cease));
-                    shell.execute(&mut core, outs);
-                }
-            },
-            Some(ev) = ev_rx.recv() => {
-                let input = match ev {
-                    ConnEvent::Connected(id, Ok(stream)) => {
-                        shell.connecting.remove(&id);
-                        match shell.attach(id, stream) {
-                            Some(local) => Input::Connected { conn: id, local },
-                            None => Input::ConnectFailed { conn: id, error: "socket has no local address".into() },
-                        }
-                    }
-                    ConnEvent::Connected(id, Err(e)) => {
-                        shell.connecting.remove(&id);
-                        Input::ConnectFailed { conn: id, error: e.to_string() }
-                    }
-                    ConnEvent::Frame(id, frame) => Input::Frame { conn: id, frame },
-                    ConnEvent::Closed(id, error) => Input::Closed { conn: id, error },
-                };
-                let outs = core.handle(input);
-                shell.execute(&mut core, outs);
-            }
-            st = bfd_changed(&mut bfd), if bfd_open => match st {
-                Some(st) => {
-                    let failed = st.failures > bfd_failures;
-                    bfd_failures = st.failures;
-                    let diag = st.local_diag;
-                    shell.status.send_modify(|s| s.bfd = Some(st));
-                    if failed {
-                        let outs = core.handle(Input::BfdDown(diag.to_string()));
-                        shell.execute(&mut core, outs);
-                    }
-                }
-                None => bfd_open = false,
-            },
+            cmd = cmds.recv(), if t.cmds_open => t.on_command(cmd).await,
+            Some(ev) = ev_rx.recv() => t.on_conn_event(ev),
+            st = bfd_changed(&mut t.bfd), if bfd_open => t.on_bfd(st),
             Ok(()) = routes.changed() => {
-                let t = routes.borrow_and_update().clone();
-                let outs = core.handle(Input::Routes(t));
-                shell.execute(&mut core, outs);
+                let table = routes.borrow_and_update().clone();
+                t.input(Input::Routes(table));
             }
             permit = async { writer.as_ref().expect("guarded").1.clone().reserve_owned().await }, if writer.is_some() => {
-                let id = writer.as_ref().map(|w| w.0).unwrap_or_default();
-                let Ok(permit) = permit else { continue };
-                if shell.conns.get(&id).is_some_and(|c| c.pending.is_empty()) {
-                    let outs = core.handle(Input::TxReady(id));
-                    shell.execute(&mut core, outs);
-                }
-                if let Some(msg) = shell.conns.get_mut(&id).and_then(|c| c.pending.pop_front()) {
-                    permit.send(msg);
+                if let (Some((id, _)), Ok(permit)) = (writer, permit) {
+                    t.on_writer_room(id, permit);
                 }
             }
-            _ = sleep_until_opt(next_timer) => {
-                let now = Instant::now();
-                let due: Vec<Timer> = shell.timers.iter().filter(|(_, d)| **d <= now).map(|(t, _)| *t).collect();
-                for t in due {
-                    shell.timers.remove(&t);
-                    let outs = core.handle(Input::Timer(t));
-                    shell.execute(&mut core, outs);
-                }
-            }
-            _ = sleep_until_opt(stop_deadline) => {
-                warn!(peer = %shell.cfg.address, "stop timed out; closing connections");
+            _ = sleep_until_opt(next_timer) => t.on_timers(),
+            _ = sleep_until_opt(t.stop_deadline) => {
+                warn!(peer = %t.cfg.address, "stop timed out; closing connections");
                 break;
             }
         }
     }
-    if let Some(h) = bfd.take() {
-        // §6.8.16: tell the peer AdminDown, which it must not take for a failure
-        // (RFC 5882 §3.2). Also when restarting in place: FRR then keeps the routes as
-        // stale (graceful restart helper) instead of tearing the session down on a BFD
-        // timeout.
-        let mut st = h.status.clone();
-        h.stop(true).await;
-        let last = st.borrow_and_update().clone();
-        shell.status.send_modify(|s| s.bfd = Some(last));
+    t.finish().await;
+}
+
+impl PeerTask {
+    /// Feeds one input to the core and executes what it asks for.
+    fn input(&mut self, input: Input) {
+        let outs = self.core.handle(input);
+        self.execute(outs);
     }
-    for (_, c) in shell.conns.drain() {
-        c.reader.abort();
-        // Dropping `c.writer` lets the writer flush what it has and shut down.
-        shell.flushing.push(c.write_task);
+
+    /// A command from the speaker (`None`: the speaker dropped us, which is a stop).
+    async fn on_command(&mut self, cmd: Option<PeerCmd>) {
+        match cmd {
+            Some(PeerCmd::Stop(cease)) => self.stop(cease),
+            Some(PeerCmd::SetBfd(new, hub)) => self.set_bfd(new, hub).await,
+            Some(PeerCmd::Abandon) => self.input(Input::Abandon),
+            Some(PeerCmd::Incoming(stream)) => self.on_incoming(stream),
+            None => {
+                self.cmds_open = false;
+                self.stop(Notification::new(
+                    codec::notification::code::CEASE,
+                    codec::notification::cease::PEER_DECONFIGURED,
+                ));
+            }
+        }
     }
-    for (_, h) in shell.connecting.drain() {
-        h.abort();
+
+    /// Withdraw everything and send `cease` (a no-op after an earlier stop), cutting the
+    /// connections after [`STOP_TIMEOUT`] at the latest.
+    fn stop(&mut self, cease: Notification) {
+        self.stop_deadline
+            .get_or_insert(Instant::now() + STOP_TIMEOUT);
+        self.input(Input::Stop(cease));
     }
-    // Return only once the withdrawals and the Cease are on the wire (or STOP_TIMEOUT
-    // passed): a caller may exit the process, and the runtime with it, right after.
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    for h in shell.flushing.drain(..) {
-        let _ = tokio::time::timeout_at(deadline, h).await;
+
+    /// New BFD settings: a Poll Sequence when only the intervals changed on the same port,
+    /// else the BFD session is stopped and, if still wanted, started anew. BGP is untouched.
+    async fn set_bfd(&mut self, new: Option<BfdConfig>, hub: Option<Hub>) {
+        match (&self.bfd, new) {
+            (Some((h, old)), Some(n)) if old.local_port == n.local_port => {
+                info!(peer = %self.cfg.address, "BFD intervals changed: Poll Sequence");
+                h.reconfigure(n);
+                self.bfd = self.bfd.take().map(|(h, _)| (h, n));
+            }
+            _ => {
+                if let Some((h, _)) = self.bfd.take() {
+                    h.stop(true).await;
+                }
+                self.bfd = match (new, hub) {
+                    (Some(n), Some(hub)) => {
+                        Some((spawn_session(self.cfg.address, self.cfg.source, n, hub), n))
+                    }
+                    _ => None,
+                };
+                self.bfd_failures = 0;
+                if self.bfd.is_none() {
+                    self.status.send_modify(|s| s.bfd = None);
+                }
+            }
+        }
     }
-    shell.publish_stats(&core);
-    shell.status.send_modify(|s| {
-        s.state = State::Idle;
-        s.since = SystemTime::now();
-        s.negotiated = None;
-        s.local = None;
-    });
+
+    /// An incoming connection from this peer's address (passive side).
+    fn on_incoming(&mut self, stream: TcpStream) {
+        // Per-peer TTL and GTSM: the shared listener cannot carry them.
+        let v6 = self.cfg.address.is_ipv6();
+        if let Err(e) = socket::set_ttl_and_gtsm(&stream, v6, &self.cfg) {
+            warn!(peer = %self.cfg.address, error = %e, "cannot set TTL/GTSM on an incoming connection; closing it");
+            return;
+        }
+        let id = self.core.allocate_conn();
+        if let Some(local) = self.attach(id, stream) {
+            self.input(Input::Accepted { conn: id, local });
+        }
+    }
+
+    /// A connect finished, a frame arrived or a connection closed.
+    fn on_conn_event(&mut self, ev: ConnEvent) {
+        let input = match ev {
+            ConnEvent::Connected(id, Ok(stream)) => {
+                self.connecting.remove(&id);
+                match self.attach(id, stream) {
+                    Some(local) => Input::Connected { conn: id, local },
+                    None => Input::ConnectFailed {
+                        conn: id,
+                        error: "socket has no local address".into(),
+                    },
+                }
+            }
+            ConnEvent::Connected(id, Err(e)) => {
+                self.connecting.remove(&id);
+                Input::ConnectFailed {
+                    conn: id,
+                    error: e.to_string(),
+                }
+            }
+            ConnEvent::Frame(id, frame) => Input::Frame { conn: id, frame },
+            ConnEvent::Closed(id, error) => Input::Closed { conn: id, error },
+        };
+        self.input(input);
+    }
+
+    /// The BFD session's status changed (`None`: its task is gone). A new failure closes
+    /// the BGP session at once (RFC 9384).
+    fn on_bfd(&mut self, st: Option<BfdStatus>) {
+        let Some(st) = st else {
+            self.bfd = None;
+            return;
+        };
+        let failed = st.failures > self.bfd_failures;
+        self.bfd_failures = st.failures;
+        let diag = st.local_diag;
+        self.status.send_modify(|s| s.bfd = Some(st));
+        if failed {
+            self.input(Input::BfdDown(diag.to_string()));
+        }
+    }
+
+    /// The connection the writer arm should serve with its writer: one with pending bytes,
+    /// else the one the core wants to send UPDATEs on.
+    fn writer(&self) -> Option<(ConnId, mpsc::Sender<Bytes>)> {
+        let id = self
+            .conns
+            .iter()
+            .find(|(_, c)| !c.pending.is_empty())
+            .map(|(id, _)| *id)
+            .or_else(|| {
+                self.core
+                    .wants_tx()
+                    .filter(|id| self.conns.contains_key(id))
+            })?;
+        self.conns.get(&id).map(|c| (id, c.writer.clone()))
+    }
+
+    /// The writer of `id` has room for one message: the oldest pending one, else the next
+    /// UPDATE the core generates.
+    fn on_writer_room(&mut self, id: ConnId, permit: mpsc::OwnedPermit<Bytes>) {
+        if self.conns.get(&id).is_some_and(|c| c.pending.is_empty()) {
+            self.input(Input::TxReady(id));
+        }
+        if let Some(msg) = self.conns.get_mut(&id).and_then(|c| c.pending.pop_front()) {
+            permit.send(msg);
+        }
+    }
+
+    /// Every timer that is due.
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            self.timers.remove(&t);
+            self.input(Input::Timer(t));
+        }
+    }
+
+    /// After the loop: BFD AdminDown, connections flushed and closed, final status.
+    async fn finish(mut self) {
+        if let Some((h, _)) = self.bfd.take() {
+            // §6.8.16: tell the peer AdminDown, which it must not take for a failure
+            // (RFC 5882 §3.2). Also when restarting in place: FRR then keeps the routes as
+            // stale (graceful restart helper) instead of tearing the session down on a BFD
+            // timeout.
+            let mut st = h.status.clone();
+            h.stop(true).await;
+            let last = st.borrow_and_update().clone();
+            self.status.send_modify(|s| s.bfd = Some(last));
+        }
+        for (_, c) in self.conns.drain() {
+            c.reader.abort();
+            // Dropping `c.writer` lets the writer flush what it has and shut down.
+            self.flushing.push(c.write_task);
+        }
+        for (_, h) in self.connecting.drain() {
+            h.abort();
+        }
+        // Return only once the withdrawals and the Cease are on the wire (or STOP_TIMEOUT
+        // passed): a caller may exit the process, and the runtime with it, right after.
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for h in self.flushing.drain(..) {
+            let _ = tokio::time::timeout_at(deadline, h).await;
+        }
+        self.publish_stats();
+        self.status.send_modify(|s| {
+            s.state = State::Idle;
+            s.since = SystemTime::now();
+            s.negotiated = None;
+            s.local = None;
+        });
+    }
 }
 
 fn addr_seed(cfg: &PeerConfig) -> u64 {
@@ -367,8 +447,8 @@ fn addr_seed(cfg: &PeerConfig) -> u64 {
 }
 
 /// The next BFD status, or `None` once the BFD task is gone.
-async fn bfd_changed(h: &mut Option<BfdHandle>) -> Option<BfdStatus> {
-    let h = h.as_mut()?;
+async fn bfd_changed(h: &mut Option<(BfdHandle, BfdConfig)>) -> Option<BfdStatus> {
+    let (h, _) = h.as_mut()?;
     h.status.changed().await.ok()?;
     let st = h.status.borrow_and_update().clone();
     Some(st)
@@ -381,17 +461,7 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
-impl Shell {
-    /// The connection the writer arm should serve: one with pending bytes, else the one the
-    /// core wants to send UPDATEs on.
-    fn tx_candidate(&self, core: &Session) -> Option<ConnId> {
-        self.conns
-            .iter()
-            .find(|(_, c)| !c.pending.is_empty())
-            .map(|(id, _)| *id)
-            .or_else(|| core.wants_tx().filter(|id| self.conns.contains_key(id)))
-    }
-
+impl PeerTask {
     /// Splits a connected stream into reader and writer tasks. Returns our end's address,
     /// with an IPv4-mapped address (IPv4 peer on a dual-stack listener) made plain IPv4:
     /// it becomes the default next hop of IPv4 routes.
@@ -415,7 +485,7 @@ impl Shell {
         Some(local)
     }
 
-    fn execute(&mut self, core: &mut Session, outs: Vec<Output>) {
+    fn execute(&mut self, outs: Vec<Output>) {
         let addr = self.cfg.address;
         for o in outs {
             match o {
@@ -478,7 +548,7 @@ impl Shell {
                 Output::StateChanged { from, to } => {
                     debug!(peer = %addr, %from, %to, "BGP state");
                     let local = self.conns.values().next().map(|c| c.local);
-                    let err = core.last_error().map(str::to_owned);
+                    let err = self.core.last_error().map(str::to_owned);
                     self.status.send_modify(|s| {
                         s.state = to;
                         s.since = SystemTime::now();
@@ -494,23 +564,27 @@ impl Shell {
                     let info = NegotiatedInfo::from(neg.as_ref());
                     self.status.send_modify(|s| s.negotiated = Some(info));
                 }
-                Output::Down(reason) => {
-                    if core.state() == State::Established || reason.contains("NOTIFICATION") {
+                Output::Down {
+                    reason,
+                    established,
+                } => {
+                    if established || reason.is_protocol_error() {
                         warn!(peer = %addr, %reason, "BGP session down");
                     } else {
                         debug!(peer = %addr, %reason, "BGP connection attempt ended");
                     }
-                    self.status.send_modify(|s| s.last_error = Some(reason));
+                    self.status
+                        .send_modify(|s| s.last_error = Some(reason.to_string()));
                 }
                 Output::Stopped => self.stopped = true,
             }
         }
-        self.publish_stats(core);
+        self.publish_stats();
     }
 
-    fn publish_stats(&self, core: &Session) {
-        if **self.stats.load() != *core.stats() {
-            self.stats.store(Arc::new(core.stats().clone()));
+    fn publish_stats(&self) {
+        if **self.stats.load() != *self.core.stats() {
+            self.stats.store(Arc::new(self.core.stats().clone()));
         }
     }
 }

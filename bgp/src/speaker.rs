@@ -12,7 +12,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::bfd::shell::Hub;
 use crate::codec::notification::{cease, code};
 use crate::codec::Notification;
-use crate::config::{BfdConfig, ConfigError, PeerConfig, SpeakerConfig};
+use crate::config::{check_router_id, BfdConfig, ConfigError, Identity, PeerConfig, SpeakerConfig};
 use crate::session::{run_peer, PeerCmd, PeerStatus};
 use crate::socket;
 use crate::stats::Stats;
@@ -57,6 +57,12 @@ pub enum SpeakerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// No BGP Identifier yet: sessions start once [`Speaker::set_router_id`] gave one.
+    #[error("no BGP router id yet")]
+    NoRouterId,
+    /// The router id is not a unicast IPv4 address.
+    #[error("router id {0}: {1}")]
+    BadRouterId(Ipv4Addr, &'static str),
     /// The speaker task has shut down.
     #[error("the speaker has shut down")]
     Gone,
@@ -98,6 +104,11 @@ enum SpeakerCmd {
     List(oneshot::Sender<Vec<PeerInfo>>),
     Watch(IpAddr, oneshot::Sender<Option<watch::Receiver<PeerStatus>>>),
     Incoming(TcpStream, SocketAddr),
+    RouterId(Ipv4Addr, oneshot::Sender<Result<bool, SpeakerError>>),
+    Listen(
+        Option<SocketAddr>,
+        oneshot::Sender<Result<Option<SocketAddr>, SpeakerError>>,
+    ),
     Shutdown(ShutdownOptions, oneshot::Sender<()>),
     Abandon(oneshot::Sender<()>),
 }
@@ -115,31 +126,30 @@ struct PeerEntry {
 pub struct Speaker {
     cmd: mpsc::Sender<SpeakerCmd>,
     routes: Arc<watch::Sender<Arc<RouteTable>>>,
-    local_listen: Option<SocketAddr>,
+    local_listen: Arc<std::sync::Mutex<Option<SocketAddr>>>,
 }
 
 impl Speaker {
     /// Starts the speaker task (and the listener when configured).
     pub async fn start(cfg: SpeakerConfig) -> Result<Speaker, SpeakerError> {
+        if let Some(id) = cfg.router_id {
+            check_router_id(id).map_err(|e| SpeakerError::BadRouterId(id, e))?;
+        }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (routes_tx, _) = watch::channel(Arc::new(RouteTable::new()));
         let routes = Arc::new(routes_tx);
-        let mut listener = None;
-        let mut local_listen = None;
-        if let Some(addr) = cfg.listen {
-            let l = socket::listen(addr).map_err(|source| SpeakerError::Listen { addr, source })?;
-            local_listen = l.local_addr().ok();
-            listener = Some(Arc::new(l));
-        }
-        if let Some(l) = &listener {
-            tokio::spawn(accept_loop(l.clone(), cmd_tx.clone()));
-        }
-        let task = SpeakerTask {
+        let local_listen = Arc::new(std::sync::Mutex::new(None));
+        let mut task = SpeakerTask {
             peers: HashMap::new(),
             routes: routes.clone(),
-            listener,
+            listener: None,
+            cmd: cmd_tx.downgrade(),
+            local_listen: local_listen.clone(),
+            router_id: cfg.router_id,
+            restarting: cfg.restarting,
             bfd_hubs: HashMap::new(),
         };
+        task.listen(cfg.listen)?;
         tokio::spawn(task.run(cmd_rx));
         Ok(Speaker {
             cmd: cmd_tx,
@@ -150,7 +160,22 @@ impl Speaker {
 
     /// The bound listener address, if listening.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.local_listen
+        *self.local_listen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets our BGP Identifier. A change resets every session (it is in every OPEN);
+    /// returns whether it changed.
+    pub async fn set_router_id(&self, id: Ipv4Addr) -> Result<bool, SpeakerError> {
+        self.call(|tx| SpeakerCmd::RouterId(id, tx)).await?
+    }
+
+    /// Listens on another address (or stops listening with `None`); sessions are untouched.
+    /// Returns the bound address.
+    pub async fn set_listen(
+        &self,
+        addr: Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, SpeakerError> {
+        self.call(|tx| SpeakerCmd::Listen(addr, tx)).await?
     }
 
     async fn call<T>(
@@ -241,10 +266,11 @@ impl Speaker {
     }
 }
 
-async fn accept_loop(l: Arc<TcpListener>, cmd: mpsc::Sender<SpeakerCmd>) {
+async fn accept_loop(l: Arc<TcpListener>, cmd: mpsc::WeakSender<SpeakerCmd>) {
     loop {
         match l.accept().await {
             Ok((s, remote)) => {
+                let Some(cmd) = cmd.upgrade() else { return };
                 if cmd.send(SpeakerCmd::Incoming(s, remote)).await.is_err() {
                     return;
                 }
@@ -260,7 +286,14 @@ async fn accept_loop(l: Arc<TcpListener>, cmd: mpsc::Sender<SpeakerCmd>) {
 struct SpeakerTask {
     peers: HashMap<IpAddr, PeerEntry>,
     routes: Arc<watch::Sender<Arc<RouteTable>>>,
-    listener: Option<Arc<TcpListener>>,
+    /// The passive listener and its accept task.
+    listener: Option<(Arc<TcpListener>, JoinHandle<()>)>,
+    /// For the accept task (weak: the speaker ends when every handle is dropped).
+    cmd: mpsc::WeakSender<SpeakerCmd>,
+    /// Shared with the handles: the bound listener address.
+    local_listen: Arc<std::sync::Mutex<Option<SocketAddr>>>,
+    router_id: Option<Ipv4Addr>,
+    restarting: bool,
     /// BFD receive tasks by UDP port, started with the first peer that uses one.
     bfd_hubs: HashMap<u16, Hub>,
 }
@@ -318,6 +351,17 @@ impl SpeakerTask {
                     let _ = reply.send(self.peers.get(&addr).map(|e| e.status.clone()));
                 }
                 SpeakerCmd::Incoming(stream, remote) => self.incoming(stream, remote).await,
+                SpeakerCmd::RouterId(id, reply) => {
+                    let _ = reply.send(self.set_router_id(id));
+                }
+                SpeakerCmd::Listen(addr, reply) => {
+                    let r = self.listen(addr).map(|()| {
+                        self.listener
+                            .as_ref()
+                            .and_then(|(l, _)| l.local_addr().ok())
+                    });
+                    let _ = reply.send(r);
+                }
                 SpeakerCmd::Shutdown(opts, reply) => {
                     self.shutdown(opts).await;
                     let _ = reply.send(());
@@ -338,6 +382,65 @@ impl SpeakerTask {
                 }
             }
         }
+    }
+
+    /// Listens on `addr` (nothing with `None`), replacing the current listener; the MD5 keys
+    /// of every peer with a password are set on the new socket. Unchanged: nothing happens.
+    fn listen(&mut self, addr: Option<SocketAddr>) -> Result<(), SpeakerError> {
+        let current = self.listener.as_ref().map(|(l, _)| l.local_addr().ok());
+        if current.flatten() == addr && addr.is_some_and(|a| a.port() != 0) {
+            return Ok(());
+        }
+        if current.is_none() && addr.is_none() {
+            return Ok(());
+        }
+        let new = match addr {
+            Some(addr) => {
+                let l =
+                    socket::listen(addr).map_err(|source| SpeakerError::Listen { addr, source })?;
+                let v6 = addr.is_ipv6();
+                for e in self.peers.values() {
+                    if let Some(pw) = &e.cfg.password {
+                        socket::set_md5(&l, v6, e.cfg.address, Some(pw.expose()))
+                            .map_err(|source| SpeakerError::Listen { addr, source })?;
+                    }
+                }
+                Some(Arc::new(l))
+            }
+            None => None,
+        };
+        if let Some((_, task)) = self.listener.take() {
+            task.abort();
+        }
+        *self.local_listen.lock().unwrap_or_else(|e| e.into_inner()) =
+            new.as_ref().and_then(|l| l.local_addr().ok());
+        self.listener = new.map(|l| {
+            let task = tokio::spawn(accept_loop(l.clone(), self.cmd.clone()));
+            if let Ok(a) = l.local_addr() {
+                info!(addr = %a, "listening for BGP connections");
+            }
+            (l, task)
+        });
+        Ok(())
+    }
+
+    /// A new BGP Identifier: every session restarts with it.
+    fn set_router_id(&mut self, id: Ipv4Addr) -> Result<bool, SpeakerError> {
+        check_router_id(id).map_err(|e| SpeakerError::BadRouterId(id, e))?;
+        if self.router_id == Some(id) {
+            return Ok(false);
+        }
+        if let Some(old) = self.router_id {
+            info!(%old, new = %id, "router id changed: every session restarts");
+        }
+        self.router_id = Some(id);
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for a in addrs {
+            let cfg = (*self.peers[&a].cfg).clone();
+            let old = self.stop(a, cease::OTHER_CONFIG_CHANGE, "router id changed");
+            self.spawn(cfg, old)?;
+        }
+        Ok(true)
     }
 
     /// The receive task for a BFD config's port, started on first use.
@@ -369,7 +472,8 @@ impl SpeakerTask {
 
     fn spawn(&mut self, cfg: PeerConfig, gate: Option<JoinHandle<()>>) -> Result<(), SpeakerError> {
         cfg.validate()?;
-        if let (Some(l), Some(pw)) = (&self.listener, &cfg.password) {
+        let router_id = self.router_id.ok_or(SpeakerError::NoRouterId)?;
+        if let (Some((l, _)), Some(pw)) = (&self.listener, &cfg.password) {
             let v6 = l.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
             socket::set_md5(&**l, v6, cfg.address, Some(pw.expose())).map_err(|source| {
                 SpeakerError::Listen {
@@ -385,8 +489,13 @@ impl SpeakerTask {
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (status_tx, status_rx) = watch::channel(PeerStatus::idle());
         let stats = Arc::new(ArcSwap::from_pointee(Stats::default()));
+        let identity = Identity {
+            router_id,
+            restarting: self.restarting,
+        };
         let task = tokio::spawn(run_peer(
             cfg.clone(),
+            identity,
             self.routes.subscribe(),
             cmd_rx,
             status_tx,
@@ -411,7 +520,7 @@ impl SpeakerTask {
     /// Stops one peer; returns its task so a replacement can wait for it.
     fn stop(&mut self, addr: IpAddr, subcode: u8, message: &str) -> Option<JoinHandle<()>> {
         let e = self.peers.remove(&addr)?;
-        if let (Some(l), true) = (&self.listener, e.cfg.password.is_some()) {
+        if let (Some((l, _)), true) = (&self.listener, e.cfg.password.is_some()) {
             let v6 = l.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
             let _ = socket::set_md5(&**l, v6, addr, None);
         }

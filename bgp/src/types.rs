@@ -2,7 +2,7 @@
 //! large communities, the attributes a caller attaches to announced prefixes, and the
 //! shared [`RouteTable`] snapshot every session diffs against. Pure data, no I/O.
 
-use std::collections::BTreeMap;
+use imbl::ordmap::{DiffItem, OrdMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -179,10 +179,13 @@ impl RouteAttrs {
 
 /// The desired routes: every prefix the speaker announces with its attributes. Sessions
 /// hold snapshots (`Arc<RouteTable>`) and send the difference between the last snapshot
-/// they synced and the newest. Sorted, so two snapshots diff in one linear merge.
+/// they synced and the newest. A persistent B-tree (`imbl::OrdMap`): a clone shares every
+/// node, a change copies one path, and two snapshots of one lineage diff in time
+/// proportional to what changed between them (shared subtrees are skipped), not to the
+/// table: 10 routes changed in 100 000 cost 10 routes' work.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteTable {
-    routes: BTreeMap<IpNet, Arc<RouteAttrs>>,
+    routes: OrdMap<IpNet, Arc<RouteAttrs>>,
 }
 
 impl RouteTable {
@@ -198,21 +201,25 @@ impl RouteTable {
         prefixes: impl IntoIterator<Item = IpNet>,
         attrs: RouteAttrs,
     ) -> usize {
-        use std::collections::btree_map::Entry;
-        let attrs = Arc::new(attrs);
+        self.announce_shared(prefixes, Arc::new(attrs))
+    }
+
+    /// Like [`RouteTable::announce`] with an attribute set the caller keeps: routes
+    /// announced with one `Arc` are packed into the same UPDATEs, however many calls
+    /// announced them.
+    pub fn announce_shared(
+        &mut self,
+        prefixes: impl IntoIterator<Item = IpNet>,
+        attrs: Arc<RouteAttrs>,
+    ) -> usize {
         let mut changed = 0;
         for p in prefixes {
-            match self.routes.entry(p.trunc()) {
-                Entry::Occupied(mut e) => {
-                    if **e.get() != *attrs {
-                        e.insert(attrs.clone());
-                        changed += 1;
-                    }
-                }
-                Entry::Vacant(e) => {
-                    e.insert(attrs.clone());
-                    changed += 1;
-                }
+            let p = p.trunc();
+            // Written only when different: an unchanged entry stays shared with older
+            // snapshots, so diffs against them skip it.
+            if self.routes.get(&p).is_none_or(|a| **a != *attrs) {
+                self.routes.insert(p, attrs.clone());
+                changed += 1;
             }
         }
         changed
@@ -268,42 +275,21 @@ impl RouteTable {
     }
 
     /// Calls `f(prefix, old attributes, new attributes)` for every prefix whose presence or
-    /// attributes differ between `old` and `new`, in one merge walk over both sorted maps.
+    /// attributes differ between `old` and `new`, in prefix order. Subtrees the two tables
+    /// share are skipped, so the cost follows the changes, not the size.
     pub fn diff(
         old: &RouteTable,
         new: &RouteTable,
         mut f: impl FnMut(&IpNet, Option<&Arc<RouteAttrs>>, Option<&Arc<RouteAttrs>>),
     ) {
-        let mut a = old.routes.iter().peekable();
-        let mut b = new.routes.iter().peekable();
-        loop {
-            match (a.peek(), b.peek()) {
-                (None, None) => return,
-                (Some((pa, aa)), None) => {
-                    f(pa, Some(aa), None);
-                    a.next();
-                }
-                (None, Some((pb, ab))) => {
-                    f(pb, None, Some(ab));
-                    b.next();
-                }
-                (Some((pa, aa)), Some((pb, ab))) => match pa.cmp(pb) {
-                    std::cmp::Ordering::Less => {
-                        f(pa, Some(aa), None);
-                        a.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        f(pb, None, Some(ab));
-                        b.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if !Arc::ptr_eq(aa, ab) && aa != ab {
-                            f(pa, Some(aa), Some(ab));
-                        }
-                        a.next();
-                        b.next();
-                    }
-                },
+        for d in old.routes.diff(&new.routes) {
+            match d {
+                DiffItem::Add(p, a) => f(p, None, Some(a)),
+                DiffItem::Remove(p, a) => f(p, Some(a), None),
+                DiffItem::Update {
+                    old: (p, was),
+                    new: (_, now),
+                } => f(p, Some(was), Some(now)),
             }
         }
     }

@@ -123,12 +123,7 @@ fn bfd(ms: u64, local_port: u16, peer_port: u16) -> BfdConfig {
 }
 
 fn peer_cfg(addr: Ipv4Addr, bgp_port: u16, b: BfdConfig) -> PeerConfig {
-    let mut c = PeerConfig::new(
-        IpAddr::V4(addr),
-        65000,
-        65001,
-        Ipv4Addr::new(192, 0, 2, 200),
-    );
+    let mut c = PeerConfig::new(IpAddr::V4(addr), 65000, 65001);
     c.port = bgp_port;
     c.hold_time = 90;
     c.ttl = Some(64);
@@ -141,7 +136,12 @@ fn peer_cfg(addr: Ipv4Addr, bgp_port: u16, b: BfdConfig) -> PeerConfig {
 async fn bfd_only(ip: Ipv4Addr, ms: u64) -> (Speaker, RawBfd) {
     let port = free_port();
     let peer = RawBfd::new(ip, port).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let sp = Speaker::start(SpeakerConfig {
+        router_id: Some(Ipv4Addr::new(192, 0, 2, 200)),
+        ..SpeakerConfig::default()
+    })
+    .await
+    .unwrap();
     sp.add_peer(peer_cfg(ip, 1, bfd(ms, port, peer.port())))
         .await
         .unwrap();
@@ -165,7 +165,12 @@ impl Both {
         let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
             .await
             .unwrap();
-        let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+        let sp = Speaker::start(SpeakerConfig {
+            router_id: Some(Ipv4Addr::new(192, 0, 2, 200)),
+            ..SpeakerConfig::default()
+        })
+        .await
+        .unwrap();
         sp.add_peer(peer_cfg(ip, Self::port(&l), bfd(ms, bfd_port, peer.port())))
             .await
             .unwrap();

@@ -9,7 +9,7 @@ use bgp::codec::notification::{cease, code};
 use bgp::codec::open::{Capabilities, Open};
 use bgp::codec::{self, DecodeCtx, Message, MessageType, Notification};
 use bgp::fsm::{Input, Output, Session, Timer, OPEN_HOLD_TIME};
-use bgp::{Family, PeerConfig, RouteAttrs, RouteTable, State};
+use bgp::{Family, Identity, PeerConfig, RouteAttrs, RouteTable, State};
 use bytes::Bytes;
 use ipnet::IpNet;
 
@@ -18,7 +18,7 @@ use fsm_common::*;
 
 /// Drives a session to Established on connection 1 and returns it.
 fn established(c: PeerConfig, routes: Arc<RouteTable>) -> Session {
-    let mut s = Session::new(Arc::new(c), routes, 7);
+    let mut s = Session::new(Arc::new(c), ident(), routes, 7);
     s.handle(Input::Start);
     s.handle(Input::Connected {
         conn: 1,
@@ -42,7 +42,7 @@ fn drain_updates(s: &mut Session) -> Vec<Message> {
 
 #[test]
 fn event1_manual_start_opens_a_connection() {
-    let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
     assert_eq!(s.state(), State::Idle);
     let outs = s.handle(Input::Start);
     assert!(outs.contains(&Output::Connect(1)));
@@ -53,7 +53,7 @@ fn event1_manual_start_opens_a_connection() {
 fn event4_passive_start_waits_in_active() {
     let mut c = cfg();
     c.passive = true;
-    let mut s = Session::new(Arc::new(c), table(&[]), 1);
+    let mut s = Session::new(Arc::new(c), ident(), table(&[]), 1);
     let outs = s.handle(Input::Start);
     assert!(!outs.iter().any(|o| matches!(o, Output::Connect(_))));
     assert_eq!(s.state(), State::Active);
@@ -61,7 +61,7 @@ fn event4_passive_start_waits_in_active() {
 
 #[test]
 fn event17_tcp_confirmed_sends_open_with_large_hold_timer() {
-    let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
     s.handle(Input::Start);
     let outs = s.handle(Input::Connected {
         conn: 1,
@@ -81,7 +81,7 @@ fn event17_tcp_confirmed_sends_open_with_large_hold_timer() {
 
 #[test]
 fn event18_connect_failure_backs_off_then_event9_retries() {
-    let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
     s.handle(Input::Start);
     let outs = s.handle(Input::ConnectFailed {
         conn: 1,
@@ -119,7 +119,7 @@ fn event18_connect_failure_backs_off_then_event9_retries() {
 
 #[test]
 fn event19_open_from_the_wrong_as_gets_bad_peer_as() {
-    let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
     s.handle(Input::Start);
     s.handle(Input::Connected {
         conn: 1,
@@ -133,7 +133,7 @@ fn event19_open_from_the_wrong_as_gets_bad_peer_as() {
 
 #[test]
 fn event19_open_negotiates_hold_time_and_answers_keepalive() {
-    let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
     s.handle(Input::Start);
     s.handle(Input::Connected {
         conn: 1,
@@ -170,7 +170,7 @@ fn unacceptable_hold_time_and_bad_version_get_open_errors() {
             (2, 1),
         ),
     ] {
-        let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+        let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
         s.handle(Input::Start);
         s.handle(Input::Connected {
             conn: 1,
@@ -231,7 +231,7 @@ fn event11_keepalive_timer_sends_keepalive_and_rearms() {
 fn hold_time_zero_disables_hold_and_keepalive_timers() {
     let mut c = cfg();
     c.hold_time = 0;
-    let mut s = Session::new(Arc::new(c), table(&[]), 1);
+    let mut s = Session::new(Arc::new(c), ident(), table(&[]), 1);
     s.handle(Input::Start);
     s.handle(Input::Connected {
         conn: 1,
@@ -317,7 +317,7 @@ fn event21_header_errors() {
 
 #[test]
 fn rfc6608_unexpected_message_in_opensent() {
-    let mut s = Session::new(Arc::new(cfg()), table(&[]), 1);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);
     s.handle(Input::Start);
     s.handle(Input::Connected {
         conn: 1,
@@ -398,9 +398,13 @@ fn routes_change_while_established_are_sent_as_diffs() {
 }
 
 fn collide(local_id: [u8; 4], remote_id: [u8; 4]) -> (Vec<Output>, Session) {
-    let mut c = cfg();
-    c.router_id = Ipv4Addr::from(local_id);
-    let mut s = Session::new(Arc::new(c), table(&[]), 1);
+    let c = cfg();
+    let mut s = Session::new(
+        Arc::new(c),
+        Identity::new(Ipv4Addr::from(local_id)),
+        table(&[]),
+        1,
+    );
     s.handle(Input::Start); // outgoing conn 1
     s.handle(Input::Connected {
         conn: 1,
@@ -456,7 +460,7 @@ fn collision_with_established_rejects_the_new_connection() {
 fn four_octet_as_to_a_two_octet_peer_uses_as_trans_and_as4_path() {
     let mut c = cfg();
     c.local_as = 4_200_000_001;
-    let mut s = Session::new(Arc::new(c), table(&["203.0.113.10/32"]), 1);
+    let mut s = Session::new(Arc::new(c), ident(), table(&["203.0.113.10/32"]), 1);
     s.handle(Input::Start);
     let outs = s.handle(Input::Connected {
         conn: 1,
@@ -501,10 +505,9 @@ fn graceful_restart_capability_lists_only_configured_families() {
     c.families = vec![Family::Ipv4Unicast];
     c.graceful_restart = Some(bgp::GracefulRestart {
         restart_time: 120,
-        restarting: false,
         forwarding_preserved: true,
     });
-    let s = Session::new(Arc::new(c), table(&[]), 1);
+    let s = Session::new(Arc::new(c), ident(), table(&[]), 1);
     let gr = s.our_open().caps.graceful_restart.clone().unwrap();
     assert_eq!(gr.families, vec![(Family::Ipv4Unicast, true)]);
     assert_eq!(s.our_open().caps.families, vec![Family::Ipv4Unicast]);

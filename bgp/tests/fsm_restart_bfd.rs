@@ -41,7 +41,7 @@ fn establish(s: &mut Session, conn: u64) -> Open {
 
 #[test]
 fn bfd_down_in_established_sends_cease_bfd_down_and_reconnects_with_backoff() {
-    let mut s = Session::new(Arc::new(cfg()), table(), 7);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(), 7);
     s.handle(Input::Start);
     establish(&mut s, 1);
     let outs = s.handle(Input::BfdDown("Control Detection Time Expired".into()));
@@ -61,7 +61,7 @@ fn bfd_down_in_established_sends_cease_bfd_down_and_reconnects_with_backoff() {
 
 #[test]
 fn bfd_down_while_connecting_closes_without_notification() {
-    let mut s = Session::new(Arc::new(cfg()), table(), 7);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(), 7);
     s.handle(Input::Start);
     let outs = s.handle(Input::BfdDown("x".into()));
     assert_eq!(notification(&outs), None);
@@ -70,7 +70,7 @@ fn bfd_down_while_connecting_closes_without_notification() {
 
 #[test]
 fn abandon_closes_without_notification_or_withdrawals() {
-    let mut s = Session::new(Arc::new(cfg()), table(), 7);
+    let mut s = Session::new(Arc::new(cfg()), ident(), table(), 7);
     s.handle(Input::Start);
     establish(&mut s, 1);
     while let Some(id) = s.wants_tx() {
@@ -89,10 +89,13 @@ fn restart_state_bit_only_in_the_first_open_after_a_restart() {
     let mut c = cfg();
     c.graceful_restart = Some(GracefulRestart {
         restart_time: 5,
-        restarting: true,
         forwarding_preserved: true,
     });
-    let mut s = Session::new(Arc::new(c), table(), 7);
+    let restarting = bgp::Identity {
+        restarting: true,
+        ..ident()
+    };
+    let mut s = Session::new(Arc::new(c), restarting, table(), 7);
     s.handle(Input::Start);
     let first = establish(&mut s, 1);
     let gr = first.caps.graceful_restart.expect("GR capability");

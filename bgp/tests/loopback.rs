@@ -15,16 +15,20 @@ mod raw_peer;
 use raw_peer::{open, RawPeer};
 
 fn peer_cfg(addr: Ipv4Addr, port: u16, hold: u16) -> PeerConfig {
-    let mut c = PeerConfig::new(
-        IpAddr::V4(addr),
-        65000,
-        65001,
-        Ipv4Addr::new(192, 0, 2, 200),
-    );
+    let mut c = PeerConfig::new(IpAddr::V4(addr), 65000, 65001);
     c.port = port;
     c.hold_time = hold;
     c.ttl = Some(64);
     c
+}
+
+/// The speaker of these tests: router id 192.0.2.200, listening where asked.
+fn speaker_cfg(listen: Option<std::net::SocketAddr>) -> SpeakerConfig {
+    SpeakerConfig {
+        listen,
+        router_id: Some(Ipv4Addr::new(192, 0, 2, 200)),
+        restarting: false,
+    }
 }
 
 async fn listener(ip: Ipv4Addr) -> TcpListener {
@@ -42,7 +46,7 @@ async fn accept(l: &TcpListener) -> RawPeer {
 #[tokio::test(start_paused = true)]
 async fn hold_timer_expiry_sends_notification_code_4_after_exactly_hold_time() {
     let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
     sp.add_peer(peer_cfg(
         Ipv4Addr::new(127, 0, 0, 1),
         l.local_addr().unwrap().port(),
@@ -68,7 +72,7 @@ async fn hold_timer_expiry_sends_notification_code_4_after_exactly_hold_time() {
 #[tokio::test(start_paused = true)]
 async fn keepalives_are_sent_every_third_of_the_hold_time() {
     let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
     sp.add_peer(peer_cfg(
         Ipv4Addr::new(127, 0, 0, 1),
         l.local_addr().unwrap().port(),
@@ -105,7 +109,7 @@ async fn keepalives_are_sent_every_third_of_the_hold_time() {
 #[tokio::test(start_paused = true)]
 async fn reconnect_backoff_grows_exponentially_with_jitter() {
     let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
     sp.add_peer(peer_cfg(
         Ipv4Addr::new(127, 0, 0, 1),
         l.local_addr().unwrap().port(),
@@ -135,11 +139,9 @@ async fn reconnect_backoff_grows_exponentially_with_jitter() {
 async fn collision(peer_id: Ipv4Addr, expect_outgoing_survives: bool) {
     let peer_ip = Ipv4Addr::new(127, 0, 0, 3);
     let l = listener(peer_ip).await;
-    let sp = Speaker::start(SpeakerConfig {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-    })
-    .await
-    .unwrap();
+    let sp = Speaker::start(speaker_cfg(Some("127.0.0.1:0".parse().unwrap())))
+        .await
+        .unwrap();
     let speaker_port = sp.listen_addr().unwrap().port();
     sp.add_peer(peer_cfg(peer_ip, l.local_addr().unwrap().port(), 9))
         .await
@@ -201,7 +203,7 @@ async fn collision_peer_with_higher_id_keeps_its_connection() {
 async fn malformed_update_resets_only_that_session_and_shutdown_withdraws() {
     let (a, b) = (Ipv4Addr::new(127, 0, 0, 4), Ipv4Addr::new(127, 0, 0, 5));
     let (la, lb) = (listener(a).await, listener(b).await);
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
     sp.announce(["203.0.113.10/32".parse().unwrap()], RouteAttrs::default());
     sp.add_peer(peer_cfg(a, la.local_addr().unwrap().port(), 9))
         .await
@@ -271,11 +273,9 @@ async fn malformed_update_resets_only_that_session_and_shutdown_withdraws() {
 #[tokio::test(start_paused = true)]
 async fn ipv4_peer_on_a_dual_stack_listener_gets_a_plain_ipv4_next_hop() {
     let peer_ip = Ipv4Addr::new(127, 0, 0, 6);
-    let sp = Speaker::start(SpeakerConfig {
-        listen: Some("[::]:0".parse().unwrap()),
-    })
-    .await
-    .unwrap();
+    let sp = Speaker::start(speaker_cfg(Some("[::]:0".parse().unwrap())))
+        .await
+        .unwrap();
     sp.announce(["203.0.113.10/32".parse().unwrap()], RouteAttrs::default());
     let mut cfg = peer_cfg(peer_ip, 179, 9);
     cfg.passive = true;
@@ -314,7 +314,7 @@ async fn ipv4_peer_on_a_dual_stack_listener_gets_a_plain_ipv4_next_hop() {
 async fn drain_readvertises_with_graceful_shutdown_before_withdrawing() {
     let ip = Ipv4Addr::new(127, 0, 0, 6);
     let l = listener(ip).await;
-    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
     let p: ipnet::IpNet = "203.0.113.20/32".parse().unwrap();
     sp.announce(
         [p],
@@ -379,4 +379,66 @@ async fn drain_readvertises_with_graceful_shutdown_before_withdrawing() {
         "{w:?}"
     );
     shut.await.unwrap();
+}
+
+/// The speaker-wide settings change at runtime: a new router id restarts the session (Cease
+/// / Other Configuration Change, then an OPEN with the new identifier); the listener opens
+/// and closes without touching the session; without a router id no session starts.
+#[tokio::test(start_paused = true)]
+async fn router_id_and_listener_change_at_runtime() {
+    let l = listener(Ipv4Addr::new(127, 0, 0, 7)).await;
+    let sp = Speaker::start(SpeakerConfig::default()).await.unwrap();
+    let cfg = peer_cfg(
+        Ipv4Addr::new(127, 0, 0, 7),
+        l.local_addr().unwrap().port(),
+        9,
+    );
+    assert!(matches!(
+        sp.add_peer(cfg.clone()).await,
+        Err(bgp::SpeakerError::NoRouterId)
+    ));
+    assert!(sp
+        .set_router_id(Ipv4Addr::new(192, 0, 2, 200))
+        .await
+        .unwrap());
+    assert!(!sp
+        .set_router_id(Ipv4Addr::new(192, 0, 2, 200))
+        .await
+        .unwrap());
+    assert!(sp.set_router_id(Ipv4Addr::UNSPECIFIED).await.is_err());
+    sp.add_peer(cfg).await.unwrap();
+    let mut p = accept(&l).await;
+    let theirs = p.handshake(65000, 9, Ipv4Addr::new(192, 0, 2, 1)).await;
+    assert_eq!(theirs.router_id, Ipv4Addr::new(192, 0, 2, 200));
+    assert_eq!(p.read().await, Some(Message::Keepalive));
+
+    // The listener: opened, reachable, closed; the session stays.
+    assert_eq!(sp.listen_addr(), None);
+    let bound = sp
+        .set_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap()
+        .expect("bound");
+    assert_eq!(sp.listen_addr(), Some(bound));
+    assert!(tokio::net::TcpStream::connect(bound).await.is_ok());
+    assert_eq!(sp.set_listen(None).await.unwrap(), None);
+    assert_eq!(sp.listen_addr(), None);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(tokio::net::TcpStream::connect(bound).await.is_err());
+    assert_eq!(
+        sp.peers().await.unwrap()[0].status.state,
+        State::Established
+    );
+
+    // A new router id: Cease / Other Configuration Change, then a new OPEN with it.
+    assert!(sp
+        .set_router_id(Ipv4Addr::new(192, 0, 2, 201))
+        .await
+        .unwrap());
+    let n = p.until_notification().await.expect("Cease");
+    assert_eq!((n.code, n.subcode), (6, 6));
+    let mut p = accept(&l).await;
+    let theirs = p.handshake(65000, 9, Ipv4Addr::new(192, 0, 2, 1)).await;
+    assert_eq!(theirs.router_id, Ipv4Addr::new(192, 0, 2, 201));
+    sp.shutdown(ShutdownOptions::default()).await;
 }

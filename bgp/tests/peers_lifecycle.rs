@@ -31,7 +31,7 @@ fn bird_two_sessions(lab: &Lab) -> Bird {
 fn node_two_sessions(lab: &Lab) -> Node {
     let n = Node::start(lab, 0);
     for v6 in [false, true] {
-        n.add_peer(peer_cfg(0, router(v6), PEER_AS, EBGP_AS));
+        n.add_peer(peer_cfg(router(v6), PEER_AS, EBGP_AS));
     }
     n
 }
@@ -160,7 +160,7 @@ fn gobgp_restart_the_speaker_reestablishes_and_readvertises() {
     let lab = Lab::new(1);
     let mut gobgp = Gobgp::start(&lab.router, &gobgp_conf(&[(0, false, EBGP_AS)]));
     let n = Node::start(&lab, 0);
-    n.add_peer(peer_cfg(0, router(false), PEER_AS, EBGP_AS));
+    n.add_peer(peer_cfg(router(false), PEER_AS, EBGP_AS));
     wait_gobgp_path(&gobgp, &v4_prefix(0), node_addr(0, false));
     let t0 = Instant::now();
     gobgp.restart();
@@ -191,7 +191,7 @@ fn remove_peer_and_set_peer_touch_only_their_own_session() {
     );
 
     // set_peer with the same config: nothing changes, for a few keepalive rounds.
-    let cfg_v4 = peer_cfg(0, router(false), PEER_AS, EBGP_AS);
+    let cfg_v4 = peer_cfg(router(false), PEER_AS, EBGP_AS);
     assert!(
         !n.set_peer(cfg_v4.clone()),
         "unchanged config reported as a change"
@@ -231,7 +231,7 @@ fn remove_peer_and_set_peer_touch_only_their_own_session() {
     assert_eq!(info.status.state, State::Established);
 
     // And the IPv6 peer comes back with set_peer.
-    assert!(n.set_peer(peer_cfg(0, router(true), PEER_AS, EBGP_AS)));
+    assert!(n.set_peer(peer_cfg(router(true), PEER_AS, EBGP_AS)));
     wait_bird_established(&bird, "n0v6");
     wait_bird_route(&bird, &v6_prefix(0), "n0v6");
 }

@@ -129,7 +129,7 @@ fn malformed_update_resets_only_its_session_while_bird_stays_established() {
     let n = Node::start(&lab, 0);
     let bird_peer = router(false);
     let raw_peer = IpAddr::V4(RAW);
-    n.add_peer(peer_cfg(0, bird_peer, PEER_AS, EBGP_AS));
+    n.add_peer(peer_cfg(bird_peer, PEER_AS, EBGP_AS));
     wait_bird_established(&bird, "n0v4");
     wait_bird_route(&bird, &v4_prefix(0), "n0v4");
     n.wait_established(bird_peer);
@@ -155,7 +155,7 @@ fn malformed_update_resets_only_its_session_while_bird_stays_established() {
             Ok(polls)
         });
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            n.add_peer(peer_cfg(0, raw_peer, PEER_AS, EBGP_AS));
+            n.add_peer(peer_cfg(raw_peer, PEER_AS, EBGP_AS));
             let mut raw = RawPeer::accept(&listener);
             let Some(Message::Open(theirs)) = raw.read() else {
                 panic!("expected the speaker's OPEN")

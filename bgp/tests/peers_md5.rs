@@ -23,11 +23,11 @@ fn start_nodes(lab: &Lab) -> (Node, Node) {
     let n0 = Node::start(lab, 0);
     let n1 = Node::start(lab, 1);
     for v6 in [false, true] {
-        let mut c = peer_cfg(0, router(v6), PEER_AS, EBGP_AS);
+        let mut c = peer_cfg(router(v6), PEER_AS, EBGP_AS);
         c.password = Some(Secret::new(PASSWORD));
         n0.add_peer(c);
     }
-    let mut c = peer_cfg(1, router(false), PEER_AS, EBGP_AS);
+    let mut c = peer_cfg(router(false), PEER_AS, EBGP_AS);
     c.password = Some(Secret::new("not-the-password"));
     n1.add_peer(c);
     (n0, n1)

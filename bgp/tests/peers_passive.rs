@@ -17,6 +17,7 @@ fn listening(lab: &Lab, i: usize) -> Node {
         i,
         SpeakerConfig {
             listen: Some("[::]:179".parse().unwrap()),
+            ..SpeakerConfig::default()
         },
     )
 }
@@ -35,7 +36,7 @@ fn bird_connects_to_our_dual_stack_listener_with_md5() {
     );
     let n = listening(&lab, 0);
     for v6 in [false, true] {
-        let mut c = peer_cfg(0, router(v6), PEER_AS, EBGP_AS);
+        let mut c = peer_cfg(router(v6), PEER_AS, EBGP_AS);
         c.password = Some(Secret::new(PASSWORD));
         c.passive = true;
         n.add_peer(c);
@@ -69,10 +70,10 @@ fn gtsm_nodes(lab: &Lab) -> (Node, Node) {
     let n0 = Node::start(lab, 0);
     let n1 = listening(lab, 1);
     for v6 in [false, true] {
-        let mut c = peer_cfg(0, router(v6), PEER_AS, EBGP_AS);
+        let mut c = peer_cfg(router(v6), PEER_AS, EBGP_AS);
         c.gtsm_hops = Some(1);
         n0.add_peer(c);
-        let mut c = peer_cfg(1, router(v6), PEER_AS, EBGP_AS);
+        let mut c = peer_cfg(router(v6), PEER_AS, EBGP_AS);
         c.gtsm_hops = Some(1);
         c.passive = true;
         n1.add_peer(c);

@@ -26,8 +26,8 @@ fn bird_receives_ibgp_and_ebgp_routes_of_both_families() {
     let n0 = Node::start(&lab, 0);
     let n1 = Node::start(&lab, 1);
     for v6 in [false, true] {
-        n0.add_peer(peer_cfg(0, router(v6), PEER_AS, PEER_AS));
-        let mut c = peer_cfg(1, router(v6), PEER_AS, EBGP_AS);
+        n0.add_peer(peer_cfg(router(v6), PEER_AS, PEER_AS));
+        let mut c = peer_cfg(router(v6), PEER_AS, EBGP_AS);
         if !v6 {
             // IPv6 routes over the IPv4 session need an IPv6 next hop.
             c.next_hop_v6 = Some(Lab::node_v6(1));
@@ -88,8 +88,8 @@ fn frr_receives_ibgp_and_four_octet_ebgp_routes_and_shows_our_capabilities() {
     let n0 = Node::start(&lab, 0);
     let n1 = Node::start(&lab, 1);
     for v6 in [false, true] {
-        n0.add_peer(peer_cfg(0, router(v6), PEER_AS, PEER_AS));
-        let mut c = peer_cfg(1, router(v6), PEER_AS, EBGP_AS4);
+        n0.add_peer(peer_cfg(router(v6), PEER_AS, PEER_AS));
+        let mut c = peer_cfg(router(v6), PEER_AS, EBGP_AS4);
         if !v6 {
             c.next_hop_v6 = Some(Lab::node_v6(1));
         }
@@ -148,8 +148,8 @@ fn gobgp_receives_ibgp_and_four_octet_ebgp_routes() {
     let n0 = Node::start(&lab, 0);
     let n1 = Node::start(&lab, 1);
     for v6 in [false, true] {
-        n0.add_peer(peer_cfg(0, router(v6), PEER_AS, PEER_AS));
-        n1.add_peer(peer_cfg(1, router(v6), PEER_AS, EBGP_AS4));
+        n0.add_peer(peer_cfg(router(v6), PEER_AS, PEER_AS));
+        n1.add_peer(peer_cfg(router(v6), PEER_AS, EBGP_AS4));
     }
     for (n, v6) in [(&n0, false), (&n0, true), (&n1, false), (&n1, true)] {
         n.wait_established(router(v6));

@@ -36,7 +36,7 @@ fn frr_takes_a_large_table_in_extended_messages_and_refreshes_it() {
     let n = Node::start(&lab, 0);
     n.sp.announce(table(), attrs());
     let total = N as u64 + 1; // plus the node's own IPv4 prefix
-    n.add_peer(peer_cfg(0, router(false), PEER_AS, EBGP_AS));
+    n.add_peer(peer_cfg(router(false), PEER_AS, EBGP_AS));
     let got = wait_for(CONVERGE, || {
         (frr_received(&frr, 0) == Some(total)).then_some(())
     });
@@ -87,7 +87,7 @@ fn bird_takes_a_large_table_in_standard_size_updates() {
     );
     let n = Node::start(&lab, 0);
     n.sp.announce(table(), attrs());
-    n.add_peer(peer_cfg(0, router(false), PEER_AS, EBGP_AS));
+    n.add_peer(peer_cfg(router(false), PEER_AS, EBGP_AS));
     let total = N as u64 + 1;
     let count = || -> Option<u64> {
         // "Routes:         20001 imported, 0 exported, 20001 preferred"

@@ -10,7 +10,7 @@ use bgp::codec::open::{Capabilities, Open};
 use bgp::codec::update_in::{parse_update, AsSegment};
 use bgp::codec::{self, decode, DecodeCtx, EncodeCtx};
 use bgp::fsm::{Input, Session};
-use bgp::{Community, Family, LargeCommunity, PeerConfig, RouteAttrs, RouteTable};
+use bgp::{Community, Family, Identity, LargeCommunity, PeerConfig, RouteAttrs, RouteTable};
 use bytes::Bytes;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
@@ -261,11 +261,11 @@ proptest! {
         picks in proptest::collection::vec((any::<prop::sample::Index>(), proptest::collection::vec(mutation(), 0..3)), 1..12),
     ) {
         let all = seeds();
-        let mut c = PeerConfig::new("192.0.2.9".parse().unwrap(), 65000, 65001, Ipv4Addr::new(192, 0, 2, 1));
+        let mut c = PeerConfig::new("192.0.2.9".parse().unwrap(), 65000, 65001);
         c.hold_time = 9;
         let mut t = RouteTable::new();
         t.announce(["203.0.113.1/32".parse().unwrap()], RouteAttrs::default());
-        let mut s = Session::new(Arc::new(c), Arc::new(t), 3);
+        let mut s = Session::new(Arc::new(c), Identity::new(Ipv4Addr::new(192, 0, 2, 1)), Arc::new(t), 3);
         s.handle(Input::Start);
         s.handle(Input::Connected { conn: 1, local: "192.0.2.1:5000".parse().unwrap() });
         for (i, muts) in picks {

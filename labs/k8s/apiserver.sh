@@ -8,6 +8,7 @@
 #   labs/k8s/apiserver.sh start DIR [ADDR] [NS] # start etcd + apiserver; writes DIR/kubeconfig
 #   labs/k8s/apiserver.sh stop DIR              # stop both, remove DIR
 #
+# VIPR_APISERVER_ARGS: extra kube-apiserver flags (word-split), e.g. --watch-cache=false.
 # ADDR is the address the API server binds (default 127.0.0.1); NS runs both inside that
 # network namespace (etcd on the namespace's own loopback). Tokens (DIR/tokens.csv):
 #   testtoken  -> user "admin", group system:masters
@@ -68,7 +69,9 @@ start() {
     --authorization-mode RBAC --service-account-key-file "$dir/sa.crt" \
     --service-account-signing-key-file "$dir/sa.key" \
     --service-account-issuer https://kubernetes.default.svc --cert-dir "$dir/certs" \
-    --service-cluster-ip-range 10.96.0.0/12 > "$dir/apiserver.log" 2>&1 &
+    --service-cluster-ip-range 10.96.0.0/12,fd00:10:96::/112 --feature-gates IPv6DualStack=true,ServiceLBNodePortControl=true \
+    ${VIPR_APISERVER_ARGS:-} \
+    > "$dir/apiserver.log" 2>&1 &
   echo $! > "$dir/apiserver.pid"
   local host=$addr; [[ $addr == *:* ]] && host="[$addr]"
   for user in admin vipr; do

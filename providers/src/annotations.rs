@@ -25,7 +25,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
-use crate::{add_peer, DiscoveredPeer, Discovery, Secret, BGP_PORT, MAX_PASSWORD_LEN};
+use crate::{Collect, Discovery, Secret, MAX_PASSWORD_LEN};
 
 /// The fields of one entry, as they appear after `<prefix>/` or `<prefix>/bgp-peers-N-`.
 pub const FIELDS: [&str; 6] = [
@@ -154,7 +154,7 @@ pub fn parse(
         return Ok(None);
     };
 
-    let mut out = Discovery::default();
+    let mut out = Collect::default();
     // (key, value) of the first entry that set each node-wide value.
     let mut local_as: Option<(&str, u32)> = None;
     let mut src_v4: Option<(&str, IpAddr)> = None;
@@ -225,17 +225,11 @@ pub fn parse(
                 key: ip_key.to_string(),
                 value: item.to_string(),
             })?;
-            let peer = DiscoveredPeer {
-                address,
-                remote_as,
-                password: password.clone(),
-                multihop,
-                port: BGP_PORT,
-            };
-            add_peer(&mut out.peers, peer).map_err(|()| AnnotationError::DuplicatePeer {
-                key: ip_key.to_string(),
-                address,
-            })?;
+            out.add(address, remote_as, password.clone(), multihop)
+                .map_err(|()| AnnotationError::DuplicatePeer {
+                    key: ip_key.to_string(),
+                    address,
+                })?;
             any = true;
         }
         if !any {
@@ -245,8 +239,9 @@ pub fn parse(
         }
     }
 
+    // Every entry has a node-asn (required above).
     Ok(Some(out.finish(
-        local_as.map(|(_, v)| v),
+        local_as.map(|(_, v)| v).unwrap_or_default(),
         src_v4.map(|(_, ip)| ip),
         src_v6.map(|(_, ip)| ip),
     )))

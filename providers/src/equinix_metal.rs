@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::{add_peer, DiscoveredPeer, Discovery, Secret, BGP_PORT, MAX_PASSWORD_LEN};
+use crate::{Collect, Discovery, Secret, MAX_PASSWORD_LEN};
 
 mod poller;
 
@@ -147,7 +147,7 @@ pub fn parse(body: &[u8]) -> Result<Discovery, MetadataError> {
         return Err(MetadataError::NoNeighbours);
     }
 
-    let mut out = Discovery::default();
+    let mut out = Collect::default();
     // (index of the entry that set it, value) for the conflict messages.
     let mut local_as: Option<(usize, u32)> = None;
     let mut source_v4: Option<(usize, IpAddr)> = None;
@@ -241,20 +241,14 @@ pub fn parse(body: &[u8]) -> Result<Discovery, MetadataError> {
                     ),
                 });
             }
-            let peer = DiscoveredPeer {
-                address,
-                remote_as,
-                password: password.clone(),
-                multihop,
-                port: BGP_PORT,
-            };
-            add_peer(&mut out.peers, peer)
+            out.add(address, remote_as, password.clone(), multihop)
                 .map_err(|()| MetadataError::DuplicatePeer { field, address })?;
         }
     }
 
+    // Every entry has a customer_as (required above).
     Ok(out.finish(
-        local_as.map(|(_, v)| v),
+        local_as.map(|(_, v)| v).unwrap_or_default(),
         source_v4.map(|(_, ip)| ip),
         source_v6.map(|(_, ip)| ip),
     ))

@@ -1,6 +1,7 @@
 //! providers: where a node's BGP peers come from, as plain data the daemon turns into
-//! `bgp::PeerConfig`s. Owns the provider model ([`Discovery`], [`DiscoveredPeer`]) and the
-//! rules shared by every provider (peer de-duplication, ordering).
+//! `bgp::PeerConfig`s. Owns the provider model ([`Discovery`]) and the
+//! rules shared by every provider (peer de-duplication, ordering). A discovered peer is the
+//! speaker's own [`PeerConfig`]: one peer type from provider to session.
 //!
 //! Table of contents:
 //! - this file: the model and the shared helpers;
@@ -23,95 +24,110 @@ pub mod equinix_metal;
 /// The BGP port used for every discovered peer (neither source carries a port).
 pub const BGP_PORT: u16 = 179;
 
-/// One BGP neighbour as a provider describes it.
+/// Everything one provider knows about this node's BGP setup: its peers, as the one peer
+/// type of the speaker ([`PeerConfig`]) with what the provider knows (address, AS numbers,
+/// password, multihop, source address) and the speaker's defaults elsewhere. The daemon
+/// sets the rest from its own settings (hold time, keepalive, BFD, graceful restart), and
+/// its configured source address where the provider names none.
 ///
-/// `Debug` never shows the password ([`Secret`] redacts it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoveredPeer {
-    /// Neighbour address.
-    pub address: IpAddr,
-    /// Neighbour AS.
-    pub remote_as: u32,
-    /// TCP MD5 password (RFC 2385), 1 to 80 bytes when present.
-    pub password: Option<Secret>,
-    /// eBGP multihop: the neighbour is not directly connected (Equinix's 169.254.255.1/2 are
-    /// reached through the private gateway).
-    pub multihop: bool,
-    /// TCP port of the neighbour; always [`BGP_PORT`] from the current providers.
-    pub port: u16,
-}
-
-/// Everything one provider knows about this node's BGP setup. Fields a provider does not
-/// supply are `None`; the daemon falls back to its own config (`bgp_as`, `bgp_routerid`,
-/// `bgp_sourceip`) for those.
+/// `Debug` never shows a password ([`Secret`] redacts it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Discovery {
     /// The peers, sorted by address (IPv4 before IPv6), each address once.
-    pub peers: Vec<DiscoveredPeer>,
-    /// Our AS.
-    pub local_as: Option<u32>,
-    /// Our BGP identifier (the node's IPv4 address the provider names).
+    pub peers: Vec<PeerConfig>,
+    /// Our BGP identifier (the node's IPv4 address the provider names), if it names one.
     pub router_id: Option<Ipv4Addr>,
-    /// Source address for sessions to IPv4 peers (always an IPv4 address).
-    pub source: Option<IpAddr>,
-    /// Source address for sessions to IPv6 peers (always an IPv6 address).
-    pub source_v6: Option<IpAddr>,
 }
 
 impl Discovery {
-    /// The source address to bind for a session to `peer`: [`Discovery::source`] for an IPv4
-    /// peer, [`Discovery::source_v6`] for an IPv6 one.
+    /// Our AS as the provider gives it (the same on every peer).
+    pub fn local_as(&self) -> Option<u32> {
+        self.peers.first().map(|p| p.local_as)
+    }
+
+    /// The source address the provider names for sessions to IPv4 peers.
+    pub fn source(&self) -> Option<IpAddr> {
+        self.source_for(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// The source address the provider names for sessions to IPv6 peers.
+    pub fn source_v6(&self) -> Option<IpAddr> {
+        self.source_for(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+    }
+
+    /// The source address the provider names for a session to `peer` (its family's).
     pub fn source_for(&self, peer: IpAddr) -> Option<IpAddr> {
-        if peer.is_ipv4() {
-            self.source
-        } else {
-            self.source_v6
-        }
+        self.peers
+            .iter()
+            .find(|p| p.address.is_ipv4() == peer.is_ipv4())
+            .and_then(|p| p.source)
     }
 
     /// The peer with this address.
-    pub fn peer(&self, address: IpAddr) -> Option<&DiscoveredPeer> {
+    pub fn peer(&self, address: IpAddr) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.address == address)
     }
 }
 
-/// Adds `peer` unless the same address is already there. An identical duplicate is dropped;
-/// a duplicate with other settings is refused (`Err(())`) and the caller names the source.
-pub(crate) fn add_peer(peers: &mut Vec<DiscoveredPeer>, peer: DiscoveredPeer) -> Result<(), ()> {
-    match peers.iter().find(|p| p.address == peer.address) {
-        Some(existing) if *existing == peer => Ok(()),
-        Some(_) => Err(()),
-        None => {
-            peers.push(peer);
-            Ok(())
+/// What a provider found, collected the same way by every provider: peers de-duplicated and
+/// in canonical order, node-wide facts applied to each, the router id taken from the IPv4
+/// source address.
+#[derive(Default)]
+pub(crate) struct Collect {
+    peers: Vec<PeerConfig>,
+}
+
+impl Collect {
+    /// Adds a neighbour unless the same address is already there. An identical duplicate is
+    /// dropped; a duplicate with other settings is refused (`Err(())`) and the caller names
+    /// the source. `multihop`: not directly connected, TTL 255 (Equinix's 169.254.255.1/2
+    /// are reached through the private gateway).
+    pub fn add(
+        &mut self,
+        address: IpAddr,
+        remote_as: u32,
+        password: Option<Secret>,
+        multihop: bool,
+    ) -> Result<(), ()> {
+        let peer = PeerConfig {
+            port: BGP_PORT,
+            password,
+            ttl: multihop.then_some(255),
+            ..PeerConfig::new(address, remote_as, 0)
+        };
+        match self.peers.iter().find(|p| p.address == peer.address) {
+            Some(existing) if *existing == peer => Ok(()),
+            Some(_) => Err(()),
+            None => {
+                self.peers.push(peer);
+                Ok(())
+            }
         }
     }
-}
 
-/// Puts the peers in their canonical order, so that two reads of the same data compare equal
-/// whatever order the source listed them in.
-pub(crate) fn sort_peers(peers: &mut [DiscoveredPeer]) {
-    peers.sort_by_key(|p| p.address);
-}
-
-impl Discovery {
-    /// What a provider found, finished the same way by every provider: the peers in their
-    /// canonical order, the router id taken from the IPv4 source address.
-    pub(crate) fn finish(
+    /// The discovery: `local_as` and the source of each family applied to every peer.
+    pub fn finish(
         mut self,
-        local_as: Option<u32>,
+        local_as: u32,
         source: Option<IpAddr>,
         source_v6: Option<IpAddr>,
     ) -> Discovery {
-        sort_peers(&mut self.peers);
-        self.local_as = local_as;
-        self.source = source;
-        self.source_v6 = source_v6;
-        self.router_id = match source {
-            Some(IpAddr::V4(ip)) => Some(ip),
-            _ => None,
-        };
-        self
+        self.peers.sort_by_key(|p| p.address);
+        for p in &mut self.peers {
+            p.local_as = local_as;
+            p.source = if p.address.is_ipv4() {
+                source
+            } else {
+                source_v6
+            };
+        }
+        Discovery {
+            peers: self.peers,
+            router_id: match source {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -122,47 +138,41 @@ pub(crate) const MAX_PASSWORD_LEN: usize = 80;
 mod tests {
     use super::*;
 
-    fn peer(addr: &str, asn: u32, pw: Option<&str>) -> DiscoveredPeer {
-        DiscoveredPeer {
-            address: addr.parse().unwrap(),
-            remote_as: asn,
-            password: pw.map(Secret::new),
-            multihop: false,
-            port: BGP_PORT,
-        }
+    fn add(c: &mut Collect, addr: &str, asn: u32, pw: Option<&str>) -> Result<(), ()> {
+        c.add(addr.parse().unwrap(), asn, pw.map(Secret::new), false)
     }
 
     #[test]
     fn debug_never_shows_the_password() {
-        let d = Discovery {
-            peers: vec![peer("192.0.2.1", 65530, Some("hunter2"))],
-            ..Discovery::default()
-        };
+        let mut c = Collect::default();
+        add(&mut c, "192.0.2.1", 65530, Some("hunter2")).unwrap();
+        let d = c.finish(65000, None, None);
         let dbg = format!("{d:?} {d:#?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("***"));
     }
 
     #[test]
-    fn duplicates_and_order() {
-        let mut v = Vec::new();
-        add_peer(&mut v, peer("2001:db8::1", 65530, None)).unwrap();
-        add_peer(&mut v, peer("192.0.2.2", 65530, None)).unwrap();
-        add_peer(&mut v, peer("192.0.2.1", 65530, None)).unwrap();
-        add_peer(&mut v, peer("192.0.2.1", 65530, None)).unwrap();
-        assert!(add_peer(&mut v, peer("192.0.2.1", 65531, None)).is_err());
-        assert!(add_peer(&mut v, peer("192.0.2.1", 65530, Some("x"))).is_err());
-        sort_peers(&mut v);
-        let order: Vec<String> = v.iter().map(|p| p.address.to_string()).collect();
+    fn duplicates_order_and_node_facts() {
+        let mut c = Collect::default();
+        add(&mut c, "2001:db8::1", 65530, None).unwrap();
+        add(&mut c, "192.0.2.2", 65530, None).unwrap();
+        add(&mut c, "192.0.2.1", 65530, None).unwrap();
+        add(&mut c, "192.0.2.1", 65530, None).unwrap();
+        assert!(add(&mut c, "192.0.2.1", 65531, None).is_err());
+        assert!(add(&mut c, "192.0.2.1", 65530, Some("x")).is_err());
+        let d = c.finish(
+            65000,
+            Some("192.0.2.10".parse().unwrap()),
+            Some("2001:db8::10".parse().unwrap()),
+        );
+        let order: Vec<String> = d.peers.iter().map(|p| p.address.to_string()).collect();
         assert_eq!(order, ["192.0.2.1", "192.0.2.2", "2001:db8::1"]);
-        let d = Discovery {
-            peers: v,
-            source: Some("192.0.2.10".parse().unwrap()),
-            source_v6: Some("2001:db8::10".parse().unwrap()),
-            ..Discovery::default()
-        };
-        assert_eq!(d.source_for("2001:db8::1".parse().unwrap()), d.source_v6);
-        assert_eq!(d.source_for("192.0.2.1".parse().unwrap()), d.source);
-        assert!(d.peer("192.0.2.2".parse().unwrap()).is_some());
+        let v6 = d.peer("2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(v6.source, Some("2001:db8::10".parse().unwrap()));
+        let v4 = d.peer("192.0.2.2".parse().unwrap()).unwrap();
+        assert_eq!(v4.source, Some("192.0.2.10".parse().unwrap()));
+        assert!(d.peers.iter().all(|p| p.local_as == 65000));
+        assert_eq!(d.router_id, Some("192.0.2.10".parse().unwrap()));
     }
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use providers::equinix_metal::{parse, MetadataError};
-use providers::{DiscoveredPeer, Discovery};
+use providers::{Discovery, PeerConfig};
 
 /// The MD5 password used in the fixtures; no error may contain it.
 const PW: &str = "Zq8-md5-not-in-logs";
@@ -26,26 +26,26 @@ fn addrs(d: &Discovery) -> Vec<String> {
 #[test]
 fn v4_only() {
     let d = parse(&fixture("v4_only.json")).unwrap();
-    assert_eq!(d.local_as, Some(65000));
+    assert_eq!(d.local_as(), Some(65000));
     assert_eq!(d.router_id, Some("192.0.2.11".parse().unwrap()));
-    assert_eq!(d.source, Some(ip("192.0.2.11")));
-    assert_eq!(d.source_v6, None);
+    assert_eq!(d.source(), Some(ip("192.0.2.11")));
+    assert_eq!(d.source_v6(), None);
     assert_eq!(
         d.peers,
         vec![
-            DiscoveredPeer {
-                address: ip("169.254.255.1"),
-                remote_as: 65530,
-                password: None,
-                multihop: true,
+            PeerConfig {
                 port: 179,
+                password: None,
+                ttl: Some(255),
+                source: Some(ip("192.0.2.11")),
+                ..PeerConfig::new(ip("169.254.255.1"), 65530, 65000)
             },
-            DiscoveredPeer {
-                address: ip("169.254.255.2"),
-                remote_as: 65530,
-                password: None,
-                multihop: true,
+            PeerConfig {
                 port: 179,
+                password: None,
+                ttl: Some(255),
+                source: Some(ip("192.0.2.11")),
+                ..PeerConfig::new(ip("169.254.255.2"), 65530, 65000)
             },
         ]
     );
@@ -63,14 +63,14 @@ fn v4_and_v6() {
             "2001:db8:ffff::2"
         ]
     );
-    assert_eq!(d.local_as, Some(65000));
+    assert_eq!(d.local_as(), Some(65000));
     assert_eq!(d.router_id, Some("192.0.2.11".parse().unwrap()));
-    assert_eq!(d.source, Some(ip("192.0.2.11")));
-    assert_eq!(d.source_v6, Some(ip("2001:db8:0:1::b")));
-    assert_eq!(d.source_for(ip("2001:db8:ffff::1")), d.source_v6);
+    assert_eq!(d.source(), Some(ip("192.0.2.11")));
+    assert_eq!(d.source_v6(), Some(ip("2001:db8:0:1::b")));
+    assert_eq!(d.source_for(ip("2001:db8:ffff::1")), d.source_v6());
     for p in &d.peers {
         assert_eq!(p.password.as_ref().unwrap().expose(), PW);
-        assert!(p.multihop);
+        assert!(p.is_multihop());
     }
     let dbg = format!("{d:?}");
     assert!(!dbg.contains(PW), "{dbg}");
@@ -79,10 +79,10 @@ fn v4_and_v6() {
 #[test]
 fn v6_only_has_no_router_id() {
     let d = parse(&fixture("v6_only.json")).unwrap();
-    assert_eq!(d.local_as, Some(4_200_000_001));
+    assert_eq!(d.local_as(), Some(4_200_000_001));
     assert_eq!(d.router_id, None);
-    assert_eq!(d.source, None);
-    assert_eq!(d.source_v6, Some(ip("2001:db8:0:1::b")));
+    assert_eq!(d.source(), None);
+    assert_eq!(d.source_v6(), Some(ip("2001:db8:0:1::b")));
     assert_eq!(addrs(&d), ["2001:db8:ffff::1", "2001:db8:ffff::2"]);
 }
 
@@ -104,10 +104,10 @@ fn md5_on_and_off() {
 fn multihop_flag() {
     let d = parse(&fixture("not_multihop.json")).unwrap();
     assert_eq!(d.peers.len(), 1);
-    assert!(!d.peers[0].multihop);
+    assert!(!d.peers[0].is_multihop());
     assert_eq!(d.peers[0].remote_as, 65100);
-    assert_eq!(d.source, Some(ip("192.0.2.2")));
-    assert!(parse(&fixture("v4_only.json")).unwrap().peers[0].multihop);
+    assert_eq!(d.source(), Some(ip("192.0.2.2")));
+    assert!(parse(&fixture("v4_only.json")).unwrap().peers[0].is_multihop());
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn more_broken_bodies() {
     };
     // Optional fields may be absent.
     let d = parse(neighbour("").as_bytes()).unwrap();
-    assert!(!d.peers[0].multihop && d.peers[0].password.is_none());
+    assert!(!d.peers[0].is_multihop() && d.peers[0].password.is_none());
     for (fields, needle) in [
         (r#","customer_as":0"#, "customer_as: AS 0 is reserved"),
         (

@@ -1,7 +1,55 @@
 //! The table of every setting vipr reads: kube-vip's environment names (so a kube-vip
 //! manifest works unchanged), vipr's own `vipr_*` names, kube-vip's flag spellings, which
-//! values are secrets, and the one-line help. Env, flags, the YAML file, docs and the
-//! table test all derive from this list.
+//! values are secrets, which configuration section each belongs to (the task that follows
+//! it), and the one-line help. Env, flags (with [`arg`]), the YAML file, docs and the table
+//! tests all derive from this list.
+
+use clap::{Arg, ArgAction};
+
+/// The configuration section a setting belongs to: each section travels on its own `watch`
+/// to the tasks that follow it ([`super::sections`]). [`Section::Node`] settings are fixed
+/// for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Section {
+    /// Mode, node name, state directory, kubeconfig, log format: need a restart.
+    Node,
+    /// Where VIPs are put (interface, masks) and the static VIPs.
+    Vips,
+    /// The control-plane VIP, its port and health check.
+    ControlPlane,
+    /// Services of type LoadBalancer: whether, and which.
+    Services,
+    /// BGP: AS, router id, peers and their defaults, listener, route attributes.
+    Bgp,
+    /// Where peers come from besides the configuration.
+    PeerSource,
+    /// ARP/NDP mode and Lease election.
+    Arp,
+    /// Control-plane load balancing.
+    Lb,
+    /// The HTTP endpoints.
+    Http,
+    /// Logging.
+    Log,
+}
+
+impl Section {
+    /// The heading of its flags in `--help`.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Section::Node => "Node (fixed while running)",
+            Section::Vips => "VIP placement",
+            Section::ControlPlane => "Control plane",
+            Section::Services => "Services",
+            Section::Bgp => "BGP",
+            Section::PeerSource => "Peer source",
+            Section::Arp => "ARP mode",
+            Section::Lb => "Control-plane load balancing",
+            Section::Http => "HTTP",
+            Section::Log => "Logging",
+        }
+    }
+}
 
 /// One setting.
 #[derive(Debug, Clone, Copy)]
@@ -12,102 +60,175 @@ pub struct Key {
     pub flags: &'static [&'static str],
     /// Never printed: errors show `<redacted>`.
     pub secret: bool,
+    /// Another name of the same setting (`vip_address` of `address`): giving both in one
+    /// source is an error.
+    pub same_as: Option<&'static str>,
+    /// Which section it belongs to.
+    pub section: Section,
     /// Help text.
     pub help: &'static str,
 }
 
-const fn k(name: &'static str, flags: &'static [&'static str], help: &'static str) -> Key {
+const fn k(
+    section: Section,
+    name: &'static str,
+    flags: &'static [&'static str],
+    help: &'static str,
+) -> Key {
     Key {
         name,
         flags,
         secret: false,
+        same_as: None,
+        section,
         help,
     }
 }
 
-const fn secret(name: &'static str, flags: &'static [&'static str], help: &'static str) -> Key {
+const fn secret(
+    section: Section,
+    name: &'static str,
+    flags: &'static [&'static str],
+    help: &'static str,
+) -> Key {
     Key {
-        name,
-        flags,
         secret: true,
-        help,
+        ..k(section, name, flags, help)
     }
 }
+
+const fn alias(section: Section, name: &'static str, of: &'static str, help: &'static str) -> Key {
+    Key {
+        same_as: Some(of),
+        ..k(section, name, &[], help)
+    }
+}
+
+use Section::*;
 
 /// Every key, in documentation order.
 pub const KEYS: &[Key] = &[
     // Addresses and modes (kube-vip).
-    k("address", &["vip"], "control-plane VIP(s), comma list for dual-stack"),
-    k("vip_address", &[], "legacy name of `address`"),
-    k("port", &[], "control-plane port (6443)"),
-    k("vip_interface", &["interface"], "interface the VIPs are put on (lo)"),
-    k("vip_subnet", &[], "mask of VIPs on the interface: 32, or 32,128 for v4,v6 (BGP advertises host routes)"),
-    k("cp_enable", &["controlplane"], "serve the control-plane VIP"),
-    k("svc_enable", &["services"], "serve Services of type LoadBalancer"),
-    k("svc_namespace", &[], "only Services in this namespace (all when empty)"),
-    k("vip_nodename", &["nodename"], "this node's name (defaults to the hostname)"),
+    k(ControlPlane, "address", &["vip"], "control-plane VIP(s), comma list for dual-stack"),
+    alias(ControlPlane, "vip_address", "address", "legacy name of `address`"),
+    k(ControlPlane, "port", &[], "control-plane port (6443)"),
+    k(Vips, "vip_interface", &["interface"], "interface the VIPs are put on (lo)"),
+    k(Vips, "vip_subnet", &[], "mask of VIPs on the interface: 32, or 32,128 for v4,v6 (BGP advertises host routes)"),
+    k(ControlPlane, "cp_enable", &["controlplane"], "serve the control-plane VIP"),
+    k(Services, "svc_enable", &["services"], "serve Services of type LoadBalancer"),
+    k(Services, "svc_namespace", &[], "only Services in this namespace (all when empty)"),
+    k(Node, "vip_nodename", &["nodename"], "this node's name (defaults to the hostname)"),
     // BGP (kube-vip).
-    k("bgp_enable", &["bgp"], "BGP mode"),
-    k("bgp_routerid", &["bgpRouterID"], "BGP router id (unique per node)"),
-    k("bgp_routerinterface", &[], "take the router id from this interface's IPv4"),
-    k("bgp_as", &["localAS"], "local AS (65000)"),
-    secret("bgp_peers", &["bgppeers"], "peers: address:AS:password:multihop[:port[::bfd]], IPv6 in [..]; bfd as in vipr_bfd"),
-    k("bgp_peeraddress", &["peerAddress"], "a single legacy peer's address"),
-    k("bgp_peeras", &["peerAS"], "the legacy peer's AS (65000)"),
-    secret("bgp_peerpass", &["peerPass"], "the legacy peer's MD5 password"),
-    k("bgp_multihop", &["multihop"], "the legacy peer is multihop"),
-    k("bgp_sourceip", &["sourceIP"], "source address of BGP sessions"),
-    k("bgp_sourceif", &["sourceIF"], "take the session source address from this interface"),
-    k("bgp_hold_time", &[], "BGP hold time in seconds (30)"),
-    k("bgp_keepalive_interval", &[], "BGP keepalive interval in seconds (10)"),
-    k("annotation", &["annotations"], "take peers from node annotations with this prefix"),
-    k("vip_packet", &[], "legacy: take peers from the Equinix Metal metadata service"),
+    k(Node, "bgp_enable", &["bgp"], "BGP mode"),
+    k(Bgp, "bgp_routerid", &["bgpRouterID"], "BGP router id (unique per node)"),
+    k(Bgp, "bgp_routerinterface", &[], "take the router id from this interface's IPv4"),
+    k(Bgp, "bgp_as", &["localAS"], "local AS (65000)"),
+    secret(Bgp, "bgp_peers", &["bgppeers"], "peers: address:AS:password:multihop[:port[::bfd]], IPv6 in [..]; bfd as in vipr_bfd"),
+    k(Bgp, "bgp_peeraddress", &["peerAddress"], "a single legacy peer's address"),
+    k(Bgp, "bgp_peeras", &["peerAS"], "the legacy peer's AS (65000)"),
+    secret(Bgp, "bgp_peerpass", &["peerPass"], "the legacy peer's MD5 password"),
+    k(Bgp, "bgp_multihop", &["multihop"], "the legacy peer is multihop"),
+    k(Bgp, "bgp_sourceip", &["sourceIP"], "source address of BGP sessions"),
+    k(Bgp, "bgp_sourceif", &["sourceIF"], "take the session source address from this interface"),
+    k(Bgp, "bgp_hold_time", &[], "BGP hold time in seconds (30)"),
+    k(Bgp, "bgp_keepalive_interval", &[], "BGP keepalive interval in seconds (10)"),
+    k(PeerSource, "annotation", &["annotations"], "take peers from node annotations with this prefix"),
+    k(PeerSource, "vip_packet", &[], "legacy: take peers from the Equinix Metal metadata service"),
     // Control-plane health (kube-vip).
-    k("control_plane_health_check_address", &[], "advertise the control-plane VIP only while this URL answers 2xx"),
-    k("control_plane_health_check_period_seconds", &[], "seconds between health checks (5)"),
-    k("control_plane_health_check_timeout_seconds", &[], "health check timeout in seconds (3)"),
-    k("control_plane_health_check_failure_threshold", &[], "consecutive failures before withdrawing (3)"),
+    k(ControlPlane, "control_plane_health_check_address", &[], "advertise the control-plane VIP only while this URL answers 2xx"),
+    k(ControlPlane, "control_plane_health_check_period_seconds", &[], "seconds between health checks (5)"),
+    k(ControlPlane, "control_plane_health_check_timeout_seconds", &[], "health check timeout in seconds (3)"),
+    k(ControlPlane, "control_plane_health_check_failure_threshold", &[], "consecutive failures before withdrawing (3)"),
     // ARP / leader election (kube-vip).
-    k("vip_arp", &["arp"], "ARP/NDP mode"),
-    k("vip_arpRate", &[], "gratuitous ARP refresh period in ms (3000)"),
-    k("vip_leaderelection", &["leaderElection"], "use a Lease to elect the VIP holder"),
-    k("vip_leasename", &["leaseName"], "control-plane Lease name (plndr-cp-lock)"),
-    k("vip_leaseduration", &["leaseDuration"], "Lease duration in seconds (15)"),
-    k("vip_renewdeadline", &["leaseRenewDuration"], "Lease renew deadline in seconds (10)"),
-    k("vip_retryperiod", &["leaseRetry"], "Lease retry period in seconds (2)"),
-    k("cp_namespace", &["namespace"], "namespace of the Leases (kube-system)"),
-    k("svc_election", &["servicesElection"], "one Lease per Service (ARP mode)"),
-    k("lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
-    k("lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),
+    k(Node, "vip_arp", &["arp"], "ARP/NDP mode"),
+    k(Arp, "vip_arpRate", &[], "gratuitous ARP refresh period in ms (3000)"),
+    k(Arp, "vip_leaderelection", &["leaderElection"], "use a Lease to elect the VIP holder"),
+    k(Arp, "vip_leasename", &["leaseName"], "control-plane Lease name (plndr-cp-lock)"),
+    k(Arp, "vip_leaseduration", &["leaseDuration"], "Lease duration in seconds (15)"),
+    k(Arp, "vip_renewdeadline", &["leaseRenewDuration"], "Lease renew deadline in seconds (10)"),
+    k(Arp, "vip_retryperiod", &["leaseRetry"], "Lease retry period in seconds (2)"),
+    k(Arp, "cp_namespace", &["namespace"], "namespace of the Leases (kube-system)"),
+    k(Arp, "svc_election", &["servicesElection"], "one Lease per Service (ARP mode)"),
+    k(Services, "lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
+    k(Services, "lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),
     // IPVS control-plane load balancing (kube-vip).
-    k("lb_enable", &["lbEnable"], "load-balance the control-plane VIP across API servers"),
-    k("lb_port", &["lbPort"], "load balancer port (6443)"),
-    k("lb_fwdmethod", &["lbForwardingMethod"], "local, masquerade, tunnel or directroute (local)"),
-    k("backend_health_check_interval", &[], "backend health check interval in seconds (5)"),
+    k(Lb, "lb_enable", &["lbEnable"], "load-balance the control-plane VIP across API servers"),
+    k(Lb, "lb_port", &["lbPort"], "load balancer port (6443)"),
+    k(Lb, "lb_fwdmethod", &["lbForwardingMethod"], "local, masquerade, tunnel or directroute (local)"),
+    k(Lb, "backend_health_check_interval", &[], "backend health check interval in seconds (5)"),
     // Process (kube-vip).
-    k("prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /status, /healthz (:2112); empty disables"),
-    k("k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf)"),
-    k("vip_loglevel", &["log"], "log level: 0-6 (kube-vip/logrus numbers) or error, warn, info, debug, trace"),
+    k(Http, "prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /status, /healthz (:2112); empty disables"),
+    k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf)"),
+    k(Log, "vip_loglevel", &["log"], "log level: 0-6 (kube-vip/logrus numbers) or error, warn, info, debug, trace"),
     // vipr's own.
-    k("vipr_communities", &[], "standard communities on every route, e.g. 65000:100,65000:200"),
-    k("vipr_large_communities", &[], "large communities on every route, e.g. 65000:1:2"),
-    k("vipr_local_pref", &[], "LOCAL_PREF for iBGP peers (100)"),
-    k("vipr_med", &[], "MULTI_EXIT_DISC on every route (unset)"),
-    k("vipr_bgp_listen", &[], "listen for incoming BGP sessions on this address:port (off)"),
-    k("vipr_graceful_restart", &[], "advertise graceful restart (false)"),
-    k("vipr_graceful_restart_time", &[], "graceful restart time in seconds (120)"),
-    k("vipr_bfd", &[], "BFD for peers without their own: enable;rx;tx;mult in ms, e.g. true;300;300;3 (false; single-hop peers only)"),
-    k("vipr_static_vips", &[], "extra VIPs to serve, comma list"),
-    k("vipr_drain_seconds", &[], "on shutdown, re-advertise with GRACEFUL_SHUTDOWN (RFC 8326) this long before withdrawing (0)"),
-    k("vipr_state_dir", &[], "where vipr records the addresses it added (/run/vipr)"),
-    k("vipr_log_format", &[], "text or json (text)"),
-    k("vipr_peers_from", &[], "static, equinix-metal or annotations (static)"),
-    k("vipr_metadata_url", &[], "Equinix Metal metadata URL"),
-    k("vipr_metadata_interval", &[], "seconds between metadata polls (60)"),
-    k("vipr_lb_backend", &[], "ipvs or nftables (chosen automatically)"),
-    k("vipr_lb_scheduler", &[], "IPVS scheduler: rr, wrr, lc, wlc, sh, mh (rr)"),
-    k("vipr_lb_backends", &[], "static control-plane backends (address[:port], comma list) without Kubernetes"),
+    k(Bgp, "vipr_communities", &[], "standard communities on every route, e.g. 65000:100,65000:200"),
+    k(Bgp, "vipr_large_communities", &[], "large communities on every route, e.g. 65000:1:2"),
+    k(Bgp, "vipr_local_pref", &[], "LOCAL_PREF for iBGP peers (100)"),
+    k(Bgp, "vipr_med", &[], "MULTI_EXIT_DISC on every route (unset)"),
+    k(Bgp, "vipr_bgp_listen", &[], "listen for incoming BGP sessions on this address:port (off)"),
+    k(Bgp, "vipr_graceful_restart", &[], "advertise graceful restart (false)"),
+    k(Bgp, "vipr_graceful_restart_time", &[], "graceful restart time in seconds (120)"),
+    k(Bgp, "vipr_bfd", &[], "BFD for peers without their own: enable;rx;tx;mult in ms, e.g. true;300;300;3 (false; single-hop peers only)"),
+    k(Vips, "vipr_static_vips", &[], "extra VIPs to serve, comma list"),
+    k(Bgp, "vipr_drain_seconds", &[], "on shutdown, re-advertise with GRACEFUL_SHUTDOWN (RFC 8326) this long before withdrawing (0)"),
+    k(Node, "vipr_state_dir", &[], "where vipr records the addresses it added (/run/vipr)"),
+    k(Node, "vipr_log_format", &[], "text or json (text)"),
+    k(PeerSource, "vipr_peers_from", &[], "static, equinix-metal or annotations (static)"),
+    k(PeerSource, "vipr_metadata_url", &[], "Equinix Metal metadata URL"),
+    k(PeerSource, "vipr_metadata_interval", &[], "seconds between metadata polls (60)"),
+    k(Lb, "vipr_lb_backend", &[], "ipvs or nftables (chosen automatically)"),
+    k(Lb, "vipr_lb_scheduler", &[], "IPVS scheduler: rr, wrr, lc, wlc, sh, mh (rr)"),
+    k(Lb, "vipr_lb_backends", &[], "static control-plane backends (address[:port], comma list) without Kubernetes"),
+    k(Services, "vipr_pools", &[], "address pools for Services, comma list (a YAML list in the file): CIDR or a-b range [|more blocks][;name=N][;namespaces=a|b][;auto-assign=false][;allow-share=true]"),
+    k(Services, "vipr_pools_required", &[], "refuse every Service address when no pool is defined (false: without pools, addresses are served as requested)"),
+    k(Services, "vipr_pool_configmap", &[], "kube-vip-cloud-provider's ConfigMap of pools, namespace/name (kube-system/kubevip); empty: none"),
+    k(Services, "vipr_claims_namespace", &[], "namespace of the address claims (Leases named vipr-addr-*) (kube-system)"),
 ];
+
+/// The flags of setting `k`: vipr's own spelling (`--bgp-as`) and each of kube-vip's
+/// (`--localAS`), one argument each (id `name` for the first, `name@spelling` for the
+/// others) so that two spellings given together can be told apart and refused. A bare flag
+/// means `true`. kube-vip's spellings are listed in `--help` when `visible` (`vipr
+/// manifest`, whose flags are kube-vip's generator's), hidden otherwise.
+pub fn args(k: &Key, visible: bool) -> Vec<Arg> {
+    let one = |id: String, long: String, shown: bool| {
+        Arg::new(id)
+            .long(long)
+            .value_name("VALUE")
+            .num_args(0..=1)
+            .default_missing_value("true")
+            .action(ArgAction::Append)
+            .help(k.help)
+            .help_heading(k.section.heading())
+            .hide(!shown)
+    };
+    let mut out = vec![one(k.name.to_string(), flag_name(k), true)];
+    for f in k.flags {
+        out.push(one(format!("{}@{f}", k.name), f.to_string(), visible));
+    }
+    out
+}
+
+/// The `(spelling, value)` pairs given for every setting in parsed matches of [`args`],
+/// each value once per time its flag was given.
+pub fn given(m: &clap::ArgMatches) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for k in KEYS {
+        let spellings = std::iter::once((k.name.to_string(), flag_name(k))).chain(
+            k.flags
+                .iter()
+                .map(|f| (format!("{}@{f}", k.name), f.to_string())),
+        );
+        for (id, spelling) in spellings {
+            if let Ok(Some(vals)) = m.try_get_many::<String>(&id) {
+                for v in vals {
+                    out.push((spelling.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Looks a key up by its exact name.
 pub fn find(name: &str) -> Option<&'static Key> {

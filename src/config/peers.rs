@@ -1,32 +1,18 @@
 //! kube-vip's `bgp_peers` syntax: a comma list of `address:AS:password:multihop[:port[:…]]`,
 //! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`), and the
-//! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`. Errors
-//! name the entry by position and address and never quote the text: a password containing
-//! `:` or `,` (which the format cannot carry) shifts its fragments into other fields.
+//! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`. Each
+//! entry becomes a [`PeerConfig`] here, the one place that decides where every field of a
+//! configured peer comes from (a struct literal: a new field is a compile error), validated
+//! by [`PeerConfig::validate`] once. Errors name the entry by position and address and never
+//! quote the text: a password containing `:` or `,` (which the format cannot carry) shifts
+//! its fragments into other fields.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
-use bgp::Secret;
+use bgp::{Family, PeerConfig, Secret};
 
-/// One peer as written in `bgp_peers` (or the legacy single-peer variables).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerSpec {
-    /// Neighbour address.
-    pub address: IpAddr,
-    /// Neighbour AS.
-    pub remote_as: u32,
-    /// MD5 password (RFC 2385).
-    pub password: Option<Secret>,
-    /// eBGP multihop (TTL 255) instead of a directly connected peer.
-    pub multihop: bool,
-    /// TCP port (179); kube-vip parsed and ignored it (#963), vipr honours it.
-    pub port: u16,
-    /// Later fields as written (6th: reserved, 7th: BFD), kept for later features.
-    pub extra: Vec<String>,
-    /// BFD from the 7th field (missing parts from `vipr_bfd`); `None`: not written, the
-    /// peer follows `vipr_bfd` (multihop peers excepted: BFD here is single-hop only).
-    pub bfd: Option<BfdSpec>,
-}
+use super::PeerDefaults;
 
 /// BFD settings as written in `vipr_bfd` or a peer's 7th field: kube-vip's
 /// `enable;rx;tx;mult`, intervals in milliseconds (RFC 5880 Required Min RX, Desired Min TX,
@@ -141,9 +127,51 @@ fn fields(entry: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Parses the whole `bgp_peers` value; `bfd` is `vipr_bfd`, the base of 7th fields.
-pub fn parse_peers(s: &str, bfd: BfdSpec) -> Result<Vec<PeerSpec>, String> {
-    let mut peers = Vec::new();
+/// A configured peer: the one struct literal of the configuration's peers. `local_as` is
+/// `bgp_as`; the source address and next hops come from the node when the session is built
+/// (`peers.rs`).
+pub fn peer(
+    address: IpAddr,
+    remote_as: u32,
+    local_as: u32,
+    password: Option<Secret>,
+    multihop: bool,
+    port: u16,
+    bfd: Option<bgp::BfdConfig>,
+    d: &PeerDefaults,
+) -> PeerConfig {
+    PeerConfig {
+        address,
+        port,
+        remote_as,
+        local_as,
+        password,
+        ttl: multihop.then_some(255),
+        gtsm_hops: None,
+        source: None,
+        hold_time: d.hold_time,
+        keepalive: d.keepalive,
+        passive: false,
+        families: Family::ALL.to_vec(),
+        next_hop_v4: None,
+        next_hop_v6: None,
+        graceful_restart: d.graceful_restart,
+        extended_messages: true,
+        bfd,
+        connect_retry_min: Duration::from_secs(1),
+        connect_retry_max: Duration::from_secs(60),
+    }
+}
+
+/// Parses the whole `bgp_peers` value. `bfd` is `vipr_bfd`, the base of 7th fields and the
+/// BFD of single-hop peers without one.
+pub fn parse_peers(
+    s: &str,
+    local_as: u32,
+    bfd: BfdSpec,
+    d: &PeerDefaults,
+) -> Result<Vec<PeerConfig>, String> {
+    let mut peers: Vec<PeerConfig> = Vec::new();
     for (i, entry) in s.split(',').map(str::trim).enumerate() {
         if entry.is_empty() {
             continue;
@@ -166,13 +194,6 @@ pub fn parse_peers(s: &str, bfd: BfdSpec) -> Result<Vec<PeerSpec>, String> {
             .get(2)
             .filter(|p| !p.is_empty())
             .map(|p| Secret::new(p.clone()));
-        if let Some(p) = &password {
-            if p.expose().len() > 80 {
-                return Err(format!(
-                    "peer #{n} ({address}): password longer than 80 bytes (TCP MD5 limit)"
-                ));
-            }
-        }
         let multihop = match f.get(3) {
             Some(m) => parse_bool(m)
                 .ok_or_else(|| format!("peer #{n} ({address}): multihop is not true or false"))?,
@@ -185,29 +206,33 @@ pub fn parse_peers(s: &str, bfd: BfdSpec) -> Result<Vec<PeerSpec>, String> {
             },
             None => 179,
         };
-        if peers.iter().any(|p: &PeerSpec| p.address == address) {
+        if peers.iter().any(|p| p.address == address) {
             return Err(format!("peer #{n} ({address}): listed twice"));
         }
-        let bfd = match f.get(6).filter(|b| !b.trim().is_empty()) {
+        // The peer's own BFD field (missing parts from vipr_bfd), else vipr_bfd unless the
+        // peer is multihop (BFD here is single-hop).
+        let own_bfd = match f.get(6).filter(|b| !b.trim().is_empty()) {
             Some(b) => Some(
                 BfdSpec::parse(b, bfd).map_err(|e| format!("peer #{n} ({address}): BFD {e}"))?,
             ),
             None => None,
         };
-        if multihop && bfd.is_some_and(|b| b.enabled) {
+        if multihop && own_bfd.is_some_and(|b| b.enabled) {
             return Err(format!(
                 "peer #{n} ({address}): BFD is single-hop (RFC 5881); not for a multihop peer"
             ));
         }
-        peers.push(PeerSpec {
-            address,
-            remote_as,
-            password,
-            multihop,
-            port,
-            extra: f.iter().skip(5).cloned().collect(),
-            bfd,
-        });
+        let bfd = match own_bfd {
+            Some(own) => own.to_config(),
+            None if multihop => None,
+            None => bfd.to_config(),
+        };
+        let p = peer(
+            address, remote_as, local_as, password, multihop, port, bfd, d,
+        );
+        p.validate()
+            .map_err(|e| format!("peer #{n} ({address}): {}: {}", e.field, e.reason))?;
+        peers.push(p);
     }
     Ok(peers)
 }
@@ -237,9 +262,22 @@ pub fn parse_asn(s: &str) -> Result<u32, String> {
 mod tests {
     use super::*;
 
+    fn defaults() -> PeerDefaults {
+        PeerDefaults {
+            hold_time: 30,
+            keepalive: Some(10),
+            bfd: None,
+            graceful_restart: None,
+        }
+    }
+
+    fn parse(s: &str, bfd: BfdSpec) -> Result<Vec<PeerConfig>, String> {
+        parse_peers(s, 65001, bfd, &defaults())
+    }
+
     #[test]
     fn kube_vip_examples() {
-        let p = parse_peers(
+        let p = parse(
             "192.0.2.1:65000::false,[2001:db8::1]:65001:secret:true:1179",
             BfdSpec::default(),
         )
@@ -247,33 +285,29 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].address, "192.0.2.1".parse::<IpAddr>().unwrap());
         assert_eq!(
-            (p[0].remote_as, p[0].multihop, p[0].port),
+            (p[0].remote_as, p[0].is_multihop(), p[0].port),
             (65000, false, 179)
+        );
+        assert_eq!(
+            (p[0].local_as, p[0].hold_time, p[0].keepalive),
+            (65001, 30, Some(10))
         );
         assert!(p[0].password.is_none());
         assert_eq!(p[1].address, "2001:db8::1".parse::<IpAddr>().unwrap());
         assert_eq!(p[1].password.as_ref().unwrap().expose(), "secret");
-        assert_eq!((p[1].multihop, p[1].port), (true, 1179));
-        let p = parse_peers("10.0.0.1:65000", BfdSpec::default()).unwrap();
+        assert_eq!((p[1].is_multihop(), p[1].port), (true, 1179));
+        let p = parse("10.0.0.1:65000", BfdSpec::default()).unwrap();
         assert_eq!(p[0].port, 179);
         assert_eq!(p[0].bfd, None);
-        let p = parse_peers(
+        let p = parse(
             "10.0.0.1:65000::false:179::true;100;200;5",
             BfdSpec::default(),
         )
         .unwrap();
+        let b = p[0].bfd.unwrap();
         assert_eq!(
-            p[0].extra,
-            vec!["".to_string(), "true;100;200;5".to_string()]
-        );
-        assert_eq!(
-            p[0].bfd,
-            Some(BfdSpec {
-                enabled: true,
-                rx_ms: 100,
-                tx_ms: 200,
-                multiplier: 5
-            })
+            (b.min_rx.as_millis(), b.min_tx.as_millis(), b.multiplier),
+            (100, 200, 5)
         );
     }
 
@@ -297,7 +331,7 @@ mod tests {
             ),
             ("10.0.0.1:65000:pw:true:179::true", "single-hop"),
         ] {
-            let e = parse_peers(input, BfdSpec::default()).unwrap_err();
+            let e = parse(input, BfdSpec::default()).unwrap_err();
             assert!(e.contains(needle), "{input}: {e}");
             assert!(!e.contains("pw"), "password leaked: {e}");
         }
@@ -307,9 +341,13 @@ mod tests {
             "10.0.0.1:65000:pw,pw2:false",
             "10.0.0.1:65000:a:b:pw2",
         ] {
-            let e = parse_peers(input, BfdSpec::default()).unwrap_err();
+            let e = parse(input, BfdSpec::default()).unwrap_err();
             assert!(!e.contains("pw2"), "password fragment leaked: {e}");
         }
+        let long = format!("10.0.0.1:65000:{}:false", "x".repeat(81));
+        let e = parse(&long, BfdSpec::default()).unwrap_err();
+        assert!(e.contains("peer #1 (10.0.0.1): password"), "{e}");
+        assert!(!e.contains("xxx"), "{e}");
     }
 
     #[test]
@@ -329,9 +367,16 @@ mod tests {
             (50, 60, 3)
         );
         assert!(BfdSpec::parse("true;1;2;3;4", base).is_err());
-        // A peer's own field merges with vipr_bfd.
-        let p = parse_peers("10.0.0.1:65000::false:179::true", base).unwrap();
-        assert_eq!(p[0].bfd, Some(base));
+        // A peer's own field merges with vipr_bfd; a peer without one follows vipr_bfd,
+        // unless it is multihop.
+        let p = parse(
+            "10.0.0.1:65000::false:179::true,10.0.0.2:65000::false,10.0.0.3:65000::true",
+            base,
+        )
+        .unwrap();
+        assert_eq!(p[0].bfd, base.to_config());
+        assert_eq!(p[1].bfd, base.to_config());
+        assert_eq!(p[2].bfd, None);
     }
 
     #[test]

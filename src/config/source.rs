@@ -1,13 +1,19 @@
-//! Layering of configuration sources into one map of raw values, lowest to highest
-//! precedence: flags, the YAML file, the environment (kube-vip's order; built-in defaults
-//! come from the typed parse). Every value remembers where it came from so that an error
-//! can name the variable, the flag or the file line.
+//! Layering of configuration sources, lowest to highest precedence: flags, the YAML file,
+//! the environment (kube-vip's order; built-in defaults come from the typed parse). Every
+//! value remembers where it came from so that an error can name the variable, the flag or
+//! the file line, and every layer's value is kept (not only the winner) so that a bad value
+//! is refused even where a higher layer overrides it. Two spellings of one setting in the
+//! same layer (`--vip` and `--address`, `address` and `ADDRESS`, `address` and
+//! `vip_address`) are refused naming both.
+//!
+//! YAML scalars are kept exactly as written (`bgp_as: 1.10` is the asdot AS 65546, not the
+//! number 1.1), and YAML errors never quote the file (a password may be on the line).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::keys::{self, Key};
 use super::ConfigError;
@@ -47,46 +53,91 @@ pub struct Raw {
     pub origin: Origin,
 }
 
-/// All raw values by key name; later layers replace earlier ones.
+/// All raw values by key name, each key's values in precedence order (the last wins).
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
-    values: BTreeMap<&'static str, Raw>,
+    values: BTreeMap<&'static str, Vec<Raw>>,
+}
+
+/// The name a key's spelling group goes by (`vip_address` is `address`).
+fn group(key: &Key) -> &'static str {
+    key.same_as.unwrap_or(key.name)
 }
 
 impl Layers {
-    /// Sets a value, replacing a lower-precedence one.
+    /// Sets a value on top of the lower-precedence ones.
     pub fn set(&mut self, key: &'static Key, value: String, origin: Origin) {
-        self.values.insert(key.name, Raw { value, origin });
+        self.values
+            .entry(key.name)
+            .or_default()
+            .push(Raw { value, origin });
     }
 
-    /// The raw value of a key.
+    /// The winning raw value of a key.
     pub fn get(&self, name: &str) -> Option<&Raw> {
-        self.values.get(name)
+        self.values.get(name).and_then(|v| v.last())
     }
 
-    /// Flags: `(flag spelling, value)` pairs as parsed by the CLI.
-    pub fn add_flags<'a>(&mut self, flags: impl IntoIterator<Item = (&'a str, String)>) {
+    /// Every raw value of a key, lowest precedence first.
+    pub fn all(&self, name: &str) -> &[Raw] {
+        self.values.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Adds one layer: its `(key, value, origin)` entries, refusing two entries for the
+    /// same setting (under any of its names). An empty value (an unset variable in a
+    /// manifest) does not count.
+    fn add_layer(
+        &mut self,
+        entries: Vec<(&'static Key, String, Origin)>,
+    ) -> Result<(), ConfigError> {
+        let mut seen: BTreeMap<&'static str, Origin> = BTreeMap::new();
+        for (key, _, origin) in entries.iter().filter(|(_, v, _)| !v.trim().is_empty()) {
+            if let Some(first) = seen.insert(group(key), origin.clone()) {
+                return Err(ConfigError::Twice {
+                    first,
+                    second: origin.clone(),
+                });
+            }
+        }
+        for (key, value, origin) in entries {
+            self.set(key, value, origin);
+        }
+        Ok(())
+    }
+
+    /// Flags: `(flag spelling, value)` pairs as given on the command line.
+    pub fn add_flags<'a>(
+        &mut self,
+        flags: impl IntoIterator<Item = (&'a str, String)>,
+    ) -> Result<(), ConfigError> {
+        let mut entries = Vec::new();
         for (flag, value) in flags {
             if let Some(key) = keys::KEYS
                 .iter()
                 .find(|k| keys::flag_name(k) == flag || k.flags.contains(&flag))
             {
-                self.set(key, value, Origin::Flag(flag.to_string()));
+                entries.push((key, value, Origin::Flag(flag.to_string())));
             }
         }
+        self.add_layer(entries)
     }
 
     /// The environment: exact kube-vip names, and the same names in upper case.
-    pub fn add_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+    pub fn add_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let mut entries = Vec::new();
         for key in keys::KEYS {
             let upper = key.name.to_ascii_uppercase();
-            for name in [key.name, upper.as_str()] {
+            let mut names = vec![key.name];
+            if upper != key.name {
+                names.push(upper.as_str());
+            }
+            for name in names {
                 if let Some(v) = lookup(name) {
-                    self.set(key, v, Origin::Env(name.to_string()));
-                    break;
+                    entries.push((key, v, Origin::Env(name.to_string())));
                 }
             }
         }
+        self.add_layer(entries)
     }
 
     /// A YAML file: a mapping of key names to scalars or lists of scalars.
@@ -103,13 +154,27 @@ impl Layers {
         if text.trim().is_empty() {
             return Ok(());
         }
-        let map: BTreeMap<String, serde_saphyr::Spanned<FileValue>> = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::File {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
-        for (name, v) in map {
-            let line = v.referenced.line() as u32;
+        let file_error = |e: serde_saphyr::Error| ConfigError::File {
+            path: path.to_string(),
+            reason: yaml_reason(&e),
+        };
+        // Pass 1: the keys, where their values are, and which are lists.
+        let shapes: BTreeMap<String, serde_saphyr::Spanned<Shape>> =
+            serde_saphyr::from_str(text).map_err(file_error)?;
+        // Pass 2: the values, scalars as written (a list's items as well).
+        LISTS.with(|l| {
+            *l.borrow_mut() = shapes
+                .iter()
+                .filter(|(_, s)| s.value == Shape::List)
+                .map(|(k, _)| k.clone())
+                .collect()
+        });
+        let values = serde_saphyr::from_str::<FileMap>(text).map_err(file_error);
+        LISTS.with(|l| l.borrow_mut().clear());
+        let values = values?;
+        let mut entries = Vec::new();
+        for (name, value) in values.0 {
+            let line = shapes.get(&name).map_or(0, |s| s.referenced.line() as u32);
             let origin = Origin::File {
                 path: path.to_string(),
                 line,
@@ -117,55 +182,142 @@ impl Layers {
             let Some(key) = keys::find(&name) else {
                 return Err(ConfigError::UnknownKey { origin, key: name });
             };
-            self.set(key, v.value.into_text(), origin);
+            match value {
+                Some(v) => entries.push((key, v, origin)),
+                None => {
+                    return Err(ConfigError::File {
+                        path: path.to_string(),
+                        reason: format!(
+                            "line {line}: {name}: expected a value or a list of values"
+                        ),
+                    })
+                }
+            }
         }
-        Ok(())
+        self.add_layer(entries)
     }
 }
 
-/// A file value: scalar or list of scalars.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum FileValue {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    List(Vec<FileScalar>),
+/// A YAML error without the source snippet the parser adds (the offending line may hold a
+/// password): `line L column C: what`.
+fn yaml_reason(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or_default();
+    first.trim_start_matches("error: ").to_string()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum FileScalar {
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
+/// What a file value is, from the first pass.
+#[derive(Debug, PartialEq, Eq)]
+enum Shape {
+    Scalar,
+    List,
+    Other,
 }
 
-impl FileScalar {
-    fn into_text(self) -> String {
-        match self {
-            FileScalar::Bool(b) => b.to_string(),
-            FileScalar::Int(i) => i.to_string(),
-            FileScalar::Float(f) => f.to_string(),
-            FileScalar::Str(s) => s,
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Shape, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_none<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Shape, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Shape::List)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Shape, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Shape::Other)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
-impl FileValue {
-    fn into_text(self) -> String {
-        match self {
-            FileValue::Bool(b) => FileScalar::Bool(b).into_text(),
-            FileValue::Int(i) => FileScalar::Int(i).into_text(),
-            FileValue::Float(f) => FileScalar::Float(f).into_text(),
-            FileValue::Str(s) => s,
-            FileValue::List(l) => l
-                .into_iter()
-                .map(FileScalar::into_text)
-                .collect::<Vec<_>>()
-                .join(","),
+thread_local! {
+    /// The keys whose values are lists, from pass 1, for pass 2 on the same thread.
+    static LISTS: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// Pass 2: every key with its text (`None` for a value that is neither a scalar nor a list
+/// of scalars); list items joined with commas.
+struct FileMap(Vec<(String, Option<String>)>);
+
+impl<'de> Deserialize<'de> for FileMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FileMap, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<FileMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    let list = LISTS.with(|l| l.borrow().contains(&k));
+                    let v = if list {
+                        Some(m.next_value::<Vec<String>>()?.join(","))
+                    } else {
+                        m.next_value::<Option<String>>()
+                            .map_err(|e| de::Error::custom(format!("{k}: {e}")))?
+                    };
+                    out.push((k, v));
+                }
+                Ok(FileMap(out))
+            }
         }
+        d.deserialize_map(V)
     }
+}
+
+/// Where the configuration comes from, kept so SIGHUP can read it again.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `(flag spelling, value)` pairs from the command line.
+    pub flags: Vec<(String, String)>,
+    /// `--config` file.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl Sources {
+    /// Reads flags, the file and the environment into a validated config.
+    pub fn load(&self) -> Result<super::Config, ConfigError> {
+        let mut layers = Layers::default();
+        layers.add_flags(self.flags.iter().map(|(k, v)| (k.as_str(), v.clone())))?;
+        if let Some(f) = &self.file {
+            layers.add_file(f)?;
+        }
+        layers.add_env(|n| std::env::var(n).ok())?;
+        super::Config::from_layers(&layers, &hostname())
+    }
+}
+
+/// The kernel's host name (the default node name).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }

@@ -21,8 +21,16 @@ fn base() -> HashMap<&'static str, String> {
 
 fn build(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
     let mut l = Layers::default();
-    l.add_env(|n| env.get(n).cloned());
+    l.add_env(|n| env.get(n).cloned())?;
     Config::from_layers(&l, "node-a")
+}
+
+fn election(c: &Config) -> &Election {
+    c.arp.election.as_ref().expect("vip_leaderelection")
+}
+
+fn gr_time(c: &Config) -> Option<u16> {
+    c.bgp.defaults.graceful_restart.map(|g| g.restart_time)
 }
 
 type Check = fn(&Config) -> bool;
@@ -39,60 +47,72 @@ fn rows() -> Vec<(
         (
             "address",
             "192.0.2.10,2001:db8::10",
-            |c| c.vips.len() == 2,
+            |c| c.control_plane.vips.len() == 2,
             Some("vip.example"),
             &[],
         ),
         (
             "vip_address",
             "192.0.2.11",
-            |c| c.vips == vec!["192.0.2.11".parse::<IpAddr>().unwrap()],
+            |c| c.control_plane.vips == vec!["192.0.2.11".parse::<IpAddr>().unwrap()],
             Some("x"),
             &[("address", "")],
         ),
-        ("port", "7443", |c| c.port == 7443, Some("70000"), &[]),
+        (
+            "port",
+            "7443",
+            |c| c.control_plane.port == 7443,
+            Some("70000"),
+            &[],
+        ),
         (
             "vip_interface",
             "eth0",
-            |c| c.interface == "eth0",
+            |c| c.vips.interface == "eth0",
             None,
             &[],
         ),
         (
             "vip_subnet",
             "24,64",
-            |c| (c.subnet_v4, c.subnet_v6) == (24, 64),
+            |c| (c.vips.subnet_v4, c.vips.subnet_v6) == (24, 64),
             Some("33"),
             &[],
         ),
-        ("cp_enable", "true", |c| c.cp_enable, Some("maybe"), &[]),
-        ("svc_enable", "true", |c| c.svc_enable, Some("2"), &[]),
+        (
+            "cp_enable",
+            "true",
+            |c| c.control_plane.enabled,
+            Some("maybe"),
+            &[],
+        ),
+        ("svc_enable", "true", |c| c.services.enabled, Some("2"), &[]),
         (
             "svc_namespace",
             "apps",
-            |c| c.svc.namespace.as_deref() == Some("apps"),
+            |c| c.services.filter.namespace.as_deref() == Some("apps"),
             None,
             &[],
         ),
-        ("vip_nodename", "cp-1", |c| c.node_name == "cp-1", None, &[]),
+        ("vip_nodename", "cp-1", |c| c.node.name == "cp-1", None, &[]),
         (
             "bgp_enable",
             "true",
-            |c| c.mode == Mode::Bgp,
+            |c| c.node.mode == Mode::Bgp,
             Some("yes please"),
             &[],
         ),
         (
             "bgp_routerid",
             "192.0.2.99",
-            |c| c.bgp.router_id == Some("192.0.2.99".parse().unwrap()),
+            |c| c.bgp.router_id == RouterId::Fixed("192.0.2.99".parse().unwrap()),
             Some("2001:db8::1"),
             &[],
         ),
         (
             "bgp_routerinterface",
             "eth0",
-            |c| c.bgp.router_interface.as_deref() == Some("eth0"),
+            |c| c.bgp.router_id == RouterId::Interface("eth0".into()),
             None,
             &[],
         ),
@@ -106,7 +126,7 @@ fn rows() -> Vec<(
         (
             "bgp_peers",
             "[2001:db8::1]:65001:pw:true:1179",
-            |c| c.bgp.peers[0].port == 1179 && c.bgp.peers[0].multihop,
+            |c| c.bgp.peers[0].port == 1179 && c.bgp.peers[0].is_multihop(),
             Some("192.0.2.1:x"),
             &[],
         ),
@@ -134,84 +154,89 @@ fn rows() -> Vec<(
         (
             "bgp_multihop",
             "true",
-            |c| c.bgp.peers[1].multihop,
+            |c| c.bgp.peers[1].is_multihop(),
             Some("sometimes"),
             &[("bgp_peeraddress", "198.51.100.1")],
         ),
         (
             "bgp_sourceip",
             "192.0.2.50",
-            |c| c.bgp.source_ip == Some("192.0.2.50".parse().unwrap()),
+            |c| c.bgp.source == Some(SessionSource::Address("192.0.2.50".parse().unwrap())),
             Some("here"),
             &[],
         ),
         (
             "bgp_sourceif",
             "eth1",
-            |c| c.bgp.source_if.as_deref() == Some("eth1"),
+            |c| c.bgp.source == Some(SessionSource::Interface("eth1".into())),
             None,
             &[],
         ),
         (
             "bgp_hold_time",
             "9",
-            |c| c.bgp.hold_time == 9,
+            |c| c.bgp.defaults.hold_time == 9 && c.bgp.peers[0].hold_time == 9,
             Some("2"),
             &[("bgp_keepalive_interval", "3")],
         ),
         (
             "bgp_keepalive_interval",
             "3",
-            |c| c.bgp.keepalive == 3,
+            |c| c.bgp.defaults.keepalive == Some(3) && c.bgp.peers[0].keepalive == Some(3),
             Some("30"),
             &[],
         ),
         (
             "annotation",
             "metal.equinix.com",
-            |c| c.svc.annotation.as_deref() == Some("metal.equinix.com"),
+            |c| {
+                c.peer_source
+                    == PeerSource::Annotations {
+                        prefix: "metal.equinix.com".into(),
+                    }
+            },
             None,
             &[],
         ),
         (
             "vip_packet",
             "true",
-            |c| c.svc.peers_from == "equinix-metal",
+            |c| matches!(c.peer_source, PeerSource::EquinixMetal { .. }),
             Some("metal"),
             &[],
         ),
         (
             "control_plane_health_check_address",
             "https://127.0.0.1:6443/livez",
-            |c| c.health.as_ref().unwrap().failure_threshold == 3,
+            |c| c.control_plane.health.as_ref().unwrap().failure_threshold == 3,
             Some("127.0.0.1:6443"),
             &[],
         ),
         (
             "control_plane_health_check_period_seconds",
             "2",
-            |c| c.health.as_ref().unwrap().period == Duration::from_secs(2),
+            |c| c.control_plane.health.as_ref().unwrap().period == Duration::from_secs(2),
             Some("0"),
             &[("control_plane_health_check_address", "http://127.0.0.1/")],
         ),
         (
             "control_plane_health_check_timeout_seconds",
             "1",
-            |c| c.health.as_ref().unwrap().timeout == Duration::from_secs(1),
+            |c| c.control_plane.health.as_ref().unwrap().timeout == Duration::from_secs(1),
             Some("x"),
             &[("control_plane_health_check_address", "http://127.0.0.1/")],
         ),
         (
             "control_plane_health_check_failure_threshold",
             "5",
-            |c| c.health.as_ref().unwrap().failure_threshold == 5,
+            |c| c.control_plane.health.as_ref().unwrap().failure_threshold == 5,
             Some("0"),
             &[("control_plane_health_check_address", "http://127.0.0.1/")],
         ),
         (
             "vip_arp",
             "true",
-            |c| c.mode == Mode::Arp,
+            |c| c.node.mode == Mode::Arp,
             Some("nope"),
             &[("bgp_enable", "false"), ("vip_interface", "eth0")],
         ),
@@ -225,125 +250,131 @@ fn rows() -> Vec<(
         (
             "vip_leaderelection",
             "true",
-            |c| c.arp.leader_election,
+            |c| c.arp.election.is_some(),
             Some("x"),
             &[],
         ),
         (
             "vip_leasename",
             "my-lock",
-            |c| c.arp.lease_name == "my-lock",
+            |c| election(c).lease_name == "my-lock",
             None,
-            &[],
+            &[("vip_leaderelection", "true")],
         ),
         (
             "vip_leaseduration",
             "20",
-            |c| c.arp.lease_duration == Duration::from_secs(20),
+            |c| election(c).timing.lease_duration == Duration::from_secs(20),
             Some("5"),
-            &[],
+            &[("vip_leaderelection", "true")],
         ),
         (
             "vip_renewdeadline",
             "8",
-            |c| c.arp.renew_deadline == Duration::from_secs(8),
+            |c| election(c).timing.renew_deadline == Duration::from_secs(8),
             Some("15"),
-            &[],
+            &[("vip_leaderelection", "true")],
         ),
         (
             "vip_retryperiod",
             "0.5",
-            |c| c.arp.retry_period == Duration::from_millis(500),
+            |c| election(c).timing.retry_period == Duration::from_millis(500),
             Some("10"),
-            &[],
+            &[("vip_leaderelection", "true")],
         ),
         (
             "cp_namespace",
             "infra",
-            |c| c.arp.namespace == "infra",
+            |c| election(c).namespace == "infra",
             None,
-            &[],
+            &[("vip_leaderelection", "true")],
         ),
         (
             "svc_election",
             "true",
-            |c| c.arp.svc_election,
+            |c| election(c).per_service,
             Some("x"),
-            &[],
+            &[("vip_leaderelection", "true")],
         ),
         (
             "lb_class_only",
             "true",
-            |c| c.svc.class_only,
+            |c| c.services.filter.class_only,
             Some("x"),
             &[],
         ),
         (
             "lb_class_name",
             "vipr",
-            |c| c.svc.class_name == "vipr",
+            |c| c.services.filter.class_name == "vipr",
             None,
             &[],
         ),
-        ("lb_enable", "true", |c| c.svc.lb_enable, Some("x"), &[]),
-        ("lb_port", "8443", |c| c.svc.lb_port == 8443, Some("0"), &[]),
+        ("lb_enable", "true", |c| c.lb.enabled, Some("x"), &[]),
+        ("lb_port", "8443", |c| c.lb.port == 8443, Some("0"), &[]),
         (
             "lb_fwdmethod",
             "masquerade",
-            |c| c.svc.lb_fwdmethod == "masquerade",
+            |c| c.lb.fwd == crate::lb::FwdMethod::Masquerade,
             Some("nat"),
             &[],
         ),
         (
             "backend_health_check_interval",
             "7",
-            |c| c.svc.backend_health_check_interval == Duration::from_secs(7),
+            |c| c.lb.health_interval == Duration::from_secs(7),
             Some("-7"),
             &[],
         ),
         (
             "prometheus_server",
             "127.0.0.1:9100",
-            |c| c.http == Some("127.0.0.1:9100".parse().unwrap()),
+            |c| c.http.addr == Some("127.0.0.1:9100".parse().unwrap()),
             Some("metrics"),
             &[],
         ),
         (
             "k8s_config_file",
             "/etc/kubernetes/super-admin.conf",
-            |c| c.kubeconfig.ends_with("super-admin.conf"),
+            |c| c.node.kubeconfig.ends_with("super-admin.conf"),
             None,
             &[],
         ),
         (
             "vip_loglevel",
             "5",
-            |c| c.log_level == "debug",
+            |c| c.log.level == LogLevel::Debug,
             Some("loud"),
             &[],
         ),
         (
             "vipr_communities",
             "65000:100,65535:0",
-            |c| c.bgp.communities.len() == 2,
+            |c| c.bgp.attrs.communities.len() == 2,
             Some("65000"),
             &[],
         ),
         (
             "vipr_large_communities",
             "65000:1:2",
-            |c| c.bgp.large_communities.len() == 1,
+            |c| c.bgp.attrs.large_communities.len() == 1,
             Some("1:2"),
             &[],
         ),
         (
             "vipr_local_pref",
             "200",
-            |c| c.bgp.local_pref == Some(200),
+            |c| c.bgp.attrs.local_pref == Some(200),
             Some("high"),
             &[],
         ),
-        ("vipr_med", "10", |c| c.bgp.med == Some(10), Some("-1"), &[]),
+        (
+            "vipr_med",
+            "10",
+            |c| c.bgp.attrs.med == Some(10),
+            Some("-1"),
+            &[],
+        ),
         (
             "vipr_bgp_listen",
             "[::]:179",
@@ -354,28 +385,34 @@ fn rows() -> Vec<(
         (
             "vipr_graceful_restart",
             "true",
-            |c| c.bgp.graceful_restart == Some(120),
+            |c| gr_time(c) == Some(120),
             Some("x"),
             &[],
         ),
         (
             "vipr_graceful_restart_time",
             "300",
-            |c| c.bgp.graceful_restart == Some(300),
+            |c| gr_time(c) == Some(300),
             Some("5000"),
             &[("vipr_graceful_restart", "true")],
         ),
         (
             "vipr_bfd",
             "true;100;100;3",
-            |c| c.bgp.bfd.enabled && c.bgp.bfd.rx_ms == 100 && c.bgp.peers[0].bfd.is_none(),
+            |c| {
+                c.bgp
+                    .defaults
+                    .bfd
+                    .is_some_and(|b| b.min_rx.as_millis() == 100)
+                    && c.bgp.peers[0].bfd == c.bgp.defaults.bfd
+            },
             Some("true;10;100;3"),
             &[],
         ),
         (
             "vipr_static_vips",
             "198.51.100.5,2001:db8::5",
-            |c| c.static_vips.len() == 2,
+            |c| c.vips.static_vips.len() == 2,
             Some("198.51.100.500"),
             &[],
         ),
@@ -389,50 +426,90 @@ fn rows() -> Vec<(
         (
             "vipr_state_dir",
             "/var/run/x",
-            |c| c.state_dir.ends_with("x"),
+            |c| c.node.state_dir.ends_with("x"),
             None,
             &[],
         ),
-        ("vipr_log_format", "json", |c| c.log_json, Some("xml"), &[]),
+        (
+            "vipr_log_format",
+            "json",
+            |c| c.node.log_json,
+            Some("xml"),
+            &[],
+        ),
         (
             "vipr_peers_from",
             "equinix-metal",
-            |c| c.svc.peers_from == "equinix-metal",
+            |c| matches!(c.peer_source, PeerSource::EquinixMetal { .. }),
             Some("dns"),
             &[],
         ),
         (
             "vipr_metadata_url",
             "http://127.0.0.1:8080/metadata",
-            |c| c.svc.metadata_url.starts_with("http://127"),
+            |c| matches!(&c.peer_source, PeerSource::EquinixMetal { url, .. } if url.starts_with("http://127")),
             None,
-            &[],
+            &[("vipr_peers_from", "equinix-metal")],
         ),
         (
             "vipr_metadata_interval",
             "10",
-            |c| c.svc.metadata_interval == Duration::from_secs(10),
+            |c| matches!(c.peer_source, PeerSource::EquinixMetal { interval, .. } if interval == Duration::from_secs(10)),
             Some("0"),
-            &[],
+            &[("vipr_peers_from", "equinix-metal")],
         ),
         (
             "vipr_lb_backend",
             "nftables",
-            |c| c.svc.lb_backend.as_deref() == Some("nftables"),
+            |c| c.lb.engine == Some(crate::lb::Kind::Nftables),
             Some("iptables"),
             &[],
         ),
         (
             "vipr_lb_scheduler",
             "wlc",
-            |c| c.svc.lb_scheduler == "wlc",
+            |c| c.lb.scheduler == crate::lb::Scheduler::Wlc,
             Some("random"),
             &[],
         ),
         (
             "vipr_lb_backends",
             "192.0.2.21:6443,192.0.2.22",
-            |c| c.svc.lb_backends.len() == 2,
+            |c| c.lb.backends.len() == 2,
+            Some("backend.example"),
+            &[],
+        ),
+        (
+            "vipr_pools",
+            "198.51.100.0/24;name=web,203.0.113.10-203.0.113.20;namespaces=apps|db",
+            |c| {
+                let p = &c.services.pools;
+                p.len() == 2
+                    && p[0].name == "web"
+                    && p[1].name == "pool2"
+                    && !p[1].serves("default")
+            },
+            Some("198.51.100.0/33"),
+            &[],
+        ),
+        (
+            "vipr_pools_required",
+            "true",
+            |c| c.services.pools_required,
+            Some("sure"),
+            &[],
+        ),
+        (
+            "vipr_pool_configmap",
+            "infra/pools",
+            |c| c.services.pool_configmap == Some(("infra".into(), "pools".into())),
+            Some("pools"),
+            &[],
+        ),
+        (
+            "vipr_claims_namespace",
+            "vipr-system",
+            |c| c.services.claims_namespace == "vipr-system",
             None,
             &[],
         ),
@@ -482,31 +559,42 @@ fn every_key_has_a_row_and_every_row_behaves() {
 #[test]
 fn defaults_match_kube_vip() {
     let c = build(&base()).unwrap();
-    assert_eq!(c.port, 6443);
-    assert_eq!(c.interface, "lo");
-    assert_eq!((c.subnet_v4, c.subnet_v6), (32, 128));
+    assert_eq!(c.control_plane.port, 6443);
+    assert_eq!(c.vips.interface, "lo");
+    assert_eq!((c.vips.subnet_v4, c.vips.subnet_v6), (32, 128));
     assert_eq!(c.bgp.local_as, 65000);
-    assert_eq!((c.bgp.hold_time, c.bgp.keepalive), (30, 10));
-    assert_eq!(c.http, Some("0.0.0.0:2112".parse().unwrap()));
-    assert_eq!(c.node_name, "node-a");
-    assert_eq!(c.arp.lease_name, "plndr-cp-lock");
-    assert_eq!(c.kubeconfig, PathBuf::from("/etc/kubernetes/admin.conf"));
+    assert_eq!(
+        (c.bgp.defaults.hold_time, c.bgp.defaults.keepalive),
+        (30, Some(10))
+    );
+    assert_eq!(c.http.addr, Some("0.0.0.0:2112".parse().unwrap()));
+    assert_eq!(c.node.name, "node-a");
+    assert_eq!(c.arp.election, None);
+    assert_eq!(
+        c.node.kubeconfig,
+        PathBuf::from("/etc/kubernetes/admin.conf")
+    );
     assert_eq!(c.bgp.peers[0].port, 179);
+    assert_eq!(c.peer_source, PeerSource::Static);
+    assert_eq!(
+        c.services.pool_configmap,
+        Some(("kube-system".into(), "kubevip".into()))
+    );
+    assert_eq!(c.services.claims_namespace, "kube-system");
+    assert!(c.services.pools.is_empty() && !c.services.pools_required);
+    let mut env = base();
+    env.insert("vip_leaderelection", "true".into());
+    let e = build(&env).unwrap().arp.election.unwrap();
+    assert_eq!(e.lease_name, "plndr-cp-lock");
+    assert_eq!(e.namespace, "kube-system");
 }
 
 #[test]
 fn precedence_is_flags_then_file_then_env() {
     let mut l = Layers::default();
-    l.add_flags([
-        ("bgp-as", "65001".to_string()),
-        ("localAS", "65002".to_string()),
-        ("port", "1".to_string()),
-    ]);
-    assert_eq!(
-        l.get("bgp_as").unwrap().value,
-        "65002",
-        "later flag spelling wins among flags"
-    );
+    l.add_flags([("bgp-as", "65002".to_string()), ("port", "1".to_string())])
+        .unwrap();
+    assert_eq!(l.get("bgp_as").unwrap().value, "65002");
     l.add_yaml("vipr.yaml", "bgp_as: 65003\nport: 7443\nbgp_peers:\n  - 192.0.2.1:65000::false\n  - 192.0.2.2:65000::false\n")
         .unwrap();
     assert_eq!(l.get("bgp_as").unwrap().value, "65003");
@@ -522,11 +610,100 @@ fn precedence_is_flags_then_file_then_env() {
     ]
     .into_iter()
     .collect();
-    l.add_env(|n| env.get(n).cloned());
+    l.add_env(|n| env.get(n).cloned()).unwrap();
     let c = Config::from_layers(&l, "n").unwrap();
     assert_eq!(c.bgp.local_as, 65004, "env beats file");
-    assert_eq!(c.port, 7443, "file beats flag");
+    assert_eq!(c.control_plane.port, 7443, "file beats flag");
     assert_eq!(c.bgp.peers.len(), 2);
+}
+
+#[test]
+fn a_bad_value_is_refused_even_where_a_higher_layer_overrides_it() {
+    let mut l = Layers::default();
+    l.add_flags([("localAS", "banana".to_string())]).unwrap();
+    l.add_yaml("vipr.yaml", "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\nbgp_peers: 192.0.2.1:65000\nbgp_as: 65001\n")
+        .unwrap();
+    let e = Config::from_layers(&l, "n").unwrap_err().to_string();
+    assert!(e.starts_with("flag --localAS: bgp_as=\"banana\""), "{e}");
+}
+
+#[test]
+fn two_spellings_of_one_setting_in_one_source_are_refused() {
+    let mut l = Layers::default();
+    let e = l
+        .add_flags([
+            ("vip-address", "192.0.2.1".to_string()),
+            ("address", "192.0.2.2".to_string()),
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("flag --vip-address") && e.contains("flag --address"),
+        "{e}"
+    );
+    let e = Layers::default()
+        .add_flags([("bgp-as", "1".to_string()), ("localAS", "2".to_string())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("flag --localAS") && e.contains("flag --bgp-as"),
+        "{e}"
+    );
+    let e = Layers::default()
+        .add_flags([("localAS", "1".to_string()), ("localAS", "2".to_string())])
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::Twice { .. }), "{e}");
+    let env: HashMap<&str, String> = [("address", "a".to_string()), ("ADDRESS", "b".into())]
+        .into_iter()
+        .collect();
+    let e = Layers::default()
+        .add_env(|n| env.get(n).cloned())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("env address") && e.contains("env ADDRESS"),
+        "{e}"
+    );
+    let e = Layers::default()
+        .add_yaml("f.yaml", "address: 192.0.2.1\nvip_address: 192.0.2.2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f.yaml:1") && e.contains("f.yaml:2"), "{e}");
+    // The same key twice in YAML is the parser's error, without the file's text.
+    let e = Layers::default()
+        .add_yaml(
+            "f.yaml",
+            "bgp_peers: 192.0.2.1:65000:hunter2\nbgp_peers: x\n",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("duplicate") && !e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn yaml_scalars_are_kept_as_written_and_errors_never_quote_the_file() {
+    let mut l = Layers::default();
+    l.add_yaml(
+        "f.yaml",
+        "bgp_as: 1.10\nbgp_peerpass: 007\nvipr_static_vips: [198.51.100.1, 198.51.100.2]\n",
+    )
+    .unwrap();
+    assert_eq!(l.get("bgp_as").unwrap().value, "1.10");
+    assert_eq!(l.get("bgp_peerpass").unwrap().value, "007");
+    assert_eq!(
+        l.get("vipr_static_vips").unwrap().value,
+        "198.51.100.1,198.51.100.2"
+    );
+    let e = Layers::default()
+        .add_yaml("f.yaml", "bgp_peers: [10.0.0.1:65000:s3cr3t\nbgp_as: 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("s3cr3t") && e.contains("f.yaml"), "{e}");
+    let e = Layers::default()
+        .add_yaml("f.yaml", "bgp_as:\n  nested: 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bgp_as"), "{e}");
 }
 
 #[test]
@@ -548,7 +725,7 @@ fn uppercase_env_names_are_accepted() {
     let mut env = base();
     env.remove("bgp_enable");
     env.insert("BGP_ENABLE", "true".into());
-    assert_eq!(build(&env).unwrap().mode, Mode::Bgp);
+    assert_eq!(build(&env).unwrap().node.mode, Mode::Bgp);
 }
 
 #[test]
@@ -578,6 +755,19 @@ fn conflicts_and_missing_settings() {
     let mut env = base();
     env.remove("bgp_enable");
     assert!(build(&env).unwrap_err().to_string().contains("no mode"));
+    // Two peer sources at once: refused instead of one silently winning.
+    let mut env = base();
+    env.insert("annotation", "metal.equinix.com".into());
+    env.insert("vipr_peers_from", "equinix-metal".into());
+    let e = build(&env).unwrap_err().to_string();
+    assert!(
+        e.contains("annotation") && e.contains("choose one peer source"),
+        "{e}"
+    );
+    let mut env = base();
+    env.insert("vip_packet", "true".into());
+    env.insert("vipr_peers_from", "static".into());
+    assert!(build(&env).unwrap_err().to_string().contains("vip_packet"));
 }
 
 #[test]
@@ -592,13 +782,112 @@ fn bfd_from_the_peers_seventh_field_and_vipr_bfd() {
     let c = build(&env).unwrap();
     let b = c.bgp.peers[0].bfd.unwrap();
     assert_eq!(
-        (b.enabled, b.rx_ms, b.tx_ms, b.multiplier),
-        (true, 50, 60, 4)
+        (b.min_rx.as_millis(), b.min_tx.as_millis(), b.multiplier),
+        (50, 60, 4)
     );
-    assert_eq!(c.bgp.peers[1].bfd, None, "follows vipr_bfd");
-    assert!(c.bgp.bfd.enabled);
+    assert_eq!(c.bgp.peers[1].bfd, c.bgp.defaults.bfd, "follows vipr_bfd");
+    assert!(c.bgp.defaults.bfd.is_some());
+    assert_eq!(c.bgp.peers[2].bfd, None, "multihop: no single-hop BFD");
     // A multihop peer asking for BFD is refused, naming the peer.
     env.insert("bgp_peers", "192.0.2.1:65000::true:179::true".into());
     let e = build(&env).unwrap_err().to_string();
     assert!(e.contains("bgp_peers") && e.contains("single-hop"), "{e}");
+}
+
+#[test]
+fn static_lb_backends_with_and_without_ports() {
+    let mut env = base();
+    env.insert(
+        "vipr_lb_backends",
+        "10.0.0.1,10.0.0.2:8443,2001:db8::1,[2001:db8::2]:7443,[2001:db8::3]".into(),
+    );
+    let c = build(&env).unwrap();
+    let got: Vec<(String, Option<u16>)> =
+        c.lb.backends
+            .iter()
+            .map(|b| (b.ip.to_string(), b.port))
+            .collect();
+    assert_eq!(
+        got,
+        [
+            ("10.0.0.1".to_string(), None),
+            ("10.0.0.2".to_string(), Some(8443)),
+            ("2001:db8::1".to_string(), None),
+            ("2001:db8::2".to_string(), Some(7443)),
+            ("2001:db8::3".to_string(), None),
+        ]
+    );
+    env.insert("vipr_lb_backends", "nope:1".into());
+    assert!(build(&env)
+        .unwrap_err()
+        .to_string()
+        .contains("vipr_lb_backends"));
+}
+
+/// SIGHUP: changing any one setting sends exactly its section to the tasks that follow it,
+/// or, for a node setting, names it as needing a restart. `(extra, before, after)` for the
+/// keys whose table row cannot serve as is (its value is the base's, or the base without
+/// it would not validate); their `extra` replaces the row's.
+#[test]
+fn every_setting_reaches_exactly_its_section() {
+    use super::keys::Section;
+    use super::sections::Sections;
+    type Override = (
+        &'static [(&'static str, &'static str)],
+        Option<&'static str>,
+        &'static str,
+    );
+    let overrides: HashMap<&str, Override> = [
+        (
+            "cp_enable",
+            (
+                &[("vipr_static_vips", "198.51.100.9")][..],
+                Some("true"),
+                "false",
+            ),
+        ),
+        (
+            "vip_address",
+            (&[("address", "")][..], Some("192.0.2.12"), "192.0.2.11"),
+        ),
+        (
+            "bgp_enable",
+            (&[("vip_interface", "eth0")][..], Some("true"), "false"),
+        ),
+        ("vip_arp", (&[("vip_interface", "eth0")][..], None, "true")),
+    ]
+    .into_iter()
+    .collect();
+    for (key, good, _, _, extra) in rows() {
+        let k = keys::find(key).unwrap();
+        let (extra, before_value, after_value) =
+            overrides.get(key).copied().unwrap_or((extra, None, good));
+        let mut env = base();
+        for (x, v) in extra {
+            env.insert(x, v.to_string());
+        }
+        if let Some(v) = before_value {
+            env.insert(key, v.to_string());
+        }
+        let before = build(&env).unwrap_or_else(|e| panic!("{key} before: {e}"));
+        env.insert(key, after_value.to_string());
+        if key == "bgp_enable" {
+            env.insert("vip_arp", "true".into());
+        }
+        if key == "vip_arp" {
+            env.insert("bgp_enable", "false".into());
+        }
+        let after = build(&env).unwrap_or_else(|e| panic!("{key} after: {e}"));
+        assert_ne!(before, after, "{key}: the test changes nothing");
+        let applied = Sections::new(before).apply(after);
+        if k.section == Section::Node {
+            assert!(
+                !applied.fixed.is_empty() && applied.fixed.iter().any(|f| f.contains(key)),
+                "{key}: a node setting must be named as needing a restart: {applied:?}"
+            );
+        } else {
+            assert_eq!(applied.changed, vec![k.section], "{key}");
+            assert!(applied.fixed.is_empty(), "{key}: {applied:?}");
+        }
+    }
 }

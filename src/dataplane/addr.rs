@@ -3,10 +3,15 @@
 //! (`/run/vipr/addresses`), so after a crash the next start finds and removes exactly its
 //! own addresses. An address that was already present is used but never marked or removed.
 //! IPv6 addresses are added with NODAD so they are usable at once.
+//!
+//! The state is kept in memory and appended to the file by [`AddrManager::flush`] once per
+//! batch of changes, one line per change (the marker covers the moment between), so adding
+//! or removing one of 10 000 addresses costs one netlink request and one line, not a
+//! rewrite of the file or a dump of the interface.
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,12 +20,12 @@ use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
-use rtnetlink::Handle;
+use rtnetlink::{AddressMessageBuilder, Handle};
 use tracing::warn;
 
 use super::nl;
 use crate::error::DataplaneError;
-use crate::vips::NodeAddr;
+use crate::model::NodeAddr;
 
 /// The IFA_PROTO value marking vipr's addresses.
 pub const VIPR_PROTO: u8 = 0x56;
@@ -33,6 +38,12 @@ pub struct AddrManager {
     /// The kernel runs one dump at a time per netlink socket (EBUSY otherwise): the tasks
     /// sharing this manager take turns.
     dumping: Arc<tokio::sync::Mutex<()>>,
+    /// vipr's addresses as recorded (loaded from the file once) and the changes not yet
+    /// written.
+    state: Arc<std::sync::Mutex<Recorded>>,
+    /// Interface indexes by name, looked up once (forgotten when the kernel says the
+    /// interface is gone, so a recreated one is found again).
+    indexes: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
 }
 
 /// An address as the kernel reports it.
@@ -61,7 +72,23 @@ impl AddrManager {
             handle,
             state_file: state_dir.join("addresses"),
             dumping: Arc::new(tokio::sync::Mutex::new(())),
+            state: Arc::default(),
+            indexes: Arc::default(),
         })
+    }
+
+    /// The index of an interface, from the cache or looked up.
+    async fn index_of(&self, name: &str) -> Result<u32, DataplaneError> {
+        if let Some(i) = self.lock_indexes().get(name) {
+            return Ok(*i);
+        }
+        let i = self.link_index(name).await?;
+        self.lock_indexes().insert(name.to_string(), i);
+        Ok(i)
+    }
+
+    fn lock_indexes(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.indexes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The index of an interface by name.
@@ -125,7 +152,7 @@ impl AddrManager {
                     prefix_len: m.header.prefix_len,
                     index: m.header.index,
                     ours,
-                    msg: m.clone(),
+                    msg: m,
                 });
             }
         }
@@ -150,13 +177,28 @@ impl AddrManager {
                 out.push(a);
             }
         }
+        // Found by their marker: recorded too, so removing them needs no dump.
+        for a in &out {
+            self.record(a, true);
+        }
         Ok(out)
     }
 
     /// Puts an address on its interface. Returns whether vipr owns it (false when it was
     /// already there without vipr's marker).
     pub async fn add(&self, a: &NodeAddr) -> Result<bool, DataplaneError> {
-        let index = self.link_index(&a.interface).await?;
+        match self.add_at(a, self.index_of(&a.interface).await?).await {
+            // The interface was recreated under another index: look it up again.
+            Err(DataplaneError::Netlink { .. }) | Err(DataplaneError::NoInterface(_))
+                if self.lock_indexes().remove(&a.interface).is_some() =>
+            {
+                self.add_at(a, self.index_of(&a.interface).await?).await
+            }
+            r => r,
+        }
+    }
+
+    async fn add_at(&self, a: &NodeAddr, index: u32) -> Result<bool, DataplaneError> {
         let mut req = self.handle.address().add(index, a.ip, a.prefix_len);
         let m = req.message_mut();
         m.attributes
@@ -185,7 +227,7 @@ impl AddrManager {
 
     /// Removes an address, but only if it is vipr's.
     pub async fn remove(&self, a: &NodeAddr) -> Result<(), DataplaneError> {
-        let index = match self.link_index(&a.interface).await {
+        let index = match self.index_of(&a.interface).await {
             Ok(i) => i,
             Err(DataplaneError::NoInterface(_)) => {
                 self.record(a, false);
@@ -193,13 +235,30 @@ impl AddrManager {
             }
             Err(e) => return Err(e),
         };
-        let recorded = self.read_state().contains(a);
-        for k in self.dump(Some(index)).await? {
-            if k.ip == a.ip && k.prefix_len == a.prefix_len && (k.ours || recorded) {
-                match self.handle.address().del(k.msg).execute().await {
-                    Ok(()) => {}
-                    Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
-                    Err(e) => return Err(nl("address delete")(e)),
+        let del = |msg| async {
+            match self.handle.address().del(msg).execute().await {
+                Ok(()) => Ok(()),
+                Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+                Err(e) => Err(nl("address delete")(e)),
+            }
+        };
+        if self.with_state(|r| r.set().contains(a)) {
+            // Recorded as vipr's: deleted by address, without looking at the others.
+            let msg = match a.ip {
+                IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(index)
+                    .address(ip, a.prefix_len)
+                    .build(),
+                IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
+                    .index(index)
+                    .address(ip, a.prefix_len)
+                    .build(),
+            };
+            del(msg).await?;
+        } else {
+            for k in self.dump(Some(index)).await? {
+                if k.ip == a.ip && k.prefix_len == a.prefix_len && k.ours {
+                    del(k.msg).await?;
                 }
             }
         }
@@ -259,36 +318,121 @@ impl AddrManager {
         Ok(out)
     }
 
-    fn read_state(&self) -> BTreeSet<NodeAddr> {
-        let Ok(text) = std::fs::read_to_string(&self.state_file) else {
-            return BTreeSet::new();
-        };
-        text.lines().filter_map(parse_state_line).collect()
+    /// The recorded set, loaded (replayed) from the file the first time.
+    fn with_state<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if g.set.is_none() {
+            let text = std::fs::read_to_string(&self.state_file).unwrap_or_default();
+            let mut set = BTreeSet::new();
+            for l in text.lines() {
+                match l.strip_prefix("- ") {
+                    Some(gone) => parse_state_line(gone).map(|a| set.remove(&a)),
+                    None => parse_state_line(l).map(|a| set.insert(a)),
+                };
+            }
+            g.lines = text.lines().count();
+            g.set = Some(set);
+        }
+        f(&mut g)
     }
 
-    /// Records or forgets an address in the state file. A failure (read-only or full disk)
-    /// is logged: the IFA_PROTO marker still identifies the address.
+    fn read_state(&self) -> BTreeSet<NodeAddr> {
+        self.with_state(|r| r.set().clone())
+    }
+
+    /// Records or forgets an address (written out by the next [`AddrManager::flush`]).
     fn record(&self, a: &NodeAddr, present: bool) {
-        let mut set = self.read_state();
-        let changed = if present {
-            set.insert(a.clone())
-        } else {
-            set.remove(a)
-        };
-        if !changed {
-            return;
-        }
-        let text: String = set
-            .iter()
-            .map(|a| format!("{} {}/{}\n", a.interface, a.ip, a.prefix_len))
-            .collect();
-        let tmp = self.state_file.with_extension("tmp");
+        self.with_state(|r| {
+            let set = r.set();
+            let changed = if present {
+                set.insert(a.clone())
+            } else {
+                set.remove(a)
+            };
+            if changed {
+                r.pending.push((present, a.clone()));
+            }
+        });
+    }
+
+    /// Writes what changed since the last flush to the state file: appended as one line per
+    /// change (`- ` for a removal), so a change costs its own line whatever the number of
+    /// addresses; the file is rewritten whole when the journal has grown to twice the set.
+    /// A failure (read-only or full disk) is logged: the IFA_PROTO marker still identifies
+    /// the addresses.
+    pub fn flush(&self) {
+        self.write_state(false);
+    }
+
+    /// Rewrites the state file whole (at shutdown: a clean exit leaves only what is left).
+    pub fn compact(&self) {
+        self.write_state(true);
+    }
+
+    fn write_state(&self, whole: bool) {
+        let (text, append) = self.with_state(|r| {
+            if r.pending.is_empty() && !whole {
+                return (None, false);
+            }
+            let pending = std::mem::take(&mut r.pending);
+            let line = |a: &NodeAddr| format!("{} {}/{}\n", a.interface, a.ip, a.prefix_len);
+            let size = r.set().len();
+            if whole || r.lines + pending.len() > 2 * size + 64 {
+                r.lines = size;
+                (Some(r.set().iter().map(line).collect::<String>()), false)
+            } else {
+                r.lines += pending.len();
+                let text = pending
+                    .iter()
+                    .map(|(present, a)| {
+                        if *present {
+                            line(a)
+                        } else {
+                            format!("- {}", line(a))
+                        }
+                    })
+                    .collect::<String>();
+                (Some(text), true)
+            }
+        });
+        let Some(text) = text else { return };
         let r = std::fs::create_dir_all(self.state_file.parent().unwrap_or(Path::new("/")))
-            .and_then(|_| std::fs::write(&tmp, text))
-            .and_then(|_| std::fs::rename(&tmp, &self.state_file));
+            .and_then(|_| {
+                if append {
+                    use std::io::Write;
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.state_file)?
+                        .write_all(text.as_bytes())
+                } else {
+                    let tmp = self.state_file.with_extension("tmp");
+                    std::fs::write(&tmp, text)?;
+                    std::fs::rename(&tmp, &self.state_file)
+                }
+            });
         if let Err(e) = r {
+            // The next flush rewrites the file whole.
+            self.with_state(|r| r.lines = usize::MAX / 2);
             warn!(file = %self.state_file.display(), error = %e, "cannot record VIP addresses; relying on the IFA_PROTO marker");
         }
+    }
+}
+
+/// vipr's addresses as recorded, and the state file's journal.
+#[derive(Debug, Default)]
+struct Recorded {
+    /// Loaded from the file on first use.
+    set: Option<BTreeSet<NodeAddr>>,
+    /// Changes not yet written, in order (added, address).
+    pending: Vec<(bool, NodeAddr)>,
+    /// Lines in the file.
+    lines: usize,
+}
+
+impl Recorded {
+    fn set(&mut self) -> &mut BTreeSet<NodeAddr> {
+        self.set.get_or_insert_with(BTreeSet::new)
     }
 }
 

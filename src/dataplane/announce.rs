@@ -4,14 +4,16 @@
 //! `vip_arpRate` while the VIP stays. The schedule is a pure [`Schedule`]; [`run`] sends.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::garp::Announcer;
-use crate::vips::NodeAddr;
+use crate::config::ArpSettings;
+use crate::model::NodeAddr;
 
 /// Spacing of the takeover burst.
 pub const BURST_SPACING: Duration = Duration::from_millis(1100);
@@ -72,8 +74,9 @@ impl Schedule {
     }
 }
 
-/// Sends announcements until the command channel closes.
-pub async fn run(mut rx: mpsc::Receiver<Announce>, refresh: Duration) {
+/// Sends announcements until the command channel closes, refreshing every `vip_arpRate` of
+/// the ARP section (followed live).
+pub async fn run(mut rx: mpsc::Receiver<Announce>, mut arp: watch::Receiver<Arc<ArpSettings>>) {
     let mut sched = Schedule::default();
     let mut sockets: BTreeMap<String, Announcer> = BTreeMap::new();
     loop {
@@ -83,8 +86,10 @@ pub async fn run(mut rx: mpsc::Receiver<Announce>, refresh: Duration) {
                 Some(c) => sched.command(c, Instant::now()),
                 None => return,
             },
+            Ok(()) = arp.changed() => {}
             _ = async { tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)).await }, if wake.is_some() => {}
         }
+        let refresh = arp.borrow_and_update().rate;
         for a in sched.due(Instant::now(), refresh) {
             if !sockets.contains_key(&a.interface) {
                 match Announcer::new(&a.interface) {

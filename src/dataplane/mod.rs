@@ -1,4 +1,5 @@
-//! The node data plane: addresses (rtnetlink), ARP/NDP announcements (raw sockets); later IPVS.
+//! The node data plane: VIP addresses and host routes to peers (rtnetlink), ARP/NDP
+//! announcements (raw sockets). IPVS and nftables load balancing live in `lb/`.
 
 pub mod addr;
 pub mod announce;

@@ -14,10 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{self, LeaseId};
-use super::watch::Services;
-use crate::config::{Config, Mode};
-use crate::election::Timing;
-use crate::reconciler::Leadership;
+use crate::config::{ArpSettings, ControlPlane, ServiceSettings};
+use crate::model::{Leadership, Services};
 
 /// kube-vip's Lease for all Services.
 pub const SERVICES_LEASE: &str = "plndr-svcs-lock";
@@ -36,22 +34,37 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// The Leases wanted for this config and these Services.
-fn wanted(c: &Config, services: &Services) -> BTreeMap<Scope, (String, String)> {
+/// The sections the elections follow.
+pub struct Inputs {
+    /// Lease election settings.
+    pub arp: watch::Receiver<Arc<ArpSettings>>,
+    /// Whether the control-plane VIP is served.
+    pub control_plane: watch::Receiver<Arc<ControlPlane>>,
+    /// Whether Services are served.
+    pub services_cfg: watch::Receiver<Arc<ServiceSettings>>,
+    /// The Services.
+    pub services: watch::Receiver<Services>,
+}
+
+/// The Leases wanted for these settings and these Services (ARP mode).
+fn wanted(
+    arp: &ArpSettings,
+    cp: &ControlPlane,
+    svc: &ServiceSettings,
+    services: &Services,
+) -> BTreeMap<Scope, (String, String)> {
     let mut w = BTreeMap::new();
-    if c.mode != Mode::Arp || !c.arp.leader_election {
-        return w;
-    }
-    if c.cp_enable {
+    let Some(e) = &arp.election else { return w };
+    if cp.enabled {
         w.insert(
             Scope::ControlPlane,
-            (c.arp.namespace.clone(), c.arp.lease_name.clone()),
+            (e.namespace.clone(), e.lease_name.clone()),
         );
     }
-    if c.svc_enable {
-        if c.arp.svc_election {
+    if svc.enabled {
+        if e.per_service {
             // Only nodes that may serve a Service compete for it (externalTrafficPolicy: Local).
-            for s in services.iter().filter(|s| s.served_here()) {
+            for s in services.values().filter(|s| s.eligible().is_ok()) {
                 w.insert(
                     Scope::Service(s.key()),
                     (s.namespace.clone(), format!("kubevip-{}", s.name)),
@@ -60,16 +73,18 @@ fn wanted(c: &Config, services: &Services) -> BTreeMap<Scope, (String, String)> 
         } else {
             w.insert(
                 Scope::AllServices,
-                (c.arp.namespace.clone(), SERVICES_LEASE.to_string()),
+                (e.namespace.clone(), SERVICES_LEASE.to_string()),
             );
         }
     }
     w
 }
 
-fn leadership(running: &BTreeMap<Scope, Running>) -> Leadership {
+type Runs = BTreeMap<Scope, (Running, (String, String), crate::election::Timing)>;
+
+fn leadership(running: &Runs) -> Leadership {
     let mut l = Leadership::default();
-    for (scope, r) in running {
+    for (scope, (r, _, _)) in running {
         if !*r.leader.borrow() {
             continue;
         }
@@ -84,26 +99,40 @@ fn leadership(running: &BTreeMap<Scope, Running>) -> Leadership {
     l
 }
 
-/// Runs the elections until `cancel`; then releases every Lease held and returns.
+/// Runs the elections of node `identity` until `cancel`; then releases every Lease held and
+/// returns. A Lease whose name, namespace or timing changes is released and contended anew.
 pub async fn run(
     client: Client,
-    mut cfg: watch::Receiver<Arc<Config>>,
-    mut services: watch::Receiver<Services>,
+    identity: String,
+    mut i: Inputs,
     tx: watch::Sender<Leadership>,
     cancel: CancellationToken,
 ) {
-    let mut running: BTreeMap<Scope, Running> = BTreeMap::new();
+    let mut running: Runs = BTreeMap::new();
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(64);
     loop {
-        let c = cfg.borrow_and_update().clone();
-        let want = wanted(&c, &services.borrow_and_update());
-        let timing = Timing {
-            lease_duration: c.arp.lease_duration,
-            renew_deadline: c.arp.renew_deadline,
-            retry_period: c.arp.retry_period,
+        let arp = i.arp.borrow_and_update().clone();
+        let want = wanted(
+            &arp,
+            &i.control_plane.borrow_and_update(),
+            &i.services_cfg.borrow_and_update(),
+            &i.services.borrow_and_update(),
+        );
+        let Some(timing) = arp.election.as_ref().map(|e| e.timing) else {
+            for (_, (r, _, _)) in std::mem::take(&mut running) {
+                r.cancel.cancel();
+            }
+            tx.send_replace(Leadership::default());
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Ok(()) = i.arp.changed() => {}
+                Ok(()) = i.control_plane.changed() => {}
+                Ok(()) = i.services_cfg.changed() => {}
+            }
+            continue;
         };
-        running.retain(|scope, r| {
-            let keep = want.contains_key(scope);
+        running.retain(|scope, (r, lease, t)| {
+            let keep = want.get(scope) == Some(lease) && *t == timing;
             if !keep {
                 r.cancel.cancel();
             }
@@ -113,12 +142,13 @@ pub async fn run(
             if running.contains_key(&scope) {
                 continue;
             }
+            let lease = (ns.clone(), name.clone());
             let (ltx, lrx) = watch::channel(false);
             let child = CancellationToken::new();
             let id = LeaseId {
                 namespace: ns.clone(),
                 name,
-                identity: c.node_name.clone(),
+                identity: identity.clone(),
             };
             let api: Api<Lease> = Api::namespaced(client.clone(), &ns);
             let task = tokio::spawn(lease::run(api, id, timing, ltx, child.clone()));
@@ -133,11 +163,15 @@ pub async fn run(
             });
             running.insert(
                 scope,
-                Running {
-                    cancel: child,
-                    leader: lrx,
-                    task,
-                },
+                (
+                    Running {
+                        cancel: child,
+                        leader: lrx,
+                        task,
+                    },
+                    lease,
+                    timing,
+                ),
             );
         }
         tx.send_if_modified(|cur| {
@@ -148,15 +182,17 @@ pub async fn run(
         });
         tokio::select! {
             _ = cancel.cancelled() => break,
-            r = cfg.changed() => if r.is_err() { break },
-            r = services.changed() => if r.is_err() { break },
+            Ok(()) = i.arp.changed() => {}
+            Ok(()) = i.control_plane.changed() => {}
+            Ok(()) = i.services_cfg.changed() => {}
+            Ok(()) = i.services.changed() => {}
             Some(()) = changed_rx.recv() => {}
         }
     }
     // Release every Lease (each task gives up its Lease before returning).
     let tasks: Vec<JoinHandle<()>> = running
         .into_values()
-        .map(|r| {
+        .map(|(r, _, _)| {
             r.cancel.cancel();
             r.task
         })

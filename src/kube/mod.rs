@@ -3,12 +3,16 @@
 //! shell of leader election. Everything that talks to the API server retries with backoff
 //! and never takes routes away because the API server is unreachable.
 
+pub mod cache;
+pub mod claims;
+pub mod cluster;
 pub mod elections;
 pub mod lease;
+pub mod members;
 pub mod node;
 pub mod services;
-pub mod status;
 pub mod watch;
+pub mod writer;
 
 use std::path::Path;
 

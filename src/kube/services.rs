@@ -1,11 +1,11 @@
-//! Which Services this node serves, pure: Services of type LoadBalancer (filtered by
-//! namespace and `loadBalancerClass`), their addresses (annotation
-//! `kube-vip.io/loadbalancerIPs`, then `status.loadBalancer.ingress`, then
-//! `spec.loadBalancerIP`), and for `externalTrafficPolicy: Local` whether this node has a
-//! ready endpoint (EndpointSlice discovery.k8s.io/v1, or core/v1 Endpoints where v1 is not
-//! served). No API calls here; `watch.rs` feeds it store snapshots.
+//! Which Services this node serves, pure: each Service object is read once, as it arrives,
+//! into a compact [`SvcRecord`] (type LoadBalancer, filtered by namespace and
+//! `loadBalancerClass`, its addresses: annotation `kube-vip.io/loadbalancerIPs`, then
+//! `status.loadBalancer.ingress`, then `spec.loadBalancerIP`), and each endpoint object into
+//! one bit: whether this node has a ready endpoint of the Service (EndpointSlice
+//! discovery.k8s.io/v1, or core/v1 Endpoints where v1 is not served). Nothing else of the
+//! objects is kept. No API calls here; `watch.rs` feeds it the watch events.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -19,62 +19,27 @@ pub const FIELD_MANAGER: &str = "vipr";
 /// EndpointSlice label naming the Service.
 pub const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 
-/// Which Services vipr serves (`svc_namespace`, `lb_class_only`, `lb_class_name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
-    /// Only this namespace.
-    pub namespace: Option<String>,
-    /// Only Services whose loadBalancerClass is `class_name`.
-    pub class_only: bool,
-    /// vipr's loadBalancerClass.
-    pub class_name: String,
-}
+pub use crate::config::ServiceFilter as Filter;
+use crate::ipam::plan::{Decision, Families, Svc};
+use crate::ipam::Holder;
+pub use crate::model::{AddressSource, ServiceVip};
 
-/// Where a Service's address came from (status is written only from the first two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressSource {
-    /// `kube-vip.io/loadbalancerIPs`.
-    Annotation,
-    /// `spec.loadBalancerIP`.
-    Spec,
-    /// `status.loadBalancer.ingress` written by another controller (vipr's own status only
-    /// mirrors an annotation or spec, so it never outranks a change of those).
-    Status,
-}
+/// vipr's record that it allocated the addresses in `kube-vip.io/loadbalancerIPs` (the pool's
+/// name): that annotation is then vipr's to remove.
+pub const ANNOTATION_ALLOCATED: &str = "vipr.io/allocated-from";
+/// MetalLB's sharing keys (`metallb.io/` wins over `metallb.universe.tf/`).
+pub const ANNOTATIONS_SHARING: [&str; 2] = [
+    "metallb.io/allow-shared-ip",
+    "metallb.universe.tf/allow-shared-ip",
+];
 
-/// One Service vipr may serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceVip {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// Its VIPs.
-    pub ips: Vec<IpAddr>,
-    /// Where the addresses came from.
-    pub source: AddressSource,
-    /// `externalTrafficPolicy: Local`: serve only with a local ready endpoint.
-    pub local_only: bool,
-    /// This node has a ready (or, during termination, serving) endpoint.
-    pub local_endpoint: bool,
-    /// The ingress IPs currently in the Service's status.
-    pub status_ips: Vec<IpAddr>,
-}
-
-impl ServiceVip {
-    /// Whether this node advertises the Service (BGP mode).
-    pub fn served_here(&self) -> bool {
-        !self.local_only || self.local_endpoint
-    }
-
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
-fn parse_ips(s: &str) -> Vec<IpAddr> {
-    s.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+/// Each comma-separated item: an address, or the text that is not one.
+fn parse_ips(s: &str) -> Vec<Result<IpAddr, String>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().map_err(|_| p.to_string()))
+        .collect()
 }
 
 /// Whether vipr's field manager owns the Service's status (it wrote the ingress list).
@@ -87,54 +52,39 @@ pub fn status_written_by_vipr(svc: &Service) -> bool {
     })
 }
 
-/// The Service's addresses in kube-vip's order of precedence: the annotation, then the status
-/// (unless vipr wrote it), then `spec.loadBalancerIP`.
-fn addresses(svc: &Service) -> Option<(Vec<IpAddr>, AddressSource)> {
-    if let Some(a) = svc
-        .metadata
+fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(ANNOTATION_IPS))
-    {
-        let ips = parse_ips(a);
-        if !ips.is_empty() {
-            return Some((ips, AddressSource::Annotation));
+        .and_then(|a| a.get(key))
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The addresses a Service asks for, in kube-vip's order of precedence: the annotation,
+/// then the status (unless vipr wrote it), then `spec.loadBalancerIP`.
+fn requested(svc: &Service) -> (Vec<Result<IpAddr, String>>, AddressSource) {
+    if let Some(a) = annotation(svc, ANNOTATION_IPS) {
+        let ips = if annotation(svc, ANNOTATION_ALLOCATED).is_some() {
+            (parse_ips(a), AddressSource::Allocated)
+        } else {
+            (parse_ips(a), AddressSource::Annotation)
+        };
+        if !ips.0.is_empty() {
+            return ips;
         }
     }
     let status = status_ips(svc);
     if !status.is_empty() && !status_written_by_vipr(svc) {
-        return Some((status, AddressSource::Status));
+        return (status.into_iter().map(Ok).collect(), AddressSource::Status);
     }
     let spec = svc
         .spec
-        .as_ref()?
-        .load_balancer_ip
-        .as_deref()
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
         .map(parse_ips)
         .unwrap_or_default();
-    (!spec.is_empty()).then_some((spec, AddressSource::Spec))
-}
-
-/// Selected Services whose status vipr wrote but that no longer have an address (the
-/// annotation or spec was removed): their ingress list must be cleared.
-pub fn stale_status<'a>(
-    svcs: impl IntoIterator<Item = &'a Service>,
-    f: &Filter,
-) -> Vec<(String, String)> {
-    svcs.into_iter()
-        .filter(|s| {
-            selected(s, f)
-                && addresses(s).is_none()
-                && status_written_by_vipr(s)
-                && !status_ips(s).is_empty()
-        })
-        .map(|s| {
-            (
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default(),
-            )
-        })
-        .collect()
+    (spec, AddressSource::Spec)
 }
 
 fn status_ips(svc: &Service) -> Vec<IpAddr> {
@@ -148,6 +98,10 @@ fn status_ips(svc: &Service) -> Vec<IpAddr> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn is_load_balancer(svc: &Service) -> bool {
+    svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
 }
 
 /// Whether the Service is one vipr serves at all.
@@ -167,116 +121,167 @@ pub fn selected(svc: &Service, f: &Filter) -> bool {
     }
 }
 
-/// Local readiness of each Service (`namespace/name`) on `node`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct LocalEndpoints {
-    ready: BTreeSet<String>,
+/// The families a Service needs (`spec.ipFamilyPolicy`, `spec.ipFamilies`).
+fn families(svc: &Service) -> Families {
+    let spec = svc.spec.as_ref();
+    let primary = spec
+        .and_then(|s| s.ip_families.as_ref())
+        .and_then(|f| f.first())
+        .map(|f| f != "IPv6");
+    match spec.and_then(|s| s.ip_family_policy.as_deref()) {
+        Some("PreferDualStack") => Families::PreferDual(primary.unwrap_or(true)),
+        Some("RequireDualStack") => Families::RequireDual(primary.unwrap_or(true)),
+        _ => Families::Single(primary),
+    }
 }
 
-impl LocalEndpoints {
-    /// From core/v1 Endpoints: a ready address whose nodeName is this node.
-    pub fn from_endpoints<'a>(
-        eps: impl IntoIterator<Item = &'a Endpoints>,
-        node: &str,
-    ) -> LocalEndpoints {
-        let mut ready = BTreeSet::new();
-        for ep in eps {
-            let local = ep.subsets.iter().flatten().any(|s| {
-                s.addresses
-                    .iter()
-                    .flatten()
-                    .any(|a| a.node_name.as_deref() == Some(node))
-            });
-            if local {
-                ready.insert(format!(
-                    "{}/{}",
-                    ep.metadata.namespace.as_deref().unwrap_or_default(),
-                    ep.metadata.name.as_deref().unwrap_or_default()
-                ));
-            }
-        }
-        LocalEndpoints { ready }
-    }
+/// What vipr keeps of a Service: the allocator's view and what serving it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvcRecord {
+    /// The allocator's view (who it is, what it asks for), shared with the allocator.
+    pub svc: std::sync::Arc<Svc>,
+    /// Where the addresses it asks for come from.
+    pub source: AddressSource,
+    /// `externalTrafficPolicy: Local`.
+    pub local_only: bool,
+    /// The ingress addresses in its status.
+    pub status_ips: Vec<IpAddr>,
+    /// vipr wrote that status.
+    pub status_by_vipr: bool,
+    /// Its resourceVersion (a status write names the version it was computed from).
+    pub resource_version: String,
+}
 
-    /// From EndpointSlices: an endpoint on this node that is ready (absent means ready), or
-    /// — so a rolling update never withdraws while a terminating pod still serves
-    /// (kube-vip #1397) — serving while terminating.
-    pub fn from_slices<'a>(
-        slices: impl IntoIterator<Item = &'a EndpointSlice>,
-        node: &str,
-    ) -> LocalEndpoints {
-        let mut ready = BTreeSet::new();
-        for s in slices {
-            let Some(svc) = s
-                .metadata
-                .labels
+/// What vipr keeps of a Service; `None` without a namespace, name and UID.
+pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
+    let m = &svc.metadata;
+    let holder = Holder {
+        namespace: m.namespace.clone()?,
+        name: m.name.clone()?,
+        uid: m.uid.clone()?,
+    };
+    let spec = svc.spec.as_ref();
+    let local_only = spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+    let backend_key = if local_only {
+        spec.and_then(|s| s.selector.as_ref())
+            .map(|sel| {
+                sel.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let (requested, source) = requested(svc);
+    Some(SvcRecord {
+        svc: std::sync::Arc::new(Svc {
+            holder,
+            load_balancer: is_load_balancer(svc),
+            selected: selected(svc, f),
+            requested,
+            families: families(svc),
+            ports: spec
+                .and_then(|s| s.ports.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|p| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.port))
+                .collect(),
+            sharing_key: ANNOTATIONS_SHARING
+                .iter()
+                .find_map(|k| annotation(svc, k))
+                .map(str::to_string),
+            backend_key,
+            allocated_from: annotation(svc, ANNOTATION_ALLOCATED).map(str::to_string),
+            created: m
+                .creation_timestamp
                 .as_ref()
-                .and_then(|l| l.get(SLICE_SERVICE_LABEL))
-            else {
-                continue;
-            };
-            let local = s.endpoints.iter().any(|e| {
-                let c = e.conditions.clone().unwrap_or_default();
-                e.node_name.as_deref() == Some(node)
-                    && (c.ready.unwrap_or(true)
-                        || (c.serving.unwrap_or(false) && c.terminating.unwrap_or(false)))
-            });
-            if local {
-                ready.insert(format!(
-                    "{}/{}",
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    svc
-                ));
-            }
-        }
-        LocalEndpoints { ready }
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.ready.contains(key)
-    }
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        }),
+        source,
+        local_only,
+        status_ips: status_ips(svc),
+        status_by_vipr: status_written_by_vipr(svc),
+        resource_version: m.resource_version.clone().unwrap_or_default(),
+    })
 }
 
-/// Every selected Service with addresses, in `namespace/name` order.
-pub fn service_vips<'a>(
-    svcs: impl IntoIterator<Item = &'a Service>,
-    local: &LocalEndpoints,
-    f: &Filter,
-) -> Vec<ServiceVip> {
-    let mut out: BTreeMap<String, ServiceVip> = BTreeMap::new();
-    for svc in svcs {
-        if !selected(svc, f) {
-            continue;
-        }
-        let Some((ips, source)) = addresses(svc) else {
-            continue;
-        };
-        let namespace = svc.metadata.namespace.clone().unwrap_or_default();
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let key = format!("{namespace}/{name}");
-        let local_only = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.external_traffic_policy.as_deref())
-            == Some("Local");
-        out.insert(
-            key.clone(),
-            ServiceVip {
-                local_endpoint: local.has(&key),
-                namespace,
-                name,
-                ips,
-                source,
-                local_only,
-                status_ips: status_ips(svc),
-            },
-        );
+/// Whether core/v1 Endpoints have a ready address on `node`.
+pub fn endpoints_local(ep: &Endpoints, node: &str) -> bool {
+    ep.subsets.iter().flatten().any(|s| {
+        s.addresses
+            .iter()
+            .flatten()
+            .any(|a| a.node_name.as_deref() == Some(node))
+    })
+}
+
+/// The Service (`namespace/name`) of an EndpointSlice, and whether the slice has an
+/// endpoint on `node` that is ready (absent means ready) or — so a rolling update never
+/// withdraws while a terminating pod still serves (kube-vip #1397) — serving while
+/// terminating.
+pub fn slice_local(s: &EndpointSlice, node: &str) -> Option<(String, bool)> {
+    let svc = s.metadata.labels.as_ref()?.get(SLICE_SERVICE_LABEL)?;
+    let local = s.endpoints.iter().any(|e| {
+        let c = e.conditions.as_ref();
+        let ready = c.and_then(|c| c.ready).unwrap_or(true);
+        let serving = c.and_then(|c| c.serving).unwrap_or(false);
+        let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+        e.node_name.as_deref() == Some(node) && (ready || (serving && terminating))
+    });
+    Some((
+        format!(
+            "{}/{}",
+            s.metadata.namespace.as_deref().unwrap_or_default(),
+            svc
+        ),
+        local,
+    ))
+}
+
+/// The Service as this node may serve it, as the allocator decided: `None` when it has no
+/// address served or refused.
+pub fn service_vip(r: &SvcRecord, d: &Decision, local_endpoint: bool) -> Option<ServiceVip> {
+    if d.served.is_empty() && d.refused.is_empty() {
+        return None;
     }
-    out.into_values().collect()
+    Some(ServiceVip {
+        namespace: r.svc.holder.namespace.clone(),
+        name: r.svc.holder.name.clone(),
+        ips: d.served.clone(),
+        refused: d.refused.clone(),
+        source: if d.allocated {
+            AddressSource::Allocated
+        } else {
+            r.source
+        },
+        local_only: r.local_only,
+        local_endpoint,
+        status_ips: r.status_ips.clone(),
+    })
+}
+
+/// The status patch a Service calls for, if any: its served addresses where they differ
+/// (and this node may serve it), or an empty ingress list where vipr's own status outlived
+/// the address (the annotation or spec was removed, or the address refused).
+pub fn status_change(
+    r: &SvcRecord,
+    vip: Option<&ServiceVip>,
+    d: Option<&Decision>,
+) -> Option<serde_json::Value> {
+    if let Some(p) = vip.filter(|v| v.eligible().is_ok()).and_then(status_patch) {
+        return Some(p);
+    }
+    let served = d.is_some_and(|d| !d.served.is_empty());
+    (r.svc.selected && r.status_by_vipr && !r.status_ips.is_empty() && !served)
+        .then(|| serde_json::json!({ "status": { "loadBalancer": { "ingress": [] } } }))
 }
 
 /// The `status.loadBalancer.ingress` vipr should write, when it differs from what is there:
-/// only for addresses requested by annotation or spec (vipr does no IPAM).
+/// for addresses requested by annotation or spec, or allocated by vipr (never for another
+/// controller's status).
 pub fn status_patch(v: &ServiceVip) -> Option<serde_json::Value> {
     if v.source == AddressSource::Status || v.status_ips == v.ips {
         return None;

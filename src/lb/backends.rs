@@ -6,7 +6,7 @@
 //! retried with [`crate::kube::WatchBackoff`], at most 5 s apart).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
@@ -23,23 +23,6 @@ pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
 /// The control-plane nodes' addresses; `None` until the Node cache has synced.
 pub type NodeAddrs = Option<Arc<BTreeSet<IpAddr>>>;
-
-/// Parses `vipr_lb_backends` entries: `10.0.0.1`, `10.0.0.1:6443`, `2001:db8::1`,
-/// `[2001:db8::1]:6443`; without a port, `default_port`.
-pub fn parse_static(list: &[String], default_port: u16) -> Result<BTreeSet<SocketAddr>, String> {
-    list.iter()
-        .map(|s| {
-            let s = s.trim();
-            if let Ok(a) = s.parse::<SocketAddr>() {
-                return Ok(a);
-            }
-            let bare = s.trim_start_matches('[').trim_end_matches(']');
-            bare.parse::<IpAddr>()
-                .map(|ip| SocketAddr::new(ip, default_port))
-                .map_err(|_| format!("vipr_lb_backends: {s:?} is not address[:port]"))
-        })
-        .collect()
-}
 
 /// The InternalIPs of the Ready control-plane nodes among `nodes`.
 pub fn control_plane_addrs<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> BTreeSet<IpAddr> {
@@ -170,32 +153,5 @@ mod tests {
             .map(|s| s.parse().unwrap())
             .collect();
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn static_list_with_and_without_ports() {
-        let l: Vec<String> = [
-            "10.0.0.1",
-            "10.0.0.2:8443",
-            "2001:db8::1",
-            "[2001:db8::2]:7443",
-            "[2001:db8::3]",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let got = parse_static(&l, 6443).unwrap();
-        let want: BTreeSet<SocketAddr> = [
-            "10.0.0.1:6443",
-            "10.0.0.2:8443",
-            "[2001:db8::1]:6443",
-            "[2001:db8::2]:7443",
-            "[2001:db8::3]:6443",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-        assert_eq!(got, want);
-        assert!(parse_static(&["nope:1".to_string()], 1).is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! The two enumerations of IPVS settings, [`Scheduler`] and [`FwdMethod`], with their
-//! kernel and configuration names. Pure data and self-contained (no `crate::` paths), so
-//! that the IPVS message codec ([`super::ipvs::msg`]) builds on its own in the fuzz target
+//! The enumerations of the load balancer's settings, [`Scheduler`], [`FwdMethod`] and the
+//! data plane [`Kind`], with their kernel and configuration names. Pure data and
+//! self-contained (no `crate::` paths), so that the IPVS message codec
+//! ([`super::ipvs::msg`]) and the configuration build on their own in the fuzz targets of
 //! `tests/fuzz` as well.
 
 /// IPVS schedulers (kube-vip's `lb_scheduler`, vipr's `vipr_lb_scheduler`).
@@ -82,5 +83,24 @@ impl FwdMethod {
         ]
         .into_iter()
         .find(|x| x.name() == s)
+    }
+}
+
+/// Which data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Kernel IPVS over generic netlink.
+    Ipvs,
+    /// nftables NAT in vipr's own table.
+    Nftables,
+}
+
+impl Kind {
+    /// `ipvs` / `nftables` (the values of `vipr_lb_backend`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ipvs => "ipvs",
+            Kind::Nftables => "nftables",
+        }
     }
 }

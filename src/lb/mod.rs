@@ -30,8 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
-pub use kinds::{FwdMethod, Scheduler};
-#[allow(unused_imports)] // main.rs calls it once wired
+pub use kinds::{FwdMethod, Kind, Scheduler};
 pub use task::run;
 
 use crate::error::LbError;
@@ -119,25 +118,6 @@ impl Op {
             | Op::AddDest { key, .. }
             | Op::SetDest { key, .. }
             | Op::DelDest { key, .. } => *key,
-        }
-    }
-}
-
-/// Which data plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Kernel IPVS over generic netlink.
-    Ipvs,
-    /// nftables NAT in vipr's own table.
-    Nftables,
-}
-
-impl Kind {
-    /// `ipvs` / `nftables` (the values of `vipr_lb_backend`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Ipvs => "ipvs",
-            Kind::Nftables => "nftables",
         }
     }
 }

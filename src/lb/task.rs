@@ -18,8 +18,8 @@ use super::backends::{self, NodeAddrs};
 use super::health::{Book, Checkers};
 use super::ipvs::Ipvs;
 use super::nft::Nft;
-use super::{desired, diff, FwdMethod, Intent, Kind, LbBackend, Observed, Op, Scheduler, Table};
-use crate::config::Config;
+use super::{desired, diff, FwdMethod, Intent, Kind, LbBackend, Observed, Op, Table};
+use crate::config::{ControlPlane, LbSettings};
 use crate::error::LbError;
 
 /// How often the kernel's state is re-read.
@@ -62,11 +62,11 @@ impl LbBackend for Engine {
 }
 
 /// IPVS where the kernel has it, else nftables; `forced` is `vipr_lb_backend`.
-async fn open(forced: Option<&str>, state_dir: &std::path::Path) -> Result<Engine, LbError> {
+async fn open(forced: Option<Kind>, state_dir: &std::path::Path) -> Result<Engine, LbError> {
     match forced {
-        Some("ipvs") => Ipvs::open(state_dir).map(Engine::Ipvs),
-        Some("nftables") => Nft::open().await.map(Engine::Nft),
-        _ => match Ipvs::open(state_dir) {
+        Some(Kind::Ipvs) => Ipvs::open(state_dir).map(Engine::Ipvs),
+        Some(Kind::Nftables) => Nft::open().await.map(Engine::Nft),
+        None => match Ipvs::open(state_dir) {
             Ok(i) => Ok(Engine::Ipvs(i)),
             Err(LbError::IpvsUnavailable(why)) => {
                 info!(reason = %why, "IPVS not available: load balancing with nftables");
@@ -79,7 +79,7 @@ async fn open(forced: Option<&str>, state_dir: &std::path::Path) -> Result<Engin
 
 /// Everything the loop keeps between events.
 struct Lb {
-    engine: Option<(Engine, Option<String>)>,
+    engine: Option<(Engine, Option<Kind>)>,
     /// vipr's services as last applied or observed.
     applied: Table,
     /// Others' services.
@@ -125,25 +125,22 @@ impl Lb {
     /// The backend set (before health), `None` while it is not known yet.
     fn backends(
         &mut self,
-        c: &Config,
+        c: &LbSettings,
+        port: u16,
         client: &Option<kube::Client>,
         cancel: &CancellationToken,
         nodes_tx: &watch::Sender<NodeAddrs>,
     ) -> Option<BTreeSet<SocketAddr>> {
-        if !c.svc.lb_backends.is_empty() {
+        if !c.backends.is_empty() {
             if let Some(t) = self.nodes_watch.take() {
                 t.cancel();
             }
-            return match backends::parse_static(&c.svc.lb_backends, c.port) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    self.warn_once(
-                        e.clone(),
-                        || error!(error = %e, "no load-balancer backends"),
-                    );
-                    Some(BTreeSet::new())
-                }
-            };
+            return Some(
+                c.backends
+                    .iter()
+                    .map(|b| SocketAddr::new(b.ip, b.port.unwrap_or(port)))
+                    .collect(),
+            );
         }
         let Some(client) = client else {
             self.warn_once("nobackends".into(), || {
@@ -161,19 +158,21 @@ impl Lb {
             self.nodes_watch = Some(t);
         }
         let ips = self.nodes_rx.borrow_and_update().clone()?;
-        Some(ips.iter().map(|ip| SocketAddr::new(*ip, c.port)).collect())
+        Some(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
     }
 
     /// One pass: engine, backends, health targets, diff, apply.
     async fn step(
         &mut self,
-        c: &Config,
+        c: &LbSettings,
+        cp: &ControlPlane,
+        state_dir: &std::path::Path,
         leader: bool,
         client: &Option<kube::Client>,
         cancel: &CancellationToken,
         nodes_tx: &watch::Sender<NodeAddrs>,
     ) {
-        if !c.svc.lb_enable {
+        if !c.enabled {
             if self.engine.is_some() {
                 self.shutdown_engine().await;
             }
@@ -185,19 +184,22 @@ impl Lb {
         if self
             .engine
             .as_ref()
-            .is_some_and(|(_, pref)| *pref != c.svc.lb_backend)
+            .is_some_and(|(_, pref)| *pref != c.engine)
         {
             info!("vipr_lb_backend changed: moving the load balancer");
             self.shutdown_engine().await;
         }
         if self.engine.is_none() {
-            match open(c.svc.lb_backend.as_deref(), &c.state_dir).await {
+            match open(c.engine, state_dir).await {
                 Ok(e) => {
                     info!(backend = e.kind().name(), "load balancer data plane ready");
-                    if e.kind() == Kind::Nftables && c.svc.lb_fwdmethod != "masquerade" {
-                        info!(lb_fwdmethod = %c.svc.lb_fwdmethod, "nftables always forwards by NAT (masquerade)");
+                    if e.kind() == Kind::Nftables && c.fwd != FwdMethod::Masquerade {
+                        info!(
+                            lb_fwdmethod = c.fwd.name(),
+                            "nftables always forwards by NAT (masquerade)"
+                        );
                     }
-                    self.engine = Some((e, c.svc.lb_backend.clone()));
+                    self.engine = Some((e, c.engine));
                     self.stale = true;
                 }
                 Err(e) => {
@@ -207,10 +209,10 @@ impl Lb {
                 }
             }
         }
-        let Some(targets) = self.backends(c, client, cancel, nodes_tx) else {
+        let Some(targets) = self.backends(c, cp.port, client, cancel, nodes_tx) else {
             return; // Node cache not synced yet: keep what is programmed.
         };
-        let interval = c.svc.backend_health_check_interval;
+        let interval = c.health_interval;
         if self.checkers.as_ref().map(Checkers::interval) != Some(interval) {
             let mut ch = Checkers::new(self.health_tx.clone(), interval);
             // Restart every check at the new interval; states are kept.
@@ -229,14 +231,10 @@ impl Lb {
             ch.apply(&change);
         }
         let intent = Intent {
-            vips: if c.cp_enable {
-                c.vips.clone()
-            } else {
-                Vec::new()
-            },
-            port: c.svc.lb_port,
-            scheduler: Scheduler::parse(&c.svc.lb_scheduler).unwrap_or(Scheduler::Rr),
-            fwd: FwdMethod::parse(&c.svc.lb_fwdmethod).unwrap_or(FwdMethod::Local),
+            vips: cp.served().to_vec(),
+            port: c.port,
+            scheduler: c.scheduler,
+            fwd: c.fwd,
             leader,
         };
         if intent.vips.is_empty() {
@@ -312,15 +310,16 @@ fn next_delay(d: Option<Duration>) -> Duration {
 /// Runs the control-plane load balancer until `cancel`, then removes vipr's own services
 /// (IPVS) or table (nftables) and returns. Does nothing while `lb_enable` is off.
 ///
-/// - `cfg`: the configuration; `lb_enable`, `lb_port`, `lb_fwdmethod`, `vipr_lb_scheduler`,
-///   `vipr_lb_backend`, `vipr_lb_backends`, `backend_health_check_interval`, `port`,
-///   `cp_enable` + `address` (the VIPs) and `vipr_state_dir` are followed at runtime.
+/// - `lb`: the load-balancer section, followed at runtime; `control_plane`: the VIPs and
+///   the API server port, followed too; `state_dir`: where IPVS records its services.
 /// - `client`: Kubernetes, for the control-plane Nodes; `None` without a cluster (then only
 ///   `vipr_lb_backends` gives backends).
 /// - `leader`: whether this node programs the service: always `true` in BGP mode; the
 ///   control-plane Lease in ARP mode.
 pub async fn run(
-    mut cfg: watch::Receiver<Arc<Config>>,
+    mut lb_cfg: watch::Receiver<Arc<LbSettings>>,
+    mut cp: watch::Receiver<Arc<ControlPlane>>,
+    state_dir: std::path::PathBuf,
     client: Option<kube::Client>,
     mut leader: watch::Receiver<bool>,
     cancel: CancellationToken,
@@ -346,13 +345,16 @@ pub async fn run(
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await;
     loop {
-        let c = cfg.borrow_and_update().clone();
+        let c = lb_cfg.borrow_and_update().clone();
+        let cpv = cp.borrow_and_update().clone();
         let is_leader = *leader.borrow_and_update();
-        lb.step(&c, is_leader, &client, &cancel, &nodes_tx).await;
+        lb.step(&c, &cpv, &state_dir, is_leader, &client, &cancel, &nodes_tx)
+            .await;
         let retry = lb.retry;
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Ok(()) = cfg.changed() => { lb.since.get_or_insert_with(Instant::now); }
+            Ok(()) = lb_cfg.changed() => { lb.since.get_or_insert_with(Instant::now); }
+            Ok(()) = cp.changed() => { lb.since.get_or_insert_with(Instant::now); }
             Ok(()) = leader.changed() => { lb.since.get_or_insert_with(Instant::now); }
             Ok(()) = nodes_changes.changed() => {
                 nodes_changes.borrow_and_update();

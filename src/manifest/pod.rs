@@ -27,11 +27,11 @@ use crate::config::Mode;
 /// on a port below 1024 (BGP's 179 with `vipr_bgp_listen`, or `prometheus_server`).
 pub fn capabilities(o: &Options) -> Vec<&'static str> {
     let mut caps = vec!["NET_ADMIN"];
-    if o.cfg.mode == Mode::Arp {
+    if o.cfg.node.mode == Mode::Arp {
         caps.push("NET_RAW");
     }
     let low = |p: Option<u16>| p.is_some_and(|p| p < 1024);
-    if low(o.cfg.bgp.listen.map(|a| a.port())) || low(o.cfg.http.map(|a| a.port())) {
+    if low(o.cfg.bgp.listen.map(|a| a.port())) || low(o.cfg.http.addr.map(|a| a.port())) {
         caps.push("NET_BIND_SERVICE");
     }
     caps
@@ -58,7 +58,7 @@ pub fn notes(o: &Options) -> Vec<String> {
                 .into(),
         ),
     }
-    if o.cfg.http.is_none() {
+    if o.cfg.http.addr.is_none() {
         n.push("No probes: prometheus_server is empty, so /healthz and /readyz are off.".into());
     }
     n
@@ -109,7 +109,7 @@ pub fn env(o: &Options) -> Vec<EnvVar> {
 }
 
 fn probe(o: &Options, path: &str, period: i32) -> Option<Probe> {
-    let addr = o.cfg.http?;
+    let addr = o.cfg.http.addr?;
     // With hostNetwork the kubelet probes the node's address; a daemon bound to one address
     // (e.g. 127.0.0.1:2112) must be probed there.
     let host = (!addr.ip().is_unspecified()).then(|| addr.ip().to_string());
@@ -151,7 +151,7 @@ pub fn pod_spec(o: &Options) -> PodSpec {
     let q = |s: &str| Quantity(s.to_string());
     // The state file lists the addresses vipr added, so that a restarted daemon removes the
     // leftovers of a killed one; on the host it outlives the container.
-    let state = o.cfg.state_dir.display().to_string();
+    let state = o.cfg.node.state_dir.display().to_string();
     let mut mounts = vec![host_path("state", &state, "DirectoryOrCreate", false)];
     if let Some(kc) = o.host_kubeconfig() {
         mounts.push(host_path("kubeconfig", &kc, "File", true));
@@ -177,7 +177,9 @@ pub fn pod_spec(o: &Options) -> PodSpec {
             }),
             ..Default::default()
         }),
-        // Measured: 7 MiB idle, 10 MiB announcing 100 000 routes (labs/bench-*.sh).
+        // Measured: 7 MiB idle, 10 MiB announcing 100 000 routes, 23 MiB with 1 000 Services and
+        // 73 MiB with 10 000 Services and 100 000 endpoints (labs/bench-*.sh): the limit is sized
+        // for 10 000 LoadBalancer Services.
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_string(), q("10m")),

@@ -3,7 +3,7 @@
 //!
 //! | setting | calls | rule |
 //! |---|---|---|
-//! | `svc_enable` | Service reflector; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21) | services list/watch, services/status patch, endpointslices and endpoints list/watch |
+//! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap` |
 //! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `plndr-svcs-lock`) in `cp_namespace`; every Lease where the Services are with `svc_election` (`kubevip-<service>`) |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
@@ -64,15 +64,15 @@ fn grant(
 pub fn grants(o: &Options) -> Vec<Grant> {
     let c = &o.cfg;
     let mut g = Vec::new();
-    let svc_ns = c.svc.namespace.as_ref();
-    if c.svc_enable {
+    let svc_ns = c.services.filter.namespace.as_ref();
+    if c.services.enabled {
         g.push(grant(
             svc_ns,
             "",
             "services",
             vec![],
-            &["list", "watch"],
-            "svc_enable: Services of type LoadBalancer",
+            &["get", "list", "watch", "patch"],
+            "svc_enable: Services of type LoadBalancer; the kube-vip.io/loadbalancerIPs annotation of the addresses vipr allocates; get: is the holder of a claim really gone",
         ));
         g.push(grant(
             svc_ns,
@@ -98,14 +98,41 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             &["list", "watch"],
             "svc_enable: local endpoints on servers without EndpointSlice v1 (< 1.21)",
         ));
-    }
-    if c.mode == Mode::Arp && c.arp.leader_election {
-        let cp_ns = Some(&c.arp.namespace);
-        let mut named = Vec::new();
-        if c.cp_enable {
-            named.push(c.arp.lease_name.clone());
+        g.push(grant(
+            svc_ns,
+            "",
+            "events",
+            vec![],
+            &["create"],
+            "svc_enable: Events on Services (address allocated, refused, pending)",
+        ));
+        let claims_ns = Some(&c.services.claims_namespace);
+        g.push(grant(
+            claims_ns,
+            "coordination.k8s.io",
+            "leases",
+            vec![],
+            &["get", "list", "watch", "create", "update", "delete"],
+            "svc_enable: address claims (Leases vipr-addr-*), the API server's arbitration between nodes allocating at once, and member Leases (vipr-node-*) that share writes out among the nodes",
+        ));
+        if let Some((ns, name)) = &c.services.pool_configmap {
+            g.push(grant(
+                Some(ns),
+                "",
+                "configmaps",
+                vec![name.clone()],
+                &["get", "list", "watch"],
+                "vipr_pool_configmap: kube-vip-cloud-provider's address pools",
+            ));
         }
-        if c.svc_enable && !c.arp.svc_election {
+    }
+    if let (Mode::Arp, Some(e)) = (c.node.mode, &c.arp.election) {
+        let cp_ns = Some(&e.namespace);
+        let mut named = Vec::new();
+        if c.control_plane.enabled {
+            named.push(e.lease_name.clone());
+        }
+        if c.services.enabled && !e.per_service {
             named.push(SERVICES_LEASE.to_string());
         }
         if !named.is_empty() {
@@ -127,7 +154,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
                 "vip_leaderelection: hold, renew, watch and release the Lease",
             ));
         }
-        if c.svc_enable && c.arp.svc_election {
+        if c.services.enabled && e.per_service {
             g.push(grant(
                 svc_ns,
                 "coordination.k8s.io",
@@ -138,8 +165,9 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             ));
         }
     }
-    let annotations = c.mode == Mode::Bgp && c.svc.annotation.is_some();
-    let lb_nodes = c.svc.lb_enable && c.svc.lb_backends.is_empty();
+    let annotations = c.node.mode == Mode::Bgp
+        && matches!(c.peer_source, crate::config::PeerSource::Annotations { .. });
+    let lb_nodes = c.lb.enabled && c.lb.backends.is_empty();
     if annotations || lb_nodes {
         let why = match (annotations, lb_nodes) {
             (true, true) => "annotation: BGP peers from this node's annotations; lb_enable: control-plane Nodes as backends",

@@ -262,14 +262,14 @@ fn environment_reads_back_as_the_same_daemon_configuration() {
         let field = node.value_from.as_ref().and_then(|s| s.field_ref.as_ref());
         assert_eq!(field.map(|f| f.field_path.as_str()), Some("spec.nodeName"));
         let mut layers = Layers::default();
-        layers.add_env(|n| env.get(n).cloned());
+        layers.add_env(|n| env.get(n).cloned()).unwrap();
         let back = Config::from_layers(&layers, "node").unwrap_or_else(|e| panic!("{args:?}: {e}"));
         let mut want = o.cfg.clone();
         // k8s_config_file is added for a non-default mount path; the rest must be identical.
-        want.kubeconfig = back.kubeconfig.clone();
+        want.node.kubeconfig = back.node.kubeconfig.clone();
         assert_eq!(back, want, "{args:?}");
         if let Some(kc) = o.host_kubeconfig() {
-            assert_eq!(back.kubeconfig.display().to_string(), kc, "{args:?}");
+            assert_eq!(back.node.kubeconfig.display().to_string(), kc, "{args:?}");
         }
     }
 }
@@ -516,6 +516,7 @@ fn yaml_keeps_strings_strings() {
         ])
         .unwrap()
         .cfg
+        .node
         .mode,
         Mode::Arp
     );

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::config::Layers;
 
-fn config(extra: &[(&str, &str)]) -> Arc<Config> {
+fn config(extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [
         ("bgp_enable", "true"),
         ("cp_enable", "true"),
@@ -20,8 +20,8 @@ fn config(extra: &[(&str, &str)]) -> Arc<Config> {
         env.insert(k.to_string(), v.to_string());
     }
     let mut l = Layers::default();
-    l.add_env(|n| env.get(n).cloned());
-    Arc::new(Config::from_layers(&l, "n").unwrap())
+    l.add_env(|n| env.get(n).cloned()).unwrap();
+    Settings::from(&Config::from_layers(&l, "n").unwrap())
 }
 
 fn addr(ip: &str) -> NodeAddr {
@@ -43,7 +43,7 @@ fn routes(actions: &[Action]) -> Option<Vec<String>> {
 #[test]
 fn vip_is_added_then_advertised_with_configured_communities() {
     let mut r = Reconciler::new();
-    let a = r.handle(Input::Config(config(&[])));
+    let a = r.handle(Input::Settings(config(&[])));
     assert_eq!(a[0], Action::Add(addr("192.0.2.10")));
     assert_eq!(
         routes(&a),
@@ -59,7 +59,7 @@ fn vip_is_added_then_advertised_with_configured_communities() {
     let (_, attrs) = t.iter().next().unwrap();
     assert_eq!(attrs.communities, vec!["65000:100".parse().unwrap()]);
     // Nothing changes on a repeated input.
-    assert!(r.handle(Input::Config(config(&[]))).is_empty());
+    assert!(r.handle(Input::Settings(config(&[]))).is_empty());
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn health_gates_the_control_plane_route() {
         "http://127.0.0.1:6443/livez",
     )]);
     assert!(
-        r.handle(Input::Config(c))
+        r.handle(Input::Settings(c))
             .iter()
             .all(|a| !matches!(a, Action::Add(_))),
         "not before the first success"
@@ -85,17 +85,22 @@ fn health_gates_the_control_plane_route() {
     // Withdraw first, then remove the address.
     assert_eq!(a[0], Action::Routes(RouteTable::new()));
     assert_eq!(a[1], Action::Remove(addr("192.0.2.10")));
-    assert!(r.status()[0]
-        .held_back
-        .as_deref()
+    assert!(r
+        .status()
+        .values()
+        .next()
         .unwrap()
+        .held_back
+        .as_ref()
+        .unwrap()
+        .to_string()
         .contains("health"));
 }
 
 #[test]
 fn addresses_not_added_by_vipr_are_never_removed() {
     let mut r = Reconciler::new();
-    r.handle(Input::Config(config(&[])));
+    r.handle(Input::Settings(config(&[])));
     let a = r.handle(Input::Added {
         addr: addr("192.0.2.10"),
         owned: false,
@@ -113,7 +118,7 @@ fn stale_addresses_from_an_earlier_run_are_removed_and_wanted_ones_kept() {
         addr("192.0.2.10"),
         addr("198.51.100.9"),
     ]));
-    let a = r.handle(Input::Config(config(&[])));
+    let a = r.handle(Input::Settings(config(&[])));
     assert!(a.contains(&Action::Remove(addr("198.51.100.9"))));
     assert!(
         !a.iter().any(|x| matches!(x, Action::Add(_))),
@@ -131,7 +136,7 @@ fn static_and_dual_stack_vips_with_subnet() {
         ("vip_subnet", "24,64"),
         ("vip_interface", "eth0"),
     ]);
-    let a = r.handle(Input::Config(c));
+    let a = r.handle(Input::Settings(c));
     let adds: Vec<String> = a
         .iter()
         .filter_map(|x| match x {
@@ -160,49 +165,49 @@ fn static_and_dual_stack_vips_with_subnet() {
     }
     // Routes are host routes regardless of the on-interface mask.
     let st = r.status();
-    assert!(st.iter().all(|v| v.advertised), "{st:?}");
-    assert_eq!(r.routes.as_ref().unwrap().len(), 3);
-    assert!(r
-        .routes
-        .as_ref()
-        .unwrap()
-        .get(&"2001:db8::10/128".parse().unwrap())
-        .is_some());
+    assert!(st.values().all(|v| v.advertised), "{st:?}");
+    assert_eq!(r.table.len(), 3);
+    assert!(r.table.get(&"2001:db8::10/128".parse().unwrap()).is_some());
 }
 
 #[test]
 fn failed_add_is_retried_on_resync() {
     let mut r = Reconciler::new();
-    r.handle(Input::Config(config(&[("vip_interface", "eth9")])));
+    r.handle(Input::Settings(config(&[("vip_interface", "eth9")])));
     let mut a = addr("192.0.2.10");
     a.interface = "eth9".into();
     assert!(r
         .handle(Input::AddFailed(a.clone(), "no such interface".into()))
         .is_empty());
-    assert!(r.status()[0]
-        .held_back
-        .as_deref()
+    assert!(r
+        .status()
+        .values()
+        .next()
         .unwrap()
+        .held_back
+        .as_ref()
+        .unwrap()
+        .to_string()
         .contains("no such interface"));
     let again = r.handle(Input::Observed(vec![]));
     assert_eq!(again, vec![Action::Add(a)]);
 }
 
-fn svc(
-    name: &str,
-    ip: &str,
-    local_only: bool,
-    local_endpoint: bool,
-) -> crate::kube::services::ServiceVip {
-    crate::kube::services::ServiceVip {
+fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::model::ServiceVip {
+    crate::model::ServiceVip {
         namespace: "default".into(),
         name: name.into(),
         ips: vec![ip.parse().unwrap()],
-        source: crate::kube::services::AddressSource::Annotation,
+        refused: vec![],
+        source: crate::model::AddressSource::Annotation,
         local_only,
         local_endpoint,
         status_ips: vec![],
     }
+}
+
+fn services(v: Vec<crate::model::ServiceVip>) -> Services {
+    v.into_iter().map(|s| (s.key(), Arc::new(s))).collect()
 }
 
 fn adds(actions: &[Action]) -> Vec<String> {
@@ -218,8 +223,8 @@ fn adds(actions: &[Action]) -> Vec<String> {
 #[test]
 fn service_vips_follow_external_traffic_policy_and_are_shared() {
     let mut r = Reconciler::new();
-    r.handle(Input::Config(config(&[("svc_enable", "true")])));
-    let a = r.handle(Input::Services(Arc::new(vec![
+    r.handle(Input::Settings(config(&[("svc_enable", "true")])));
+    let a = r.handle(Input::Services(services(vec![
         svc("a", "198.51.100.1", false, false),
         svc("b", "198.51.100.2", true, false),
         svc("c", "198.51.100.1", false, false),
@@ -234,7 +239,7 @@ fn service_vips_follow_external_traffic_policy_and_are_shared() {
         owned: true,
     });
     // One of the two Services sharing the VIP goes: the VIP stays.
-    let a = r.handle(Input::Services(Arc::new(vec![svc(
+    let a = r.handle(Input::Services(services(vec![svc(
         "c",
         "198.51.100.1",
         false,
@@ -242,7 +247,7 @@ fn service_vips_follow_external_traffic_policy_and_are_shared() {
     )])));
     assert!(a.is_empty(), "{a:?}");
     // The last one goes: withdrawn, then removed.
-    let a = r.handle(Input::Services(Arc::new(vec![])));
+    let a = r.handle(Input::Services(services(vec![])));
     assert_eq!(
         a,
         vec![
@@ -251,7 +256,7 @@ fn service_vips_follow_external_traffic_policy_and_are_shared() {
         ]
     );
     // A local endpoint appears for the ETP Local Service.
-    let a = r.handle(Input::Services(Arc::new(vec![svc(
+    let a = r.handle(Input::Services(services(vec![svc(
         "b",
         "198.51.100.2",
         true,
@@ -259,7 +264,7 @@ fn service_vips_follow_external_traffic_policy_and_are_shared() {
     )])));
     assert_eq!(adds(&a), vec!["198.51.100.2"]);
     let st = r.status();
-    assert!(st.iter().any(|v| v
+    assert!(st.values().any(|v| v
         .sources
         .iter()
         .any(|s| s.to_string() == "service/default/b")));
@@ -278,10 +283,10 @@ fn arp_mode_serves_only_with_the_lease() {
         ("svc_election", "true"),
     ]);
     assert!(
-        adds(&r.handle(Input::Config(c))).is_empty(),
+        adds(&r.handle(Input::Settings(c))).is_empty(),
         "followers never hold the VIP"
     );
-    r.handle(Input::Services(Arc::new(vec![
+    r.handle(Input::Services(services(vec![
         svc("a", "198.51.100.1", false, false),
         svc("b", "198.51.100.2", false, false),
     ])));
@@ -310,6 +315,6 @@ fn arp_mode_serves_only_with_the_lease() {
     assert_eq!(removed, vec!["192.0.2.10", "198.51.100.2"]);
     assert!(r
         .status()
-        .iter()
-        .all(|v| v.held_back.as_deref() == Some("another node holds the lease")));
+        .values()
+        .all(|v| v.held_back == Some(HeldBack::NotLeader)));
 }

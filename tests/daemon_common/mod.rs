@@ -89,6 +89,11 @@ impl Vipr {
             .command(&argv)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(
+                std::env::var("VIPR_TEST_LOGLEVEL")
+                    .ok()
+                    .map(|l| ("vip_loglevel".to_string(), l)),
+            )
             .envs(env)
             .stdout(f)
             .stderr(g)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bgp::codec::open::{Capabilities, Open};
 use bgp::codec::{self, DecodeCtx};
 use bgp::fsm::{Input, Output, Session, Timer};
-use bgp::{Family, PeerConfig, RouteAttrs, RouteTable};
+use bgp::{Family, Identity, PeerConfig, RouteAttrs, RouteTable};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -45,18 +45,18 @@ fuzz_target!(|data: &[u8]| {
     let ibgp = mode & 1 != 0;
     let ext = mode & 2 != 0;
     let local_as = if ibgp { PEER_AS } else { 65001 };
-    let mut cfg = PeerConfig::new(
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        PEER_AS,
-        local_as,
-        Ipv4Addr::new(192, 0, 2, 200),
-    );
+    let mut cfg = PeerConfig::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), PEER_AS, local_as);
     cfg.extended_messages = ext;
     let mut table = RouteTable::new();
     let prefixes = (0..40u8).map(|i| format!("198.51.100.{i}/32").parse().unwrap());
     table.announce(prefixes, RouteAttrs::default());
     table.announce(["2001:db8::10/128".parse().unwrap()], RouteAttrs::default());
-    let mut s = Session::new(Arc::new(cfg), Arc::new(table), 7);
+    let mut s = Session::new(
+        Arc::new(cfg),
+        Identity::new(Ipv4Addr::new(192, 0, 2, 200)),
+        Arc::new(table),
+        7,
+    );
     let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 40000);
     let feed = |s: &mut Session, i: Input| {
         let outs = s.handle(i);

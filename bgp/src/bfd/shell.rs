@@ -16,6 +16,10 @@
 //!          v
 //!   BGP peer task (closes the BGP session on a failure)
 //! ```
+//!
+//! After [`own_thread`], the hub and session tasks run on a runtime of their own, on a
+//! thread of its own: a busy runtime elsewhere in the process (a daemon syncing ten
+//! thousand objects) cannot delay a 50 ms Control packet past the peer's Detection Time.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +44,34 @@ use crate::socket;
 pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// How long a stopping session may take to send its AdminDown.
 const STOP_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The BFD runtime, once [`own_thread`] has started it.
+static OWN: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+/// Runs every BFD hub and session started from now on on a single-threaded runtime on a
+/// thread named `bfd`, apart from the caller's runtime. Without it they run on the
+/// caller's runtime (what tests with paused time need).
+pub fn own_thread() -> io::Result<()> {
+    if OWN.get().is_some() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("bfd".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    let _ = OWN.set(handle);
+    Ok(())
+}
+
+/// The runtime BFD tasks and sockets belong to.
+fn runtime() -> tokio::runtime::Handle {
+    OWN.get()
+        .cloned()
+        .unwrap_or_else(tokio::runtime::Handle::current)
+}
 
 enum HubCmd {
     Register {
@@ -88,6 +120,9 @@ impl Hub {
     /// Binds `0.0.0.0:port` and `[::]:port` (either may fail, not both) and starts the
     /// receive task.
     pub fn start(port: u16) -> io::Result<Hub> {
+        let rt = runtime();
+        // The sockets register with the reactor of the runtime that drives them.
+        let _in = rt.enter();
         let v4 = bind_rx(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
         let v6 = bind_rx(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
         let (v4, v6) = match (v4, v6) {
@@ -103,7 +138,7 @@ impl Hub {
             (Ok(a), Ok(b)) => (Some(a), Some(b)),
         };
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_hub(v4, v6, rx));
+        rt.spawn(run_hub(v4, v6, rx));
         Ok(Hub { cmd: tx })
     }
 
@@ -256,7 +291,7 @@ pub fn spawn_session(peer: IpAddr, source: Option<IpAddr>, cfg: BfdConfig, hub: 
     let (cfg_tx, cfg_rx) = mpsc::channel(4);
     let (status_tx, status_rx) =
         watch::channel(BfdStatus::idle(cfg.min_tx, cfg.min_rx, cfg.multiplier));
-    let task = tokio::spawn(run_session(
+    let task = runtime().spawn(run_session(
         peer, source, cfg, hub, status_tx, stop_rx, cfg_rx,
     ));
     BfdHandle {

@@ -169,12 +169,282 @@ fn expected_flags(code: u8) -> Option<(bool, bool)> {
     }
 }
 
+/// What RFC 7606 makes of one path attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// Understood (or an unrecognized optional attribute, ignored).
+    Keep,
+    /// Attribute discard (RFC 7606 §2): the attribute is dropped, the route stands.
+    Discard,
+    /// Treat-as-withdraw (RFC 7606 §2) for this reason.
+    Withdraw(&'static str),
+    /// Session reset with this NOTIFICATION (RFC 4271 §6.3, RFC 7606 §2).
+    Reset(Notification),
+}
+
+/// One path attribute as framed in the attribute list.
+struct Attr<'a> {
+    flags: u8,
+    code: u8,
+    /// The value.
+    value: &'a [u8],
+    /// Header and value, for the data of a NOTIFICATION.
+    whole: &'a [u8],
+}
+
+impl Attr<'_> {
+    fn reset(&self, subcode: u8) -> Verdict {
+        Verdict::Reset(Notification::with_data(
+            n::code::UPDATE,
+            subcode,
+            self.whole,
+        ))
+    }
+}
+
+/// The next attribute of the list and the rest, `Ok(None)` at the end. `Err`: too few
+/// octets for a header, or a length overrunning the list (RFC 7606 §4: treat-as-withdraw,
+/// the NLRI located by the Total Attribute Length).
+fn next_attr(a: &[u8]) -> Result<Option<(Attr<'_>, &[u8])>, &'static str> {
+    if a.is_empty() {
+        return Ok(None);
+    }
+    let hdr = if a[0] & FLAG_EXTENDED != 0 { 4 } else { 3 };
+    if a.len() < hdr {
+        return Err("attribute header truncated");
+    }
+    let len = if hdr == 4 {
+        u16::from_be_bytes([a[2], a[3]]) as usize
+    } else {
+        a[2] as usize
+    };
+    let value = a
+        .get(hdr..hdr + len)
+        .ok_or("attribute length overruns the attribute list")?;
+    let attr = Attr {
+        flags: a[0],
+        code: a[1],
+        value,
+        whole: &a[..hdr + len],
+    };
+    Ok(Some((attr, &a[hdr + len..])))
+}
+
+/// RFC 4271 §6.3 and RFC 7606 §3 (c): the flags against the attribute's category.
+fn check_flags(attr: &Attr<'_>) -> Verdict {
+    let optional = attr.flags & FLAG_OPTIONAL != 0;
+    let transitive = attr.flags & FLAG_TRANSITIVE != 0;
+    match expected_flags(attr.code) {
+        // An unrecognized well-known attribute resets the session; unrecognized optional
+        // attributes are ignored (vipr never propagates them).
+        None if !optional => attr.reset(n::update::UNRECOGNIZED_WELL_KNOWN),
+        None => Verdict::Discard,
+        // Conflicting flags make the attribute malformed. For the MP attributes the NLRI
+        // cannot be trusted: session reset (§7.11).
+        Some((o, t)) if o != optional || t != transitive => {
+            if attr.code == MP_REACH || attr.code == MP_UNREACH {
+                attr.reset(n::update::ATTR_FLAGS)
+            } else {
+                Verdict::Withdraw("attribute flags conflict with the attribute type")
+            }
+        }
+        Some(_) => Verdict::Keep,
+    }
+}
+
+/// Where the decoders put what they find.
+struct Decoded {
+    update: ReceivedUpdate,
+    /// Prefixes announced (NLRI field and MP_REACH_NLRI).
+    announced: Vec<IpNet>,
+    mp_reach_seen: bool,
+    mp_unreach_count: usize,
+    /// The family of an MP_UNREACH_NLRI without prefixes (End-of-RIB, RFC 4724 §2).
+    empty_unreach: Option<Family>,
+}
+
+/// RFC 7606 §7.1
+fn origin(v: &[u8], d: &mut Decoded) -> Verdict {
+    match v {
+        [o] if *o <= 2 => {
+            d.update.attrs.origin = Some(*o);
+            Verdict::Keep
+        }
+        _ => Verdict::Withdraw("malformed ORIGIN"),
+    }
+}
+
+/// RFC 7606 §7.2
+fn as_path(v: &[u8], asn_len: usize, d: &mut Decoded) -> Verdict {
+    match parse_as_path(v, asn_len) {
+        Some(p) => {
+            d.update.attrs.as_path = Some(p);
+            Verdict::Keep
+        }
+        None => Verdict::Withdraw("malformed AS_PATH"),
+    }
+}
+
+/// RFC 7606 §7.3
+fn next_hop(v: &[u8], d: &mut Decoded) -> Verdict {
+    match v {
+        [a, b, c, e] => {
+            d.update.attrs.next_hop = Some(Ipv4Addr::new(*a, *b, *c, *e));
+            Verdict::Keep
+        }
+        _ => Verdict::Withdraw("malformed NEXT_HOP"),
+    }
+}
+
+/// RFC 7606 §7.4
+fn med(v: &[u8], d: &mut Decoded) -> Verdict {
+    if v.len() != 4 {
+        return Verdict::Withdraw("malformed MULTI_EXIT_DISC");
+    }
+    d.update.attrs.med = Some(be32(v));
+    Verdict::Keep
+}
+
+/// RFC 7606 §7.5: from an external peer it is discarded.
+fn local_pref(v: &[u8], ibgp: bool, d: &mut Decoded) -> Verdict {
+    if !ibgp {
+        return Verdict::Discard;
+    }
+    if v.len() != 4 {
+        return Verdict::Withdraw("malformed LOCAL_PREF");
+    }
+    d.update.attrs.local_pref = Some(be32(v));
+    Verdict::Keep
+}
+
+/// RFC 6793 §6: a malformed AS4_PATH is discarded.
+fn as4_path(v: &[u8], d: &mut Decoded) -> Verdict {
+    match parse_as_path(v, 4) {
+        Some(p) => {
+            d.update.attrs.as4_path = Some(p);
+            Verdict::Keep
+        }
+        None => Verdict::Discard,
+    }
+}
+
+/// RFC 7606 §7.8
+fn communities(v: &[u8], d: &mut Decoded) -> Verdict {
+    if v.is_empty() || v.len() % 4 != 0 {
+        return Verdict::Withdraw("malformed COMMUNITIES");
+    }
+    d.update.attrs.communities = v.chunks_exact(4).map(|c| Community(be32(c))).collect();
+    Verdict::Keep
+}
+
+/// RFC 8092 §6
+fn large_communities(v: &[u8], d: &mut Decoded) -> Verdict {
+    if v.is_empty() || v.len() % 12 != 0 {
+        return Verdict::Withdraw("malformed LARGE_COMMUNITY");
+    }
+    d.update.attrs.large_communities = v
+        .chunks_exact(12)
+        .map(|c| LargeCommunity {
+            global: be32(&c[0..4]),
+            local1: be32(&c[4..8]),
+            local2: be32(&c[8..12]),
+        })
+        .collect();
+    Verdict::Keep
+}
+
+/// RFC 4760 §3, RFC 7606 §7.11: a malformed MP_REACH_NLRI resets the session; another
+/// family than vipr's is counted and ignored.
+fn mp_reach(attr: &Attr<'_>, d: &mut Decoded) -> Verdict {
+    let v = attr.value;
+    d.mp_reach_seen = true;
+    let optional_error =
+        || Verdict::Reset(Notification::new(n::code::UPDATE, n::update::OPTIONAL_ATTR));
+    if v.len() < 5 {
+        return attr.reset(n::update::OPTIONAL_ATTR);
+    }
+    let afi = u16::from_be_bytes([v[0], v[1]]);
+    let nh_len = v[3] as usize;
+    let (Some(nh), Some(nlri)) = (v.get(4..4 + nh_len), v.get(5 + nh_len..)) else {
+        return optional_error();
+    };
+    let Some(family) = Family::from_afi_safi(afi, v[2]) else {
+        d.update.other_families += 1;
+        return Verdict::Keep;
+    };
+    d.update.attrs.mp_next_hop = Some(match (family, nh_len) {
+        (Family::Ipv4Unicast, 4) => IpAddr::V4(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3])),
+        (_, 16) | (_, 32) => {
+            let mut g = [0u8; 16];
+            g.copy_from_slice(&nh[..16]);
+            IpAddr::V6(Ipv6Addr::from(g))
+        }
+        _ => return attr.reset(n::update::OPTIONAL_ATTR),
+    });
+    match parse_prefixes(nlri, family, &mut d.announced) {
+        Ok(()) => Verdict::Keep,
+        Err(()) => optional_error(),
+    }
+}
+
+/// RFC 4760 §4, RFC 7606 §7.11; an empty one is the family's End-of-RIB (RFC 4724 §2).
+fn mp_unreach(attr: &Attr<'_>, d: &mut Decoded) -> Verdict {
+    let v = attr.value;
+    d.mp_unreach_count += 1;
+    if v.len() < 3 {
+        return attr.reset(n::update::OPTIONAL_ATTR);
+    }
+    let afi = u16::from_be_bytes([v[0], v[1]]);
+    let Some(family) = Family::from_afi_safi(afi, v[2]) else {
+        d.update.other_families += 1;
+        return Verdict::Keep;
+    };
+    let before = d.update.withdrawn.len();
+    if parse_prefixes(&v[3..], family, &mut d.update.withdrawn).is_err() {
+        return Verdict::Reset(Notification::new(n::code::UPDATE, n::update::OPTIONAL_ATTR));
+    }
+    if d.update.withdrawn.len() == before {
+        d.empty_unreach = Some(family);
+    }
+    Verdict::Keep
+}
+
+/// Decodes one attribute whose flags passed, returning its RFC 7606 verdict.
+fn decode_attr(attr: &Attr<'_>, ctx: &DecodeCtx, d: &mut Decoded) -> Verdict {
+    let v = attr.value;
+    let asn_len = if ctx.four_octet_as { 4 } else { 2 };
+    match attr.code {
+        ORIGIN => origin(v, d),
+        AS_PATH => as_path(v, asn_len, d),
+        NEXT_HOP => next_hop(v, d),
+        MED => med(v, d),
+        LOCAL_PREF => local_pref(v, ctx.ibgp, d),
+        // RFC 7606 §7.6, §7.7, RFC 6793 §6: attribute discard.
+        ATOMIC_AGGREGATE if !v.is_empty() => Verdict::Discard,
+        AGGREGATOR if v.len() != 2 + asn_len => Verdict::Discard,
+        AS4_AGGREGATOR if v.len() != 8 => Verdict::Discard,
+        AS4_PATH => as4_path(v, d),
+        COMMUNITIES => communities(v, d),
+        LARGE_COMMUNITY => large_communities(v, d),
+        // RFC 7606 §7.9, §7.10, §7.14
+        ORIGINATOR_ID if v.len() != 4 => Verdict::Withdraw("malformed ORIGINATOR_ID"),
+        CLUSTER_LIST if v.is_empty() || v.len() % 4 != 0 => {
+            Verdict::Withdraw("malformed CLUSTER_LIST")
+        }
+        EXT_COMMUNITIES if v.is_empty() || v.len() % 8 != 0 => {
+            Verdict::Withdraw("malformed EXTENDED_COMMUNITIES")
+        }
+        MP_REACH => mp_reach(attr, d),
+        MP_UNREACH => mp_unreach(attr, d),
+        _ => Verdict::Keep,
+    }
+}
+
 /// Parses an UPDATE body (after the 19-octet header). `Err` is the NOTIFICATION that resets
 /// the session; everything RFC 7606 allows to survive comes back as `Ok`.
 pub fn parse_update(body: &[u8], ctx: &DecodeCtx) -> Result<ReceivedUpdate, Notification> {
     let malformed_list = || Notification::new(n::code::UPDATE, n::update::MALFORMED_ATTR_LIST);
     let invalid_network = || Notification::new(n::code::UPDATE, n::update::INVALID_NETWORK);
-    let optional_error = || Notification::new(n::code::UPDATE, n::update::OPTIONAL_ATTR);
 
     // RFC 4271 §6.3: Withdrawn Routes Length + Total Attribute Length + 23 must not exceed
     // the message length, else Malformed Attribute List (RFC 7606 §5.1: session reset).
@@ -191,254 +461,87 @@ pub fn parse_update(body: &[u8], ctx: &DecodeCtx) -> Result<ReceivedUpdate, Noti
     let attrs_field = rest.get(2..2 + alen).ok_or_else(malformed_list)?;
     let nlri_field = &rest[2 + alen..];
 
-    let mut u = ReceivedUpdate::default();
+    let mut d = Decoded {
+        update: ReceivedUpdate::default(),
+        announced: Vec::new(),
+        mp_reach_seen: false,
+        mp_unreach_count: 0,
+        empty_unreach: None,
+    };
     // RFC 7606 §5.3: a syntactically incorrect NLRI field cannot be treated as withdraw.
-    parse_prefixes(withdrawn_field, Family::Ipv4Unicast, &mut u.withdrawn)
-        .map_err(|_| invalid_network())?;
-    let mut announced = Vec::new();
-    parse_prefixes(nlri_field, Family::Ipv4Unicast, &mut announced)
+    parse_prefixes(
+        withdrawn_field,
+        Family::Ipv4Unicast,
+        &mut d.update.withdrawn,
+    )
+    .map_err(|_| invalid_network())?;
+    parse_prefixes(nlri_field, Family::Ipv4Unicast, &mut d.announced)
         .map_err(|_| invalid_network())?;
 
     let mut seen = [false; 256];
     let mut withdraw_reason: Option<&'static str> = None;
-    let mut mp_reach_seen = false;
-    let mut only_empty_unreach: Option<Family> = None;
-    let mut mp_unreach_count = 0;
-    let mut a = attrs_field;
-    while !a.is_empty() {
-        // RFC 7606 §4: too few octets for an attribute header, or an attribute overrunning
-        // the Total Attribute Length: treat-as-withdraw, locating NLRI by the total length.
-        let hdr = if a[0] & FLAG_EXTENDED != 0 { 4 } else { 3 };
-        if a.len() < hdr {
-            withdraw_reason.get_or_insert("attribute header truncated");
-            break;
-        }
-        let (flags, code) = (a[0], a[1]);
-        let len = if hdr == 4 {
-            u16::from_be_bytes([a[2], a[3]]) as usize
-        } else {
-            a[2] as usize
+    let mut list = attrs_field;
+    loop {
+        let (attr, rest) = match next_attr(list) {
+            Ok(Some(a)) => a,
+            Ok(None) => break,
+            Err(reason) => {
+                withdraw_reason.get_or_insert(reason);
+                break;
+            }
         };
-        let Some(value) = a.get(hdr..hdr + len) else {
-            withdraw_reason.get_or_insert("attribute length overruns the attribute list");
-            break;
-        };
-        let whole = &a[..hdr + len];
-        a = &a[hdr + len..];
-
+        list = rest;
         // RFC 7606 §3 (g): MP_REACH/MP_UNREACH twice is a session reset; any other
         // duplicate is discarded after the first.
-        if seen[code as usize] {
-            if code == MP_REACH || code == MP_UNREACH {
+        if seen[attr.code as usize] {
+            if attr.code == MP_REACH || attr.code == MP_UNREACH {
                 return Err(malformed_list());
             }
-            u.discarded.push(code);
+            d.update.discarded.push(attr.code);
             continue;
         }
-        seen[code as usize] = true;
-
-        let optional = flags & FLAG_OPTIONAL != 0;
-        let transitive = flags & FLAG_TRANSITIVE != 0;
-        match expected_flags(code) {
-            None => {
-                // RFC 4271 §6.3: an unrecognized well-known attribute resets the session;
-                // unrecognized optional attributes are ignored (vipr never propagates them).
-                if !optional {
-                    return Err(Notification::with_data(
-                        n::code::UPDATE,
-                        n::update::UNRECOGNIZED_WELL_KNOWN,
-                        whole,
-                    ));
-                }
-                continue;
+        seen[attr.code as usize] = true;
+        let verdict = match check_flags(&attr) {
+            Verdict::Keep => decode_attr(&attr, ctx, &mut d),
+            Verdict::Discard => Verdict::Keep, // unrecognized optional: ignored, not counted
+            v => v,
+        };
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Discard => d.update.discarded.push(attr.code),
+            Verdict::Withdraw(reason) => {
+                withdraw_reason.get_or_insert(reason);
             }
-            Some((o, t)) if o != optional || t != transitive => {
-                // RFC 7606 §3 (c): conflicting flags make the attribute malformed. For the
-                // MP attributes the NLRI cannot be trusted: session reset (§7.11).
-                if code == MP_REACH || code == MP_UNREACH {
-                    return Err(Notification::with_data(
-                        n::code::UPDATE,
-                        n::update::ATTR_FLAGS,
-                        whole,
-                    ));
-                }
-                withdraw_reason.get_or_insert("attribute flags conflict with the attribute type");
-                continue;
-            }
-            Some(_) => {}
-        }
-
-        let asn_len = if ctx.four_octet_as { 4 } else { 2 };
-        match code {
-            // RFC 7606 §7.1
-            ORIGIN => match value {
-                [o] if *o <= 2 => u.attrs.origin = Some(*o),
-                _ => {
-                    withdraw_reason.get_or_insert("malformed ORIGIN");
-                }
-            },
-            // RFC 7606 §7.2
-            AS_PATH => match parse_as_path(value, asn_len) {
-                Some(p) => u.attrs.as_path = Some(p),
-                None => {
-                    withdraw_reason.get_or_insert("malformed AS_PATH");
-                }
-            },
-            // RFC 7606 §7.3
-            NEXT_HOP => match value {
-                [a, b, c, d] => u.attrs.next_hop = Some(Ipv4Addr::new(*a, *b, *c, *d)),
-                _ => {
-                    withdraw_reason.get_or_insert("malformed NEXT_HOP");
-                }
-            },
-            // RFC 7606 §7.4
-            MED => match value.len() {
-                4 => u.attrs.med = Some(be32(value)),
-                _ => {
-                    withdraw_reason.get_or_insert("malformed MULTI_EXIT_DISC");
-                }
-            },
-            // RFC 7606 §7.5: from an external peer it is discarded.
-            LOCAL_PREF => {
-                if !ctx.ibgp {
-                    u.discarded.push(code);
-                } else if value.len() == 4 {
-                    u.attrs.local_pref = Some(be32(value));
-                } else {
-                    withdraw_reason.get_or_insert("malformed LOCAL_PREF");
-                }
-            }
-            // RFC 7606 §7.6, §7.7, RFC 6793 §6: attribute discard.
-            ATOMIC_AGGREGATE if !value.is_empty() => u.discarded.push(code),
-            AGGREGATOR if value.len() != 2 + asn_len => u.discarded.push(code),
-            AS4_AGGREGATOR if value.len() != 8 => u.discarded.push(code),
-            AS4_PATH => match parse_as_path(value, 4) {
-                Some(p) => u.attrs.as4_path = Some(p),
-                None => u.discarded.push(code),
-            },
-            // RFC 7606 §7.8
-            COMMUNITIES => {
-                if value.is_empty() || value.len() % 4 != 0 {
-                    withdraw_reason.get_or_insert("malformed COMMUNITIES");
-                } else {
-                    u.attrs.communities =
-                        value.chunks_exact(4).map(|c| Community(be32(c))).collect();
-                }
-            }
-            // RFC 8092 §6
-            LARGE_COMMUNITY => {
-                if value.is_empty() || value.len() % 12 != 0 {
-                    withdraw_reason.get_or_insert("malformed LARGE_COMMUNITY");
-                } else {
-                    u.attrs.large_communities = value
-                        .chunks_exact(12)
-                        .map(|c| LargeCommunity {
-                            global: be32(&c[0..4]),
-                            local1: be32(&c[4..8]),
-                            local2: be32(&c[8..12]),
-                        })
-                        .collect();
-                }
-            }
-            // RFC 7606 §7.9, §7.10, §7.14
-            ORIGINATOR_ID if value.len() != 4 => {
-                withdraw_reason.get_or_insert("malformed ORIGINATOR_ID");
-            }
-            CLUSTER_LIST if value.is_empty() || value.len() % 4 != 0 => {
-                withdraw_reason.get_or_insert("malformed CLUSTER_LIST");
-            }
-            EXT_COMMUNITIES if value.is_empty() || value.len() % 8 != 0 => {
-                withdraw_reason.get_or_insert("malformed EXTENDED_COMMUNITIES");
-            }
-            // RFC 4760 §3, RFC 7606 §7.11: a malformed MP_REACH resets the session.
-            MP_REACH => {
-                mp_reach_seen = true;
-                if value.len() < 5 {
-                    return Err(Notification::with_data(
-                        n::code::UPDATE,
-                        n::update::OPTIONAL_ATTR,
-                        whole,
-                    ));
-                }
-                let afi = u16::from_be_bytes([value[0], value[1]]);
-                let nh_len = value[3] as usize;
-                let nh = value.get(4..4 + nh_len).ok_or_else(optional_error)?;
-                let nlri = value.get(5 + nh_len..).ok_or_else(optional_error)?;
-                let Some(family) = Family::from_afi_safi(afi, value[2]) else {
-                    u.other_families += 1;
-                    continue;
-                };
-                u.attrs.mp_next_hop = Some(match (family, nh_len) {
-                    (Family::Ipv4Unicast, 4) => {
-                        IpAddr::V4(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]))
-                    }
-                    (_, 16) | (_, 32) => {
-                        let mut g = [0u8; 16];
-                        g.copy_from_slice(&nh[..16]);
-                        IpAddr::V6(Ipv6Addr::from(g))
-                    }
-                    _ => {
-                        return Err(Notification::with_data(
-                            n::code::UPDATE,
-                            n::update::OPTIONAL_ATTR,
-                            whole,
-                        ))
-                    }
-                });
-                parse_prefixes(nlri, family, &mut announced).map_err(|_| optional_error())?;
-            }
-            MP_UNREACH => {
-                mp_unreach_count += 1;
-                if value.len() < 3 {
-                    return Err(Notification::with_data(
-                        n::code::UPDATE,
-                        n::update::OPTIONAL_ATTR,
-                        whole,
-                    ));
-                }
-                let afi = u16::from_be_bytes([value[0], value[1]]);
-                let Some(family) = Family::from_afi_safi(afi, value[2]) else {
-                    u.other_families += 1;
-                    continue;
-                };
-                let before = u.withdrawn.len();
-                parse_prefixes(&value[3..], family, &mut u.withdrawn)
-                    .map_err(|_| optional_error())?;
-                if u.withdrawn.len() == before {
-                    only_empty_unreach = Some(family);
-                }
-            }
-            _ => {}
+            Verdict::Reset(notif) => return Err(notif),
         }
     }
 
     // RFC 4271 §6.3 / RFC 7606 §3 (d): missing well-known mandatory attributes with NLRI
     // present: treat-as-withdraw.
-    if !announced.is_empty() && withdraw_reason.is_none() {
+    let a = &d.update.attrs;
+    if !d.announced.is_empty() && withdraw_reason.is_none() {
         let v4_classic = !nlri_field.is_empty();
-        if u.attrs.origin.is_none()
-            || u.attrs.as_path.is_none()
-            || (v4_classic && u.attrs.next_hop.is_none())
-        {
+        if a.origin.is_none() || a.as_path.is_none() || (v4_classic && a.next_hop.is_none()) {
             withdraw_reason = Some("missing well-known mandatory attribute");
         }
     }
 
     // RFC 4724 §2: End-of-RIB.
+    let mut u = d.update;
     if body.len() == 4 {
         u.end_of_rib = Some(Family::Ipv4Unicast);
-    } else if wlen == 0 && nlri_field.is_empty() && !mp_reach_seen && mp_unreach_count == 1 {
+    } else if wlen == 0 && nlri_field.is_empty() && !d.mp_reach_seen && d.mp_unreach_count == 1 {
         let only_attr = seen.iter().filter(|s| **s).count() == 1;
         if only_attr {
-            u.end_of_rib = only_empty_unreach;
+            u.end_of_rib = d.empty_unreach;
         }
     }
 
     if let Some(reason) = withdraw_reason {
         u.treat_as_withdraw = Some(reason);
-        u.withdrawn.extend(announced);
+        u.withdrawn.extend(d.announced);
     } else {
-        u.announced = announced;
+        u.announced = d.announced;
     }
     Ok(u)
 }

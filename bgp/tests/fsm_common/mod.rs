@@ -8,21 +8,21 @@ use std::sync::Arc;
 use bgp::codec::open::{Capabilities, Open};
 use bgp::codec::{self, decode, DecodeCtx, Message, Notification};
 use bgp::fsm::{Input, Output};
-use bgp::{Family, PeerConfig, RouteAttrs, RouteTable};
+use bgp::{Family, Identity, PeerConfig, RouteAttrs, RouteTable};
 use bytes::Bytes;
 use ipnet::IpNet;
 
 pub const LOCAL: &str = "10.55.0.11:40000";
 
 pub fn cfg() -> PeerConfig {
-    let mut c = PeerConfig::new(
-        "10.55.0.1".parse().unwrap(),
-        65000,
-        65001,
-        Ipv4Addr::new(10, 55, 0, 11),
-    );
+    let mut c = PeerConfig::new("10.55.0.1".parse().unwrap(), 65000, 65001);
     c.hold_time = 9;
     c
+}
+
+/// The speaker's identity in these tests: router id 10.55.0.11, not restarting.
+pub fn ident() -> Identity {
+    Identity::new(Ipv4Addr::new(10, 55, 0, 11))
 }
 
 pub fn table(prefixes: &[&str]) -> Arc<RouteTable> {

@@ -100,10 +100,11 @@ pub fn attrs() -> RouteAttrs {
     }
 }
 
-/// The speaker's config for a session from node `i` to `peer` (the router): hold 9 (the
-/// peers offer 3, so 3 is negotiated), reconnect backoff 1-2 s.
-pub fn peer_cfg(i: usize, peer: IpAddr, remote_as: u32, local_as: u32) -> PeerConfig {
-    let mut c = PeerConfig::new(peer, remote_as, local_as, Lab::node_v4(i));
+/// The speaker's config for a session to `peer` (the router): hold 9 (the peers offer 3, so
+/// 3 is negotiated), reconnect backoff 1-2 s. The router id is the node's
+/// ([`Node::start_with`]).
+pub fn peer_cfg(peer: IpAddr, remote_as: u32, local_as: u32) -> PeerConfig {
+    let mut c = PeerConfig::new(peer, remote_as, local_as);
     c.hold_time = 9;
     c.connect_retry_min = Duration::from_secs(1);
     c.connect_retry_max = Duration::from_secs(2);
@@ -128,7 +129,8 @@ impl Node {
     }
 
     /// [`Node::start`] with a speaker config (e.g. a listener for passive peers).
-    pub fn start_with(lab: &Lab, i: usize, cfg: SpeakerConfig) -> Node {
+    pub fn start_with(lab: &Lab, i: usize, mut cfg: SpeakerConfig) -> Node {
+        cfg.router_id.get_or_insert(Lab::node_v4(i));
         let rt = lab.nodes[i].runtime();
         let sp = rt.block_on(Speaker::start(cfg)).expect("speaker starts");
         sp.announce([v4_prefix(i), v6_prefix(i)], attrs());

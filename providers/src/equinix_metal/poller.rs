@@ -250,20 +250,27 @@ fn summary(d: &Discovery) -> String {
                 "{} AS{}{}{}",
                 p.address,
                 p.remote_as,
-                if p.multihop { " multihop" } else { "" },
+                if p.is_multihop() { " multihop" } else { "" },
                 if p.password.is_some() { " md5" } else { "" }
             )
         })
         .collect();
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let source = |v4: bool| {
+        d.peers
+            .iter()
+            .find(|p| p.address.is_ipv4() == v4)
+            .and_then(|p| p.source)
+            .map(|a| a.to_string())
+    };
     format!(
         "{} peers [{}], local AS {}, router id {}, source {} / {}",
         d.peers.len(),
         peers.join(", "),
-        opt(d.local_as.map(|a| a.to_string())),
+        opt(d.peers.first().map(|p| p.local_as.to_string())),
         opt(d.router_id.map(|a| a.to_string())),
-        opt(d.source.map(|a| a.to_string())),
-        opt(d.source_v6.map(|a| a.to_string())),
+        opt(source(true)),
+        opt(source(false)),
     )
 }
 
@@ -287,18 +294,14 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::{DiscoveredPeer, BGP_PORT};
+    use crate::PeerConfig;
 
     fn discovery(peer_as: u32) -> Discovery {
         Discovery {
-            peers: vec![DiscoveredPeer {
-                address: "169.254.255.1".parse().unwrap(),
-                remote_as: peer_as,
-                password: None,
-                multihop: true,
-                port: BGP_PORT,
+            peers: vec![PeerConfig {
+                ttl: Some(255),
+                ..PeerConfig::new("169.254.255.1".parse().unwrap(), peer_as, 65000)
             }],
-            local_as: Some(65000),
             ..Discovery::default()
         }
     }

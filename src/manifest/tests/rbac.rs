@@ -62,7 +62,7 @@ fn rule(
 #[test]
 fn rbac_is_least_privilege_for_each_mode() {
     let svc = vec![
-        rule("", "", "services", &[], &["list", "watch"]),
+        rule("", "", "services", &[], &["get", "list", "watch", "patch"]),
         rule("", "", "services/status", &[], &["patch"]),
         rule(
             "",
@@ -72,6 +72,22 @@ fn rbac_is_least_privilege_for_each_mode() {
             &["list", "watch"],
         ),
         rule("", "", "endpoints", &[], &["list", "watch"]),
+        rule("", "", "events", &[], &["create"]),
+        // Address claims, and kube-vip-cloud-provider's ConfigMap (that one object only).
+        rule(
+            "kube-system",
+            "coordination.k8s.io",
+            "leases",
+            &[],
+            &["get", "list", "watch", "create", "update", "delete"],
+        ),
+        rule(
+            "kube-system",
+            "",
+            "configmaps",
+            &["kubevip"],
+            &["get", "list", "watch"],
+        ),
     ];
     // BGP with static peers and the control-plane VIP: no API access at all.
     assert_eq!(rbac_rules(BGP_CP), vec![]);
@@ -130,7 +146,9 @@ fn rbac_is_least_privilege_for_each_mode() {
     want.extend(lease(&["plndr-cp-lock", "plndr-svcs-lock"]));
     assert_eq!(rbac_rules(&[ARP_CP, &["--services"]].concat()), want);
     // svc_election: a Lease per Service where the Service is, names unknown in advance.
-    let mut want = svc.clone();
+    let (cluster, kube_system): (Vec<_>, Vec<_>) =
+        svc.iter().cloned().partition(|r| r.0.is_empty());
+    let mut want = cluster;
     want.push(rule(
         "",
         "coordination.k8s.io",
@@ -138,6 +156,7 @@ fn rbac_is_least_privilege_for_each_mode() {
         &[],
         &["get", "list", "watch", "create", "update"],
     ));
+    want.extend(kube_system);
     want.extend(lease(&["plndr-cp-lock"]));
     assert_eq!(
         rbac_rules(&[ARP_CP, &["--services", "--servicesElection"]].concat()),
@@ -152,10 +171,10 @@ fn rbac_is_least_privilege_for_each_mode() {
         "--bgppeers",
         "10.0.0.1:65000::false",
     ]);
-    assert!(
-        got.iter().all(|r| r.0 == "web") && got.len() == 4,
-        "{got:?}"
-    );
+    // (Only the claims and the pool ConfigMap stay where they are.)
+    let (web, other): (Vec<_>, Vec<_>) = got.iter().partition(|r| r.0 == "web");
+    assert!(web.len() == 5 && other.len() == 2, "{got:?}");
+    assert!(other.iter().all(|r| r.0 == "kube-system"), "{got:?}");
     // Peers from node annotations (BGP): read Nodes, nothing else.
     let nodes = vec![rule("", "", "nodes", &[], &["get", "list", "watch"])];
     assert_eq!(

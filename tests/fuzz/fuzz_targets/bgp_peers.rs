@@ -3,12 +3,16 @@
 //! `vipr manager` reads it from the environment. Oracle: no panic; a secret never appears
 //! in an error; accepted peers are distinct and have an AS.
 #![no_main]
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 #[path = "../../../src/config/mod.rs"]
 mod config;
-#[path = "../../../src/vips.rs"]
-mod vips;
+#[path = "../../../src/lb/kinds.rs"]
+mod lb;
+#[path = "../../../src/model.rs"]
+mod model;
+#[path = "../../../src/ipam/mod.rs"]
+mod ipam;
 
 use config::{keys, Config, Layers, Origin};
 use libfuzzer_sys::fuzz_target;

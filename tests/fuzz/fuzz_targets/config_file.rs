@@ -2,12 +2,16 @@
 //! `Layers::add_yaml` and the typed parse `Config::from_layers`. Oracle: no panic, and
 //! every error prints.
 #![no_main]
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 #[path = "../../../src/config/mod.rs"]
 mod config;
-#[path = "../../../src/vips.rs"]
-mod vips;
+#[path = "../../../src/lb/kinds.rs"]
+mod lb;
+#[path = "../../../src/model.rs"]
+mod model;
+#[path = "../../../src/ipam/mod.rs"]
+mod ipam;
 
 use config::{Config, Layers};
 use libfuzzer_sys::fuzz_target;

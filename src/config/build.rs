@@ -1,0 +1,495 @@
+//! The sections of [`Config`] from the layers, one builder per section, each checking its
+//! own settings and the conflicts between them. Defaults are kube-vip's.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bgp::{Community, GracefulRestart, LargeCommunity, RouteAttrs};
+
+use super::peers::{self, parse_asn, BfdSpec};
+use super::reader::Reader;
+use super::source::Layers;
+use super::*;
+
+/// The whole configuration.
+pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
+    let r = Reader { layers };
+    let node = node(&r, hostname)?;
+    let control_plane = control_plane(&r)?;
+    let vips = vips(&r)?;
+    let services = services(&r)?;
+    if !control_plane.enabled && !services.enabled && vips.static_vips.is_empty() {
+        return Err(ConfigError::Conflict(
+            "nothing to serve: set cp_enable=true, svc_enable=true or vipr_static_vips".into(),
+        ));
+    }
+    let bgp = bgp(&r)?;
+    let peer_source = peer_source(&r)?;
+    if node.mode == Mode::Bgp && bgp.peers.is_empty() && peer_source == PeerSource::Static {
+        return Err(ConfigError::Conflict(
+            "bgp_enable=true needs peers: bgp_peers, bgp_peeraddress, annotation or vipr_peers_from".into(),
+        ));
+    }
+    if node.mode == Mode::Arp && r.raw("vip_interface").is_none() {
+        return Err(ConfigError::Conflict(
+            "vip_arp=true needs vip_interface: the interface facing the clients that must learn the VIP's MAC".into(),
+        ));
+    }
+    Ok(Config {
+        node,
+        vips,
+        control_plane,
+        services,
+        bgp,
+        peer_source,
+        arp: arp(&r)?,
+        lb: lb(&r)?,
+        http: http(&r)?,
+        log: LogSettings {
+            level: r
+                .parse("vip_loglevel", log_level)?
+                .unwrap_or(LogLevel::Info),
+        },
+    })
+}
+
+fn ip(s: &str) -> Result<IpAddr, String> {
+    s.parse().map_err(|_| "not an IP address".to_string())
+}
+
+fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse().map_err(|_| "not an IPv4 address".to_string())
+}
+
+/// `HOST:PORT`, or kube-vip's `:PORT` for all addresses.
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    s.parse()
+        .map_err(|_| "expected HOST:PORT, e.g. :2112 or 127.0.0.1:2112".to_string())
+}
+
+/// kube-vip's vip_loglevel is a logrus level number (0 panic … 5 debug, 6 trace).
+fn log_level(s: &str) -> Result<LogLevel, String> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "0" | "1" | "2" | "error" | "panic" | "fatal" => LogLevel::Error,
+        "3" | "warn" | "warning" => LogLevel::Warn,
+        "4" | "info" => LogLevel::Info,
+        "5" | "debug" => LogLevel::Debug,
+        "6" | "trace" => LogLevel::Trace,
+        _ => return Err("expected 0-6 or error, warn, info, debug, trace".into()),
+    })
+}
+
+fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
+    let arp = r.bool("vip_arp", false)?;
+    let bgp_enable = r.bool("bgp_enable", false)?;
+    let mode = match (bgp_enable, arp) {
+        (true, true) => {
+            return Err(ConfigError::Conflict(format!(
+                "{} and {} are mutually exclusive: choose one mode",
+                r.show("vip_arp"),
+                r.show("bgp_enable")
+            )))
+        }
+        (true, false) => Mode::Bgp,
+        (false, true) => Mode::Arp,
+        (false, false) => {
+            return Err(ConfigError::Conflict(
+                "no mode: set bgp_enable=true (or vip_arp=true for the ARP/NDP fallback)".into(),
+            ))
+        }
+    };
+    let log_json = r
+        .choice("vipr_log_format", &[("text", false), ("json", true)])?
+        .unwrap_or(false);
+    Ok(NodeSettings {
+        mode,
+        name: r.string("vip_nodename", hostname),
+        state_dir: PathBuf::from(r.string("vipr_state_dir", "/run/vipr")),
+        kubeconfig: PathBuf::from(r.string("k8s_config_file", "/etc/kubernetes/admin.conf")),
+        log_json,
+    })
+}
+
+fn vips(r: &Reader) -> Result<VipSettings, ConfigError> {
+    let (subnet_v4, subnet_v6) = r
+        .parse("vip_subnet", |v| {
+            let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+            let v4 = parts[0].parse::<u8>().ok().filter(|n| (1..=32).contains(n));
+            let v6 = parts
+                .get(1)
+                .map(|p| p.parse::<u8>().ok().filter(|n| (1..=128).contains(n)));
+            match (v4, v6) {
+                (Some(a), None) => Ok((a, 128)),
+                (Some(a), Some(Some(b))) if parts.len() == 2 => Ok((a, b)),
+                _ => Err("expected 1..=32 or 1..=32,1..=128".to_string()),
+            }
+        })?
+        .unwrap_or((32, 128));
+    Ok(VipSettings {
+        interface: r.string("vip_interface", "lo"),
+        subnet_v4,
+        subnet_v6,
+        static_vips: r.list("vipr_static_vips", ip)?,
+    })
+}
+
+fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
+    let addr_key = if r.raw("address").is_some() {
+        "address"
+    } else {
+        "vip_address"
+    };
+    // Both names are checked: a bad legacy value is an error even next to `address`.
+    let vips = r.list(addr_key, ip)?;
+    r.list("vip_address", ip)?;
+    let enabled = r.bool("cp_enable", false)?;
+    if enabled && vips.is_empty() {
+        return Err(ConfigError::Conflict(
+            "cp_enable=true needs address (the control-plane VIP)".into(),
+        ));
+    }
+    let period = r.secs("control_plane_health_check_period_seconds", 5, 1, 3600)?;
+    let timeout = r.secs("control_plane_health_check_timeout_seconds", 3, 1, 3600)?;
+    let failure_threshold = r.num(
+        "control_plane_health_check_failure_threshold",
+        3u32,
+        1,
+        1000,
+    )?;
+    let url = r.parse("control_plane_health_check_address", |url| {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url.to_string())
+        } else {
+            Err("expected an http:// or https:// URL".to_string())
+        }
+    })?;
+    Ok(ControlPlane {
+        enabled,
+        vips,
+        port: r.num("port", 6443u16, 1, 65535)?,
+        health: url.map(|url| HealthCheck {
+            url,
+            period,
+            timeout,
+            failure_threshold,
+        }),
+    })
+}
+
+fn services(r: &Reader) -> Result<ServiceSettings, ConfigError> {
+    let pools = r
+        .parse("vipr_pools", |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .enumerate()
+                .map(|(i, e)| {
+                    crate::ipam::pools::parse_pool(e, i + 1)
+                        .map_err(|why| format!("pool #{}: {why}", i + 1))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })?
+        .unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    for p in &pools {
+        if !names.insert(&p.name) {
+            return Err(r.err("vipr_pools", format!("two pools named {:?}", p.name)));
+        }
+    }
+    let configmap = if r.present("vipr_pool_configmap") && r.raw("vipr_pool_configmap").is_none() {
+        None // set to "": no ConfigMap
+    } else {
+        Some(
+            r.parse("vipr_pool_configmap", |v| match v.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                    Ok((ns.to_string(), name.to_string()))
+                }
+                _ => Err("expected namespace/name, e.g. kube-system/kubevip".to_string()),
+            })?
+            .unwrap_or(("kube-system".into(), "kubevip".into())),
+        )
+    };
+    Ok(ServiceSettings {
+        enabled: r.bool("svc_enable", false)?,
+        filter: ServiceFilter {
+            namespace: r.opt_string("svc_namespace"),
+            class_only: r.bool("lb_class_only", false)?,
+            class_name: r.string("lb_class_name", "kube-vip.io/kube-vip-class"),
+        },
+        pools,
+        pools_required: r.bool("vipr_pools_required", false)?,
+        pool_configmap: configmap,
+        claims_namespace: r.string("vipr_claims_namespace", "kube-system"),
+    })
+}
+
+fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
+    let hold_time = r.num("bgp_hold_time", 30u16, 0, 65535)?;
+    if hold_time == 1 || hold_time == 2 {
+        return Err(r.err(
+            "bgp_hold_time",
+            "must be 0 or at least 3 seconds (RFC 4271)",
+        ));
+    }
+    let keepalive = r.num("bgp_keepalive_interval", 10u16, 0, 21845)?;
+    if hold_time > 0 && keepalive >= hold_time {
+        return Err(r.err(
+            "bgp_keepalive_interval",
+            format!("must be less than bgp_hold_time ({hold_time})"),
+        ));
+    }
+    let bfd = r
+        .parse("vipr_bfd", |v| BfdSpec::parse(v, BfdSpec::default()))?
+        .unwrap_or_default();
+    let gr_time = r.num("vipr_graceful_restart_time", 120u16, 1, 4095)?;
+    let defaults = PeerDefaults {
+        hold_time,
+        keepalive: Some(keepalive).filter(|k| *k > 0),
+        bfd: bfd.to_config(),
+        // F bit: the data plane (VIPs on the node, IPVS) survives a restart of vipr.
+        graceful_restart: r
+            .bool("vipr_graceful_restart", false)?
+            .then_some(GracefulRestart {
+                restart_time: gr_time,
+                forwarding_preserved: true,
+            }),
+    };
+    let local_as = r.parse("bgp_as", parse_asn)?.unwrap_or(65000);
+    let mut peers = r
+        .parse("bgp_peers", |v| {
+            peers::parse_peers(v, local_as, bfd, &defaults)
+        })?
+        .unwrap_or_default();
+    let legacy_as = r.parse("bgp_peeras", parse_asn)?.unwrap_or(65000);
+    let legacy_pass = r.parse("bgp_peerpass", |v| Ok(bgp::Secret::new(v)))?;
+    let legacy_multihop = r.bool("bgp_multihop", false)?;
+    if let Some(addr) = r.parse("bgp_peeraddress", ip)? {
+        if peers.iter().any(|p| p.address == addr) {
+            return Err(r.err("bgp_peeraddress", "this peer is also in bgp_peers"));
+        }
+        let p = peers::peer(
+            addr,
+            legacy_as,
+            local_as,
+            legacy_pass,
+            legacy_multihop,
+            179,
+            if legacy_multihop { None } else { defaults.bfd },
+            &defaults,
+        );
+        p.validate()
+            .map_err(|e| r.err("bgp_peerpass", format!("{}: {}", e.field, e.reason)))?;
+        peers.push(p);
+    }
+    let source_ip = r.parse("bgp_sourceip", ip)?;
+    let source_if = r.opt_string("bgp_sourceif");
+    let source = match (source_ip, source_if) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Conflict(
+                "bgp_sourceip and bgp_sourceif are mutually exclusive".into(),
+            ))
+        }
+        (Some(a), None) => Some(SessionSource::Address(a)),
+        (None, Some(i)) => Some(SessionSource::Interface(i)),
+        (None, None) => None,
+    };
+    let router_id = match (
+        r.parse("bgp_routerid", |v| {
+            let id = ipv4(v)?;
+            bgp::config::check_router_id(id)
+                .map(|()| id)
+                .map_err(str::to_string)
+        })?,
+        r.opt_string("bgp_routerinterface"),
+    ) {
+        (Some(id), _) => RouterId::Fixed(id),
+        (None, Some(i)) => RouterId::Interface(i),
+        (None, None) => RouterId::Auto,
+    };
+    let u32_value = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| "expected 0..=4294967295".to_string())
+    };
+    Ok(BgpSettings {
+        local_as,
+        router_id,
+        source,
+        peers,
+        defaults,
+        listen: r.parse("vipr_bgp_listen", listen_addr)?,
+        attrs: RouteAttrs {
+            med: r.parse("vipr_med", u32_value)?,
+            local_pref: r.parse("vipr_local_pref", u32_value)?,
+            communities: r.list("vipr_communities", |s| {
+                s.parse::<Community>().map_err(|e| e.to_string())
+            })?,
+            large_communities: r.list("vipr_large_communities", |s| {
+                s.parse::<LargeCommunity>().map_err(|e| e.to_string())
+            })?,
+            next_hop: None,
+        },
+        drain: Some(r.secs("vipr_drain_seconds", 0, 0, 3600)?).filter(|d| !d.is_zero()),
+    })
+}
+
+fn peer_source(r: &Reader) -> Result<PeerSource, ConfigError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum From {
+        Static,
+        Metal,
+        Annotations,
+    }
+    let packet = r.bool("vip_packet", false)?;
+    let from = r.choice(
+        "vipr_peers_from",
+        &[
+            ("static", From::Static),
+            ("equinix-metal", From::Metal),
+            ("annotations", From::Annotations),
+        ],
+    )?;
+    let annotation = r.opt_string("annotation");
+    let url = r.string(
+        "vipr_metadata_url",
+        "https://metadata.platformequinix.com/metadata",
+    );
+    let interval = r.secs("vipr_metadata_interval", 60, 1, 86400)?;
+    if packet && from.is_some_and(|f| f != From::Metal) {
+        return Err(ConfigError::Conflict(format!(
+            "{} and {} contradict each other: vip_packet means peers from the Equinix Metal metadata",
+            r.show("vip_packet"),
+            r.show("vipr_peers_from")
+        )));
+    }
+    let from = from.unwrap_or(if packet {
+        From::Metal
+    } else if annotation.is_some() {
+        From::Annotations
+    } else {
+        From::Static
+    });
+    match (from, annotation) {
+        (From::Annotations, Some(prefix)) => Ok(PeerSource::Annotations { prefix }),
+        (From::Annotations, None) => Err(r.err(
+            "vipr_peers_from",
+            "annotations needs annotation=<prefix>, e.g. metal.equinix.com",
+        )),
+        (From::Metal, Some(_)) => Err(ConfigError::Conflict(format!(
+            "{} and peers from the Equinix Metal metadata ({}) exclude each other: choose one peer source",
+            r.show("annotation"),
+            if packet { r.show("vip_packet") } else { r.show("vipr_peers_from") }
+        ))),
+        (From::Metal, None) => Ok(PeerSource::EquinixMetal { url, interval }),
+        (From::Static, Some(_)) => Err(ConfigError::Conflict(format!(
+            "{} and {} contradict each other: annotation takes peers from node annotations",
+            r.show("annotation"),
+            r.show("vipr_peers_from")
+        ))),
+        (From::Static, None) => Ok(PeerSource::Static),
+    }
+}
+
+fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
+    let lease_duration = r.secs_frac("vip_leaseduration", 15.0, 1.0, 3600.0)?;
+    let renew_deadline = r.secs_frac("vip_renewdeadline", 10.0, 0.1, 3600.0)?;
+    let retry_period = r.secs_frac("vip_retryperiod", 2.0, 0.1, 3600.0)?;
+    // Blame the value the user set (both defaults are consistent).
+    let blame = |a: &'static str, b: &'static str| if r.raw(a).is_some() { a } else { b };
+    if renew_deadline >= lease_duration {
+        let k = blame("vip_renewdeadline", "vip_leaseduration");
+        return Err(r.err(
+            k,
+            format!("vip_renewdeadline ({renew_deadline:?}) must be less than vip_leaseduration ({lease_duration:?})"),
+        ));
+    }
+    if retry_period >= renew_deadline {
+        let k = blame("vip_retryperiod", "vip_renewdeadline");
+        return Err(r.err(
+            k,
+            format!("vip_retryperiod ({retry_period:?}) must be less than vip_renewdeadline ({renew_deadline:?})"),
+        ));
+    }
+    let lease_name = r.string("vip_leasename", "plndr-cp-lock");
+    let namespace = r.string("cp_namespace", "kube-system");
+    let per_service = r.bool("svc_election", false)?;
+    Ok(ArpSettings {
+        rate: Duration::from_millis(r.num("vip_arpRate", 3000u64, 100, 3_600_000)?),
+        election: r.bool("vip_leaderelection", false)?.then_some(Election {
+            lease_name,
+            namespace,
+            timing: Timing {
+                lease_duration,
+                renew_deadline,
+                retry_period,
+            },
+            per_service,
+        }),
+    })
+}
+
+fn lb_backend(s: &str) -> Result<LbBackendAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(LbBackendAddr {
+            ip: a.ip(),
+            port: Some(a.port()),
+        });
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| LbBackendAddr { ip, port: None })
+        .map_err(|_| "not address[:port]".to_string())
+}
+
+fn lb(r: &Reader) -> Result<LbSettings, ConfigError> {
+    use crate::lb::{FwdMethod, Kind, Scheduler};
+    Ok(LbSettings {
+        enabled: r.bool("lb_enable", false)?,
+        port: r.num("lb_port", 6443u16, 1, 65535)?,
+        fwd: r
+            .choice(
+                "lb_fwdmethod",
+                &[
+                    ("local", FwdMethod::Local),
+                    ("masquerade", FwdMethod::Masquerade),
+                    ("tunnel", FwdMethod::Tunnel),
+                    ("directroute", FwdMethod::DirectRoute),
+                ],
+            )?
+            .unwrap_or(FwdMethod::Local),
+        scheduler: r
+            .choice(
+                "vipr_lb_scheduler",
+                &[
+                    ("rr", Scheduler::Rr),
+                    ("wrr", Scheduler::Wrr),
+                    ("lc", Scheduler::Lc),
+                    ("wlc", Scheduler::Wlc),
+                    ("sh", Scheduler::Sh),
+                    ("mh", Scheduler::Mh),
+                ],
+            )?
+            .unwrap_or(Scheduler::Rr),
+        engine: r.choice(
+            "vipr_lb_backend",
+            &[("ipvs", Kind::Ipvs), ("nftables", Kind::Nftables)],
+        )?,
+        backends: r.list("vipr_lb_backends", lb_backend)?,
+        health_interval: r.secs("backend_health_check_interval", 5, 1, 3600)?,
+    })
+}
+
+fn http(r: &Reader) -> Result<HttpSettings, ConfigError> {
+    let addr = match r.parse("prometheus_server", listen_addr)? {
+        Some(a) => Some(a),
+        None if r.present("prometheus_server") => None, // set to "": disabled
+        None => Some(SocketAddr::from(([0, 0, 0, 0], 2112))),
+    };
+    Ok(HttpSettings { addr })
+}

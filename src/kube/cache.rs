@@ -1,0 +1,245 @@
+//! Compact caches fed by watch events: each object is read into the little vipr needs the
+//! moment it arrives (a [`super::services::SvcRecord`], one bit for an endpoint object, a
+//! claim) and the object itself is dropped, so memory follows what vipr uses, not the size
+//! of the objects (a plain reflector keeps every Service and every endpoint whole, with
+//! managedFields). Each event says what it changed, so the caller's work follows the
+//! change. A relist (after a watch expired or at start) is a mark-and-sweep: only objects
+//! that differ, appeared or vanished come out as changes.
+
+use std::collections::{HashMap, HashSet};
+
+use kube::runtime::watcher::Event;
+use kube::ResourceExt;
+
+/// One change: the key (`namespace/name`), the old value and the new one (never equal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<V> {
+    /// `namespace/name` of the object.
+    pub key: String,
+    /// Before.
+    pub old: Option<V>,
+    /// After.
+    pub new: Option<V>,
+}
+
+/// The values read from one kind of object, by `namespace/name`.
+#[derive(Debug)]
+pub struct Cache<V> {
+    items: HashMap<String, V>,
+    /// During a relist: the keys listed so far.
+    relist: Option<HashSet<String>>,
+    /// A complete list has been seen.
+    synced: bool,
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            items: HashMap::new(),
+            relist: None,
+            synced: false,
+        }
+    }
+}
+
+fn key<K: kube::Resource>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+impl<V: PartialEq + Clone> Cache<V> {
+    /// Applies one watch event; `read` turns an object into what is kept (`None`: nothing,
+    /// as if the object were absent). Returns what changed.
+    pub fn apply<K: kube::Resource>(
+        &mut self,
+        ev: Event<K>,
+        read: impl Fn(&K) -> Option<V>,
+    ) -> Vec<Change<V>> {
+        match ev {
+            Event::Apply(o) => self.set(key(&o), read(&o)).into_iter().collect(),
+            Event::Delete(o) => self.set(key(&o), None).into_iter().collect(),
+            Event::Init => {
+                self.relist = Some(HashSet::new());
+                Vec::new()
+            }
+            Event::InitApply(o) => {
+                let k = key(&o);
+                if let Some(seen) = &mut self.relist {
+                    seen.insert(k.clone());
+                }
+                self.set(k, read(&o)).into_iter().collect()
+            }
+            Event::InitDone => {
+                self.synced = true;
+                let Some(seen) = self.relist.take() else {
+                    return Vec::new();
+                };
+                let gone: Vec<String> = self
+                    .items
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                gone.into_iter().filter_map(|k| self.set(k, None)).collect()
+            }
+        }
+    }
+
+    fn set(&mut self, key: String, new: Option<V>) -> Option<Change<V>> {
+        let old = match &new {
+            Some(v) => {
+                if self.items.get(&key) == Some(v) {
+                    return None;
+                }
+                self.items.insert(key.clone(), v.clone())
+            }
+            None => self.items.remove(&key),
+        };
+        if old.is_none() && new.is_none() {
+            return None;
+        }
+        Some(Change { key, old, new })
+    }
+
+    /// A complete list has been seen (the cache is usable).
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Counts as synced without a list (the kind may not be read: going on without it).
+    pub fn assume_synced(&mut self) {
+        self.synced = true;
+    }
+
+    /// One value.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.items.get(key)
+    }
+
+    /// Every value.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.items.values()
+    }
+
+    /// How many objects are kept.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Which Services have a ready endpoint on this node, from the endpoint objects kept as
+/// one entry each (`Some(service)` for a slice, or the Endpoints' own key): a Service may
+/// have several slices, so this counts them.
+#[derive(Debug, Default)]
+pub struct LocalReady {
+    slices: HashMap<String, u32>,
+}
+
+impl LocalReady {
+    /// Applies a change of one endpoint object whose value is the Service it makes ready
+    /// here; returns the Services whose readiness flipped.
+    pub fn apply(&mut self, c: &Change<String>) -> Vec<String> {
+        let mut flipped = Vec::new();
+        if let Some(svc) = &c.old {
+            if let Some(n) = self.slices.get_mut(svc) {
+                *n -= 1;
+                if *n == 0 {
+                    self.slices.remove(svc);
+                    flipped.push(svc.clone());
+                }
+            }
+        }
+        if let Some(svc) = &c.new {
+            let n = self.slices.entry(svc.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                match flipped.iter().position(|f| f == svc) {
+                    Some(i) => {
+                        flipped.remove(i); // moved from one slice to another: no flip
+                    }
+                    None => flipped.push(svc.clone()),
+                }
+            }
+        }
+        flipped
+    }
+
+    /// Whether the Service has a ready endpoint here.
+    pub fn has(&self, svc: &str) -> bool {
+        self.slices.contains_key(svc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(name: &str, v: &str) -> ConfigMap {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "ns", "name": name}, "data": {"v": v}
+        }))
+        .unwrap()
+    }
+
+    fn read(c: &ConfigMap) -> Option<String> {
+        c.data.as_ref()?.get("v").filter(|v| !v.is_empty()).cloned()
+    }
+
+    #[test]
+    fn changes_only_when_the_kept_value_changes_and_relists_sweep() {
+        let mut c: Cache<String> = Cache::default();
+        assert_eq!(c.apply(Event::Apply(cm("a", "1")), read).len(), 1);
+        assert!(
+            c.apply(Event::Apply(cm("a", "1")), read).is_empty(),
+            "same value"
+        );
+        assert!(
+            c.apply(Event::Apply(cm("b", "")), read).is_empty(),
+            "nothing kept"
+        );
+        assert_eq!(c.apply(Event::Apply(cm("b", "2")), read).len(), 1);
+        // Relist: a unchanged, b gone, c new.
+        assert!(c.apply(Event::<ConfigMap>::Init, read).is_empty());
+        assert!(c.apply(Event::InitApply(cm("a", "1")), read).is_empty());
+        assert_eq!(
+            c.apply(Event::InitApply(cm("c", "3")), read),
+            vec![Change {
+                key: "ns/c".into(),
+                old: None,
+                new: Some("3".into())
+            }]
+        );
+        assert!(!c.synced());
+        assert_eq!(
+            c.apply(Event::<ConfigMap>::InitDone, read),
+            vec![Change {
+                key: "ns/b".into(),
+                old: Some("2".into()),
+                new: None
+            }]
+        );
+        assert!(c.synced());
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.apply(Event::Delete(cm("a", "1")), read).len(), 1);
+        assert!(c.get("ns/a").is_none());
+    }
+
+    #[test]
+    fn local_readiness_counts_slices() {
+        let mut l = LocalReady::default();
+        let ch = |old: Option<&str>, new: Option<&str>| Change {
+            key: "slice".into(),
+            old: old.map(str::to_string),
+            new: new.map(str::to_string),
+        };
+        assert_eq!(l.apply(&ch(None, Some("ns/web"))), vec!["ns/web"]);
+        assert!(
+            l.apply(&ch(None, Some("ns/web"))).is_empty(),
+            "second slice"
+        );
+        assert!(l.apply(&ch(Some("ns/web"), None)).is_empty(), "one left");
+        assert!(l.has("ns/web"));
+        assert_eq!(l.apply(&ch(Some("ns/web"), None)), vec!["ns/web"]);
+        assert!(!l.has("ns/web"));
+    }
+}

@@ -1,0 +1,446 @@
+//! What this node knows of the cluster's Services, and what it derives from them, kept up
+//! to date one event at a time: watch events go into compact caches ([`super::cache`]),
+//! the allocator ([`crate::ipam::state`]) replans the Services a change can affect, and
+//! only the Services that changed get their [`ServiceVip`], status write and jobs derived
+//! again. The outputs are persistent maps (`imbl::OrdMap`): publishing one is a clone that
+//! shares every unchanged entry, and a consumer diffs two snapshots in time proportional to
+//! what changed. So an event costs the objects it touched, not the cluster.
+//!
+//! Pure: events and the time in, snapshots out. `watch.rs` is the async shell.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use imbl::OrdMap;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+
+use super::cache::{Cache, Change, LocalReady};
+use super::claims;
+use super::members::Members;
+use super::services::{
+    endpoints_local, record, service_vip, slice_local, status_change, SvcRecord,
+};
+use super::writer::{Job, StatusWrite};
+use crate::config::ServiceSettings;
+use crate::ipam::configmap::ConfigMapPools;
+use crate::ipam::plan::{Decision, Local, Pools, Write};
+use crate::ipam::state::Allocator;
+use crate::ipam::{Claim, Pending};
+use crate::model::Services;
+
+/// The writes for each Service (`namespace/name`) or claim (`claim/<address>`).
+pub type Jobs = OrdMap<String, Arc<Vec<Job>>>;
+
+/// One pool's use, for `/status` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Its name.
+    pub name: String,
+    /// How many addresses it has.
+    pub size: u128,
+    /// How many are claimed.
+    pub used: usize,
+}
+
+/// What the allocator reports besides the Services it serves: the Services waiting for an
+/// address (and why) and the pools' use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allocations {
+    /// `namespace/name` and why it has no address yet.
+    pub pending: OrdMap<String, Pending>,
+    /// Every pool.
+    pub pools: Vec<PoolUse>,
+}
+
+/// The kinds watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Services.
+    Services,
+    /// EndpointSlices or Endpoints.
+    Endpoints,
+    /// Address claims.
+    Claims,
+    /// kube-vip-cloud-provider's ConfigMap.
+    ConfigMap,
+    /// Member Leases.
+    Members,
+}
+
+/// What one [`Cluster::process`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The Services this node may serve.
+    pub services: bool,
+    /// The writes.
+    pub jobs: bool,
+    /// Pending Services or pool use.
+    pub allocations: bool,
+}
+
+/// The work done so far, for `/metrics` and the tests that keep it proportional.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    /// Services planned by the allocator.
+    pub planned: u64,
+    /// Services whose outputs were derived again.
+    pub derived: u64,
+}
+
+/// The watcher's state.
+pub struct Cluster {
+    node: String,
+    settings: ServiceSettings,
+    services: Cache<SvcRecord>,
+    /// Endpoint objects with a ready endpoint here: the Service they make ready.
+    endpoints: Cache<String>,
+    local: LocalReady,
+    claims: Cache<Claim>,
+    configmap: Cache<BTreeMap<String, String>>,
+    members: Cache<(String, SystemTime)>,
+    alloc: Allocator,
+    /// The Service key each UID has, and the UID that owns each key now.
+    keys: HashMap<String, String>,
+    owner: HashMap<String, String>,
+    decisions: HashMap<String, Decision>,
+    plan_writes: HashMap<String, Vec<Write>>,
+    /// Services whose outputs must be derived again.
+    dirty: HashSet<String>,
+    pool_counts: HashMap<String, usize>,
+    vips: Services,
+    jobs: Jobs,
+    allocations: Allocations,
+    derived: u64,
+}
+
+impl Cluster {
+    /// An empty state for this node and these settings.
+    pub fn new(node: &str, settings: ServiceSettings, local: Local) -> Cluster {
+        let mut c = Cluster {
+            node: node.to_string(),
+            alloc: Allocator::new(Pools::default(), local, settings.filter.namespace.clone()),
+            settings,
+            services: Cache::default(),
+            endpoints: Cache::default(),
+            local: LocalReady::default(),
+            claims: Cache::default(),
+            configmap: Cache::default(),
+            members: Cache::default(),
+            keys: HashMap::new(),
+            owner: HashMap::new(),
+            decisions: HashMap::new(),
+            plan_writes: HashMap::new(),
+            dirty: HashSet::new(),
+            pool_counts: HashMap::new(),
+            vips: Services::default(),
+            jobs: Jobs::default(),
+            allocations: Allocations::default(),
+            derived: 0,
+        };
+        if c.settings.pool_configmap.is_none() {
+            c.configmap.assume_synced();
+        }
+        c.alloc.set_pools(c.pools());
+        c
+    }
+
+    /// A Service event.
+    pub fn service(&mut self, ev: Event<Service>) {
+        let f = self.settings.filter.clone();
+        for ch in self.services.apply(ev, |s| record(s, &f)) {
+            let (old, new) = (ch.old.as_ref(), ch.new.as_ref());
+            if let Some(o) =
+                old.filter(|o| new.is_none_or(|n| n.svc.holder.uid != o.svc.holder.uid))
+            {
+                self.alloc.set_service(&o.svc.holder.uid, None);
+            }
+            if let Some(n) = new {
+                self.keys.insert(n.svc.holder.uid.clone(), ch.key.clone());
+                self.owner.insert(ch.key.clone(), n.svc.holder.uid.clone());
+                self.alloc
+                    .set_service(&n.svc.holder.uid, Some(n.svc.clone()));
+            }
+            self.dirty.insert(ch.key);
+        }
+    }
+
+    fn endpoint_change(&mut self, changes: Vec<Change<String>>) {
+        for ch in changes {
+            self.dirty.extend(self.local.apply(&ch));
+        }
+    }
+
+    /// A core/v1 Endpoints event.
+    pub fn endpoints(&mut self, ev: Event<Endpoints>) {
+        let node = self.node.clone();
+        let ch = self.endpoints.apply(ev, |e| {
+            endpoints_local(e, &node).then(|| {
+                let m = &e.metadata;
+                format!(
+                    "{}/{}",
+                    m.namespace.as_deref().unwrap_or_default(),
+                    m.name.as_deref().unwrap_or_default()
+                )
+            })
+        });
+        self.endpoint_change(ch);
+    }
+
+    /// An EndpointSlice event.
+    pub fn slice(&mut self, ev: Event<EndpointSlice>) {
+        let node = self.node.clone();
+        let ch = self.endpoints.apply(ev, |s| {
+            slice_local(s, &node)
+                .filter(|(_, l)| *l)
+                .map(|(svc, _)| svc)
+        });
+        self.endpoint_change(ch);
+    }
+
+    /// A claim event.
+    pub fn claim(&mut self, ev: Event<Lease>) {
+        for ch in self.claims.apply(ev, claims::from_lease) {
+            if let Some(o) = &ch.old {
+                if let Some(n) = self.pool_counts.get_mut(&o.pool) {
+                    *n = n.saturating_sub(1);
+                }
+                if ch.new.as_ref().is_none_or(|n| n.ip != o.ip) {
+                    self.alloc.set_claim(o.ip, None);
+                }
+            }
+            if let Some(n) = ch.new {
+                *self.pool_counts.entry(n.pool.clone()).or_default() += 1;
+                self.alloc.set_claim(n.ip, Some(n));
+            }
+        }
+    }
+
+    /// A pool ConfigMap event.
+    pub fn configmap(&mut self, ev: Event<ConfigMap>) {
+        if !self
+            .configmap
+            .apply(ev, |c| Some(c.data.clone().unwrap_or_default()))
+            .is_empty()
+        {
+            let p = self.pools();
+            self.alloc.set_pools(p);
+        }
+    }
+
+    /// A member Lease event; true when the members changed.
+    pub fn member(&mut self, ev: Event<Lease>) -> bool {
+        !self
+            .members
+            .apply(ev, |l| {
+                let m = Members::from_leases(std::iter::once(l));
+                m.entries().first().cloned()
+            })
+            .is_empty()
+    }
+
+    /// The live members as last seen.
+    pub fn members(&self) -> Members {
+        Members::from_entries(self.members.values().cloned().collect())
+    }
+
+    /// The kind may not be read: go on without it.
+    pub fn forbidden(&mut self, kind: Kind) {
+        match kind {
+            Kind::Claims => self.claims.assume_synced(),
+            Kind::ConfigMap => self.configmap.assume_synced(),
+            Kind::Members => self.members.assume_synced(),
+            Kind::Services | Kind::Endpoints => {}
+        }
+    }
+
+    /// New facts about this node.
+    pub fn set_local(&mut self, local: Local) {
+        self.alloc.set_local(local);
+    }
+
+    /// Whether every cache needed has been listed.
+    pub fn ready(&self) -> bool {
+        self.services.synced()
+            && self.endpoints.synced()
+            && self.claims.synced()
+            && self.configmap.synced()
+    }
+
+    /// The pools: `vipr_pools`, then the ConfigMap's.
+    fn pools(&self) -> Pools {
+        let configmap = self
+            .settings
+            .pool_configmap
+            .as_ref()
+            .and_then(|(ns, name)| {
+                self.configmap
+                    .get(&format!("{ns}/{name}"))
+                    .map(|d| ConfigMapPools::new(format!("{ns}/{name}"), d.clone()))
+            });
+        Pools {
+            configured: self.settings.pools.clone(),
+            configmap,
+            required: self.settings.pools_required,
+        }
+    }
+
+    /// Plans and derives what the events since the last call changed; says which outputs
+    /// changed.
+    pub fn process(&mut self, now: SystemTime) -> Published {
+        let mut out = Published::default();
+        let r = self.alloc.plan(now);
+        for (uid, key, d, w) in r.services {
+            let key = if key.is_empty() {
+                // Gone: its outputs go, unless its name already belongs to a new Service.
+                match self.keys.remove(&uid) {
+                    Some(k) if self.owner.get(&k) == Some(&uid) => {
+                        self.owner.remove(&k);
+                        k
+                    }
+                    _ => continue,
+                }
+            } else {
+                key
+            };
+            match d {
+                Some(d) => self.decisions.insert(key.clone(), d),
+                None => self.decisions.remove(&key),
+            };
+            if w.is_empty() {
+                self.plan_writes.remove(&key);
+            } else {
+                self.plan_writes.insert(key.clone(), w);
+            }
+            self.dirty.insert(key);
+        }
+        for (ip, w) in r.claims {
+            let key = format!("claim/{ip}");
+            let jobs: Vec<Job> = w.into_iter().map(Job::Plan).collect();
+            out.jobs |= set(
+                &mut self.jobs,
+                key,
+                (!jobs.is_empty()).then(|| Arc::new(jobs)),
+            );
+        }
+        for key in std::mem::take(&mut self.dirty) {
+            let o = self.derive(&key);
+            out.services |= o.services;
+            out.jobs |= o.jobs;
+            out.allocations |= o.allocations;
+        }
+        let pools = self.pool_use();
+        if pools != self.allocations.pools {
+            self.allocations.pools = pools;
+            out.allocations = true;
+        }
+        out
+    }
+
+    /// The outputs of one Service, derived again.
+    fn derive(&mut self, key: &str) -> Published {
+        self.derived += 1;
+        let rec = self.services.get(key);
+        let d = self.decisions.get(key);
+        let vip = match (rec, d) {
+            (Some(r), Some(d)) => service_vip(r, d, self.local.has(key)),
+            _ => None,
+        };
+        let mut jobs: Vec<Job> = Vec::new();
+        if let Some(r) = rec {
+            if let Some(p) = status_change(r, vip.as_ref(), d) {
+                jobs.push(Job::Status(StatusWrite {
+                    namespace: r.svc.holder.namespace.clone(),
+                    name: r.svc.holder.name.clone(),
+                    resource_version: r.resource_version.clone(),
+                    patch: p.to_string(),
+                }));
+            }
+        }
+        if rec.is_some() {
+            if let Some(w) = self.plan_writes.get(key) {
+                jobs.extend(w.iter().cloned().map(Job::Plan));
+            }
+        }
+        let pending = d
+            .filter(|d| d.served.is_empty())
+            .and_then(|d| d.pending.clone());
+        Published {
+            services: set(&mut self.vips, key.to_string(), vip.map(Arc::new)),
+            jobs: set(
+                &mut self.jobs,
+                key.to_string(),
+                (!jobs.is_empty()).then(|| Arc::new(jobs)),
+            ),
+            allocations: set(&mut self.allocations.pending, key.to_string(), pending),
+        }
+    }
+
+    fn pool_use(&self) -> Vec<PoolUse> {
+        let p = self.alloc.pools();
+        let mut all = p.configured.clone();
+        if let Some(c) = &p.configmap {
+            all.extend(c.pools().into_iter().filter_map(|(_, p)| p.ok()));
+        }
+        all.into_iter()
+            .map(|p| PoolUse {
+                used: self.pool_counts.get(&p.name).copied().unwrap_or(0),
+                size: p.size(),
+                name: p.name,
+            })
+            .collect()
+    }
+
+    /// The Services this node may serve.
+    pub fn vips(&self) -> &Services {
+        &self.vips
+    }
+
+    /// The writes.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Pending Services and pool use.
+    pub fn allocations(&self) -> &Allocations {
+        &self.allocations
+    }
+
+    /// The work done so far.
+    pub fn work(&self) -> Work {
+        Work {
+            planned: self.alloc.planned(),
+            derived: self.derived,
+        }
+    }
+
+    /// How many objects of each kind are kept (the rest of the cluster is not).
+    pub fn kept(&self) -> [(Kind, usize); 3] {
+        [
+            (Kind::Services, self.services.len()),
+            (Kind::Endpoints, self.endpoints.len()),
+            (Kind::Claims, self.claims.len()),
+        ]
+    }
+}
+
+/// Sets or removes one entry; true when it changed.
+fn set<V: PartialEq + Clone>(m: &mut OrdMap<String, V>, key: String, v: Option<V>) -> bool {
+    match v {
+        Some(v) => {
+            if m.get(&key) == Some(&v) {
+                return false;
+            }
+            m.insert(key, v);
+            true
+        }
+        None => m.remove(&key).is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! The watcher's state at a tenth of the benchmark's size: the work an event costs follows
+//! the objects it touched (counted, not timed), and only what vipr reads is kept.
+
+use std::time::SystemTime;
+
+use super::*;
+use crate::config::{ServiceFilter, ServiceSettings};
+use crate::ipam::pools::parse_pool;
+
+const N: usize = 1000;
+
+fn settings(pools: &[&str]) -> ServiceSettings {
+    ServiceSettings {
+        enabled: true,
+        filter: ServiceFilter {
+            namespace: None,
+            class_only: false,
+            class_name: "kube-vip.io/kube-vip-class".into(),
+        },
+        pools: pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse_pool(p, i + 1).unwrap())
+            .collect(),
+        pools_required: false,
+        pool_configmap: None,
+        claims_namespace: "kube-system".into(),
+    }
+}
+
+fn address(i: usize) -> String {
+    format!("10.100.{}.{}", i / 250, i % 250 + 1)
+}
+
+fn service(i: usize, addr: Option<&str>) -> Service {
+    let mut annotations = serde_json::json!({});
+    if let Some(a) = addr {
+        annotations = serde_json::json!({"kube-vip.io/loadbalancerIPs": a});
+    }
+    let mut spec = serde_json::json!({"type": "LoadBalancer", "ports": [{"port": 80}]});
+    if i % 10 == 0 {
+        spec["externalTrafficPolicy"] = "Local".into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "default", "name": format!("s{i}"), "uid": format!("u{i}"),
+                     "resourceVersion": "1", "creationTimestamp": format!("2026-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60),
+                     "annotations": annotations},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn endpoints(i: usize, on: &str) -> Endpoints {
+    let addrs: Vec<serde_json::Value> = (0..10)
+        .map(|k| {
+            let node = if k == 0 {
+                on.to_string()
+            } else {
+                format!("worker{k}")
+            };
+            serde_json::json!({"ip": format!("10.244.{}.{}", i % 250, k + 1), "nodeName": node})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "default", "name": format!("s{i}")},
+        "subsets": [{"addresses": addrs}],
+    }))
+    .unwrap()
+}
+
+/// A node that has listed N annotated Services and their Endpoints (one of each Local
+/// Service's ten endpoints on this node for even ones).
+fn synced() -> Cluster {
+    let mut c = Cluster::new("node-a", settings(&[]), Local::default());
+    c.service(Event::Init);
+    c.endpoints(Event::Init);
+    for i in 0..N {
+        c.service(Event::InitApply(service(i, Some(&address(i)))));
+        let on = if i % 20 == 0 { "node-a" } else { "node-b" };
+        c.endpoints(Event::InitApply(endpoints(i, on)));
+    }
+    c.service(Event::InitDone);
+    c.endpoints(Event::InitDone);
+    c.claim(Event::InitDone);
+    assert!(c.ready());
+    c.process(SystemTime::UNIX_EPOCH);
+    c
+}
+
+fn cost(c: &mut Cluster, f: impl FnOnce(&mut Cluster)) -> (u64, u64, usize) {
+    let before = c.work();
+    let vips = c.vips().clone();
+    f(c);
+    c.process(SystemTime::UNIX_EPOCH);
+    let after = c.work();
+    (
+        after.planned - before.planned,
+        after.derived - before.derived,
+        vips.diff(c.vips()).count(),
+    )
+}
+
+#[test]
+fn start_serves_every_service_and_keeps_only_local_endpoints() {
+    let c = synced();
+    // 900 Cluster Services plus the 50 Local ones with an endpoint here.
+    assert_eq!(c.vips().len(), N);
+    let eligible = c.vips().values().filter(|v| v.eligible().is_ok()).count();
+    assert_eq!(eligible, N - N / 10 + N / 20);
+    let kept: HashMap<Kind, usize> = c.kept().into_iter().collect();
+    assert_eq!(kept[&Kind::Services], N);
+    assert_eq!(
+        kept[&Kind::Endpoints],
+        N / 20,
+        "only endpoint objects with an endpoint here"
+    );
+    assert!(c.work().planned >= N as u64);
+}
+
+#[test]
+fn one_service_change_costs_one_service() {
+    let mut c = synced();
+    // Moved to another address.
+    let (planned, derived, changed) = cost(&mut c, |c| {
+        c.service(Event::Apply(service(7, Some("10.150.0.1"))))
+    });
+    assert_eq!((planned, derived, changed), (1, 1, 1));
+    // Written again unchanged (a status write's echo): nothing to plan.
+    let (planned, _, changed) = cost(&mut c, |c| {
+        c.service(Event::Apply(service(7, Some("10.150.0.1"))))
+    });
+    assert_eq!((planned, changed), (0, 0));
+    // Deleted.
+    let (planned, derived, changed) = cost(&mut c, |c| c.service(Event::Delete(service(8, None))));
+    assert_eq!((planned, derived, changed), (1, 1, 1));
+    assert!(c.vips().get("default/s8").is_none());
+}
+
+#[test]
+fn an_endpoint_change_costs_its_service_and_no_plan() {
+    let mut c = synced();
+    // A Local Service's endpoint moves here: eligible now.
+    assert!(c.vips()["default/s10"].eligible().is_err());
+    let (planned, derived, changed) = cost(&mut c, |c| {
+        c.endpoints(Event::Apply(endpoints(10, "node-a")))
+    });
+    assert_eq!((planned, derived, changed), (0, 1, 1));
+    assert!(c.vips()["default/s10"].eligible().is_ok());
+    // Endpoints elsewhere changing: nothing here.
+    let (planned, derived, changed) = cost(&mut c, |c| {
+        c.endpoints(Event::Apply(endpoints(11, "node-c")))
+    });
+    assert_eq!((planned, derived, changed), (0, 0, 0));
+}
+
+#[test]
+fn a_relist_of_the_same_objects_costs_nothing_and_a_missed_delete_is_swept() {
+    let mut c = synced();
+    let (planned, derived, changed) = cost(&mut c, |c| {
+        c.service(Event::Init);
+        for i in 0..N {
+            if i != 3 {
+                c.service(Event::InitApply(service(i, Some(&address(i)))));
+            }
+        }
+        c.service(Event::InitDone);
+    });
+    assert_eq!(
+        (planned, derived, changed),
+        (1, 1, 1),
+        "only s3, deleted while unwatched"
+    );
+    assert!(c.vips().get("default/s3").is_none());
+}
+
+#[test]
+fn allocation_from_a_pool_costs_the_new_service_and_its_claim() {
+    let mut c = Cluster::new(
+        "node-a",
+        settings(&["198.51.100.0/24", "203.0.113.0/24"]),
+        Local::default(),
+    );
+    c.service(Event::InitDone);
+    c.endpoints(Event::InitDone);
+    c.claim(Event::InitDone);
+    for i in 0..300 {
+        c.service(Event::Apply(service(1000 + i, None)));
+    }
+    c.process(SystemTime::UNIX_EPOCH);
+    // 300 claims proposed, all different.
+    let claims: Vec<IpAddr> = c
+        .jobs()
+        .values()
+        .flat_map(|j| j.iter())
+        .filter_map(|j| match j {
+            Job::Plan(Write::Claim { ip, .. }) => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<IpAddr> = claims.iter().copied().collect();
+    assert_eq!((claims.len(), distinct.len()), (300, 300));
+    // The claims appear one by one: each costs its Service only.
+    let before = c.work().planned;
+    for (k, ip) in claims.iter().enumerate() {
+        let holder = crate::ipam::Holder {
+            namespace: "default".into(),
+            name: format!("s{}", 1000 + k),
+            uid: format!("u{}", 1000 + k),
+        };
+        let lease = claims::to_lease("kube-system", *ip, "pool1", &[holder], Some("5".into()));
+        c.claim(Event::Apply(lease));
+        c.process(SystemTime::UNIX_EPOCH);
+    }
+    assert!(
+        c.work().planned - before <= 300,
+        "{}",
+        c.work().planned - before
+    );
+    assert_eq!(c.vips().len(), 300);
+    // A new Service now: one plan.
+    let (planned, _, changed) = cost(&mut c, |c| c.service(Event::Apply(service(2000, None))));
+    assert_eq!(
+        (planned, changed),
+        (1, 0),
+        "claiming first, served once the claim is seen"
+    );
+}
+
+use std::net::IpAddr;

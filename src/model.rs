@@ -1,0 +1,291 @@
+//! The daemon's shared vocabulary, pure data: where a VIP comes from, an address as it sits
+//! on a node interface, the Services the Kubernetes watcher hands over, control-plane
+//! health, the Leases held, and the one decision every shell asks — *is this VIP served on
+//! this node, and if not, why* ([`Serving`], [`HeldBack`]). The reconciler (routes and
+//! addresses), the status writer, the elections, `/status` and `vipr status` all use it;
+//! the shells import this module, not each other.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::config::Mode;
+use crate::ipam::Refusal;
+
+/// Why a VIP is served. A VIP shared by several sources stays until the last one goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VipSource {
+    /// `address` with `cp_enable`.
+    ControlPlane,
+    /// `vipr_static_vips`.
+    Static,
+    /// A Service of type LoadBalancer.
+    Service {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+impl fmt::Display for VipSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VipSource::ControlPlane => f.write_str("control-plane"),
+            VipSource::Static => f.write_str("static"),
+            VipSource::Service { namespace, name } => write!(f, "service/{namespace}/{name}"),
+        }
+    }
+}
+
+/// An address on an interface, as vipr puts it there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NodeAddr {
+    /// The VIP.
+    pub ip: IpAddr,
+    /// Prefix length on the interface (`vip_subnet`).
+    pub prefix_len: u8,
+    /// Interface name.
+    pub interface: String,
+}
+
+impl NodeAddr {
+    /// The host route advertised for this VIP (/32 or /128), whatever its prefix length on the
+    /// interface.
+    pub fn host_route(&self) -> IpNet {
+        IpNet::from(self.ip)
+    }
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} dev {}", self.ip, self.prefix_len, self.interface)
+    }
+}
+
+/// Health of the control plane as the checker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// No check configured: always advertise.
+    NotChecked,
+    /// Configured, no result yet: do not advertise (advertise only after the first success).
+    Unknown,
+    /// Passing.
+    Up,
+    /// Failed `failure_threshold` times in a row.
+    Down,
+}
+
+/// Which Leases this node holds (ARP mode; BGP mode serves without election).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leadership {
+    /// The control-plane Lease (`vip_leasename`).
+    pub control_plane: bool,
+    /// The Lease for all Services (`plndr-svcs-lock`).
+    pub services: bool,
+    /// Per-Service Leases held (`namespace/name`), with `svc_election`.
+    pub per_service: BTreeSet<String>,
+}
+
+/// Where a Service's address came from (status is written only from the first two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressSource {
+    /// `kube-vip.io/loadbalancerIPs`.
+    Annotation,
+    /// `spec.loadBalancerIP`.
+    Spec,
+    /// `status.loadBalancer.ingress` written by another controller (vipr's own status only
+    /// mirrors an annotation or spec, so it never outranks a change of those).
+    Status,
+    /// Allocated by vipr from an address pool.
+    Allocated,
+}
+
+/// One Service vipr may serve, as the Kubernetes watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceVip {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Its VIPs: the addresses it may have (asked for and granted, or allocated).
+    pub ips: Vec<IpAddr>,
+    /// Addresses it asked for that are refused, and why.
+    pub refused: Vec<(IpAddr, Refusal)>,
+    /// Where the addresses came from.
+    pub source: AddressSource,
+    /// `externalTrafficPolicy: Local`: serve only with a local ready endpoint.
+    pub local_only: bool,
+    /// This node has a ready (or, during termination, serving) endpoint.
+    pub local_endpoint: bool,
+    /// The ingress IPs currently in the Service's status.
+    pub status_ips: Vec<IpAddr>,
+}
+
+impl ServiceVip {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether this node may serve the Service at all, before any Lease: with
+    /// `externalTrafficPolicy: Local` only with a ready local endpoint. (In BGP mode this is
+    /// the whole decision; in ARP mode only such nodes compete for a per-Service Lease.)
+    pub fn eligible(&self) -> Result<(), HeldBack> {
+        if self.local_only && !self.local_endpoint {
+            Err(HeldBack::NoLocalEndpoint)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What the Service watcher publishes: every Service this node may serve, by
+/// `namespace/name`. A persistent map: publishing is a clone that shares every entry, and
+/// a consumer diffs two snapshots in time proportional to what changed between them.
+pub type Services = imbl::OrdMap<String, Arc<ServiceVip>>;
+
+/// Why a VIP is not served (or not advertised) on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldBack {
+    /// The control-plane health check has not passed yet.
+    HealthUnknown,
+    /// The control-plane health check is failing.
+    HealthDown,
+    /// ARP mode: another node holds the Lease.
+    NotLeader,
+    /// `externalTrafficPolicy: Local` and no ready endpoint on this node.
+    NoLocalEndpoint,
+    /// The address could not be put on the interface (retried at the next resync).
+    AddFailed(String),
+    /// The Service may not have this address.
+    Refused(Refusal),
+}
+
+impl fmt::Display for HeldBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeldBack::HealthUnknown => f.write_str("waiting for the first successful health check"),
+            HeldBack::HealthDown => f.write_str("control-plane health check failing"),
+            HeldBack::NotLeader => f.write_str("another node holds the lease"),
+            HeldBack::NoLocalEndpoint => {
+                f.write_str("externalTrafficPolicy: Local and no ready endpoint on this node")
+            }
+            HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
+            HeldBack::Refused(r) => write!(f, "refused: {r}"),
+        }
+    }
+}
+
+/// Everything the serving decision depends on besides the VIP itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Serving<'a> {
+    /// BGP or ARP.
+    pub mode: Mode,
+    /// ARP mode with Lease election: `Some(per_service)`; `None` without election.
+    pub election: Option<bool>,
+    /// Control-plane health.
+    pub health: Health,
+    /// The Leases held.
+    pub leadership: &'a Leadership,
+}
+
+impl Serving<'_> {
+    /// Is `ip`, from this source, served here, and if not, why.
+    pub fn decide(
+        &self,
+        source: &VipSource,
+        ip: IpAddr,
+        services: &Services,
+    ) -> Result<(), HeldBack> {
+        match source {
+            VipSource::ControlPlane => self.control_plane(),
+            VipSource::Static => Ok(()),
+            VipSource::Service { namespace, name } => services
+                .get(&format!("{namespace}/{name}"))
+                .map_or(Ok(()), |s| match s.refused.iter().find(|(a, _)| *a == ip) {
+                    Some((_, r)) => Err(HeldBack::Refused(r.clone())),
+                    None => self.service(s),
+                }),
+        }
+    }
+
+    /// The control-plane VIP: health gate, then (ARP with election) the Lease.
+    pub fn control_plane(&self) -> Result<(), HeldBack> {
+        match self.health {
+            Health::NotChecked | Health::Up => {}
+            Health::Unknown => return Err(HeldBack::HealthUnknown),
+            Health::Down => return Err(HeldBack::HealthDown),
+        }
+        if self.election.is_some() && !self.leadership.control_plane {
+            return Err(HeldBack::NotLeader);
+        }
+        Ok(())
+    }
+
+    /// A Service's VIP: in BGP mode its eligibility; in ARP mode the Lease (the Services
+    /// Lease, or the Service's own with `svc_election`), everywhere without election.
+    pub fn service(&self, s: &ServiceVip) -> Result<(), HeldBack> {
+        match (self.mode, self.election) {
+            (Mode::Bgp, _) => s.eligible(),
+            (Mode::Arp, None) => Ok(()),
+            (Mode::Arp, Some(per_service)) => {
+                let held = if per_service {
+                    self.leadership.per_service.contains(&s.key())
+                } else {
+                    self.leadership.services
+                };
+                if held {
+                    Ok(())
+                } else {
+                    Err(HeldBack::NotLeader)
+                }
+            }
+        }
+    }
+}
+
+/// Counters of the work done per event (`vipr_services_planned_total`,
+/// `vipr_services_derived_total`, `vipr_vips_decided_total`): they must follow what
+/// changed, not the size of the cluster.
+#[derive(Debug, Default)]
+pub struct WorkCounts {
+    /// Services planned by the allocator.
+    pub planned: std::sync::atomic::AtomicU64,
+    /// Services whose outputs the watcher derived again.
+    pub derived: std::sync::atomic::AtomicU64,
+    /// VIPs the reconciler decided again.
+    pub decided: std::sync::atomic::AtomicU64,
+}
+
+impl WorkCounts {
+    /// `[planned, derived, decided]`.
+    pub fn snapshot(&self) -> [u64; 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            self.planned.load(Relaxed),
+            self.derived.load(Relaxed),
+            self.decided.load(Relaxed),
+        ]
+    }
+}
+
+/// One VIP as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipState {
+    /// The address.
+    pub address: IpAddr,
+    /// Why it is served.
+    pub sources: Vec<VipSource>,
+    /// Interface it is on, if it is on the node.
+    pub interface: Option<String>,
+    /// Advertised over BGP.
+    pub advertised: bool,
+    /// Held back, and why (e.g. the health check failing).
+    pub held_back: Option<HeldBack>,
+}

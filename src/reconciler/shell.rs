@@ -1,0 +1,268 @@
+//! The reconciler's async shell: owns the node's VIP addresses (through [`AddrManager`]) and
+//! drives the speaker's routes. It follows the configuration sections it reads, health,
+//! Services and leadership, feeds each change to the core, executes the actions, re-reads
+//! the node every [`RESYNC`], and at cancellation withdraws everything (or leaves it for a
+//! restart in place) and removes its addresses.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgp::{RouteTable, ShutdownOptions, Speaker};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Action, Input, Reconciler, Settings};
+use crate::config::{
+    ArpSettings, BgpSettings, ControlPlane, Mode, NodeSettings, ServiceSettings, VipSettings,
+};
+use crate::dataplane::addr::AddrManager;
+use crate::dataplane::announce::Announce;
+use crate::model::{Health, Leadership, NodeAddr, Services};
+
+/// How often the node's addresses are re-read (repairs external changes).
+pub const RESYNC: Duration = Duration::from_secs(10);
+
+/// What the reconciler listens to.
+pub struct Inputs {
+    /// Where VIPs go.
+    pub vips: watch::Receiver<Arc<VipSettings>>,
+    /// The control-plane VIP.
+    pub control_plane: watch::Receiver<Arc<ControlPlane>>,
+    /// Whether Services are served.
+    pub services_cfg: watch::Receiver<Arc<ServiceSettings>>,
+    /// Lease election.
+    pub arp: watch::Receiver<Arc<ArpSettings>>,
+    /// Route attributes and the shutdown drain.
+    pub bgp: watch::Receiver<Arc<BgpSettings>>,
+    /// Control-plane health.
+    pub health: watch::Receiver<Health>,
+    /// Services from Kubernetes (empty without `svc_enable`).
+    pub services: watch::Receiver<Services>,
+    /// Leases held (ARP mode).
+    pub leadership: watch::Receiver<Leadership>,
+}
+
+impl Inputs {
+    fn settings(&mut self, mode: Mode) -> Settings {
+        Settings {
+            mode,
+            vips: self.vips.borrow_and_update().clone(),
+            control_plane: self.control_plane.borrow_and_update().clone(),
+            services: self.services_cfg.borrow_and_update().clone(),
+            arp: self.arp.borrow_and_update().clone(),
+            attrs: self.bgp.borrow_and_update().attrs.clone(),
+        }
+    }
+}
+
+/// What the reconciler drives.
+pub struct Effects {
+    /// VIP addresses on the node.
+    pub addrs: AddrManager,
+    /// Routes.
+    pub speaker: Speaker,
+    /// The status view.
+    pub vips: watch::Sender<super::VipStates>,
+    /// The node's own addresses (not vipr's), read at every resync: never a Service's VIP.
+    pub node_addrs: watch::Sender<Arc<BTreeSet<IpAddr>>>,
+    /// ARP mode: gratuitous ARP / unsolicited NA for VIPs put on the node.
+    pub announce: Option<mpsc::Sender<Announce>>,
+    /// Set by SIGUSR2 (or an upgrade intent): leave routes and VIPs for the next process.
+    pub restart: crate::restart::RestartInPlace,
+    /// Work counters (VIPs decided).
+    pub work: Arc<crate::model::WorkCounts>,
+}
+
+/// Runs the reconciler until cancelled, then withdraws everything (speaker shutdown), removes
+/// vipr's addresses, and returns.
+pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: CancellationToken) {
+    let mut core = Reconciler::new();
+    node_addrs(&fx).await;
+    let observed = fx.addrs.owned().await.unwrap_or_else(|e| {
+        warn!(error = %e, "cannot list addresses");
+        Vec::new()
+    });
+    if !observed.is_empty() {
+        info!(
+            count = observed.len(),
+            "found VIP addresses from an earlier run"
+        );
+    }
+    let mut pending: VecDeque<Action> = VecDeque::new();
+    pending.extend(core.handle(Input::Observed(observed)));
+    pending.extend(core.handle(Input::Health(*i.health.borrow_and_update())));
+    pending.extend(core.handle(Input::Services(i.services.borrow_and_update().clone())));
+    pending.extend(core.handle(Input::Leadership(i.leadership.borrow_and_update().clone())));
+    pending.extend(core.handle(Input::Settings(i.settings(node.mode))));
+    apply(&mut core, pending, &fx).await;
+    let mut tick = tokio::time::interval(RESYNC);
+    tick.tick().await;
+    loop {
+        let actions = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Ok(()) = i.vips.changed() => core.handle(Input::Settings(i.settings(node.mode))),
+            Ok(()) = i.control_plane.changed() => core.handle(Input::Settings(i.settings(node.mode))),
+            Ok(()) = i.services_cfg.changed() => core.handle(Input::Settings(i.settings(node.mode))),
+            Ok(()) = i.arp.changed() => core.handle(Input::Settings(i.settings(node.mode))),
+            Ok(()) = i.bgp.changed() => core.handle(Input::Settings(i.settings(node.mode))),
+            Ok(()) = i.health.changed() => core.handle(Input::Health(*i.health.borrow_and_update())),
+            Ok(()) = i.services.changed() => core.handle(Input::Services(i.services.borrow_and_update().clone())),
+            Ok(()) = i.leadership.changed() => core.handle(Input::Leadership(i.leadership.borrow_and_update().clone())),
+            _ = tick.tick() => {
+                node_addrs(&fx).await;
+                match fx.addrs.owned().await {
+                    Ok(o) => core.handle(Input::Observed(o)),
+                    Err(e) => { warn!(error = %e, "resync failed"); Vec::new() }
+                }
+            }
+        };
+        apply(&mut core, actions.into(), &fx).await;
+    }
+    // Restart in place (BGP mode): sessions closed without NOTIFICATION or withdrawals, VIP
+    // addresses left on the node; the next process picks both up (RFC 4724).
+    if fx.restart.requested() && node.mode == Mode::Bgp {
+        fx.speaker.restart_in_place().await;
+        if let Err(e) = crate::restart::write_marker(&node.state_dir) {
+            warn!(dir = %node.state_dir.display(), error = %e, "cannot record the restart; the next start will not set the Restart State bit");
+        }
+        info!("restarting in place: routes left at the peers, VIP addresses left on the node");
+        return;
+    }
+    // Shutdown: routes first (withdraw + Cease on every session), then addresses.
+    let drain = i.bgp.borrow().drain;
+    fx.speaker
+        .shutdown(ShutdownOptions {
+            message: format!("vipr on {} shutting down", node.name),
+            drain,
+        })
+        .await;
+    let actions = core.handle(Input::Shutdown);
+    apply(&mut core, actions.into(), &fx).await;
+    for a in core.owned() {
+        if let Err(e) = fx.addrs.remove(&a).await {
+            warn!(address = %a, error = %e, "cannot remove VIP address");
+        }
+    }
+    fx.addrs.compact();
+    info!("all routes withdrawn and VIP addresses removed");
+}
+
+/// The result of one address addition, fed back to the core.
+async fn added(
+    core: &mut Reconciler,
+    n: NodeAddr,
+    r: Result<bool, crate::error::DataplaneError>,
+    fx: &Effects,
+) -> Vec<Action> {
+    match r {
+        Ok(owned) => {
+            info!(address = %n, owned, "VIP on the node");
+            if let Some(tx) = &fx.announce {
+                let _ = tx.send(Announce::Up(n.clone())).await;
+            }
+            core.handle(Input::Added { addr: n, owned })
+        }
+        Err(e) => {
+            warn!(address = %n, error = %e, "cannot add VIP address; retrying at the next resync");
+            core.handle(Input::AddFailed(n, e.to_string()))
+        }
+    }
+}
+
+/// Publishes the node's own addresses when they changed.
+async fn node_addrs(fx: &Effects) {
+    match fx.addrs.global_addrs().await {
+        Ok(a) => {
+            let set: BTreeSet<IpAddr> = a.into_iter().map(|(ip, _)| ip).collect();
+            fx.node_addrs.send_if_modified(|cur| {
+                let changed = **cur != set;
+                if changed {
+                    *cur = Arc::new(set);
+                }
+                changed
+            });
+        }
+        Err(e) => warn!(error = %e, "cannot list the node's addresses"),
+    }
+}
+
+/// How many address additions run at once (one netlink request each).
+const ADDS_AT_ONCE: usize = 128;
+
+/// Executes actions, feeding each result back into the core until nothing is left. Address
+/// additions run concurrently; route tables coalesce (only the newest is handed to the
+/// speaker), but always before an address is removed, so a route is withdrawn before its
+/// address goes.
+async fn apply(core: &mut Reconciler, mut queue: VecDeque<Action>, fx: &Effects) {
+    let mut routes: Option<RouteTable> = None;
+    let flush_routes = |routes: &mut Option<RouteTable>| {
+        if let Some(t) = routes.take() {
+            fx.speaker.set_routes(t);
+        }
+    };
+    while let Some(a) = queue.pop_front() {
+        let more = match a {
+            Action::Add(n) => {
+                let mut batch = vec![n];
+                while batch.len() < ADDS_AT_ONCE {
+                    match queue.front() {
+                        Some(Action::Add(_)) => {
+                            if let Some(Action::Add(n)) = queue.pop_front() {
+                                batch.push(n);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                let results =
+                    futures::future::join_all(batch.iter().map(|n| fx.addrs.add(n))).await;
+                let mut more = Vec::new();
+                for (n, r) in batch.into_iter().zip(results) {
+                    more.extend(added(core, n, r, fx).await);
+                }
+                // Routes for what is on the node so far: the router learns them while the
+                // next batch goes on.
+                let (tables, more): (Vec<Action>, Vec<Action>) = more
+                    .into_iter()
+                    .partition(|a| matches!(a, Action::Routes(_)));
+                if let Some(Action::Routes(t)) = tables.into_iter().last() {
+                    // The newest table: any still queued was emitted before it.
+                    queue.retain(|a| !matches!(a, Action::Routes(_)));
+                    routes = Some(t);
+                }
+                flush_routes(&mut routes);
+                more
+            }
+            Action::Remove(n) => {
+                flush_routes(&mut routes);
+                if let Some(tx) = &fx.announce {
+                    let _ = tx.send(Announce::Down(n.clone())).await;
+                }
+                match fx.addrs.remove(&n).await {
+                    Ok(()) => {
+                        info!(address = %n, "VIP removed from the node");
+                        core.handle(Input::Removed(n))
+                    }
+                    Err(e) => {
+                        warn!(address = %n, error = %e, "cannot remove VIP address");
+                        Vec::new()
+                    }
+                }
+            }
+            Action::Routes(t) => {
+                routes = Some(t);
+                Vec::new()
+            }
+        };
+        queue.extend(more);
+    }
+    flush_routes(&mut routes);
+    fx.addrs.flush();
+    fx.vips.send_replace(core.status());
+    fx.work
+        .decided
+        .store(core.decided(), std::sync::atomic::Ordering::Relaxed);
+}

@@ -1,0 +1,157 @@
+//! What an event costs, at a tenth of `labs/bench-scale.sh`'s size, against a real
+//! kube-apiserver 1.20.2 and BIRD: 1 000 LoadBalancer Services (addresses in
+//! `kube-vip.io/loadbalancerIPs`, every tenth `externalTrafficPolicy: Local`) with 10
+//! endpoints each, created by `labs/k8s/scale.py`, then one vipr node.
+//!
+//! Counted, never timed (vipr's own counters on /metrics): once every route is at BIRD,
+//! moving one Service to another address costs a handful of Services planned and derived
+//! and VIPs decided (the move and the echo of its status write), and moving one Local
+//! Service's endpoints onto the node costs that Service alone, whatever the number of
+//! Services.
+//! A full recomputation would cost a thousand of each.
+
+mod daemon_common;
+mod k8s_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use daemon_common::*;
+use k8s_common::*;
+use serde_json::json;
+use testbed::{Bird, Lab};
+
+const N: usize = 1000;
+/// Whatever one event costs must stay under this: a small constant, not a share of N.
+const FEW: u64 = 8;
+
+fn scale_py(lab: &Lab, args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/labs/k8s/scale.py");
+    let mut a = vec!["python3", script];
+    a.extend_from_slice(args);
+    let out = lab.router.run(&a);
+    assert!(
+        out.status.success(),
+        "scale.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn work(lab: &Lab) -> BTreeMap<String, u64> {
+    let (_, body) = http_get(&lab.nodes[0], "127.0.0.1:2112", "/metrics").expect("/metrics");
+    let wanted = [
+        "vipr_services_planned_total",
+        "vipr_services_derived_total",
+        "vipr_vips_decided_total",
+    ];
+    body.lines()
+        .filter_map(|l| {
+            let (name, v) = l.split_once(' ')?;
+            let v: u64 = v.trim().parse().ok()?;
+            wanted.contains(&name).then(|| (name.to_string(), v))
+        })
+        .collect()
+}
+
+/// The counters once they stop moving (the status write's echo has come back).
+fn settled(lab: &Lab) -> BTreeMap<String, u64> {
+    let mut last = work(lab);
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = work(lab);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+fn cost(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> [u64; 3] {
+    let d = |k: &str| after[k] - before[k];
+    [
+        d("vipr_services_planned_total"),
+        d("vipr_services_derived_total"),
+        d("vipr_vips_decided_total"),
+    ]
+}
+
+fn bird_count(bird: &Bird) -> usize {
+    bird.birdc("show route count")
+        .lines()
+        .find_map(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_event_costs_what_it_touched_not_the_cluster() {
+    let lab = Lab::new(1);
+    let api = ApiServer::start(&lab.router);
+    let bird = Bird::start(&lab.router, &bird_router_conf(&[0]));
+    let url = format!("https://{API_ADDR}:{API_PORT}");
+    scale_py(&lab, &["create", &url, "testtoken", &N.to_string(), "8"]);
+    let expected: usize = scale_py(&lab, &["expect", &N.to_string(), "node1"])
+        .parse()
+        .unwrap();
+    let d = workdir();
+    let v = Vipr::start(
+        &lab.nodes[0],
+        &bgp_svc_env(&d.join("state"), &api.kubeconfig(), "node1"),
+        &[],
+        &d.join("vipr.log"),
+    );
+    let ctx = || format!("BIRD has {} routes\n{}", bird_count(&bird), v.log());
+    within(Duration::from_secs(180), "every route at BIRD", ctx, || {
+        (bird_count(&bird) == expected).then_some(())
+    });
+    let start = settled(&lab);
+    assert!(
+        start["vipr_services_planned_total"] >= N as u64,
+        "the start plans every Service once: {start:?}"
+    );
+
+    // One Service moves to another address (s1: Cluster policy).
+    api.merge_patch(
+        &svc_path("s1"),
+        &json!({"metadata": {"annotations": {"kube-vip.io/loadbalancerIPs": "10.150.0.1"}}}),
+    );
+    within(CONVERGE, "the moved route at BIRD", ctx, || {
+        (bird_route(&bird, "10.150.0.1/32", "n0").is_some()
+            && bird_route(&bird, "10.100.0.2/32", "n0").is_none())
+        .then_some(())
+    });
+    api.wait_ingress("s1", &["10.150.0.1"]);
+    let moved = settled(&lab);
+    let [planned, derived, decided] = cost(&start, &moved);
+    eprintln!("MEASURED k8s scale: one Service moved ({N} Services): {planned} planned, {derived} derived, {decided} VIPs decided");
+    assert!(
+        planned <= FEW && derived <= FEW && decided <= FEW,
+        "{planned} {derived} {decided}"
+    );
+    assert!(
+        planned >= 1 && decided >= 2,
+        "the move was handled: {planned} {decided}"
+    );
+
+    // One Local Service (s10: its node endpoints on node2 and node3) gets one here.
+    let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "s10"},
+        "subsets": [{"addresses": [{"ip": "10.244.9.9", "nodeName": "node1"}],
+                     "ports": [{"port": 8080, "protocol": "TCP"}]}]});
+    assert!(
+        bird_route(&bird, "10.100.0.11/32", "n0").is_none(),
+        "{}",
+        ctx()
+    );
+    api.replace("/api/v1/namespaces/default/endpoints/s10", &ep);
+    within(CONVERGE, "the Local Service's route at BIRD", ctx, || {
+        bird_route(&bird, "10.100.0.11/32", "n0").map(|_| ())
+    });
+    let local = settled(&lab);
+    let [planned, derived, decided] = cost(&moved, &local);
+    eprintln!("MEASURED k8s scale: one endpoint moved here: {planned} planned, {derived} derived, {decided} VIPs decided");
+    // The endpoint itself plans nothing; the status this node now writes comes back as a
+    // Service change, which plans that one Service.
+    assert!(planned <= 1, "{planned}");
+    assert!(derived <= FEW && decided <= FEW, "{derived} {decided}");
+    assert_eq!(bird_count(&bird), expected + 1);
+}
