@@ -30,17 +30,9 @@ labs/install-deps.sh >/dev/null
 labs/k8s/apiserver.sh build >/dev/null
 cargo build --release --locked -q -p vipr
 VIPR=$PWD/target/release/vipr
+. labs/bench-lib.sh # star_lab
 
-ip netns add vbk-r; ip -n vbk-r link set lo up
-ip -n vbk-r link add br0 type bridge; ip -n vbk-r addr add 10.58.0.1/24 dev br0; ip -n vbk-r link set br0 up
-for i in 1 2 3; do
-  ip netns add vbk-n$i; ip -n vbk-n$i link set lo up
-  ip link add vbk-n$i-t type veth peer name vbk-n$i-n
-  ip link set vbk-n$i-t netns vbk-r; ip link set vbk-n$i-n netns vbk-n$i
-  ip -n vbk-r link set vbk-n$i-t master br0 up
-  ip -n vbk-n$i link set vbk-n$i-n name eth0
-  ip -n vbk-n$i addr add 10.58.0.1$i/24 dev eth0; ip -n vbk-n$i link set eth0 up
-done
+star_lab vbk 10.58.0
 labs/k8s/apiserver.sh start "$D/k8s" 10.58.0.1 vbk-r >/dev/null
 KC=$D/k8s/kubeconfig
 API=https://10.58.0.1:16443

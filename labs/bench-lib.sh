@@ -22,6 +22,22 @@ bench_cleanup() {
   done
   if [ -n "${KEEP:-}" ]; then echo "kept $D" >&2; else rm -rf "$D"; fi
 }
+# A router namespace PFX-r with bridge br0 at NET.1/24 and three nodes PFX-n1..3, each with
+# eth0 at NET.1i on that bridge (NET is three octets, e.g. 10.59.0).
+star_lab() { # pfx net
+  local p=$1 net=$2 i
+  ip netns add "$p-r"; ip -n "$p-r" link set lo up
+  ip -n "$p-r" link add br0 type bridge; ip -n "$p-r" addr add "$net.1/24" dev br0
+  ip -n "$p-r" link set br0 up
+  for i in 1 2 3; do
+    ip netns add "$p-n$i"; ip -n "$p-n$i" link set lo up
+    ip link add "$p-n$i-t" type veth peer name "$p-n$i-n"
+    ip link set "$p-n$i-t" netns "$p-r"; ip link set "$p-n$i-n" netns "$p-n$i"
+    ip -n "$p-r" link set "$p-n$i-t" master br0 up
+    ip -n "$p-n$i" link set "$p-n$i-n" name eth0
+    ip -n "$p-n$i" addr add "$net.1$i/24" dev eth0; ip -n "$p-n$i" link set eth0 up
+  done
+}
 # Starts FRR's zebra, bfdd and bgpd in namespace NS from DIR/{zebra,bfdd,bgpd}.conf.
 frr_daemons() { # ns dir
   local d

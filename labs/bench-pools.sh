@@ -19,16 +19,7 @@ bench_init vipr-benchp vbp-r vbp-n1 vbp-n2 vbp-n3
 labs/k8s/apiserver.sh build >/dev/null
 trap 'labs/k8s/apiserver.sh stop "$D/k8s" >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
-ip netns add vbp-r; ip -n vbp-r link set lo up
-ip -n vbp-r link add br0 type bridge; ip -n vbp-r addr add 10.59.0.1/24 dev br0; ip -n vbp-r link set br0 up
-for i in 1 2 3; do
-  ip netns add vbp-n$i; ip -n vbp-n$i link set lo up
-  ip link add vbp-n$i-t type veth peer name vbp-n$i-n
-  ip link set vbp-n$i-t netns vbp-r; ip link set vbp-n$i-n netns vbp-n$i
-  ip -n vbp-r link set vbp-n$i-t master br0 up
-  ip -n vbp-n$i link set vbp-n$i-n name eth0
-  ip -n vbp-n$i addr add 10.59.0.1$i/24 dev eth0; ip -n vbp-n$i link set eth0 up
-done
+star_lab vbp 10.59.0
 labs/k8s/apiserver.sh start "$D/k8s" 10.59.0.1 vbp-r >/dev/null
 KC=$D/k8s/kubeconfig
 API=https://10.59.0.1:16443

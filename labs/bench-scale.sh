@@ -35,16 +35,7 @@ cargo build --release --locked -q --example reflector_baseline
 BASELINE=$PWD/target/release/examples/reflector_baseline
 trap 'labs/k8s/apiserver.sh stop "$D/k8s" >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
-ip netns add vbs-r; ip -n vbs-r link set lo up
-ip -n vbs-r link add br0 type bridge; ip -n vbs-r addr add 10.60.0.1/24 dev br0; ip -n vbs-r link set br0 up
-for i in 1 2 3; do
-  ip netns add vbs-n$i; ip -n vbs-n$i link set lo up
-  ip link add vbs-n$i-t type veth peer name vbs-n$i-n
-  ip link set vbs-n$i-t netns vbs-r; ip link set vbs-n$i-n netns vbs-n$i
-  ip -n vbs-r link set vbs-n$i-t master br0 up
-  ip -n vbs-n$i link set vbs-n$i-n name eth0
-  ip -n vbs-n$i addr add 10.60.0.1$i/24 dev eth0; ip -n vbs-n$i link set eth0 up
-done
+star_lab vbs 10.60.0
 API=https://10.60.0.1:16443
 KC=$D/k8s/kubeconfig
 curl_api() { ip netns exec vbs-r curl -sk -A vipr-bench -H "Authorization: Bearer testtoken" "$@"; }

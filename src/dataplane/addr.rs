@@ -109,7 +109,8 @@ impl AddrManager {
         }
     }
 
-    async fn link_names(&self) -> Result<Vec<(u32, String)>, DataplaneError> {
+    /// Every link: index, name, whether it is a loopback.
+    async fn links(&self) -> Result<Vec<Link>, DataplaneError> {
         let _turn = self.dumping.lock().await;
         let mut out = Vec::new();
         let mut links = self.handle.link().get().execute();
@@ -118,8 +119,12 @@ impl AddrManager {
                 LinkAttribute::IfName(n) => Some(n.clone()),
                 _ => None,
             });
-            if let Some(n) = name {
-                out.push((l.header.index, n));
+            if let Some(name) = name {
+                out.push(Link {
+                    index: l.header.index,
+                    name,
+                    loopback: l.header.flags.contains(LinkFlags::Loopback),
+                });
             }
         }
         Ok(out)
@@ -159,19 +164,27 @@ impl AddrManager {
         Ok(out)
     }
 
-    /// Every address on the node that vipr put there (by marker or state file).
-    pub async fn owned(&self) -> Result<Vec<NodeAddr>, DataplaneError> {
+    /// One pass over the node's links and addresses (at start and at every resync): its
+    /// global addresses (as [`AddrManager::global_addrs`]) and every address vipr put there
+    /// (by marker or state file).
+    pub async fn scan(&self) -> Result<(Vec<(IpAddr, bool)>, Vec<NodeAddr>), DataplaneError> {
+        let links = self.links().await?;
+        let dump = self.dump(None).await?;
+        Ok((globals_of(&dump, &links), self.owned_of(&dump, &links)))
+    }
+
+    /// vipr's addresses in a dump: marked, or recorded in the state file.
+    fn owned_of(&self, dump: &[KernelAddr], links: &[Link]) -> Vec<NodeAddr> {
         let recorded = self.read_state();
-        let names = self.link_names().await?;
         let mut out = Vec::new();
-        for k in self.dump(None).await? {
-            let Some((_, iface)) = names.iter().find(|(i, _)| *i == k.index) else {
+        for k in dump {
+            let Some(link) = links.iter().find(|l| l.index == k.index) else {
                 continue;
             };
             let a = NodeAddr {
                 ip: k.ip,
                 prefix_len: k.prefix_len,
-                interface: iface.clone(),
+                interface: link.name.clone(),
             };
             if k.ours || recorded.contains(&a) {
                 out.push(a);
@@ -181,7 +194,7 @@ impl AddrManager {
         for a in &out {
             self.record(a, true);
         }
-        Ok(out)
+        out
     }
 
     /// Puts an address on its interface. Returns whether vipr owns it (false when it was
@@ -296,26 +309,8 @@ impl AddrManager {
     /// The node's global addresses in kernel order, without vipr's own, each with whether it
     /// sits on a loopback interface. The caller picks a router id or next hop from them.
     pub async fn global_addrs(&self) -> Result<Vec<(IpAddr, bool)>, DataplaneError> {
-        let loopbacks = self.loopback_links().await?;
-        Ok(self
-            .dump(None)
-            .await?
-            .into_iter()
-            .filter(|k| !k.ours && !k.ip.is_loopback() && !is_link_local(&k.ip))
-            .map(|k| (k.ip, loopbacks.contains(&k.index)))
-            .collect())
-    }
-
-    async fn loopback_links(&self) -> Result<Vec<u32>, DataplaneError> {
-        let _turn = self.dumping.lock().await;
-        let mut out = Vec::new();
-        let mut links = self.handle.link().get().execute();
-        while let Some(l) = links.try_next().await.map_err(nl("link dump"))? {
-            if l.header.flags.contains(LinkFlags::Loopback) {
-                out.push(l.header.index);
-            }
-        }
-        Ok(out)
+        let links = self.links().await?;
+        Ok(globals_of(&self.dump(None).await?, &links))
     }
 
     /// The recorded set, loaded (replayed) from the file the first time.
@@ -434,6 +429,25 @@ impl Recorded {
     fn set(&mut self) -> &mut BTreeSet<NodeAddr> {
         self.set.get_or_insert_with(BTreeSet::new)
     }
+}
+
+/// A link as the kernel reports it.
+struct Link {
+    index: u32,
+    name: String,
+    loopback: bool,
+}
+
+/// The node's global addresses in a dump, without vipr's own, each with whether it sits on a
+/// loopback interface.
+fn globals_of(dump: &[KernelAddr], links: &[Link]) -> Vec<(IpAddr, bool)> {
+    dump.iter()
+        .filter(|k| !k.ours && !k.ip.is_loopback() && !is_link_local(&k.ip))
+        .map(|k| {
+            let lo = links.iter().any(|l| l.index == k.index && l.loopback);
+            (k.ip, lo)
+        })
+        .collect()
 }
 
 fn is_link_local(ip: &IpAddr) -> bool {

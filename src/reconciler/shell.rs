@@ -80,11 +80,16 @@ pub struct Effects {
 /// vipr's addresses, and returns.
 pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: CancellationToken) {
     let mut core = Reconciler::new();
-    node_addrs(&fx).await;
-    let observed = fx.addrs.owned().await.unwrap_or_else(|e| {
-        warn!(error = %e, "cannot list addresses");
-        Vec::new()
-    });
+    let observed = match fx.addrs.scan().await {
+        Ok((node, ours)) => {
+            publish_node_addrs(&fx, node);
+            ours
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot list addresses");
+            Vec::new()
+        }
+    };
     if !observed.is_empty() {
         info!(
             count = observed.len(),
@@ -111,13 +116,13 @@ pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: Cancell
             Ok(()) = i.health.changed() => core.handle(Input::Health(*i.health.borrow_and_update())),
             Ok(()) = i.services.changed() => core.handle(Input::Services(i.services.borrow_and_update().clone())),
             Ok(()) = i.leadership.changed() => core.handle(Input::Leadership(i.leadership.borrow_and_update().clone())),
-            _ = tick.tick() => {
-                node_addrs(&fx).await;
-                match fx.addrs.owned().await {
-                    Ok(o) => core.handle(Input::Observed(o)),
-                    Err(e) => { warn!(error = %e, "resync failed"); Vec::new() }
+            _ = tick.tick() => match fx.addrs.scan().await {
+                Ok((node, ours)) => {
+                    publish_node_addrs(&fx, node);
+                    core.handle(Input::Observed(ours))
                 }
-            }
+                Err(e) => { warn!(error = %e, "resync failed"); Vec::new() }
+            },
         };
         apply(&mut core, actions.into(), &fx).await;
     }
@@ -172,21 +177,16 @@ async fn added(
     }
 }
 
-/// Publishes the node's own addresses when they changed.
-async fn node_addrs(fx: &Effects) {
-    match fx.addrs.global_addrs().await {
-        Ok(a) => {
-            let set: BTreeSet<IpAddr> = a.into_iter().map(|(ip, _)| ip).collect();
-            fx.node_addrs.send_if_modified(|cur| {
-                let changed = **cur != set;
-                if changed {
-                    *cur = Arc::new(set);
-                }
-                changed
-            });
+/// Publishes the node's own addresses (not vipr's) when they changed.
+fn publish_node_addrs(fx: &Effects, addrs: Vec<(IpAddr, bool)>) {
+    let set: BTreeSet<IpAddr> = addrs.into_iter().map(|(ip, _)| ip).collect();
+    fx.node_addrs.send_if_modified(|cur| {
+        let changed = **cur != set;
+        if changed {
+            *cur = Arc::new(set);
         }
-        Err(e) => warn!(error = %e, "cannot list the node's addresses"),
-    }
+        changed
+    });
 }
 
 /// How many address additions run at once (one netlink request each).

@@ -333,14 +333,7 @@ mod tests {
 
         // With members: one node goes first per Service; a later turn waits, an Event is
         // deferred until the members change.
-        let members = Members::from_entries(vec![
-            ("n1".into(), wall + Duration::from_secs(30)),
-            ("n2".into(), wall + Duration::from_secs(30)),
-        ]);
-        let key = (0..100)
-            .map(|i| format!("s{i}"))
-            .find(|n| members.turn("n1", &format!("uid-{n}"), wall) == 1)
-            .unwrap();
+        let (members, key) = n1_second(wall);
         let t = Turns {
             node: "n1",
             members: &members,
@@ -364,10 +357,8 @@ mod tests {
         assert_eq!(q.start(now), vec![event(&key)]);
     }
 
-    #[test]
-    fn a_write_no_longer_wanted_before_its_turn_is_dropped_and_counted() {
-        let now = Instant::now();
-        let wall = SystemTime::now();
+    /// Members n1 and n2, and a Service whose first turn is n2's (n1 comes second).
+    fn n1_second(wall: SystemTime) -> (Members, String) {
         let members = Members::from_entries(vec![
             ("n1".into(), wall + Duration::from_secs(30)),
             ("n2".into(), wall + Duration::from_secs(30)),
@@ -376,6 +367,14 @@ mod tests {
             .map(|i| format!("s{i}"))
             .find(|n| members.turn("n1", &format!("uid-{n}"), wall) == 1)
             .unwrap();
+        (members, key)
+    }
+
+    #[test]
+    fn a_write_no_longer_wanted_before_its_turn_is_dropped_and_counted() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let (members, key) = n1_second(wall);
         let t = Turns {
             node: "n1",
             members: &members,
