@@ -19,7 +19,7 @@ use crate::config::{Config, Mode, Sources};
 use crate::discovery::Discovered;
 use crate::error::DaemonError;
 use crate::model::{Health, Leadership, Services};
-use crate::{dataplane, discovery, health, http, kube, lb, peers, reconciler, restart};
+use crate::{dataplane, discovery, health, http, kube, lb, peers, reconciler, restart, statedir};
 
 /// Changes the log filter (`vip_loglevel` is applied live).
 pub trait LogLevelControl: Send + Sync + 'static {
@@ -123,8 +123,8 @@ impl Wiring<'_> {
             disc_tx,
             self.release.clone(),
         ));
-        let routes =
-            dataplane::routes::RouteManager::new().map_err(|e| DaemonError::Io("netlink", e))?;
+        let routes = dataplane::routes::RouteManager::new(self.node.instance.marker())
+            .map_err(|e| DaemonError::Io("netlink", e))?;
         Ok(Some(tokio::spawn(peers::run(
             peers::Inputs {
                 bgp: self.s.bgp.subscribe(),
@@ -166,7 +166,7 @@ impl Wiring<'_> {
         (self.node.mode == Mode::Arp).then(|| {
             tokio::spawn(kube::elections::run(
                 client.clone(),
-                self.node.name.clone(),
+                self.node.instance.identity(&self.node.name),
                 kube::elections::Inputs {
                     arp: self.s.arp.subscribe(),
                     control_plane: self.s.control_plane.subscribe(),
@@ -193,7 +193,10 @@ impl Wiring<'_> {
         tokio::spawn(lb::run(
             self.s.lb.subscribe(),
             self.s.control_plane.subscribe(),
-            self.node.state_dir.clone(),
+            lb::Place {
+                state_dir: self.node.state_dir.clone(),
+                nft_table: self.node.instance.nft_table(),
+            },
             self.client.clone(),
             leader_rx,
             self.cancel.clone(),
@@ -245,11 +248,13 @@ impl Daemon {
         info!(
             version = env!("CARGO_PKG_VERSION"),
             node = %cfg.node.name,
+            instance = cfg.node.instance.name(),
             mode = cfg.node.mode.name(),
             vips = ?cfg.configured_vips().map(|(ip, _)| ip).collect::<Vec<_>>(),
             peers = cfg.bgp.peers.len(),
             "vipr starting"
         );
+        statedir::prepare(&cfg.node.state_dir).map_err(DaemonError::StateDir)?;
         let client = if cfg.needs_api() {
             Some(kube::client(&cfg.node.kubeconfig).await?)
         } else {
@@ -272,8 +277,9 @@ impl Daemon {
             restarting,
         })
         .await?;
-        let addrs = dataplane::addr::AddrManager::new(&cfg.node.state_dir)
-            .map_err(|e| DaemonError::Io("netlink", e))?;
+        let addrs =
+            dataplane::addr::AddrManager::new(&cfg.node.state_dir, cfg.node.instance.marker())
+                .map_err(|e| DaemonError::Io("netlink", e))?;
         let node = cfg.node.clone();
         let sections = Sections::new(cfg);
         let tasks = TaskTracker::new();

@@ -80,4 +80,10 @@ pub enum DaemonError {
     /// A system resource could not be opened.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
+    /// Another process is this instance already (or shares its marker).
+    #[error(transparent)]
+    Instance(#[from] crate::instance::InstanceError),
+    /// The state directory is not safe to trust.
+    #[error("{0}")]
+    StateDir(String),
 }

@@ -40,6 +40,7 @@ mod error;
 mod follow;
 mod health;
 mod http;
+mod instance;
 mod ipam;
 mod kube;
 mod lb;
@@ -51,6 +52,7 @@ mod model;
 mod peers;
 mod reconciler;
 mod restart;
+mod statedir;
 mod status;
 
 use anyhow::Context;
@@ -72,7 +74,7 @@ fn main() {
             match src.load() {
                 Ok(cfg) => manager(src, cfg),
                 Err(e) => {
-                    eprintln!("vipr: invalid configuration: {e}");
+                    logging::say(&format!("vipr: invalid configuration: {e}"));
                     2
                 }
             }
@@ -89,6 +91,11 @@ fn manager(src: Sources, cfg: Config) -> i32 {
     let log = logging::init(cfg.log.level.directive(), cfg.node.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let run = || -> anyhow::Result<Result<(), DaemonError>> {
+        // Before anything on the node is touched: one process per instance and namespace.
+        let _claim = match cfg.node.instance.claim(instance::CLAIM_WAIT) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(DaemonError::Instance(e))),
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -100,23 +107,26 @@ fn manager(src: Sources, cfg: Config) -> i32 {
             daemon.wait().await
         }))
     };
-    match run() {
+    let code = match run() {
         Ok(Ok(())) => 0,
         Ok(Err(e @ DaemonError::Kube(_))) => {
             tracing::error!("{e:#}");
-            eprintln!("vipr: invalid configuration: {e:#}");
+            logging::say(&format!("vipr: invalid configuration: {e:#}"));
             2
         }
         Ok(Err(e)) => {
             tracing::error!("{e:#}");
-            eprintln!("vipr: {e:#}");
+            logging::say(&format!("vipr: {e:#}"));
             1
         }
         Err(e) => {
-            eprintln!("vipr: {e:#}");
+            logging::say(&format!("vipr: {e:#}"));
             1
         }
-    }
+    };
+    // The last lines (the shutdown) reach stdout before the process ends.
+    logging::flush(std::time::Duration::from_secs(1));
+    code
 }
 
 #[cfg(test)]

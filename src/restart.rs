@@ -60,12 +60,12 @@ pub fn upgrade_intent(state_dir: &Path) -> bool {
 
 /// The exiting process: records the restart (the time, in seconds since the epoch).
 pub fn write_marker(state_dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
+    crate::statedir::prepare(state_dir).map_err(std::io::Error::other)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    std::fs::write(state_dir.join(MARKER), format!("{now}\n"))
+    crate::statedir::replace(&state_dir.join(MARKER), &format!("{now}\n"))
 }
 
 /// The starting process: whether it follows a restart in place no older than `max_age`
@@ -73,7 +73,7 @@ pub fn write_marker(state_dir: &Path) -> std::io::Result<()> {
 /// either way, so only the first start after a restart sees it.
 pub fn take_marker(state_dir: &Path, max_age: Duration) -> bool {
     let p = state_dir.join(MARKER);
-    let Ok(text) = std::fs::read_to_string(&p) else {
+    let Ok(text) = crate::statedir::read(&p) else {
         return false;
     };
     let _ = std::fs::remove_file(&p);

@@ -319,7 +319,7 @@ fn full_disk_for_the_state_file() {
             "-t",
             "tmpfs",
             "-o",
-            "size=64k",
+            "size=64k,mode=0700",
             "vipr-faults",
             state.to_str().unwrap(),
         ])

@@ -107,10 +107,18 @@ fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
     let log_json = r
         .choice("vipr_log_format", &[("text", false), ("json", true)])?
         .unwrap_or(false);
+    let instance = r
+        .parse("vipr_instance", crate::instance::Instance::parse)?
+        .unwrap_or_default();
+    let state_dir = match r.opt_string("vipr_state_dir") {
+        Some(d) => PathBuf::from(d),
+        None => instance.default_state_dir(),
+    };
     Ok(NodeSettings {
         mode,
         name: r.string("vip_nodename", hostname),
-        state_dir: PathBuf::from(r.string("vipr_state_dir", "/run/vipr")),
+        instance,
+        state_dir,
         kubeconfig: PathBuf::from(r.string("k8s_config_file", "/etc/kubernetes/admin.conf")),
         log_json,
     })

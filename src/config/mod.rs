@@ -98,6 +98,8 @@ pub struct NodeSettings {
     pub mode: Mode,
     /// This node (`vip_nodename`).
     pub name: String,
+    /// Which vipr on the node this is (`vipr_instance`).
+    pub instance: crate::instance::Instance,
     /// Where owned addresses are recorded (`vipr_state_dir`).
     pub state_dir: PathBuf,
     /// kubeconfig when not in a cluster (`k8s_config_file`).

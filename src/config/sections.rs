@@ -107,6 +107,9 @@ pub fn fixed_differences(old: &NodeSettings, new: &NodeSettings) -> Vec<&'static
     if old.name != new.name {
         out.push("vip_nodename");
     }
+    if old.instance != new.instance {
+        out.push("vipr_instance");
+    }
     if old.state_dir != new.state_dir {
         out.push("vipr_state_dir");
     }

@@ -424,6 +424,16 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vipr_instance",
+            "services",
+            |c| {
+                c.node.instance.name() == "services"
+                    && c.node.state_dir == std::path::Path::new("/run/vipr/services")
+            },
+            Some("Services!"),
+            &[],
+        ),
+        (
             "vipr_state_dir",
             "/var/run/x",
             |c| c.node.state_dir.ends_with("x"),

@@ -1,8 +1,11 @@
-//! VIP addresses on node interfaces over rtnetlink. Every address vipr adds carries the
-//! address protocol `IFA_PROTO = 0x56` ("V", Linux ≥ 5.18) and is also listed in a state file
-//! (`/run/vipr/addresses`), so after a crash the next start finds and removes exactly its
-//! own addresses. An address that was already present is used but never marked or removed.
-//! IPv6 addresses are added with NODAD so they are usable at once.
+//! VIP addresses on node interfaces over rtnetlink. Every address vipr adds carries its
+//! instance's marker as address protocol (`IFA_PROTO`, 0x56 "V" for the default instance,
+//! Linux ≥ 5.18) and is also listed in a state file (`/run/vipr/addresses`), so after a crash
+//! the next start finds and removes exactly its own addresses. Where the kernel reports the
+//! marker, the marker alone decides what is vipr's (another instance's addresses, or an entry
+//! planted in the file, are never taken); the file decides only on older kernels. An address
+//! that was already present is used but never marked or removed. IPv6 addresses are added
+//! with NODAD so they are usable at once.
 //!
 //! The state is kept in memory and appended to the file by [`AddrManager::flush`] once per
 //! batch of changes, one line per change (the marker covers the moment between), so adding
@@ -27,14 +30,16 @@ use super::nl;
 use crate::error::DataplaneError;
 use crate::model::NodeAddr;
 
-/// The IFA_PROTO value marking vipr's addresses.
-pub const VIPR_PROTO: u8 = 0x56;
-
 /// Adds, finds and removes vipr's addresses.
 #[derive(Clone)]
 pub struct AddrManager {
     handle: Handle,
     state_file: PathBuf,
+    /// The IFA_PROTO value marking this instance's addresses.
+    marker: u8,
+    /// The kernel reports IFA_PROTO (Linux ≥ 5.18): the marker is the truth, the file only
+    /// a journal.
+    kernel_marks: bool,
     /// The kernel runs one dump at a time per netlink socket (EBUSY otherwise): the tasks
     /// sharing this manager take turns.
     dumping: Arc<tokio::sync::Mutex<()>>,
@@ -64,13 +69,16 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 }
 
 impl AddrManager {
-    /// Opens a netlink connection (its driver runs as a tokio task).
-    pub fn new(state_dir: &Path) -> io::Result<AddrManager> {
+    /// Opens a netlink connection (its driver runs as a tokio task); addresses are marked
+    /// with `marker`.
+    pub fn new(state_dir: &Path, marker: u8) -> io::Result<AddrManager> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         Ok(AddrManager {
             handle,
             state_file: state_dir.join("addresses"),
+            marker,
+            kernel_marks: kernel_at_least(5, 18),
             dumping: Arc::new(tokio::sync::Mutex::new(())),
             state: Arc::default(),
             indexes: Arc::default(),
@@ -146,7 +154,7 @@ impl AddrManager {
                     AddressAttribute::Address(a) if ip.is_none() => ip = Some(*a),
                     AddressAttribute::Local(a) => ip = Some(*a),
                     AddressAttribute::Protocol(AddressProtocol::Other(p)) => {
-                        ours = *p == VIPR_PROTO
+                        ours = *p == self.marker
                     }
                     _ => {}
                 }
@@ -216,7 +224,7 @@ impl AddrManager {
         let m = req.message_mut();
         m.attributes
             .push(AddressAttribute::Protocol(AddressProtocol::Other(
-                VIPR_PROTO,
+                self.marker,
             )));
         if a.ip.is_ipv6() {
             m.header.flags |= AddressHeaderFlags::Nodad;
@@ -256,7 +264,8 @@ impl AddrManager {
             }
         };
         if self.with_state(|r| r.set().contains(a)) {
-            // Recorded as vipr's: deleted by address, without looking at the others.
+            // Recorded as vipr's (added by this process, found by marker, or on a kernel
+            // without markers read from the file): deleted by address, without a dump.
             let msg = match a.ip {
                 IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
                     .index(index)
@@ -317,7 +326,12 @@ impl AddrManager {
     fn with_state<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if g.set.is_none() {
-            let text = std::fs::read_to_string(&self.state_file).unwrap_or_default();
+            // Where the kernel marks addresses the file is not read: the marker is the truth.
+            let text = if self.kernel_marks {
+                String::new()
+            } else {
+                crate::statedir::read(&self.state_file).unwrap_or_default()
+            };
             let mut set = BTreeSet::new();
             for l in text.lines() {
                 match l.strip_prefix("- ") {
@@ -391,21 +405,11 @@ impl AddrManager {
             }
         });
         let Some(text) = text else { return };
-        let r = std::fs::create_dir_all(self.state_file.parent().unwrap_or(Path::new("/")))
-            .and_then(|_| {
-                if append {
-                    use std::io::Write;
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.state_file)?
-                        .write_all(text.as_bytes())
-                } else {
-                    let tmp = self.state_file.with_extension("tmp");
-                    std::fs::write(&tmp, text)?;
-                    std::fs::rename(&tmp, &self.state_file)
-                }
-            });
+        let r = if append {
+            crate::statedir::append(&self.state_file, &text)
+        } else {
+            crate::statedir::replace(&self.state_file, &text)
+        };
         if let Err(e) = r {
             // The next flush rewrites the file whole.
             self.with_state(|r| r.lines = usize::MAX / 2);
@@ -455,6 +459,20 @@ fn is_link_local(ip: &IpAddr) -> bool {
         IpAddr::V4(a) => a.is_link_local(),
         IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
     }
+}
+
+/// Whether the running kernel is at least `major.minor` (from `uname -r`).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy();
+    let mut n = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (n.next().unwrap_or(0), n.next().unwrap_or(0));
+    (a, b) >= (major, minor)
 }
 
 fn parse_state_line(l: &str) -> Option<NodeAddr> {

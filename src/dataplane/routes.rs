@@ -16,9 +16,6 @@ use rtnetlink::{Handle, RouteMessageBuilder};
 use super::nl;
 use crate::error::DataplaneError;
 
-/// Route protocol number marking vipr's routes (`ip route ... proto 86`).
-pub const VIPR_RTPROTO: u8 = 0x56;
-
 /// A route as far as vipr cares: destination and gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Route {
@@ -36,7 +33,7 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn parse(m: &RouteMessage) -> Option<Route> {
+fn parse(m: &RouteMessage, marker: u8) -> Option<Route> {
     if m.header.table != RouteHeader::RT_TABLE_MAIN {
         return None;
     }
@@ -61,7 +58,7 @@ fn parse(m: &RouteMessage) -> Option<Route> {
         dst,
         gateway,
         oif,
-        ours: m.header.protocol == RouteProtocol::Other(VIPR_RTPROTO),
+        ours: m.header.protocol == RouteProtocol::Other(marker),
     })
 }
 
@@ -69,14 +66,16 @@ fn parse(m: &RouteMessage) -> Option<Route> {
 #[derive(Clone)]
 pub struct RouteManager {
     handle: Handle,
+    /// The route protocol marking this instance's routes (`ip route ... proto 86`).
+    marker: u8,
 }
 
 impl RouteManager {
-    /// Opens a netlink connection.
-    pub fn new() -> std::io::Result<RouteManager> {
+    /// Opens a netlink connection; routes are marked with `marker`.
+    pub fn new(marker: u8) -> std::io::Result<RouteManager> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(RouteManager { handle })
+        Ok(RouteManager { handle, marker })
     }
 
     /// Every route of one family, as the kernel sends them.
@@ -96,7 +95,12 @@ impl RouteManager {
     }
 
     async fn routes(&self, v6: bool) -> Result<Vec<Route>, DataplaneError> {
-        Ok(self.dump(v6).await?.iter().filter_map(parse).collect())
+        Ok(self
+            .dump(v6)
+            .await?
+            .iter()
+            .filter_map(|m| parse(m, self.marker))
+            .collect())
     }
 
     /// Makes `peer` reachable: if only the default route covers it, adds a host route via the
@@ -126,7 +130,7 @@ impl RouteManager {
                 context: format!("route to {peer}"),
                 reason: e.to_string(),
             })?
-            .protocol(RouteProtocol::Other(VIPR_RTPROTO))
+            .protocol(RouteProtocol::Other(self.marker))
             .build();
         if let Some(oif) = best.oif {
             msg.attributes.push(RouteAttribute::Oif(oif));
@@ -144,7 +148,7 @@ impl RouteManager {
     pub async fn remove_peer_route(&self, peer: IpAddr) -> Result<(), DataplaneError> {
         let host = IpNet::from(peer);
         let ours = self.dump(peer.is_ipv6()).await?.into_iter();
-        for m in ours.filter(|m| parse(m).is_some_and(|r| r.ours && r.dst == host)) {
+        for m in ours.filter(|m| parse(m, self.marker).is_some_and(|r| r.ours && r.dst == host)) {
             self.handle
                 .route()
                 .del(m)
@@ -174,7 +178,7 @@ mod tests {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let m = RouteManager::new().unwrap();
+                let m = RouteManager::new(crate::instance::DEFAULT_MARKER).unwrap();
                 let peer: IpAddr = "169.254.255.1".parse().unwrap();
                 let added = m.ensure_peer_route(peer).await.unwrap();
                 let again = m.ensure_peer_route(peer).await.unwrap();
@@ -201,7 +205,7 @@ mod tests {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let m = RouteManager::new().unwrap();
+                let m = RouteManager::new(crate::instance::DEFAULT_MARKER).unwrap();
                 m.remove_peer_route("169.254.255.1".parse().unwrap())
                     .await
                     .unwrap();

@@ -184,7 +184,7 @@ impl Ipvs {
     pub fn open(state_dir: &Path) -> Result<Ipvs, LbError> {
         let nl = Genl::open()?;
         let state_file = state_dir.join("ipvs-services");
-        let owned = match std::fs::read_to_string(&state_file) {
+        let owned = match crate::statedir::read(&state_file) {
             Ok(s) => s
                 .lines()
                 .filter_map(|l| l.trim().parse::<SocketAddr>().ok())
@@ -214,10 +214,9 @@ impl Ipvs {
         if let Some(dir) = self.state_file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| state_err(dir, e))?;
         }
-        let tmp = self.state_file.with_extension("tmp");
         let text: String = self.owned.iter().map(|k| format!("{k}\n")).collect();
-        std::fs::write(&tmp, text).map_err(|e| state_err(&tmp, e))?;
-        std::fs::rename(&tmp, &self.state_file).map_err(|e| state_err(&self.state_file, e))
+        crate::statedir::replace(&self.state_file, &text)
+            .map_err(|e| state_err(&self.state_file, e))
     }
 
     fn op(&mut self, op: &Op) -> Result<(), LbError> {

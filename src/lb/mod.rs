@@ -31,7 +31,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
 pub use kinds::{FwdMethod, Kind, Scheduler};
-pub use task::run;
+pub use task::{run, Place};
 
 use crate::error::LbError;
 

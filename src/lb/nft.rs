@@ -1,5 +1,5 @@
 //! The nftables data plane, for kernels without IPVS: the same virtual services as NAT rules
-//! in vipr's own table `inet vipr`, driven through `nft -f -` (one atomic transaction per
+//! in vipr's own table `inet vipr` (`inet vipr_<name>` for a named instance), driven through `nft -f -` (one atomic transaction per
 //! change) and read back with `nft -j list table`. No crate drives nftables over netlink in
 //! pure Rust under a licence vipr can ship (rustables is GPL-3.0), so the `nft` binary does.
 //!
@@ -34,7 +34,9 @@ use tracing::{debug, warn};
 use super::{FwdMethod, Kind, LbBackend, Observed, Op, Scheduler, Service, Table};
 use crate::error::LbError;
 
-/// vipr's table (family `inet`).
+/// The default instance's table (family `inet`); a named instance has `vipr_<name>`
+/// (`Instance::nft_table`).
+#[cfg(test)]
 pub const TABLE: &str = "vipr";
 
 /// The chain and map names of a service: `s4_c000020a_1923` / `b4_c000020a_1923` for
@@ -55,11 +57,11 @@ pub fn names(key: &SocketAddr) -> (String, String) {
 }
 
 /// The table with its base chains, replacing any earlier one.
-pub fn base_script() -> String {
+pub fn base_script(t: &str) -> String {
     format!(
-        "add table inet {TABLE}\n\
-         delete table inet {TABLE}\n\
-         table inet {TABLE} {{\n\
+        "add table inet {t}\n\
+         delete table inet {t}\n\
+         table inet {t} {{\n\
          \x20 map svc4 {{ type ipv4_addr . inet_service : verdict; }}\n\
          \x20 map svc6 {{ type ipv6_addr . inet_service : verdict; }}\n\
          \x20 set masq4 {{ typeof ct original ip daddr . tcp dport; }}\n\
@@ -89,25 +91,25 @@ fn elem(a: &SocketAddr) -> String {
 
 /// The one rule of a service chain. The comment records scheduler and forwarding method so
 /// that [`parse`] reads back exactly what was asked for.
-fn rule(key: &SocketAddr, svc: &Service) -> String {
+fn rule(t: &str, key: &SocketAddr, svc: &Service) -> String {
     let (chain, map) = names(key);
     let (ip, _) = fam(key);
     let comment = format!("vipr {} {}", svc.scheduler.name(), svc.fwd.name());
     let n = svc.dests.len();
     if n == 0 {
         // No backend: fall through to the node's own stack (as IPVS does).
-        return format!("add rule inet {TABLE} {chain} counter comment \"{comment}\"\n");
+        return format!("add rule inet {t} {chain} counter comment \"{comment}\"\n");
     }
     let pick = match svc.scheduler {
         Scheduler::Sh | Scheduler::Mh => format!("jhash {ip} saddr mod {n}"),
         _ => format!("numgen inc mod {n}"),
     };
     format!(
-        "add rule inet {TABLE} {chain} meta l4proto tcp dnat {ip} to {pick} map @{map} comment \"{comment}\"\n"
+        "add rule inet {t} {chain} meta l4proto tcp dnat {ip} to {pick} map @{map} comment \"{comment}\"\n"
     )
 }
 
-fn elements(key: &SocketAddr, svc: &Service) -> String {
+fn elements(t: &str, key: &SocketAddr, svc: &Service) -> String {
     if svc.dests.is_empty() {
         return String::new();
     }
@@ -118,12 +120,12 @@ fn elements(key: &SocketAddr, svc: &Service) -> String {
         .enumerate()
         .map(|(i, d)| format!("{i} : {}", elem(d)))
         .collect();
-    format!("add element inet {TABLE} {map} {{ {} }}\n", list.join(", "))
+    format!("add element inet {t} {map} {{ {} }}\n", list.join(", "))
 }
 
 /// The `nft -f` transaction for `ops` (from [`super::diff`]): each service they touch is
 /// created, rewritten from `target`, or deleted, as a whole.
-pub fn render(ops: &[Op], target: &Table) -> String {
+pub fn render(t: &str, ops: &[Op], target: &Table) -> String {
     let keys: BTreeSet<SocketAddr> = ops.iter().map(Op::key).collect();
     let mut s = String::new();
     for key in keys {
@@ -136,36 +138,36 @@ pub fn render(ops: &[Op], target: &Table) -> String {
             None => {
                 let _ = write!(
                     s,
-                    "flush chain inet {TABLE} {chain}\n\
-                     delete element inet {TABLE} svc{n} {{ {e} }}\n\
-                     delete element inet {TABLE} masq{n} {{ {e} }}\n\
-                     delete chain inet {TABLE} {chain}\n\
-                     delete map inet {TABLE} {map}\n",
+                    "flush chain inet {t} {chain}\n\
+                     delete element inet {t} svc{n} {{ {e} }}\n\
+                     delete element inet {t} masq{n} {{ {e} }}\n\
+                     delete chain inet {t} {chain}\n\
+                     delete map inet {t} {map}\n",
                     e = elem(&key)
                 );
             }
             Some(svc) if created => {
                 let _ = write!(
                     s,
-                    "add chain inet {TABLE} {chain}\n\
-                     add map inet {TABLE} {map} {{ typeof numgen inc mod 1 : {ip} daddr . tcp dport; }}\n"
+                    "add chain inet {t} {chain}\n\
+                     add map inet {t} {map} {{ typeof numgen inc mod 1 : {ip} daddr . tcp dport; }}\n"
                 );
-                s.push_str(&elements(&key, svc));
-                s.push_str(&rule(&key, svc));
+                s.push_str(&elements(t, &key, svc));
+                s.push_str(&rule(t, &key, svc));
                 let _ = write!(
                     s,
-                    "add element inet {TABLE} svc{n} {{ {e} : jump {chain} }}\n\
-                     add element inet {TABLE} masq{n} {{ {e} }}\n",
+                    "add element inet {t} svc{n} {{ {e} : jump {chain} }}\n\
+                     add element inet {t} masq{n} {{ {e} }}\n",
                     e = elem(&key)
                 );
             }
             Some(svc) => {
                 let _ = write!(
                     s,
-                    "flush chain inet {TABLE} {chain}\nflush map inet {TABLE} {map}\n"
+                    "flush chain inet {t} {chain}\nflush map inet {t} {map}\n"
                 );
-                s.push_str(&elements(&key, svc));
-                s.push_str(&rule(&key, svc));
+                s.push_str(&elements(t, &key, svc));
+                s.push_str(&rule(t, &key, svc));
             }
         }
     }
@@ -258,13 +260,15 @@ fn nft(bin: &str, args: &[&str], stdin: Option<&str>) -> Result<String, (String,
 /// The nftables data plane.
 pub struct Nft {
     bin: String,
+    /// The instance's table (`vipr` for the default instance).
+    table: String,
     /// The table is missing or damaged: the next change recreates it in its transaction.
     need_base: bool,
 }
 
 impl Nft {
-    /// Finds `nft` and (re)creates vipr's empty table.
-    pub async fn open() -> Result<Nft, LbError> {
+    /// Finds `nft` and (re)creates the instance's empty table `table`.
+    pub async fn open(table: String) -> Result<Nft, LbError> {
         let bin = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -272,9 +276,10 @@ impl Nft {
             .to_string();
         let mut n = Nft {
             bin,
+            table,
             need_base: false,
         };
-        n.run(base_script(), "create table").await?;
+        n.run(base_script(&n.table), "create table").await?;
         Ok(n)
     }
 
@@ -301,8 +306,9 @@ impl LbBackend for Nft {
 
     async fn observe(&mut self) -> Result<Observed, LbError> {
         let bin = self.bin.clone();
+        let table = self.table.clone();
         let r = tokio::task::spawn_blocking(move || {
-            nft(&bin, &["-j", "list", "table", "inet", TABLE], None)
+            nft(&bin, &["-j", "list", "table", "inet", &table], None)
         })
         .await
         .map_err(|e| LbError::Nft {
@@ -313,7 +319,7 @@ impl LbBackend for Nft {
             Ok(j) => j,
             Err((_, true)) => {
                 if !self.need_base {
-                    warn!("nftables: table inet {TABLE} is gone; the next change creates it again");
+                    warn!(table = %self.table, "nftables: vipr's table is gone; the next change creates it again");
                 }
                 self.need_base = true;
                 return Ok(Observed::default());
@@ -331,7 +337,7 @@ impl LbBackend for Nft {
                 foreign: BTreeSet::new(),
             }),
             Err(e) => {
-                warn!(error = %e, "nftables: table inet {TABLE} is not as vipr left it; the next change replaces it");
+                warn!(table = %self.table, error = %e, "nftables: vipr's table is not as vipr left it; the next change replaces it");
                 self.need_base = true;
                 Ok(Observed::default())
             }
@@ -343,11 +349,11 @@ impl LbBackend for Nft {
             return Ok(());
         }
         let mut script = if self.need_base {
-            base_script()
+            base_script(&self.table)
         } else {
             String::new()
         };
-        script.push_str(&render(ops, target));
+        script.push_str(&render(&self.table, ops, target));
         self.run(script, "update").await?;
         self.need_base = false;
         Ok(())
@@ -355,7 +361,8 @@ impl LbBackend for Nft {
 
     async fn remove_all(&mut self) -> Result<(), LbError> {
         // `add` first: deleting a table that is already gone is not an error then.
-        let script = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
+        let t = &self.table;
+        let script = format!("add table inet {t}\ndelete table inet {t}\n");
         self.run(script, "delete table").await?;
         self.need_base = true;
         Ok(())

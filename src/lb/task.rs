@@ -61,16 +61,26 @@ impl LbBackend for Engine {
     }
 }
 
+/// What belongs to this vipr instance in the data plane.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// Where IPVS records the services it created (`vipr_state_dir`).
+    pub state_dir: std::path::PathBuf,
+    /// The nftables table (`vipr`, or `vipr_<name>` for a named instance).
+    pub nft_table: String,
+}
+
 /// IPVS where the kernel has it, else nftables; `forced` is `vipr_lb_backend`.
-async fn open(forced: Option<Kind>, state_dir: &std::path::Path) -> Result<Engine, LbError> {
+async fn open(forced: Option<Kind>, place: &Place) -> Result<Engine, LbError> {
+    let nft = || Nft::open(place.nft_table.clone());
     match forced {
-        Some(Kind::Ipvs) => Ipvs::open(state_dir).map(Engine::Ipvs),
-        Some(Kind::Nftables) => Nft::open().await.map(Engine::Nft),
-        None => match Ipvs::open(state_dir) {
+        Some(Kind::Ipvs) => Ipvs::open(&place.state_dir).map(Engine::Ipvs),
+        Some(Kind::Nftables) => nft().await.map(Engine::Nft),
+        None => match Ipvs::open(&place.state_dir) {
             Ok(i) => Ok(Engine::Ipvs(i)),
             Err(LbError::IpvsUnavailable(why)) => {
                 info!(reason = %why, "IPVS not available: load balancing with nftables");
-                Nft::open().await.map(Engine::Nft)
+                nft().await.map(Engine::Nft)
             }
             Err(e) => Err(e),
         },
@@ -166,7 +176,7 @@ impl Lb {
         &mut self,
         c: &LbSettings,
         cp: &ControlPlane,
-        state_dir: &std::path::Path,
+        place: &Place,
         leader: bool,
         client: &Option<kube::Client>,
         cancel: &CancellationToken,
@@ -190,7 +200,7 @@ impl Lb {
             self.shutdown_engine().await;
         }
         if self.engine.is_none() {
-            match open(c.engine, state_dir).await {
+            match open(c.engine, place).await {
                 Ok(e) => {
                     info!(backend = e.kind().name(), "load balancer data plane ready");
                     if e.kind() == Kind::Nftables && c.fwd != FwdMethod::Masquerade {
@@ -311,7 +321,8 @@ fn next_delay(d: Option<Duration>) -> Duration {
 /// (IPVS) or table (nftables) and returns. Does nothing while `lb_enable` is off.
 ///
 /// - `lb`: the load-balancer section, followed at runtime; `control_plane`: the VIPs and
-///   the API server port, followed too; `state_dir`: where IPVS records its services.
+///   the API server port, followed too; `place`: IPVS's state directory and the nftables
+///   table of this instance.
 /// - `client`: Kubernetes, for the control-plane Nodes; `None` without a cluster (then only
 ///   `vipr_lb_backends` gives backends).
 /// - `leader`: whether this node programs the service: always `true` in BGP mode; the
@@ -319,7 +330,7 @@ fn next_delay(d: Option<Duration>) -> Duration {
 pub async fn run(
     mut lb_cfg: watch::Receiver<Arc<LbSettings>>,
     mut cp: watch::Receiver<Arc<ControlPlane>>,
-    state_dir: std::path::PathBuf,
+    place: Place,
     client: Option<kube::Client>,
     mut leader: watch::Receiver<bool>,
     cancel: CancellationToken,
@@ -348,7 +359,7 @@ pub async fn run(
         let c = lb_cfg.borrow_and_update().clone();
         let cpv = cp.borrow_and_update().clone();
         let is_leader = *leader.borrow_and_update();
-        lb.step(&c, &cpv, &state_dir, is_leader, &client, &cancel, &nodes_tx)
+        lb.step(&c, &cpv, &place, is_leader, &client, &cancel, &nodes_tx)
             .await;
         let retry = lb.retry;
         tokio::select! {

@@ -36,7 +36,7 @@ fn a_new_service_is_one_transaction_with_its_map_rule_and_vmap_element() {
     let mut t = Table::new();
     t.insert(key, svc(Scheduler::Rr, &["10.0.0.1:6443", "10.0.0.2:6443"]));
     let p = diff(&Table::new(), &t, &BTreeSet::new());
-    let s = render(&p.ops, &p.target);
+    let s = render(TABLE, &p.ops, &p.target);
     assert_eq!(
         s,
         "add chain inet vipr s4_c000020a_192b\n\
@@ -61,7 +61,7 @@ fn a_changed_service_is_rewritten_and_a_removed_one_deleted() {
         svc(Scheduler::Sh, &["[2001:db8::1]:6443", "[2001:db8::2]:6443"]),
     );
     let p = diff(&have, &want, &BTreeSet::new());
-    let s = render(&p.ops, &p.target);
+    let s = render(TABLE, &p.ops, &p.target);
     let (c6, m6) = names(&k6);
     let (c4, m4) = names(&k4);
     assert!(
@@ -120,7 +120,7 @@ fn the_trait_contract_holds_on_this_kernel_and_nothing_else_changes() {
     let before = ruleset(&ns);
     let rt = ns.runtime();
     rt.block_on(async {
-        let mut n = Nft::open().await.expect("nft");
+        let mut n = Nft::open(TABLE.into()).await.expect("nft");
         crate::lb::tests::conformance(&mut n).await;
     });
     assert_eq!(
@@ -131,7 +131,7 @@ fn the_trait_contract_holds_on_this_kernel_and_nothing_else_changes() {
     // A leftover table (a crash) is replaced at start.
     ns.sh("nft add table inet vipr && nft add chain inet vipr junk");
     rt.block_on(async {
-        let mut n = Nft::open().await.expect("nft");
+        let mut n = Nft::open(TABLE.into()).await.expect("nft");
         assert!(n.observe().await.unwrap().ours.is_empty());
         n.remove_all().await.unwrap();
     });

@@ -13,6 +13,8 @@ mod lb;
 mod model;
 #[path = "../../../src/ipam/mod.rs"]
 mod ipam;
+#[path = "../../../src/instance.rs"]
+mod instance;
 
 use config::{keys, Config, Layers, Origin};
 use libfuzzer_sys::fuzz_target;

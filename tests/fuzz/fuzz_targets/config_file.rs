@@ -12,6 +12,8 @@ mod lb;
 mod model;
 #[path = "../../../src/ipam/mod.rs"]
 mod ipam;
+#[path = "../../../src/instance.rs"]
+mod instance;
 
 use config::{Config, Layers};
 use libfuzzer_sys::fuzz_target;
