@@ -480,7 +480,7 @@ fn timing_cases(cx: &mut Ctx, pid: u32, peak: &mut u64) -> usize {
     assert_eq!((n.code, n.subcode), (4, 0), "slow loris: {n}");
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(10),
         "{took:?}"
     );
     eprintln!(
@@ -494,14 +494,14 @@ fn timing_cases(cx: &mut Ctx, pid: u32, peak: &mut u64) -> usize {
     let mut p = cx.fresh();
     assert!(p.send(&open(RAW_AS, 9, RAW)));
     let t0 = Instant::now();
-    p.s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    p.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let n = p
         .until_notification()
         .expect("no KEEPALIVE: a NOTIFICATION");
     assert_eq!((n.code, n.subcode), (4, 0), "no KEEPALIVE: {n}");
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(10),
         "{took:?}"
     );
     eprintln!(
