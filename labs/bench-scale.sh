@@ -98,7 +98,8 @@ writes_total() {
     awk '/^vipr_api_writes_total/ && !/result="dropped"/ {n += $NF} END {print n + 0}'
 }
 bfd_downs() {
-  vtysh_r -c 'show bfd peers counters json' | jq '[.[]."session-down-events"] | add // 0'
+  # FRR 8.4 names the counter "session-down" (a missing key must fail, not read as 0).
+  vtysh_r -c 'show bfd peers counters json' | jq -e '[.[]."session-down"] | if length == 0 or any(. == null) then error("no session-down counters") else add end'
 }
 third_paths() { # "address ns" when FRR had it from all three nodes
   python3 - "$F/bgpd.log" <<'PY'

@@ -9,6 +9,12 @@
 //! Service's endpoints onto the node costs that Service alone, whatever the number of
 //! Services.
 //! A full recomputation would cost a thousand of each.
+//!
+//! And BFD under a burst (issue 15): vipr runs BFD at 50 ms × 3 with FRR's bfdd; then 10 000
+//! Services with 100 000 endpoints arrive at once (Services turned on by SIGHUP, so the whole
+//! list lands on a running daemon) and every route reaches FRR with zero BFD session downs on
+//! either side and the BGP session never re-established. BFD runs on its own thread, so the
+//! burst on the daemon's runtime cannot delay its packets past the 150 ms detection time.
 
 mod daemon_common;
 mod k8s_common;
@@ -19,7 +25,7 @@ use std::time::Duration;
 use daemon_common::*;
 use k8s_common::*;
 use serde_json::json;
-use testbed::{Bird, Lab};
+use testbed::{Bird, Frr, Lab};
 
 const N: usize = 1000;
 /// Whatever one event costs must stay under this: a small constant, not a share of N.
@@ -154,4 +160,105 @@ fn an_event_costs_what_it_touched_not_the_cluster() {
     assert!(planned <= 1, "{planned}");
     assert!(derived <= FEW && decided <= FEW, "{derived} {decided}");
     assert_eq!(bird_count(&bird), expected + 1);
+}
+
+/// FRR's view of the node: BFD session-down events, BFD status, BGP sessions established so
+/// far, prefixes received.
+fn frr_counts(frr: &Frr) -> (u64, String, u64, u64) {
+    let node = Lab::node_v4(0).to_string();
+    let bfd = frr.vtysh_json("show bfd peers counters json");
+    let downs = bfd
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer"] == node.as_str())
+        .and_then(|p| p["session-down"].as_u64())
+        .unwrap_or(u64::MAX);
+    let peers = frr.vtysh_json("show bfd peers json");
+    let status = peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer"] == node.as_str())
+        .and_then(|p| p["status"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let nb = frr.vtysh_json(&format!("show bgp neighbors {node} json"));
+    let nb = &nb[node.as_str()];
+    let established = nb["connectionsEstablished"].as_u64().unwrap_or(0);
+    let received = nb["addressFamilyInfo"]["ipv4Unicast"]["acceptedPrefixCounter"]
+        .as_u64()
+        .unwrap_or(0);
+    (downs, status, established, received)
+}
+
+#[test]
+fn a_burst_of_ten_thousand_services_never_delays_bfd() {
+    const BURST: usize = 10_000;
+    let lab = Lab::new(1);
+    let api = ApiServer::start(&lab.router);
+    let node = Lab::node_v4(0).to_string();
+    let frr = frr_bfd(&lab.router, &node);
+    let url = format!("https://{API_ADDR}:{API_PORT}");
+    scale_py(
+        &lab,
+        &["create", &url, "testtoken", &BURST.to_string(), "8"],
+    );
+    let expected: u64 = scale_py(&lab, &["expect", &BURST.to_string(), "node1"])
+        .parse()
+        .unwrap();
+    let d = workdir();
+    let mut env = bgp_svc_env(&d.join("state"), &api.kubeconfig(), "node1");
+    env.remove("svc_enable");
+    env.insert(
+        "bgp_peers".into(),
+        "10.55.0.1:65000::false:179::true;50;50;3".into(),
+    );
+    let file = d.join("vipr.yaml");
+    // One static VIP to serve until the Services are turned on.
+    std::fs::write(&file, "svc_enable: false\nvipr_static_vips: [192.0.2.50]\n").unwrap();
+    let mut v = Vipr::start(
+        &lab.nodes[0],
+        &env,
+        &["--config", file.to_str().unwrap()],
+        &d.join("vipr.log"),
+    );
+    let log = d.join("vipr.log");
+    let ctx = || {
+        format!(
+            "FRR: {:?}\n{}",
+            frr_counts(&frr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    within(CONVERGE, "BFD up at FRR", ctx, || {
+        (frr_counts(&frr).1 == "up").then_some(())
+    });
+    // A few seconds of steady BFD first, so the baseline is settled.
+    std::thread::sleep(Duration::from_secs(3));
+    let (downs0, _, est0, _) = frr_counts(&frr);
+    assert!(
+        downs0 != u64::MAX && est0 > 0,
+        "FRR's counters: {}",
+        frr.vtysh("show bfd peers counters json")
+    );
+
+    // The burst: every Service and Endpoints object at once on the running daemon.
+    std::fs::write(&file, "svc_enable: true\nvipr_static_vips: [192.0.2.50]\n").unwrap();
+    v.signal(libc::SIGHUP);
+    let t0 = std::time::Instant::now();
+    within(Duration::from_secs(300), "every route at FRR", ctx, || {
+        (frr_counts(&frr).3 == expected + 1).then_some(())
+    });
+    eprintln!(
+        "MEASURED k8s scale: {BURST} Services turned on by SIGHUP -> {expected} routes at FRR in {:?}",
+        t0.elapsed()
+    );
+    let (downs, status, est, _) = frr_counts(&frr);
+    assert_eq!(
+        (downs - downs0, status.as_str(), est - est0),
+        (0, "up", 0),
+        "BFD went down or BGP re-established during the burst:\n{}",
+        ctx()
+    );
+    v.assert_running();
 }

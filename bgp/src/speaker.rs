@@ -50,7 +50,7 @@ pub enum SpeakerError {
         source: std::io::Error,
     },
     /// The BFD receive port could not be bound.
-    #[error("BFD receive port {port}: {source}")]
+    #[error("BFD receive port {port}: {source} (one BFD speaker per network namespace: is another vipr instance here running BFD?)")]
     Bfd {
         /// The UDP port.
         port: u16,

@@ -321,6 +321,20 @@ pub fn frr_router_conf(router_id: &str, neighbors: &[String]) -> String {
     c
 }
 
+/// FRR (bgpd and bfdd) in `router` peering with `node` as [`frr_router_conf`] does, with BFD
+/// at 50 ms × 3 on that session.
+pub fn frr_bfd(router: &Netns, node: &str) -> Frr {
+    let conf = frr_router_conf("10.55.0.1", &[node.to_string()]).replace(
+        &format!(" neighbor {node} passive\n"),
+        &format!(" neighbor {node} passive\n neighbor {node} bfd profile fast\n"),
+    );
+    Frr::start_with_bfdd(
+        router,
+        &conf,
+        "bfd\n profile fast\n  receive-interval 50\n  transmit-interval 50\n  detect-multiplier 3\n !\n!\n",
+    )
+}
+
 /// BIRD's route for `prefix` from protocol `proto`, if any.
 pub fn bird_route(bird: &Bird, prefix: &str, proto: &str) -> Option<testbed::BirdRoute> {
     bird.routes_for(prefix)
