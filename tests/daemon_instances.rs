@@ -198,16 +198,22 @@ fn a_planted_state_entry_does_not_make_an_address_vipr_s() {
     assert!(!has(node, "lo", "192.0.2.10/32"), "{}", ctx());
 }
 
-#[test]
-fn a_closed_log_pipe_does_not_take_the_daemon_down() {
-    let lab = Lab::new(1);
-    let node = &lab.nodes[0];
-    let bird = Bird::start(&lab.router, &bird_router_conf(&[0]));
-    let dir = workdir();
-    // `vipr manager 2>&1 | head -1`: stdout and stderr one pipe, read once, then closed.
+/// `vipr manager` (BGP, base_env, log level `level`) with stdout and stderr one pipe whose
+/// read end the test holds; `page` shrinks the pipe to one page.
+fn start_piped(
+    node: &Netns,
+    dir: &testbed::TempDir,
+    level: &str,
+    page: bool,
+) -> (testbed::Proc, std::io::PipeReader) {
     let (reader, writer) = std::io::pipe().expect("pipe");
+    if page {
+        use std::os::fd::AsRawFd;
+        let r = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+        assert!(r >= 4096, "F_SETPIPE_SZ");
+    }
     let mut env = base_env(&dir.join("state"));
-    env.insert("vip_loglevel".into(), "debug".into());
+    env.insert("vip_loglevel".into(), level.into());
     let child = node
         .command(&[vipr_bin(), "manager"])
         .env_clear()
@@ -218,32 +224,51 @@ fn a_closed_log_pipe_does_not_take_the_daemon_down() {
         .stderr(writer)
         .spawn()
         .expect("spawn vipr");
-    let mut child = testbed::Proc::new("vipr", child);
+    (testbed::Proc::new("vipr", child), reader)
+}
+
+/// With the VIP routed and nobody reading the log: a session flap is answered, the process
+/// still runs, and SIGTERM withdraws, cleans `lo` and exits 0.
+fn flap_then_sigterm(node: &Netns, bird: &Bird, child: &mut testbed::Proc) {
+    let routed = || bird_route(bird, "192.0.2.10/32", "n0").is_some();
+    eventually(
+        "the VIP routed with nobody reading the log",
+        || bird.birdc("show route"),
+        || routed().then_some(()),
+    );
+    bird.birdc("disable n0");
+    bird.birdc("enable n0");
+    eventually(
+        "the route back after a flap",
+        || bird.birdc("show route"),
+        || routed().then_some(()),
+    );
+    assert!(
+        child.exited().is_none(),
+        "vipr died with its log pipe closed or stalled"
+    );
+    child.signal(libc::SIGTERM);
+    let st = testbed::wait_for(CONVERGE, || child.exited()).expect("no exit after SIGTERM");
+    assert_eq!(st.code(), Some(0), "exit status {st} (134 is an abort)");
+    assert!(!routed());
+    assert!(!has(node, "lo", "192.0.2.10/32"));
+}
+
+#[test]
+fn a_closed_log_pipe_does_not_take_the_daemon_down() {
+    let lab = Lab::new(1);
+    let node = &lab.nodes[0];
+    let bird = Bird::start(&lab.router, &bird_router_conf(&[0]));
+    let dir = workdir();
+    // `vipr manager 2>&1 | head -1`: one line read, then the pipe closed.
+    let (mut child, reader) = start_piped(node, &dir, "debug", false);
     let mut first = String::new();
     BufReader::new(reader)
         .read_line(&mut first)
         .expect("read the first line");
     // The reader is dropped here: every later write meets EPIPE.
     assert!(first.contains("vipr starting"), "{first}");
-    eventually(
-        "the VIP routed with the pipe closed",
-        || bird.birdc("show route"),
-        || bird_route(&bird, "192.0.2.10/32", "n0").map(|_| ()),
-    );
-    // Keep it logging (debug, a session flap) for a while with nobody reading.
-    bird.birdc("disable n0");
-    bird.birdc("enable n0");
-    eventually(
-        "the route back after the flap",
-        || bird.birdc("show route"),
-        || bird_route(&bird, "192.0.2.10/32", "n0").map(|_| ()),
-    );
-    assert!(child.exited().is_none(), "vipr died on a closed log pipe");
-    child.signal(libc::SIGTERM);
-    let st = testbed::wait_for(CONVERGE, || child.exited()).expect("no exit after SIGTERM");
-    assert_eq!(st.code(), Some(0), "exit status {st} (134 is an abort)");
-    assert!(bird_route(&bird, "192.0.2.10/32", "n0").is_none());
-    assert!(!has(node, "lo", "192.0.2.10/32"));
+    flap_then_sigterm(node, &bird, &mut child);
 }
 
 #[test]
@@ -252,63 +277,28 @@ fn a_stalled_log_reader_does_not_stall_the_daemon() {
     let node = &lab.nodes[0];
     let bird = Bird::start(&lab.router, &bird_router_conf(&[0]));
     let dir = workdir();
-    // A log collector that stopped reading: the pipe stays open, one page of buffer, full
-    // after a few lines. A write to it blocks until someone reads.
-    let (reader, writer) = std::io::pipe().expect("pipe");
-    {
-        use std::os::fd::AsRawFd;
-        let r = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-        assert!(r >= 4096, "F_SETPIPE_SZ");
-    }
-    let mut env = base_env(&dir.join("state"));
-    env.insert("vip_loglevel".into(), "trace".into());
-    let child = node
-        .command(&[vipr_bin(), "manager"])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().expect("dup"))
-        .stderr(writer)
-        .spawn()
-        .expect("spawn vipr");
-    let mut child = testbed::Proc::new("vipr", child);
-    let routed = || bird_route(&bird, "192.0.2.10/32", "n0").is_some();
-    eventually(
-        "the VIP routed with nobody reading the log",
-        || bird.birdc("show route"),
-        || routed().then_some(()),
-    );
-    // The pipe is full (no room for another line): from here every write to it blocks.
+    // A log collector that stopped reading: the pipe stays open with one page of buffer,
+    // full after a few lines of trace; a write to it then blocks until someone reads.
+    let (mut child, reader) = start_piped(node, &dir, "trace", true);
     let queued = || {
         use std::os::fd::AsRawFd;
         let mut n: libc::c_int = 0;
         unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut n) };
         n
     };
+    // Full (no room for another line): from here every write to it blocks.
     eventually(
         "the log pipe full",
         || format!("{} bytes queued", queued()),
         || (queued() >= 3584).then_some(()),
     );
-    // Three hold times (3 s) of keepalives, then a flap the daemon must answer.
+    // Three hold times (3 s) of keepalives, then the flap and the shutdown.
     std::thread::sleep(Duration::from_secs(9));
     assert_eq!(
         bird.protocol_state("n0"),
         "Established",
         "the session dropped"
     );
-    bird.birdc("disable n0");
-    bird.birdc("enable n0");
-    eventually(
-        "the route back after the flap",
-        || bird.birdc("show route"),
-        || routed().then_some(()),
-    );
-    child.signal(libc::SIGTERM);
-    let st = testbed::wait_for(CONVERGE, || child.exited()).expect("no exit after SIGTERM");
-    assert_eq!(st.code(), Some(0), "exit status {st}");
-    assert!(!routed());
-    assert!(!has(node, "lo", "192.0.2.10/32"));
+    flap_then_sigterm(node, &bird, &mut child);
     drop(reader);
 }
