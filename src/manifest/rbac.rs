@@ -230,11 +230,11 @@ fn rules(grants: &[&Grant]) -> Vec<PolicyRule> {
 
 fn meta(o: &Options, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
-        name: Some(o.name.clone()),
+        name: Some(o.flags.name.clone()),
         namespace: namespace.map(str::to_string),
         labels: Some(BTreeMap::from([(
             "app.kubernetes.io/name".to_string(),
-            o.name.clone(),
+            o.flags.name.clone(),
         )])),
         ..Default::default()
     }
@@ -243,7 +243,7 @@ fn meta(o: &Options, namespace: Option<&str>) -> ObjectMeta {
 fn subjects(o: &Options) -> Vec<Subject> {
     vec![Subject {
         kind: "ServiceAccount".into(),
-        name: o.name.clone(),
+        name: o.flags.name.clone(),
         namespace: Some(NAMESPACE.into()),
         ..Default::default()
     }]
@@ -265,7 +265,7 @@ pub fn objects(o: &Options) -> Result<Vec<String>, ManifestError> {
         let role_ref = |kind: &str| RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
             kind: kind.into(),
-            name: o.name.clone(),
+            name: o.flags.name.clone(),
         };
         match ns {
             None => {
