@@ -1,19 +1,23 @@
-//! `vipr manifest pod|daemonset|rbac`: Kubernetes manifests for vipr, rendered from the same
-//! flags as `vipr manager` (every setting, with kube-vip's flag spellings, so kube-vip's
-//! documentation applies) plus the generator's own: `--inCluster`, `--taint`, `--image`
-//! (kube-vip's), `--name` and `--super-admin` (vipr's).
+//! `vipr manifest pod|daemonset|rbac|secret`: Kubernetes manifests for vipr, rendered from
+//! the same flags as `vipr manager` (every setting, with kube-vip's flag spellings, so
+//! kube-vip's documentation applies) plus the generator's own: `--inCluster`, `--taint`,
+//! `--image` (kube-vip's), `--name`, `--super-admin` and `--host-file` (vipr's).
 //!
 //! The flags are validated exactly as the daemon validates its configuration
 //! ([`Config::from_layers`]): a manifest that renders is one whose daemon starts. What the
 //! manifests grant follows from that validated [`Config`], mirroring what the daemon really
 //! does (`main.rs`, `kube/`): capabilities per mode ([`pod`]), API permissions per mode
-//! ([`rbac`]), a kubeconfig only when the daemon talks to the API server at all.
+//! ([`rbac`]), a kubeconfig only when the daemon talks to the API server at all, and only to
+//! the kubeadm static pod: a DaemonSet runs on every node, so it always uses its
+//! ServiceAccount and the RBAC of `vipr manifest rbac`. Passwords are never in a pod or a
+//! comment ([`secret`]).
 //!
 //! Pure: builds k8s-openapi objects and serialises them with serde-saphyr; no I/O but the
 //! final print, no tokio.
 
 mod pod;
 mod rbac;
+mod secret;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +43,8 @@ pub enum Kind {
     DaemonSet,
     /// ServiceAccount, (Cluster)Roles and bindings.
     Rbac,
+    /// The passwords: a Secret for the DaemonSet, or the static pod's file on the host.
+    Secret,
 }
 
 impl Kind {
@@ -47,6 +53,7 @@ impl Kind {
             "pod" => Some(Kind::Pod),
             "daemonset" => Some(Kind::DaemonSet),
             "rbac" => Some(Kind::Rbac),
+            "secret" => Some(Kind::Secret),
             _ => None,
         }
     }
@@ -56,6 +63,7 @@ impl Kind {
             Kind::Pod => "pod",
             Kind::DaemonSet => "daemonset",
             Kind::Rbac => "rbac",
+            Kind::Secret => "secret",
         }
     }
 }
@@ -74,6 +82,39 @@ pub enum ManifestError {
     Yaml(String),
 }
 
+/// The generator's own flags (not settings of the daemon).
+#[derive(Debug, Clone)]
+pub struct Generator {
+    /// `--inCluster` (kube-vip's): a DaemonSet always uses its ServiceAccount; accepted so
+    /// kube-vip's commands work, refused for the static pod.
+    pub in_cluster: bool,
+    /// `--taint`.
+    pub taint: bool,
+    /// `--image`: the container image (default: [`default_image`]).
+    pub image: String,
+    /// `--name`: the name of every object (pod, DaemonSet, ServiceAccount, roles, bindings,
+    /// `<name>-bgp` for the passwords); default `vipr`.
+    pub name: String,
+    /// `--super-admin`: mount kubeadm's super-admin.conf (1.29+, first control-plane node).
+    pub super_admin: bool,
+    /// `--host-file` (`secret` only): render the static pod's file on the host instead of a
+    /// Secret.
+    pub host_file: bool,
+}
+
+impl Default for Generator {
+    fn default() -> Generator {
+        Generator {
+            in_cluster: false,
+            taint: false,
+            image: default_image(),
+            name: "vipr".into(),
+            super_admin: false,
+            host_file: false,
+        }
+    }
+}
+
 /// Everything the renderers need.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -83,16 +124,8 @@ pub struct Options {
     pub set: Vec<(&'static Key, String)>,
     /// The daemon's configuration those settings give (validated).
     pub cfg: Config,
-    /// Use a ServiceAccount (in-cluster config) instead of a kubeconfig from the host.
-    pub in_cluster: bool,
-    /// Run on control-plane nodes only (tolerations and node affinity).
-    pub taint: bool,
-    /// Container image.
-    pub image: String,
-    /// Name of every object (pod, DaemonSet, ServiceAccount, roles, bindings).
-    pub name: String,
-    /// Mount kubeadm's super-admin.conf (1.29+, first control-plane node).
-    pub super_admin: bool,
+    /// The generator's own flags.
+    pub flags: Generator,
 }
 
 impl Options {
@@ -110,31 +143,35 @@ impl Options {
             .iter()
             .filter_map(|k| layers.get(k.name).map(|r| (k, r.value.clone())))
             .collect();
-        Options::new(
-            kind,
-            set,
-            m.get_flag("inCluster"),
-            m.get_flag("taint"),
-            m.get_one::<String>("image")
+        let g = Generator {
+            in_cluster: m.get_flag("inCluster"),
+            taint: m.get_flag("taint"),
+            image: m
+                .get_one::<String>("image")
                 .cloned()
                 .unwrap_or_else(default_image),
-            m.get_one::<String>("name")
+            name: m
+                .get_one::<String>("name")
                 .cloned()
                 .unwrap_or_else(|| "vipr".into()),
-            m.get_flag("super-admin"),
-        )
+            super_admin: m.get_flag("super-admin"),
+            host_file: kind == Kind::Secret && m.get_flag("host-file"),
+        };
+        Options::new(kind, set, g)
     }
 
     /// Builds and validates the options.
     pub fn new(
         kind: Kind,
         set: Vec<(&'static Key, String)>,
-        in_cluster: bool,
-        taint: bool,
-        image: String,
-        name: String,
-        super_admin: bool,
+        flags: Generator,
     ) -> Result<Options, ManifestError> {
+        let Generator {
+            in_cluster,
+            taint,
+            super_admin,
+            ..
+        } = flags;
         let usage = |s: &str| Err(ManifestError::Usage(s.to_string()));
         if set.iter().any(|(k, _)| k.name == "vip_nodename") {
             return usage("vip_nodename (--nodename) is not a manifest setting: every pod takes it from spec.nodeName");
@@ -145,13 +182,19 @@ impl Options {
         if kind == Kind::Pod && taint {
             return usage("--taint: a static pod runs on the node whose /etc/kubernetes/manifests holds it; tolerations are for `vipr manifest daemonset`");
         }
-        if in_cluster && super_admin {
-            return usage("--super-admin mounts a kubeconfig from the host; --inCluster uses a ServiceAccount instead");
+        if kind == Kind::DaemonSet && super_admin {
+            return usage("--super-admin: a DaemonSet runs on every node with its ServiceAccount and the RBAC of `vipr manifest rbac`; kubeadm's super-admin.conf is for `vipr manifest pod` only");
+        }
+        if kind == Kind::DaemonSet && set.iter().any(|(k, _)| k.name == "k8s_config_file") {
+            return usage("k8s_config_file (--k8sConfigPath): a DaemonSet runs on every node with its ServiceAccount and the RBAC of `vipr manifest rbac`, never with a kubeconfig from the host; that is for `vipr manifest pod` only");
         }
         if kind == Kind::DaemonSet && set.iter().any(|(k, _)| k.name == "bgp_routerid") {
             return usage("bgp_routerid (--bgpRouterID) must differ per node, so a DaemonSet cannot carry it: leave it unset (vipr takes the node's IPv4 address) or set bgp_routerinterface");
         }
-        if !is_dns_label(&name) {
+        if kind == Kind::Secret && !set.iter().any(|(k, v)| secret::is_secret(k, v)) {
+            return usage("these settings carry no password (bgp_peerpass, or a password field in bgp_peers): there is no secret to render");
+        }
+        if !is_dns_label(&flags.name) {
             return usage(
                 "--name must be a DNS label: lower-case letters, digits and '-', at most 63",
             );
@@ -165,11 +208,7 @@ impl Options {
             kind,
             set,
             cfg,
-            in_cluster,
-            taint,
-            image,
-            name,
-            super_admin,
+            flags,
         })
     }
 
@@ -188,40 +227,52 @@ impl Options {
     }
 
     /// The kubeconfig on the host (and at the same path in the container), when the pod takes
-    /// one from the host: `k8s_config_file`, else super-admin.conf with `--super-admin`, else
-    /// admin.conf.
+    /// one from the host, which only the kubeadm static pod does: `k8s_config_file`, else
+    /// super-admin.conf with `--super-admin`, else admin.conf.
     pub fn host_kubeconfig(&self) -> Option<String> {
-        if self.in_cluster || !self.needs_api() {
+        if self.kind != Kind::Pod || !self.needs_api() {
             return None;
         }
         Some(match self.get("k8s_config_file") {
             Some(p) => p.to_string(),
-            None if self.super_admin => SUPER_ADMIN_CONF.into(),
+            None if self.flags.super_admin => SUPER_ADMIN_CONF.into(),
             None => ADMIN_CONF.into(),
         })
     }
 
-    /// The command line that renders this manifest again (canonical flag order and spelling).
+    /// The command line that renders this manifest again (canonical flag order and
+    /// spelling), a password shown as [`secret::HIDDEN`].
     pub fn command_line(&self) -> String {
-        let mut s = format!("vipr manifest {}", self.kind.name());
+        self.command_line_as(self.kind)
+    }
+
+    /// [`Options::command_line`] for another kind with the same flags.
+    pub fn command_line_as(&self, kind: Kind) -> String {
+        let mut s = format!("vipr manifest {}", kind.name());
         for (k, v) in &self.set {
+            let v = if secret::is_secret(k, v) {
+                secret::HIDDEN
+            } else {
+                v
+            };
             s.push_str(&format!(" --{}={}", shown_flag(k), shell_quote(v)));
         }
         for (on, flag) in [
-            (self.in_cluster, "--inCluster"),
-            (self.taint, "--taint"),
-            (self.super_admin, "--super-admin"),
+            (self.flags.in_cluster, "--inCluster"),
+            (self.flags.taint, "--taint"),
+            (self.flags.super_admin, "--super-admin"),
+            (self.flags.host_file && kind == Kind::Secret, "--host-file"),
         ] {
             if on {
                 s.push(' ');
                 s.push_str(flag);
             }
         }
-        if self.image != default_image() {
-            s.push_str(&format!(" --image={}", shell_quote(&self.image)));
+        if self.flags.image != default_image() {
+            s.push_str(&format!(" --image={}", shell_quote(&self.flags.image)));
         }
-        if self.name != "vipr" {
-            s.push_str(&format!(" --name={}", shell_quote(&self.name)));
+        if self.flags.name != "vipr" {
+            s.push_str(&format!(" --name={}", shell_quote(&self.flags.name)));
         }
         s
     }
@@ -271,18 +322,17 @@ pub fn render(o: &Options) -> Result<String, ManifestError> {
         o.command_line()
     );
     let docs = match o.kind {
-        Kind::Pod => {
-            for line in pod::notes(o) {
+        Kind::Pod | Kind::DaemonSet => {
+            for line in pod::notes(o).into_iter().chain(secret::notes(o)) {
                 out.push_str(&format!("# {line}\n"));
             }
-            vec![yaml(&pod::static_pod(o))?]
-        }
-        Kind::DaemonSet => {
-            for line in pod::notes(o) {
-                out.push_str(&format!("# {line}\n"));
+            if o.kind == Kind::Pod {
+                vec![yaml(&pod::static_pod(o))?]
+            } else {
+                vec![yaml(&pod::daemonset(o))?]
             }
-            vec![yaml(&pod::daemonset(o))?]
         }
+        Kind::Secret => return secret::render(o, out),
         Kind::Rbac => {
             for line in rbac::notes(o) {
                 out.push_str(&format!("# {line}\n"));
@@ -303,10 +353,10 @@ fn yaml<T: serde::Serialize>(v: &T) -> Result<String, ManifestError> {
     Ok(format!("---\n{}", s.trim_start_matches("---\n")))
 }
 
-/// The `manifest` subcommand with its three kinds.
+/// The `manifest` subcommand with its kinds.
 pub fn command() -> Command {
     let mut m = Command::new("manifest")
-        .about("Print Kubernetes manifests: a kubeadm static pod, a DaemonSet, or RBAC")
+        .about("Print Kubernetes manifests: a kubeadm static pod, a DaemonSet, RBAC, or the BGP passwords")
         .subcommand_required(true);
     for (kind, about) in [
         (
@@ -318,8 +368,21 @@ pub fn command() -> Command {
             "rbac",
             "ServiceAccount, roles and bindings: least privilege for the modes enabled",
         ),
+        (
+            "secret",
+            "The BGP passwords of the same flags: a Secret for the DaemonSet, or with --host-file the static pod's file",
+        ),
     ] {
-        m = m.subcommand(kind_command(kind, about));
+        let mut c = kind_command(kind, about);
+        if kind == "secret" {
+            c = c.arg(
+                Arg::new("host-file")
+                    .long("host-file")
+                    .action(ArgAction::SetTrue)
+                    .help("render /etc/kubernetes/<name>-bgp.yaml, the file the static pod reads its passwords from"),
+            );
+        }
+        m = m.subcommand(c);
     }
     m
 }
@@ -332,7 +395,7 @@ fn kind_command(kind: &'static str, about: &'static str) -> Command {
                 .long("inCluster")
                 .alias("in-cluster")
                 .action(ArgAction::SetTrue)
-                .help("use the ServiceAccount (in-cluster config) instead of a kubeconfig from the host"),
+                .help("kube-vip's flag, accepted: a DaemonSet always uses its ServiceAccount (in-cluster config)"),
         )
         .arg(
             Arg::new("taint")

@@ -43,13 +43,16 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
-    /// A key the file does not know.
-    #[error("{origin}: unknown setting {key:?}")]
+    /// A key the file does not know, close to one it knows (a key far from every setting's
+    /// name is not repeated: it may be a value on a line of its own).
+    #[error("{origin}: unknown setting {key:?} (did you mean {known}?)")]
     UnknownKey {
         /// Where.
         origin: Origin,
         /// The key.
         key: String,
+        /// The setting it is closest to.
+        known: &'static str,
     },
     /// One setting given twice in one source (two spellings, or the same one repeated).
     #[error("{second} and {first} give the same setting: give it once")]

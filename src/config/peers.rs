@@ -98,6 +98,15 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// Whether a `bgp_peers` value carries a password (an entry with a non-empty third field);
+/// an entry that does not split counts as carrying one, so nothing unreadable is shown.
+pub fn has_password(s: &str) -> bool {
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|e| fields(e).map_or(true, |f| f.get(2).is_some_and(|p| !p.is_empty())))
+}
+
 /// Splits one entry on `:` outside brackets.
 fn fields(entry: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -309,6 +318,19 @@ mod tests {
             (b.min_rx.as_millis(), b.min_tx.as_millis(), b.multiplier),
             (100, 200, 5)
         );
+    }
+
+    #[test]
+    fn has_password_looks_at_the_third_field_only() {
+        assert!(!has_password("10.0.0.1:65000::false, [2001:db8::1]:65000"));
+        assert!(has_password(
+            "10.0.0.1:65000::false,[2001:db8::1]:65000:pw:true"
+        ));
+        assert!(
+            has_password("[2001:db8::1:65000:pw"),
+            "unsplittable counts as secret"
+        );
+        assert!(!has_password(""));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! `vip_address`) are refused naming both.
 //!
 //! YAML scalars are kept exactly as written (`bgp_as: 1.10` is the asdot AS 65546, not the
-//! number 1.1), and YAML errors never quote the file (a password may be on the line).
+//! number 1.1), and YAML errors never quote the file (a password may be on the line): they
+//! give the line, the column and the setting whose block it is in, and repeat a key only when
+//! it is a setting's name or a near miss of one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -156,7 +158,7 @@ impl Layers {
         }
         let file_error = |e: serde_saphyr::Error| ConfigError::File {
             path: path.to_string(),
-            reason: yaml_reason(&e),
+            reason: yaml_reason(&e, text),
         };
         // Pass 1: the keys, where their values are, and which are lists.
         let shapes: BTreeMap<String, serde_saphyr::Spanned<Shape>> =
@@ -180,7 +182,17 @@ impl Layers {
                 line,
             };
             let Some(key) = keys::find(&name) else {
-                return Err(ConfigError::UnknownKey { origin, key: name });
+                return Err(match near_miss(&name) {
+                    Some(known) => ConfigError::UnknownKey {
+                        origin,
+                        key: name,
+                        known,
+                    },
+                    None => ConfigError::File {
+                        path: path.to_string(),
+                        reason: format!("line {line}: a key that is no setting's name (not repeated here: it may be a value)"),
+                    },
+                });
             };
             match value {
                 Some(v) => entries.push((key, v, origin)),
@@ -199,11 +211,70 @@ impl Layers {
 }
 
 /// A YAML error without the source snippet the parser adds (the offending line may hold a
-/// password): `line L column C: what`.
-fn yaml_reason(e: &serde_saphyr::Error) -> String {
-    let full = e.to_string();
+/// password): `line L column C (in KEY): what`, KEY the setting whose block the line is in.
+fn yaml_reason(e: &serde_saphyr::Error, text: &str) -> String {
+    let full = e.without_snippet().to_string();
     let first = full.lines().next().unwrap_or_default();
-    first.trim_start_matches("error: ").to_string()
+    let mut what = first.trim_start_matches("error: ");
+    // The parser's advice to its caller, not to the user.
+    for cut in [", set DuplicateKeyPolicy", "; use from_str_multiple"] {
+        what = what.split(cut).next().unwrap_or(what);
+    }
+    let Some(loc) = e.location() else {
+        return what.to_string();
+    };
+    let at = format!("line {} column {}", loc.line(), loc.column());
+    let what = what
+        .strip_prefix(&at)
+        .map_or(what, |w| w.trim_start_matches(':').trim_start());
+    let what = what
+        .strip_suffix(&format!(" at line {}, column {}", loc.line(), loc.column()))
+        .unwrap_or(what);
+    match key_at(text, loc.line() as usize) {
+        Some(k) => format!("{at} (in {k}): {what}"),
+        None => format!("{at}: {what}"),
+    }
+}
+
+/// The setting whose block holds 1-based `line`: the last line at or above it that starts a
+/// top-level key naming a setting (other text may be a value, so it is never returned).
+fn key_at(text: &str, line: usize) -> Option<&'static str> {
+    text.lines()
+        .take(line)
+        .filter_map(|l| {
+            let (k, _) = l.split_once(':')?;
+            let k = k.trim_end().trim_matches(|c| c == '"' || c == '\'');
+            (!l.starts_with(char::is_whitespace)).then(|| keys::find(k))?
+        })
+        .map(|k| k.name)
+        .last()
+}
+
+/// The setting an unknown key is a typo of: within a quarter of its length in edits
+/// (Levenshtein, at least one), ignoring case.
+fn near_miss(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    keys::KEYS
+        .iter()
+        .map(|k| (edits(&key, &k.name.to_ascii_lowercase()), k.name))
+        .filter(|(d, name)| *d <= (name.len() / 4).max(1))
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// What a file value is, from the first pass.
@@ -281,8 +352,12 @@ impl<'de> Deserialize<'de> for FileMap {
                     let v = if list {
                         Some(m.next_value::<Vec<String>>()?.join(","))
                     } else {
+                        // A key is repeated only when it names a setting (else it may be a value).
                         m.next_value::<Option<String>>()
-                            .map_err(|e| de::Error::custom(format!("{k}: {e}")))?
+                            .map_err(|e| match keys::find(&k) {
+                                Some(_) => de::Error::custom(format!("{k}: {e}")),
+                                None => de::Error::custom(e),
+                            })?
                     };
                     out.push((k, v));
                 }

@@ -716,13 +716,53 @@ fn yaml_scalars_are_kept_as_written_and_errors_never_quote_the_file() {
     assert!(e.contains("bgp_as"), "{e}");
 }
 
+/// A syntax error names line, column and the setting it is in; a key is repeated only when
+/// it is a setting's name or a near miss (a line holding only a password is a "key" too).
+#[test]
+fn yaml_errors_name_the_setting_but_never_other_text() {
+    let err = |text: &str| {
+        Layers::default()
+            .add_yaml("f.yaml", text)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("bgp_enable: true\nbgp_peerpass: \"s3cr3t\nbgp_as: 1\n");
+    assert_eq!(
+        e,
+        "config file f.yaml: line 2 column 15 (in bgp_peerpass): unclosed quote"
+    );
+    let e = err("bgp_peers:\n  - 10.0.0.1:65000:s3cr3t:false\n  - [x\n");
+    assert!(e.contains("line 3 column 5 (in bgp_peers)"), "{e}");
+    assert!(!e.contains("s3cr3t"), "{e}");
+    let e = err("bgp_peers: s3cr3t\nbgp_peers: s3cr3t\n");
+    assert_eq!(
+        e,
+        "config file f.yaml: line 2 column 1 (in bgp_peers): duplicate mapping key: bgp_peers"
+    );
+    for text in [
+        "bgp_peerpass:\ns3cr3t: 1\n",
+        "s3cr3t:\n  a: b\n",
+        "bgp_as: 1\n\"s3cr3t\": [x]\n",
+    ] {
+        let e = err(text);
+        assert!(!e.contains("s3cr3t"), "{text:?}: {e}");
+        assert!(e.contains("f.yaml"), "{e}");
+    }
+    assert!(
+        err("adress: 192.0.2.1\n").contains("unknown setting \"adress\" (did you mean address?)")
+    );
+}
+
 #[test]
 fn file_errors_name_the_line() {
     let mut l = Layers::default();
     let e = l
         .add_yaml("vipr.yaml", "bgp_enable: true\nbgp_ass: 65000\n")
         .unwrap_err();
-    assert_eq!(e.to_string(), "vipr.yaml:2: unknown setting \"bgp_ass\"");
+    assert_eq!(
+        e.to_string(),
+        "vipr.yaml:2: unknown setting \"bgp_ass\" (did you mean bgp_as?)"
+    );
     let mut l = Layers::default();
     l.add_yaml("vipr.yaml", "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\nbgp_peers: 192.0.2.1:65000\nbgp_as: sixty\n")
         .unwrap();

@@ -1,7 +1,8 @@
 //! ARP mode's elections: which Leases this node competes for (the control-plane Lease
 //! `vip_leasename`; one Lease for all Services `plndr-svcs-lock`, or with `svc_election` one
-//! `kubevip-<service>` per Service that this node may serve), one election task per Lease,
-//! and the combined [`Leadership`] published to the reconciler.
+//! per Service that this node may serve, `kubevip-<namespace>.<service>` in `cp_namespace`,
+//! deleted with its Service by [`service_leases::sweep`]), one election task per Lease, and
+//! the combined [`Leadership`] published to the reconciler.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::{self, LeaseId};
+use super::service_leases;
 use crate::config::{ArpSettings, ControlPlane, ServiceSettings};
 use crate::model::{Leadership, Services};
 
@@ -46,19 +48,22 @@ pub struct Inputs {
     pub services: watch::Receiver<Services>,
 }
 
+/// A Lease: namespace, name, labels.
+type LeaseAt = (String, String, BTreeMap<String, String>);
+
 /// The Leases wanted for these settings and these Services (ARP mode).
 fn wanted(
     arp: &ArpSettings,
     cp: &ControlPlane,
     svc: &ServiceSettings,
     services: &Services,
-) -> BTreeMap<Scope, (String, String)> {
+) -> BTreeMap<Scope, LeaseAt> {
     let mut w = BTreeMap::new();
     let Some(e) = &arp.election else { return w };
     if cp.enabled {
         w.insert(
             Scope::ControlPlane,
-            (e.namespace.clone(), e.lease_name.clone()),
+            (e.namespace.clone(), e.lease_name.clone(), BTreeMap::new()),
         );
     }
     if svc.enabled {
@@ -67,20 +72,28 @@ fn wanted(
             for s in services.values().filter(|s| s.eligible().is_ok()) {
                 w.insert(
                     Scope::Service(s.key()),
-                    (s.namespace.clone(), format!("kubevip-{}", s.name)),
+                    (
+                        e.namespace.clone(),
+                        service_leases::lease_name(&s.namespace, &s.name),
+                        service_leases::labels(&s.namespace, &s.name),
+                    ),
                 );
             }
         } else {
             w.insert(
                 Scope::AllServices,
-                (e.namespace.clone(), SERVICES_LEASE.to_string()),
+                (
+                    e.namespace.clone(),
+                    SERVICES_LEASE.to_string(),
+                    BTreeMap::new(),
+                ),
             );
         }
     }
     w
 }
 
-type Runs = BTreeMap<Scope, (Running, (String, String), crate::election::Timing)>;
+type Runs = BTreeMap<Scope, (Running, LeaseAt, crate::election::Timing)>;
 
 fn leadership(running: &Runs) -> Leadership {
     let mut l = Leadership::default();
@@ -109,6 +122,12 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut running: Runs = BTreeMap::new();
+    tokio::spawn(service_leases::sweep(
+        client.clone(),
+        i.arp.clone(),
+        i.services.clone(),
+        cancel.clone(),
+    ));
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(64);
     loop {
         let arp = i.arp.borrow_and_update().clone();
@@ -138,17 +157,18 @@ pub async fn run(
             }
             keep
         });
-        for (scope, (ns, name)) in want {
+        for (scope, (ns, name, labels)) in want {
             if running.contains_key(&scope) {
                 continue;
             }
-            let lease = (ns.clone(), name.clone());
+            let lease = (ns.clone(), name.clone(), labels.clone());
             let (ltx, lrx) = watch::channel(false);
             let child = CancellationToken::new();
             let id = LeaseId {
                 namespace: ns.clone(),
                 name,
                 identity: identity.clone(),
+                labels,
             };
             let api: Api<Lease> = Api::namespaced(client.clone(), &ns);
             let task = tokio::spawn(lease::run(api, id, timing, ltx, child.clone()));

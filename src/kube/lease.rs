@@ -3,6 +3,7 @@
 //! deadline check is never late; a watch on the Lease tells followers at once when it is
 //! released. Leadership is published on a `watch<bool>`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -27,6 +28,8 @@ pub struct LeaseId {
     pub name: String,
     /// Holder identity (the node name).
     pub identity: String,
+    /// Labels the Lease carries (kept on every write).
+    pub labels: BTreeMap<String, String>,
 }
 
 fn to_record(l: &Lease) -> LeaseRecord {
@@ -50,6 +53,7 @@ fn to_lease(id: &LeaseId, r: &LeaseRecord, rv: Option<String>) -> Lease {
             name: Some(id.name.clone()),
             namespace: Some(id.namespace.clone()),
             resource_version: rv,
+            labels: (!id.labels.is_empty()).then(|| id.labels.clone()),
             ..Default::default()
         },
         spec: Some(LeaseSpec {
@@ -125,14 +129,20 @@ pub async fn run(
                     // The release write is the last thing we do: wait for it (bounded).
                     let lease = to_lease(&id, &r, None);
                     let res = tokio::time::timeout(call_timeout, async {
-                        let cur = api.get_opt(&id.name).await.ok().flatten();
+                        let Some(cur) = api.get_opt(&id.name).await? else {
+                            return Ok(false);
+                        };
                         let mut l = lease;
-                        l.metadata.resource_version = cur.and_then(|c| c.metadata.resource_version);
-                        api.replace(&id.name, &PostParams::default(), &l).await
+                        l.metadata.resource_version = cur.metadata.resource_version;
+                        api.replace(&id.name, &PostParams::default(), &l)
+                            .await
+                            .map(|_| true)
                     })
                     .await;
                     match res {
-                        Ok(Ok(_)) => info!(lease = %id.name, "lease released"),
+                        Ok(Ok(true)) => info!(lease = %id.name, "lease released"),
+                        // Deleted with its Service: nothing to release.
+                        Ok(Ok(false)) => info!(lease = %id.name, "lease gone: nothing to release"),
                         _ => {
                             warn!(lease = %id.name, "could not release the lease; it expires on its own")
                         }

@@ -10,6 +10,7 @@ pub mod elections;
 pub mod lease;
 pub mod members;
 pub mod node;
+pub mod service_leases;
 pub mod services;
 pub mod watch;
 pub mod writer;

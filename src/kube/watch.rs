@@ -390,8 +390,9 @@ pub async fn run(
         let w = cluster.work();
         out.work.planned.store(w.planned, Ordering::Relaxed);
         out.work.derived.store(w.derived, Ordering::Relaxed);
-        // Routes first: the writes follow on their own task.
-        if p.services {
+        // Routes first: the writes follow on their own task. The first view is published
+        // even when empty: it tells its followers that the caches are synced.
+        if p.services || first {
             out.services.send_replace(cluster.vips().clone());
         }
         if p.allocations {

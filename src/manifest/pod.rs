@@ -2,8 +2,8 @@
 //! container running `vipr manager` on the host's network, configured through kube-vip's
 //! environment names, with the fewest capabilities the enabled mode needs, a read-only root
 //! file system, resource requests, probes on `/healthz` and `/readyz`, and a kubeconfig
-//! (static pod, or DaemonSet without `--inCluster`) or ServiceAccount only when the daemon
-//! talks to the API server.
+//! (static pod) or ServiceAccount (DaemonSet) only when the daemon talks to the API server.
+//! Passwords come from a Secret or a host file ([`super::secret`]), never from a `value:`.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Options, NAMESPACE};
+use super::{secret, Kind, Options, NAMESPACE};
 use crate::config::Mode;
 
 /// The capabilities `vipr manager` needs with these settings: NET_ADMIN always (VIP
@@ -48,9 +48,8 @@ pub fn notes(o: &Options) -> Vec<String> {
         (Some(p), _) => n.push(format!("Kubernetes API: through {p} from the host.")),
         (None, true) => n.push(format!(
             "Kubernetes API: through ServiceAccount {NAMESPACE}/{}; apply `{}` first.",
-            o.name,
-            o.command_line()
-                .replacen(&format!("manifest {}", o.kind.name()), "manifest rbac", 1)
+            o.flags.name,
+            o.command_line_as(Kind::Rbac)
         )),
         (None, false) => n.push(
             "Kubernetes API: not used with these settings (BGP with static peers), so no \
@@ -66,7 +65,7 @@ pub fn notes(o: &Options) -> Vec<String> {
 
 fn labels(o: &Options) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), o.name.clone()),
+        ("app.kubernetes.io/name".to_string(), o.flags.name.clone()),
         (
             "app.kubernetes.io/version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
@@ -75,7 +74,8 @@ fn labels(o: &Options) -> BTreeMap<String, String> {
 }
 
 /// The container's environment: `vip_nodename` from `spec.nodeName`, then every setting
-/// given, under its kube-vip name, in the order of the settings table.
+/// given, under its kube-vip name, in the order of the settings table; a password from the
+/// Secret (DaemonSet) or not at all (the static pod reads its host file).
 pub fn env(o: &Options) -> Vec<EnvVar> {
     let mut env = vec![EnvVar {
         name: "vip_nodename".into(),
@@ -89,6 +89,12 @@ pub fn env(o: &Options) -> Vec<EnvVar> {
         ..Default::default()
     }];
     for (k, v) in &o.set {
+        if secret::is_secret(k, v) {
+            if o.kind == Kind::DaemonSet {
+                env.push(secret::env_ref(o, k));
+            }
+            continue;
+        }
         env.push(EnvVar {
             name: k.name.to_string(),
             value: Some(v.clone()),
@@ -156,12 +162,18 @@ pub fn pod_spec(o: &Options) -> PodSpec {
     if let Some(kc) = o.host_kubeconfig() {
         mounts.push(host_path("kubeconfig", &kc, "File", true));
     }
+    let mut args = vec!["manager".to_string()];
+    if o.kind == Kind::Pod && !secret::settings(o).is_empty() {
+        let f = secret::host_file(o);
+        mounts.push(host_path("passwords", &f, "File", true));
+        args.extend(["--config".to_string(), f]);
+    }
     let (volumes, volume_mounts): (Vec<Volume>, Vec<VolumeMount>) = mounts.into_iter().unzip();
     let container = Container {
         name: "vipr".into(),
-        image: Some(o.image.clone()),
+        image: Some(o.flags.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec!["manager".into()]),
+        args: Some(args),
         env: Some(env(o)),
         security_context: Some(SecurityContext {
             capabilities: Some(Capabilities {
@@ -194,6 +206,7 @@ pub fn pod_spec(o: &Options) -> PodSpec {
         ..Default::default()
     };
     let drain = o.cfg.bgp.drain.map_or(0, |d| d.as_secs() as i64);
+    let in_cluster = o.kind == Kind::DaemonSet && o.needs_api();
     PodSpec {
         host_network: Some(true),
         containers: vec![container],
@@ -201,8 +214,10 @@ pub fn pod_spec(o: &Options) -> PodSpec {
         priority_class_name: Some("system-node-critical".into()),
         // SIGTERM: drain (vipr_drain_seconds), withdraw, Cease, remove addresses, release.
         termination_grace_period_seconds: Some(30.max(drain + 15)),
-        service_account_name: o.in_cluster.then(|| o.name.clone()),
-        automount_service_account_token: Some(o.in_cluster && o.needs_api()),
+        // Only a DaemonSet has a ServiceAccount of its own (a static pod's mirror pod may not
+        // reference one), and only when the daemon calls the API.
+        service_account_name: in_cluster.then(|| o.flags.name.clone()),
+        automount_service_account_token: Some(in_cluster),
         ..Default::default()
     }
 }
@@ -211,7 +226,7 @@ pub fn pod_spec(o: &Options) -> PodSpec {
 pub fn static_pod(o: &Options) -> Pod {
     Pod {
         metadata: ObjectMeta {
-            name: Some(o.name.clone()),
+            name: Some(o.flags.name.clone()),
             namespace: Some(NAMESPACE.into()),
             labels: Some(labels(o)),
             ..Default::default()
@@ -224,7 +239,7 @@ pub fn static_pod(o: &Options) -> Pod {
 /// The DaemonSet; with `--taint` only on control-plane nodes.
 pub fn daemonset(o: &Options) -> DaemonSet {
     let mut spec = pod_spec(o);
-    if o.taint {
+    if o.flags.taint {
         spec.tolerations = Some(
             ["NoSchedule", "NoExecute"]
                 .into_iter()
@@ -257,10 +272,10 @@ pub fn daemonset(o: &Options) -> DaemonSet {
             ..Default::default()
         });
     }
-    let select = BTreeMap::from([("app.kubernetes.io/name".to_string(), o.name.clone())]);
+    let select = BTreeMap::from([("app.kubernetes.io/name".to_string(), o.flags.name.clone())]);
     DaemonSet {
         metadata: ObjectMeta {
-            name: Some(o.name.clone()),
+            name: Some(o.flags.name.clone()),
             namespace: Some(NAMESPACE.into()),
             labels: Some(labels(o)),
             ..Default::default()

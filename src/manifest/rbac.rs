@@ -4,7 +4,8 @@
 //! | setting | calls | rule |
 //! |---|---|---|
 //! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap` |
-//! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `plndr-svcs-lock`) in `cp_namespace`; every Lease where the Services are with `svc_election` (`kubevip-<service>`) |
+//! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `plndr-svcs-lock`) in `cp_namespace` |
+//! | ... + `svc_election` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
 //!
@@ -135,7 +136,18 @@ pub fn grants(o: &Options) -> Vec<Grant> {
         if c.services.enabled && !e.per_service {
             named.push(SERVICES_LEASE.to_string());
         }
-        if !named.is_empty() {
+        if c.services.enabled && e.per_service {
+            // Per-Service Leases have names only known at run time: every Lease of the one
+            // namespace, which then covers the control-plane Lease too.
+            g.push(grant(
+                cp_ns,
+                "coordination.k8s.io",
+                "leases",
+                vec![],
+                &["get", "list", "watch", "create", "update", "delete"],
+                "svc_election: one Lease per Service (kubevip-<namespace>.<service>), here beside the control-plane Lease, deleted with its Service",
+            ));
+        } else if !named.is_empty() {
             // create cannot be limited by name (the object has none yet).
             g.push(grant(
                 cp_ns,
@@ -152,16 +164,6 @@ pub fn grants(o: &Options) -> Vec<Grant> {
                 named,
                 &["get", "list", "watch", "update"],
                 "vip_leaderelection: hold, renew, watch and release the Lease",
-            ));
-        }
-        if c.services.enabled && e.per_service {
-            g.push(grant(
-                svc_ns,
-                "coordination.k8s.io",
-                "leases",
-                vec![],
-                &["get", "list", "watch", "create", "update"],
-                "svc_election: one Lease per Service (kubevip-<service>) where the Service is",
             ));
         }
     }
@@ -230,11 +232,11 @@ fn rules(grants: &[&Grant]) -> Vec<PolicyRule> {
 
 fn meta(o: &Options, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
-        name: Some(o.name.clone()),
+        name: Some(o.flags.name.clone()),
         namespace: namespace.map(str::to_string),
         labels: Some(BTreeMap::from([(
             "app.kubernetes.io/name".to_string(),
-            o.name.clone(),
+            o.flags.name.clone(),
         )])),
         ..Default::default()
     }
@@ -243,7 +245,7 @@ fn meta(o: &Options, namespace: Option<&str>) -> ObjectMeta {
 fn subjects(o: &Options) -> Vec<Subject> {
     vec![Subject {
         kind: "ServiceAccount".into(),
-        name: o.name.clone(),
+        name: o.flags.name.clone(),
         namespace: Some(NAMESPACE.into()),
         ..Default::default()
     }]
@@ -265,7 +267,7 @@ pub fn objects(o: &Options) -> Result<Vec<String>, ManifestError> {
         let role_ref = |kind: &str| RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
             kind: kind.into(),
-            name: o.name.clone(),
+            name: o.flags.name.clone(),
         };
         match ns {
             None => {

@@ -81,7 +81,15 @@ impl Vipr {
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
-        let _ = writeln!(&f, "===== {label}: start, env {env:?} args {args:?}");
+        // The marker is part of the log the tests search: passwords stay out of it too.
+        let shown: BTreeMap<&String, &str> = env
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "bgp_peers" | "bgp_peerpass" => (k, "<secret>"),
+                _ => (k, v.as_str()),
+            })
+            .collect();
+        let _ = writeln!(&f, "===== {label}: start, env {shown:?} args {args:?}");
         let g = f.try_clone().expect("dup log fd");
         let mut argv = vec![vipr_bin(), "manager"];
         argv.extend_from_slice(args);

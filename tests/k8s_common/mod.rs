@@ -16,6 +16,10 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+mod access;
+#[allow(unused_imports)] // not every test binary runs vipr under its RBAC
+pub use access::*;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

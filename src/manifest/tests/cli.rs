@@ -20,10 +20,16 @@ fn rejected_combinations_say_why() {
     ])
     .contains("differ per node"));
     assert!(err(&[&["daemonset", "--name", "Vipr"][..], BGP_CP].concat()).contains("DNS label"));
-    assert!(
-        err(&[&["daemonset", "--inCluster", "--super-admin"][..], BGP_CP].concat())
-            .contains("--inCluster")
-    );
+    // A DaemonSet runs on every node: never with a kubeconfig from the host.
+    assert!(err(&[&["daemonset", "--super-admin"][..], ARP_CP].concat()).contains("ServiceAccount"));
+    assert!(err(&[
+        &["daemonset", "--k8sConfigPath", "/etc/kubernetes/admin.conf"][..],
+        ARP_CP
+    ]
+    .concat())
+    .contains("ServiceAccount"));
+    // Nothing to put in a Secret.
+    assert!(err(&[&["secret"][..], BGP_CP].concat()).contains("no password"));
     // The daemon's own validation, with the flag named.
     let e = err(&["pod", "--arp", "--vip", "10.0.0.1", "--controlplane"]);
     assert!(
@@ -84,6 +90,26 @@ fn split_words(s: &str) -> Vec<String> {
     words
 }
 
+/// The header's command line, with each hidden password given again (in order).
+fn header_words(rendered: &str, passwords: &[&str]) -> Vec<String> {
+    let line = rendered
+        .lines()
+        .nth(1)
+        .expect("header")
+        .trim_start_matches("#   ");
+    let mut pw = passwords.iter();
+    let words: Vec<String> = split_words(line)
+        .into_iter()
+        .map(|w| match w.split_once(&format!("={}", secret::HIDDEN)) {
+            Some((flag, "")) => format!("{flag}={}", pw.next().expect("a password")),
+            _ => w,
+        })
+        .collect();
+    assert!(pw.next().is_none(), "every password is hidden: {line}");
+    assert_eq!(&words[..2], &["vipr", "manifest"], "{line}");
+    words
+}
+
 #[test]
 fn the_header_command_renders_the_same_manifest_again() {
     let cases: Vec<Vec<&str>> = vec![
@@ -108,15 +134,14 @@ fn the_header_command_renders_the_same_manifest_again() {
     ];
     for args in cases {
         let first = render_args(&args);
-        let line = first
-            .lines()
-            .nth(1)
-            .expect("header")
-            .trim_start_matches("#   ");
-        let words = split_words(line);
-        assert_eq!(&words[..2], &["vipr", "manifest"], "{line}");
+        let pw: &[&str] = if args.contains(&"--bgppeers") {
+            &["[2001:db8::1]:65000:it's:false"]
+        } else {
+            &[]
+        };
+        let words = header_words(&first, pw);
         let again: Vec<&str> = words[2..].iter().map(String::as_str).collect();
-        assert_eq!(render_args(&again), first, "{line}");
+        assert_eq!(render_args(&again), first, "{words:?}");
     }
     assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
     assert_eq!(split_words(&shell_quote("a b'c")), vec!["a b'c"]);

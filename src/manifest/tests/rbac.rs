@@ -145,22 +145,51 @@ fn rbac_is_least_privilege_for_each_mode() {
     let mut want = svc.clone();
     want.extend(lease(&["plndr-cp-lock", "plndr-svcs-lock"]));
     assert_eq!(rbac_rules(&[ARP_CP, &["--services"]].concat()), want);
-    // svc_election: a Lease per Service where the Service is, names unknown in advance.
-    let (cluster, kube_system): (Vec<_>, Vec<_>) =
-        svc.iter().cloned().partition(|r| r.0.is_empty());
-    let mut want = cluster;
-    want.push(rule(
-        "",
-        "coordination.k8s.io",
-        "leases",
-        &[],
-        &["get", "list", "watch", "create", "update"],
-    ));
-    want.extend(kube_system);
-    want.extend(lease(&["plndr-cp-lock"]));
+    // svc_election: a Lease per Service, names unknown in advance, in cp_namespace only
+    // (never where the Services are), deleted with its Service.
+    let per_service = |ns: &str| {
+        rule(
+            ns,
+            "coordination.k8s.io",
+            "leases",
+            &[],
+            &["get", "list", "watch", "create", "update", "delete"],
+        )
+    };
+    let mut want = svc.clone();
+    want.push(per_service("kube-system"));
     assert_eq!(
         rbac_rules(&[ARP_CP, &["--services", "--servicesElection"]].concat()),
         want
+    );
+    let got = rbac_rules(
+        &[
+            ARP_CP,
+            &[
+                "--services",
+                "--servicesElection",
+                "--namespace",
+                "vip",
+                "--svc-namespace",
+                "web",
+            ],
+        ]
+        .concat(),
+    );
+    let leases: Vec<_> = got.iter().filter(|r| r.2 == "leases").collect();
+    assert_eq!(
+        leases,
+        vec![
+            &rule(
+                "kube-system",
+                "coordination.k8s.io",
+                "leases",
+                &[],
+                &["get", "list", "watch", "create", "update", "delete"]
+            ),
+            &per_service("vip"),
+        ],
+        "claims in kube-system, elections in cp_namespace, none in the Services' namespace"
     );
     // svc_namespace: the Service rules become a Role there.
     let got = rbac_rules(&[
