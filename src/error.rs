@@ -80,4 +80,14 @@ pub enum DaemonError {
     /// A system resource could not be opened.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
+    /// An address to listen on is taken (or not ours).
+    #[error("cannot listen on {addr} ({setting}): {source}")]
+    Listen {
+        /// The setting that names it.
+        setting: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }

@@ -43,6 +43,7 @@ mod http;
 mod ipam;
 mod kube;
 mod lb;
+mod liveness;
 mod logging;
 mod manifest;
 mod memory;
