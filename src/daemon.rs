@@ -19,7 +19,9 @@ use crate::config::{Config, Mode, Sources};
 use crate::discovery::Discovered;
 use crate::error::DaemonError;
 use crate::model::{Health, Leadership, Services};
-use crate::{dataplane, discovery, health, http, kube, lb, peers, reconciler, restart, statedir};
+use crate::{
+    dataplane, discovery, health, http, kube, lb, liveness, peers, reconciler, restart, statedir,
+};
 
 /// Changes the log filter (`vip_loglevel` is applied live).
 pub trait LogLevelControl: Send + Sync + 'static {
@@ -68,6 +70,8 @@ struct Channels {
     leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
     writes: Arc<kube::writer::WriteCounts>,
     work: Arc<crate::model::WorkCounts>,
+    /// The reconciler's heartbeat.
+    reconciler_alive: (liveness::Beat, liveness::Heartbeat),
 }
 
 /// What starting the tasks needs at hand.
@@ -83,13 +87,25 @@ struct Wiring<'a> {
 }
 
 impl Wiring<'_> {
-    /// `/metrics`, `/status`, `/healthz`, `/readyz` on the HTTP section's address, and the
-    /// log level.
-    fn http(&self, c: &Channels, log: impl LogLevelControl) {
+    /// `/metrics`, `/status`, `/healthz`, `/readyz` on the HTTP section's address (`first`:
+    /// the one at start, bound already), the probers behind `/healthz`, and the log level.
+    fn http(
+        &self,
+        c: &Channels,
+        first: Option<(std::net::SocketAddr, tokio::net::TcpListener)>,
+        log: impl LogLevelControl,
+    ) {
         self.tasks
             .spawn(follow_log(self.s.log.subscribe(), log, self.cancel.clone()));
+        let [speaker, bfd] =
+            liveness::probe_speaker_and_bfd(&self.speaker, self.tasks, &self.cancel);
+        self.tasks.spawn(liveness::stall_hook(
+            self.speaker.clone(),
+            self.cancel.clone(),
+        ));
         self.tasks.spawn(http::follow(
             self.s.http.subscribe(),
+            first,
             http::AppState {
                 speaker: self.speaker.clone(),
                 vips: c.vips.1.clone(),
@@ -100,6 +116,8 @@ impl Wiring<'_> {
                 node: self.node.name.clone(),
                 mode: self.node.mode.name(),
                 peers_known: c.peers_known.1.clone(),
+                settings: self.s.http.subscribe(),
+                heartbeats: Arc::new([speaker, bfd, c.reconciler_alive.1.clone()]),
             },
             self.cancel.clone(),
         ));
@@ -231,6 +249,7 @@ impl Wiring<'_> {
                 announce,
                 restart,
                 work: c.work.clone(),
+                alive: c.reconciler_alive.0,
             },
             self.cancel.clone(),
         ))
@@ -255,6 +274,20 @@ impl Daemon {
             "vipr starting"
         );
         statedir::prepare(&cfg.node.state_dir).map_err(DaemonError::StateDir)?;
+        // First, so that a port held by another process (kube-vip during a migration) stops
+        // vipr before it touches the network, rather than leaving a liveness probe to
+        // probe the other process.
+        let first = match cfg.http.addr {
+            Some(addr) => Some((
+                addr,
+                http::bind(addr).map_err(|source| DaemonError::Listen {
+                    setting: "prometheus_server",
+                    addr,
+                    source,
+                })?,
+            )),
+            None => None,
+        };
         let client = if cfg.needs_api() {
             Some(kube::client(&cfg.node.kubeconfig).await?)
         } else {
@@ -304,8 +337,9 @@ impl Daemon {
             leadership: watch::channel(Leadership::default()),
             writes: Arc::default(),
             work: Arc::default(),
+            reconciler_alive: liveness::heartbeat("reconciler"),
         };
-        w.http(&c, log);
+        w.http(&c, first, log);
         tasks.spawn(health::supervise(
             sections.control_plane.subscribe(),
             c.health.0.clone(),

@@ -86,4 +86,14 @@ pub enum DaemonError {
     /// The state directory is not safe to trust.
     #[error("{0}")]
     StateDir(String),
+    /// An address to listen on is taken (or not ours).
+    #[error("cannot listen on {addr} ({setting}): {source}")]
+    Listen {
+        /// The setting that names it.
+        setting: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }

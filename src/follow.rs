@@ -1,8 +1,8 @@
 //! Running a task for the current value of a configuration section: [`follow`] starts it
 //! with the part of the section it depends on, and restarts it (the old run cancelled and
 //! awaited first) whenever that part changes. The tasks that own a resource bound to a
-//! setting use it: the HTTP listener, the health checker, the peer provider, the Service
-//! watcher.
+//! setting use it: the health checker, the peer provider, the Service watcher. (The HTTP
+//! listener has its own loop: it binds the new address before letting go of the old.)
 
 use std::future::Future;
 

@@ -44,6 +44,7 @@ mod instance;
 mod ipam;
 mod kube;
 mod lb;
+mod liveness;
 mod logging;
 mod manifest;
 mod memory;

@@ -264,7 +264,7 @@ fn register_allocations(reg: &mut Registry, vips: &[VipState], alloc: &Allocatio
     );
 }
 
-/// BFD per peer (RFC 5880): state, discriminators, intervals, flaps.
+/// BFD per peer (RFC 5880): state, intervals, flaps.
 fn register_bfd(reg: &mut Registry, peers: &[PeerInfo]) {
     let state = Family::<Labels, Gauge>::default();
     let info = Family::<Labels, Gauge>::default();
@@ -281,11 +281,10 @@ fn register_bfd(reg: &mut Registry, peers: &[PeerInfo]) {
             .unwrap_or(0) as i64
             + 1;
         state.get_or_create(&l(&[("peer", peer.clone())])).set(idx);
+        // No discriminators: with one, a host on the link can forge a BFD Down.
         info.get_or_create(&l(&[
             ("peer", peer.clone()),
             ("state", b.state.name().to_string()),
-            ("local_discriminator", b.local_discriminator.to_string()),
-            ("remote_discriminator", b.remote_discriminator.to_string()),
         ]))
         .set(1);
         tx.get_or_create(&l(&[("peer", peer.clone())]))
@@ -307,7 +306,7 @@ fn register_bfd(reg: &mut Registry, peers: &[PeerInfo]) {
     );
     reg.register(
         "vipr_bfd_session_info",
-        "BFD session per peer, labelled with its state and discriminators",
+        "BFD session per peer, labelled with its state",
         info,
     );
     reg.register(

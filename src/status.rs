@@ -54,10 +54,6 @@ pub struct BfdView {
     pub state: String,
     /// The state the peer last reported.
     pub remote_state: String,
-    /// bfd.LocalDiscr.
-    pub local_discriminator: u32,
-    /// bfd.RemoteDiscr (0 while unknown).
-    pub remote_discriminator: u32,
     /// Why our state last changed (RFC 5880 §4.1 diagnostic).
     pub diagnostic: String,
     /// The peer's last diagnostic.
@@ -92,8 +88,6 @@ impl BfdView {
         BfdView {
             state: b.state.name().to_string(),
             remote_state: b.remote_state.name().to_string(),
-            local_discriminator: b.local_discriminator,
-            remote_discriminator: b.remote_discriminator,
             diagnostic: b.local_diag.name().to_string(),
             remote_diagnostic: b.remote_diag.name().to_string(),
             min_tx_ms: ms(b.min_tx),
@@ -327,27 +321,17 @@ pub fn render(s: &Status) -> String {
     if s.peers.iter().any(|p| p.bfd.is_some()) {
         out.push('\n');
         out.push_str(&format!(
-            "{:<26} {:<9} {:<9} {:>10} {:>10} {:>9} {:>9} {:>6}  {}\n",
-            "BFD PEER",
-            "STATE",
-            "REMOTE",
-            "LOCAL ID",
-            "REMOTE ID",
-            "TX",
-            "DETECT",
-            "FLAPS",
-            "DIAGNOSTIC"
+            "{:<26} {:<9} {:<9} {:>9} {:>9} {:>6}  {}\n",
+            "BFD PEER", "STATE", "REMOTE", "TX", "DETECT", "FLAPS", "DIAGNOSTIC"
         ));
         let ms = |v: Option<u64>| v.map(|v| format!("{v}ms")).unwrap_or_else(|| "-".into());
         for p in &s.peers {
             let Some(b) = &p.bfd else { continue };
             out.push_str(&format!(
-                "{:<26} {:<9} {:<9} {:>10} {:>10} {:>9} {:>9} {:>6}  {}\n",
+                "{:<26} {:<9} {:<9} {:>9} {:>9} {:>6}  {}\n",
                 p.address.to_string(),
                 b.state,
                 b.remote_state,
-                b.local_discriminator,
-                b.remote_discriminator,
                 ms(b.tx_interval_ms),
                 ms(b.detect_time_ms),
                 b.flaps,
@@ -491,13 +475,18 @@ mod tests {
             &Allocations::default(),
         );
         let b = s.peers[0].bfd.as_ref().unwrap();
-        assert_eq!((b.state.as_str(), b.remote_discriminator), ("Up", 9));
+        assert_eq!(b.state.as_str(), "Up");
         assert_eq!(
             (b.tx_interval_ms, b.detect_time_ms, b.flaps),
             (Some(50), Some(150), 2)
         );
         let text = render(&s);
         assert!(text.contains("BFD PEER"), "{text}");
+        // Discriminators help spoof a BFD Down: neither the document nor the tables carry
+        // them.
+        let doc = serde_json::to_string(&s).unwrap();
+        assert!(!doc.contains("discriminator"), "{doc}");
+        assert!(!text.contains(" ID "), "{text}");
         assert!(text.contains("150ms"), "{text}");
         // Older documents without `bfd` still parse.
         let mut v = serde_json::to_value(&s).unwrap();
@@ -533,6 +522,10 @@ mod tests {
             m.contains("vipr_api_writes_total{kind=\"claim\",result=\"ok\"} 2"),
             "{m}"
         );
-        assert!(m.contains("remote_discriminator=\"9\""), "{m}");
+        assert!(!m.contains("discriminator"), "{m}");
+        assert!(
+            m.contains("vipr_bfd_session_info{peer=\"192.0.2.1\",state=\"Up\"} 1"),
+            "{m}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use daemon_common::*;
-use testbed::{wait_for, Bird, Frr, Lab, Netns};
+use testbed::{Bird, Frr, Lab, Netns};
 
 const BIRD_PEER: &str = "10.55.0.1";
 const FRR_PEER: &str = "10.55.0.2";
@@ -42,21 +42,6 @@ fn metadata(peer: &str) -> Reply {
             "routes_in":[],"routes_out":[]}}]}}"#
         ),
     )
-}
-
-/// Rewrites the file, sends SIGHUP and waits for the `n`th reload line of this run.
-fn reload(vipr: &mut Vipr, file: &Path, text: &str, n: usize) {
-    std::fs::write(file, text).unwrap();
-    vipr.signal(libc::SIGHUP);
-    wait_for(CONVERGE, || {
-        (vipr
-            .run_log()
-            .matches("SIGHUP: configuration reloaded")
-            .count()
-            >= n)
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("no reload #{n}:\n{}", vipr.log()));
 }
 
 fn listening(ns: &Netns, port: u16) -> bool {
@@ -108,7 +93,7 @@ fn sighup_applies_the_settings_read_once_before() {
     // The HTTP endpoints move.
     let http2 = "prometheus_server: 127.0.0.1:2113\n";
     n += 1;
-    reload(&mut vipr, &file, &yaml(&state, http2), n);
+    vipr.reload(&file, &yaml(&state, http2), n);
     eventually(
         "HTTP on the new address",
         || vipr.log(),
@@ -121,8 +106,7 @@ fn sighup_applies_the_settings_read_once_before() {
 
     // The passive listener opens and closes.
     n += 1;
-    reload(
-        &mut vipr,
+    vipr.reload(
         &file,
         &yaml(&state, &format!("{http2}vipr_bgp_listen: 0.0.0.0:1179\n")),
         n,
@@ -133,7 +117,7 @@ fn sighup_applies_the_settings_read_once_before() {
         || listening(node, 1179).then_some(()),
     );
     n += 1;
-    reload(&mut vipr, &file, &yaml(&state, http2), n);
+    vipr.reload(&file, &yaml(&state, http2), n);
     eventually(
         "no longer listening on 1179",
         || node.sh("ss -ltn"),
@@ -147,14 +131,14 @@ fn sighup_applies_the_settings_read_once_before() {
         )
     };
     n += 1;
-    reload(&mut vipr, &file, &yaml(&state, &metal(&meta1.base)), n);
+    vipr.reload(&file, &yaml(&state, &metal(&meta1.base)), n);
     eventually(
         "FRR Established (peer from the metadata)",
         || frr.logs(),
         || (frr_state(&frr) == "Established").then_some(()),
     );
     n += 1;
-    reload(&mut vipr, &file, &yaml(&state, &metal(&meta2.base)), n);
+    vipr.reload(&file, &yaml(&state, &metal(&meta2.base)), n);
     eventually(
         "FRR's session gone (the new URL names another peer)",
         || frr.logs(),
@@ -187,7 +171,7 @@ fn sighup_applies_the_settings_read_once_before() {
     // The log level.
     let extra = format!("{}vip_loglevel: debug\n", metal(&meta2.base));
     n += 1;
-    reload(&mut vipr, &file, &yaml(&state, &extra), n);
+    vipr.reload(&file, &yaml(&state, &extra), n);
     eventually(
         "debug lines",
         || vipr.log(),
@@ -197,7 +181,7 @@ fn sighup_applies_the_settings_read_once_before() {
     // A node setting: named, not applied.
     let moved = yaml(&dir.join("elsewhere"), &extra);
     n += 1;
-    reload(&mut vipr, &file, &moved, n);
+    vipr.reload(&file, &moved, n);
     eventually(
         "the restart line",
         || vipr.log(),

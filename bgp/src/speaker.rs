@@ -111,6 +111,8 @@ enum SpeakerCmd {
     ),
     Shutdown(ShutdownOptions, oneshot::Sender<()>),
     Abandon(oneshot::Sender<()>),
+    Ping(oneshot::Sender<()>),
+    Stall,
 }
 
 struct PeerEntry {
@@ -249,6 +251,19 @@ impl Speaker {
         self.routes.borrow().clone()
     }
 
+    /// Answers once the speaker task has handled every command sent before it: the task is
+    /// turning over (a liveness probe).
+    pub async fn ping(&self) -> Result<(), SpeakerError> {
+        self.call(SpeakerCmd::Ping).await
+    }
+
+    /// Test hook: the speaker task stops handling commands for good (peer tasks go on).
+    /// Lets a test see a liveness probe notice a stuck speaker; nothing else sends it.
+    #[doc(hidden)]
+    pub async fn stall(&self) {
+        let _ = self.cmd.send(SpeakerCmd::Stall).await;
+    }
+
     /// Withdraws everything from every peer (after an optional RFC 8326 drain), sends Cease
     /// / Administrative Shutdown with the message, closes all sessions and stops the task.
     pub async fn shutdown(&self, opts: ShutdownOptions) {
@@ -366,6 +381,13 @@ impl SpeakerTask {
                     self.shutdown(opts).await;
                     let _ = reply.send(());
                     return;
+                }
+                SpeakerCmd::Ping(reply) => {
+                    let _ = reply.send(());
+                }
+                SpeakerCmd::Stall => {
+                    warn!("speaker task stalled by its test hook");
+                    std::future::pending::<()>().await;
                 }
                 SpeakerCmd::Abandon(reply) => {
                     let mut tasks = Vec::new();

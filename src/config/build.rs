@@ -499,5 +499,11 @@ fn http(r: &Reader) -> Result<HttpSettings, ConfigError> {
         None if r.present("prometheus_server") => None, // set to "": disabled
         None => Some(SocketAddr::from(([0, 0, 0, 0], 2112))),
     };
-    Ok(HttpSettings { addr })
+    let status_allow = r.list("vipr_status_allow", |s| {
+        s.parse::<ipnet::IpNet>()
+            .map(|n| n.trunc())
+            .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| "expected a CIDR or an address, e.g. 10.0.0.0/8".to_string())
+    })?;
+    Ok(HttpSettings { addr, status_allow })
 }

@@ -157,7 +157,7 @@ pub const KEYS: &[Key] = &[
     k(Lb, "lb_fwdmethod", &["lbForwardingMethod"], "local, masquerade, tunnel or directroute (local)"),
     k(Lb, "backend_health_check_interval", &[], "backend health check interval in seconds (5)"),
     // Process (kube-vip).
-    k(Http, "prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /status, /healthz (:2112); empty disables"),
+    k(Http, "prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /healthz, /readyz and /status (:2112); empty disables; taken at start: vipr exits"),
     k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf)"),
     k(Log, "vip_loglevel", &["log"], "log level: 0-6 (kube-vip/logrus numbers) or error, warn, info, debug, trace"),
     // vipr's own.
@@ -183,6 +183,7 @@ pub const KEYS: &[Key] = &[
     k(Services, "vipr_pools", &[], "address pools for Services, comma list (a YAML list in the file): CIDR or a-b range [|more blocks][;name=N][;namespaces=a|b][;auto-assign=false][;allow-share=true]"),
     k(Services, "vipr_pools_required", &[], "refuse every Service address when no pool is defined (false: without pools, addresses are served as requested)"),
     k(Services, "vipr_pool_configmap", &[], "kube-vip-cloud-provider's ConfigMap of pools, namespace/name (kube-system/kubevip); empty: none"),
+    k(Http, "vipr_status_allow", &[], "networks whose clients may read /status besides this host, comma list of CIDRs (empty: this host only; 0.0.0.0/0,::/0: anyone)"),
     k(Services, "vipr_claims_namespace", &[], "namespace of the address claims (Leases named vipr-addr-*) (kube-system)"),
 ];
 

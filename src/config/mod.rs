@@ -346,6 +346,9 @@ pub struct LbSettings {
 pub struct HttpSettings {
     /// `prometheus_server` (`None`: off).
     pub addr: Option<SocketAddr>,
+    /// `vipr_status_allow`: networks whose clients may read `/status` besides this host's
+    /// own (empty: this host only).
+    pub status_allow: Vec<ipnet::IpNet>,
 }
 
 /// A log level (kube-vip's `vip_loglevel` is a logrus number).

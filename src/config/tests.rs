@@ -334,6 +334,20 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vipr_status_allow",
+            "10.1.2.3/8, 2001:db8::/32, 192.0.2.7",
+            |c| {
+                c.http.status_allow
+                    == [
+                        "10.0.0.0/8".parse().unwrap(),
+                        "2001:db8::/32".parse().unwrap(),
+                        "192.0.2.7/32".parse().unwrap(),
+                    ]
+            },
+            Some("10.0.0.0/33"),
+            &[],
+        ),
+        (
             "k8s_config_file",
             "/etc/kubernetes/super-admin.conf",
             |c| c.node.kubeconfig.ends_with("super-admin.conf"),
@@ -578,6 +592,7 @@ fn defaults_match_kube_vip() {
         (30, Some(10))
     );
     assert_eq!(c.http.addr, Some("0.0.0.0:2112".parse().unwrap()));
+    assert_eq!(c.http.status_allow, vec![], "/status for this host only");
     assert_eq!(c.node.name, "node-a");
     assert_eq!(c.arp.election, None);
     assert_eq!(

@@ -74,6 +74,8 @@ pub struct Effects {
     pub restart: crate::restart::RestartInPlace,
     /// Work counters (VIPs decided).
     pub work: Arc<crate::model::WorkCounts>,
+    /// Beats after every event handled and every resync: `/healthz` fails when it stops.
+    pub alive: crate::liveness::Beat,
 }
 
 /// Runs the reconciler until cancelled, then withdraws everything (speaker shutdown), removes
@@ -103,6 +105,7 @@ pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: Cancell
     pending.extend(core.handle(Input::Leadership(i.leadership.borrow_and_update().clone())));
     pending.extend(core.handle(Input::Settings(i.settings(node.mode))));
     apply(&mut core, pending, &fx).await;
+    fx.alive.now();
     let mut tick = tokio::time::interval(RESYNC);
     tick.tick().await;
     loop {
@@ -125,6 +128,7 @@ pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: Cancell
             },
         };
         apply(&mut core, actions.into(), &fx).await;
+        fx.alive.now();
     }
     // Restart in place (BGP mode): sessions closed without NOTIFICATION or withdrawals, VIP
     // addresses left on the node; the next process picks both up (RFC 4724).

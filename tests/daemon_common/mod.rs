@@ -199,6 +199,31 @@ impl Vipr {
         })
     }
 
+    /// Rewrites the `--config` file with `text`, sends SIGHUP and waits for the `n`th
+    /// "configuration reloaded" line of this run.
+    pub fn reload(&mut self, file: &Path, text: &str, n: usize) {
+        std::fs::write(file, text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+        self.signal(libc::SIGHUP);
+        wait_for(CONVERGE, || {
+            (self
+                .run_log()
+                .matches("SIGHUP: configuration reloaded")
+                .count()
+                >= n)
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("{}: no reload #{n}:\n{}", self.label, self.log()));
+    }
+
+    /// Poll the status until the session with the router (10.55.0.1) is Established and its
+    /// BFD session Up; that status.
+    pub fn wait_bgp_and_bfd_up(&self) -> Value {
+        self.wait_status("BGP Established and BFD Up", |s| {
+            let p = Vipr::peer(s, "10.55.0.1");
+            p["state"] == "Established" && p["bfd"]["state"] == "Up"
+        })
+    }
+
     /// The status entry of peer `addr`.
     pub fn peer(status: &Value, addr: &str) -> Value {
         status["peers"]
@@ -302,6 +327,24 @@ pub fn bird_router_conf(nodes: &[usize]) -> String {
         ));
     }
     c
+}
+
+/// [`bird_router_conf`] with BFD on every session at `ms` milliseconds x 3.
+pub fn bird_bfd_conf(nodes: &[usize], ms: u32) -> String {
+    bird_router_conf(nodes).replace("passive on;", "passive on; bfd on;")
+        + &format!(
+            "protocol bfd {{\n  interface \"*\" {{ min rx interval {ms} ms; min tx interval {ms} ms; multiplier 3; }};\n}}\n"
+        )
+}
+
+/// [`base_env`] with BFD to the router at `ms` milliseconds x 3 (7th field of `bgp_peers`).
+pub fn bfd_env(state_dir: &Path, ms: u32) -> BTreeMap<String, String> {
+    let mut e = base_env(state_dir);
+    e.insert(
+        "bgp_peers".into(),
+        format!("10.55.0.1:65000::false:179::true;{ms};{ms};3"),
+    );
+    e
 }
 
 /// An FRR bgpd config for a router at `router_id` (AS 65000) with passive IPv4 neighbours

@@ -66,6 +66,25 @@ pub fn own_thread() -> io::Result<()> {
     Ok(())
 }
 
+/// Answers once the runtime BFD tasks run on has run a task spawned now: that thread is
+/// turning over (a liveness probe). `false` if that runtime is gone.
+pub async fn ping() -> bool {
+    runtime().spawn(async {}).await.is_ok()
+}
+
+/// Test hook: blocks the runtime BFD tasks run on for good, as a stuck thread would (with
+/// [`own_thread`], the `bfd` thread; without, the caller's runtime). Lets a test see a
+/// liveness probe notice it; nothing else calls it.
+#[doc(hidden)]
+pub fn stall() {
+    warn!("BFD thread stalled by its test hook");
+    runtime().spawn(async {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    });
+}
+
 /// The runtime BFD tasks and sockets belong to.
 fn runtime() -> tokio::runtime::Handle {
     OWN.get()
