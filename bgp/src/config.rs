@@ -183,6 +183,23 @@ impl PeerConfig {
         }
     }
 
+    /// GTSM (RFC 5082 §3): the lowest TTL (hop limit) accepted from the peer, `256 - hops`.
+    pub fn gtsm_min_ttl(&self) -> Option<u8> {
+        self.gtsm_hops.map(|h| (256 - u16::from(h.max(1))) as u8)
+    }
+
+    /// How long data we sent may stay unacknowledged (a peer that stopped reading: zero
+    /// window) before the kernel drops the connection (TCP_USER_TIMEOUT): twice the hold
+    /// time we propose, the default of BIRD's and FRR's send hold timer (RFC 9687), or 8
+    /// minutes with the hold timer off. The session then goes down as on any lost
+    /// connection and reconnects.
+    pub fn send_hold_time(&self) -> Duration {
+        match self.hold_time {
+            0 => Duration::from_secs(480),
+            h => Duration::from_secs(2 * u64::from(h)),
+        }
+    }
+
     /// Checks what the session core relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, reason: &str| ConfigError {
@@ -349,5 +366,17 @@ mod tests {
         assert_eq!(c.effective_ttl(), 64);
         c.gtsm_hops = Some(1);
         assert_eq!(c.effective_ttl(), 255);
+        assert_eq!(c.gtsm_min_ttl(), Some(255));
+        c.gtsm_hops = Some(3);
+        assert_eq!(c.gtsm_min_ttl(), Some(253));
+    }
+
+    #[test]
+    fn send_hold_time_is_twice_the_hold_time() {
+        let mut c = PeerConfig::new("192.0.2.1".parse().unwrap(), 65000, 65001);
+        c.hold_time = 3;
+        assert_eq!(c.send_hold_time(), Duration::from_secs(6));
+        c.hold_time = 0;
+        assert_eq!(c.send_hold_time(), Duration::from_secs(480));
     }
 }

@@ -279,6 +279,16 @@ impl Session {
         &self.our_open
     }
 
+    /// The longest message the peer may send on `conn`: 65,535 octets once both OPENs
+    /// advertised extended messages (RFC 8654 §4), else 4,096 (RFC 4271 §4). The shell
+    /// checks a longer header against it before waiting for the body (§6.1: Bad Message
+    /// Length at once, not a hold timer later).
+    pub fn max_message_len(&self, conn: ConnId) -> usize {
+        self.conn_index(conn)
+            .and_then(|i| self.conns[i].negotiated.as_ref())
+            .map_or(codec::MAX_LEN, |neg| neg.max_update_len)
+    }
+
     /// A fresh connection id for an incoming connection.
     pub fn allocate_conn(&mut self) -> ConnId {
         let id = self.next_conn;
@@ -629,21 +639,13 @@ impl Session {
 
     fn frame(&mut self, id: ConnId, frame: &[u8], out: &mut Vec<Output>) {
         let Some(i) = self.conn_index(id) else { return };
-        let (max_len, ctx) = match &self.conns[i].negotiated {
-            Some(neg) => (
-                neg.max_update_len,
-                DecodeCtx {
-                    four_octet_as: neg.four_octet_as,
-                    ibgp: self.cfg.is_ibgp(),
-                },
-            ),
-            None => (
-                codec::MAX_LEN,
-                DecodeCtx {
-                    four_octet_as: true,
-                    ibgp: self.cfg.is_ibgp(),
-                },
-            ),
+        let max_len = self.max_message_len(id);
+        let ctx = DecodeCtx {
+            four_octet_as: self.conns[i]
+                .negotiated
+                .as_ref()
+                .is_none_or(|neg| neg.four_octet_as),
+            ibgp: self.cfg.is_ibgp(),
         };
         let msg = match codec::decode(frame, max_len, &ctx) {
             Ok(m) => m,

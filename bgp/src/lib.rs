@@ -12,9 +12,11 @@
 //! - [`fsm`]: the RFC 4271 session state machine, sans-IO (`Session::handle`).
 //! - [`adj_out`]: per-session outbound routes and UPDATE packing, sans-IO.
 //! - [`codec`]: wire format (netgauze-bgp-pkt behind bgp's own types), RFC 7606 checks.
-//! - [`session`]: the tokio shell around one `Session` (sockets, timers).
+//! - [`session`]: the tokio shell around one `Session` (sockets, timers); `conn`: the
+//!   reader and writer tasks of one TCP connection.
 //! - [`socket`]: TCP MD5, TTL, GTSM, connect and listen.
 //! - [`backoff`], [`stats`]: reconnect backoff; counters and states.
+//! - [`refusals`]: the rate limit of the log about connections from unconfigured addresses.
 //! - [`bfd`]: RFC 5880/5881 single-hop BFD per peer, sans-IO core plus its own tasks; a BFD
 //!   failure closes the BGP session at once (RFC 9384).
 
@@ -23,7 +25,9 @@ pub mod backoff;
 pub mod bfd;
 pub mod codec;
 pub mod config;
+mod conn;
 pub mod fsm;
+pub mod refusals;
 pub mod session;
 pub mod socket;
 pub mod speaker;

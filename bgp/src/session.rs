@@ -1,8 +1,8 @@
 //! The async shell around one [`Session`] core: owns the peer's sockets, reader and writer
-//! tasks and timers, feeds events into `Session::handle` and executes its outputs. It
-//! holds no protocol logic. Publishes state through a `watch` and counters through an
-//! `ArcSwap` snapshot. With BFD configured it starts the peer's BFD session task and turns
-//! a BFD failure into [`Input::BfdDown`].
+//! tasks (`crate::conn`) and timers, feeds events into `Session::handle` and executes its
+//! outputs. It holds no protocol logic. Publishes state through a `watch` and counters
+//! through an `ArcSwap` snapshot. With BFD configured it starts the peer's BFD session task
+//! and turns a BFD failure into [`Input::BfdDown`].
 //!
 //! ```text
 //!   routes watch ──┐     cmd mpsc (Stop, Abandon, Incoming) ──┐
@@ -13,17 +13,16 @@
 //!      Connect  │   ConnEvent  │ mpsc(64)          │ Bytes mpsc(32) per connection
 //!               v              │                   v
 //!         connect task    reader task(s)     writer task(s) ──> TCP
+//!                    (a header over 4096 octets: ConnEvent::LongHeader, answered by oneshot)
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -34,6 +33,7 @@ use crate::bfd::shell::{spawn_session, BfdHandle, Hub};
 use crate::bfd::BfdStatus;
 use crate::codec::{self, Negotiated, Notification};
 use crate::config::{BfdConfig, Identity, PeerConfig};
+use crate::conn::{ConnEvent, ConnIo};
 use crate::fsm::{ConnId, Input, Output, Session, Timer};
 use crate::socket;
 use crate::stats::{State, Stats};
@@ -125,24 +125,6 @@ impl PeerStatus {
             bfd: None,
         }
     }
-}
-
-/// Events from connection tasks to the peer task.
-enum ConnEvent {
-    Connected(ConnId, std::io::Result<TcpStream>),
-    Frame(ConnId, Bytes),
-    Closed(ConnId, String),
-}
-
-/// I/O of one live connection.
-struct ConnIo {
-    writer: mpsc::Sender<Bytes>,
-    /// Messages the core produced that the writer channel could not take yet.
-    pending: VecDeque<Bytes>,
-    reader: JoinHandle<()>,
-    /// Ends once everything handed to `writer` is written and the socket shut down.
-    write_task: JoinHandle<()>,
-    local: SocketAddr,
 }
 
 /// One peer's task: the session core and everything around it, with one method per input
@@ -305,11 +287,27 @@ impl PeerTask {
         }
     }
 
-    /// An incoming connection from this peer's address (passive side).
+    /// An incoming connection from this peer's address (passive side). With GTSM, one whose
+    /// SYN arrived with a TTL below the minimum is closed at once (RFC 5082 §3); the status
+    /// shows why, and the log says it once per distinct reason.
     fn on_incoming(&mut self, stream: TcpStream) {
-        // Per-peer TTL and GTSM: the shared listener cannot carry them.
+        if let Some(min) = self.cfg.gtsm_min_ttl() {
+            if let Ok(Some(ttl)) = socket::syn_ttl(&stream) {
+                if ttl < min {
+                    let why = format!(
+                        "refused a connection that arrived with TTL {ttl}: GTSM needs at least {min}"
+                    );
+                    if self.status.borrow().last_error.as_deref() != Some(&why) {
+                        warn!(peer = %self.cfg.address, ttl, min, "GTSM: refusing a connection with a low TTL");
+                    }
+                    self.status.send_modify(|s| s.last_error = Some(why));
+                    return;
+                }
+            }
+        }
+        // Per-peer TTL, GTSM and user timeout: the shared listener cannot carry them.
         let v6 = self.cfg.address.is_ipv6();
-        if let Err(e) = socket::set_ttl_and_gtsm(&stream, v6, &self.cfg) {
+        if let Err(e) = socket::set_peer_options(&stream, v6, &self.cfg) {
             warn!(peer = %self.cfg.address, error = %e, "cannot set TTL/GTSM on an incoming connection; closing it");
             return;
         }
@@ -340,6 +338,18 @@ impl PeerTask {
                 }
             }
             ConnEvent::Frame(id, frame) => Input::Frame { conn: id, frame },
+            ConnEvent::LongHeader(id, hdr, go_on) => {
+                let fits = codec::check_header(&hdr, self.core.max_message_len(id)).is_ok();
+                let _ = go_on.send(fits);
+                if fits {
+                    return;
+                }
+                // The core answers the bare header with NOTIFICATION 1/2 (§6.1).
+                Input::Frame {
+                    conn: id,
+                    frame: Bytes::copy_from_slice(&hdr),
+                }
+            }
             ConnEvent::Closed(id, error) => Input::Closed { conn: id, error },
         };
         self.input(input);
@@ -417,15 +427,18 @@ impl PeerTask {
         }
         for (_, c) in self.conns.drain() {
             c.reader.abort();
-            // Dropping `c.writer` lets the writer flush what it has and shut down.
+            // Dropping `c.writer` lets the writer flush what it has and shut down, within
+            // STOP_TIMEOUT from now.
+            c.closing.cancel();
             self.flushing.push(c.write_task);
         }
         for (_, h) in self.connecting.drain() {
             h.abort();
         }
-        // Return only once the withdrawals and the Cease are on the wire (or STOP_TIMEOUT
-        // passed): a caller may exit the process, and the runtime with it, right after.
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        // Return only once the withdrawals and the Cease are on the wire or the writers gave
+        // up (each at most STOP_TIMEOUT after its close) and reset their connections: a
+        // caller may exit the process, and the runtime with it, right after.
+        let deadline = Instant::now() + STOP_TIMEOUT + Duration::from_millis(100);
         for h in self.flushing.drain(..) {
             let _ = tokio::time::timeout_at(deadline, h).await;
         }
@@ -454,7 +467,7 @@ async fn bfd_changed(h: &mut Option<(BfdHandle, BfdConfig)>) -> Option<BfdStatus
     Some(st)
 }
 
-async fn sleep_until_opt(t: Option<Instant>) {
+pub(crate) async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
@@ -462,26 +475,11 @@ async fn sleep_until_opt(t: Option<Instant>) {
 }
 
 impl PeerTask {
-    /// Splits a connected stream into reader and writer tasks. Returns our end's address,
-    /// with an IPv4-mapped address (IPv4 peer on a dual-stack listener) made plain IPv4:
-    /// it becomes the default next hop of IPv4 routes.
+    /// Starts the reader and writer tasks of a connected stream. Returns our end's address.
     fn attach(&mut self, id: ConnId, stream: TcpStream) -> Option<SocketAddr> {
-        let local = stream.local_addr().ok()?;
-        let local = SocketAddr::new(local.ip().to_canonical(), local.port());
-        let (rd, wr) = stream.into_split();
-        let (wtx, wrx) = mpsc::channel(32);
-        let reader = tokio::spawn(read_frames(id, rd, self.events.clone()));
-        let write_task = tokio::spawn(write_frames(id, wr, wrx, self.events.clone()));
-        self.conns.insert(
-            id,
-            ConnIo {
-                writer: wtx,
-                pending: VecDeque::new(),
-                reader,
-                write_task,
-                local,
-            },
-        );
+        let c = ConnIo::spawn(id, stream, &self.events)?;
+        let local = c.local;
+        self.conns.insert(id, c);
         Some(local)
     }
 
@@ -523,8 +521,10 @@ impl PeerTask {
                             writer,
                             pending,
                             write_task,
+                            closing,
                             ..
                         } = c;
+                        closing.cancel();
                         self.flushing.retain(|h| !h.is_finished());
                         self.flushing.push(write_task);
                         tokio::spawn(async move {
@@ -587,68 +587,4 @@ impl PeerTask {
             self.stats.store(Arc::new(self.core.stats().clone()));
         }
     }
-}
-
-/// Reads whole messages: the 19-octet header, then the rest of the declared length. A
-/// header that fails the checks of RFC 4271 §6.1 whatever was negotiated (marker, type,
-/// a length under 19 or beyond what the type allows) is passed on as the bare header at
-/// once, without waiting for a body that may never come (the core answers with the
-/// NOTIFICATION), and reading stops.
-async fn read_frames(id: ConnId, rd: OwnedReadHalf, ev: mpsc::Sender<ConnEvent>) {
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let reason = loop {
-        let mut hdr = [0u8; codec::HEADER_LEN];
-        if let Err(e) = rd.read_exact(&mut hdr).await {
-            break if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "peer closed the connection".to_string()
-            } else {
-                e.to_string()
-            };
-        }
-        let len = u16::from_be_bytes([hdr[16], hdr[17]]) as usize;
-        if codec::check_header(&hdr, codec::MAX_EXTENDED_LEN).is_err() {
-            let _ = ev
-                .send(ConnEvent::Frame(id, Bytes::copy_from_slice(&hdr)))
-                .await;
-            return;
-        }
-        let mut frame = BytesMut::with_capacity(len);
-        frame.extend_from_slice(&hdr);
-        frame.resize(len, 0);
-        if let Err(e) = rd.read_exact(&mut frame[codec::HEADER_LEN..]).await {
-            break e.to_string();
-        }
-        if ev.send(ConnEvent::Frame(id, frame.freeze())).await.is_err() {
-            return;
-        }
-    };
-    let _ = ev.send(ConnEvent::Closed(id, reason)).await;
-}
-
-/// Writes messages in order, batching whatever is queued into one write; shuts the socket
-/// down when the channel closes.
-async fn write_frames(
-    id: ConnId,
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Bytes>,
-    ev: mpsc::Sender<ConnEvent>,
-) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(b) => buf.extend_from_slice(&b),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = wr.write_all(&buf).await {
-            let _ = ev
-                .send(ConnEvent::Closed(id, format!("write failed: {e}")))
-                .await;
-            return;
-        }
-    }
-    let _ = tokio::time::timeout(STOP_TIMEOUT, wr.shutdown()).await;
 }

@@ -1,7 +1,8 @@
 //! Socket options for BGP sessions and the one place with `unsafe`: TCP MD5 signatures
 //! (RFC 2385, Linux TCP_MD5SIG), TTL / hop limit for eBGP multihop, GTSM (RFC 5082,
-//! IP_MINTTL / IPV6_MINHOPCOUNT), source binding, and the active connect and passive
-//! listener built from them; for BFD (RFC 5881 §5) the TTL options of its UDP sockets and a
+//! IP_MINTTL / IPV6_MINHOPCOUNT, and the saved SYN's TTL of accepted connections),
+//! TCP_USER_TIMEOUT, source binding, and the active connect and passive listener built
+//! from them; for BFD (RFC 5881 §5) the TTL options of its UDP sockets and a
 //! `recvmsg` that returns the received TTL / hop limit.
 
 use std::io;
@@ -109,27 +110,61 @@ pub(crate) fn set_int<S: AsRawFd>(
     }
 }
 
-/// TTL of our packets and, with GTSM (RFC 5082 §3), the minimum TTL we accept:
-/// `256 - hops`, i.e. 255 for a directly connected peer. `v6` is the family of the peer's
-/// address: the IPv4 options also apply to an IPv4 peer on an IPv6 (dual-stack) socket.
-/// Applied before connecting, and to accepted connections (which inherit nothing per-peer
-/// from the shared listener).
-pub fn set_ttl_and_gtsm<S: AsRawFd>(sock: &S, v6: bool, cfg: &PeerConfig) -> io::Result<()> {
+/// The per-peer options of a session socket, set before connecting and on each accepted
+/// connection (which inherits nothing per-peer from the shared listener). `v6` is the
+/// family of the peer's address: the IPv4 options also apply to an IPv4 peer on an IPv6
+/// (dual-stack) socket.
+/// - TTL of our packets and, with GTSM (RFC 5082 §3), the minimum TTL we accept:
+///   `256 - hops`, i.e. 255 for a directly connected peer.
+/// - TCP_USER_TIMEOUT ([`PeerConfig::send_hold_time`]): a peer that stops reading (zero
+///   window) costs a socket and a writer task only that long, whatever the session does.
+pub fn set_peer_options<S: AsRawFd>(sock: &S, v6: bool, cfg: &PeerConfig) -> io::Result<()> {
     let ttl = cfg.effective_ttl() as libc::c_int;
     if v6 {
         set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, ttl)?;
     } else {
         set_int(sock, libc::IPPROTO_IP, libc::IP_TTL, ttl)?;
     }
-    if let Some(hops) = cfg.gtsm_hops {
-        let min = 256 - hops as libc::c_int;
+    if let Some(min) = cfg.gtsm_min_ttl() {
+        let min = min as libc::c_int;
         if v6 {
             set_int(sock, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, min)?;
         } else {
             set_int(sock, libc::IPPROTO_IP, libc::IP_MINTTL, min)?;
         }
     }
-    Ok(())
+    let ms = cfg.send_hold_time().as_millis().min(i32::MAX as u128) as libc::c_int;
+    set_int(sock, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms)
+}
+
+/// The TTL (IPv4) or hop limit (IPv6) that the SYN of an accepted connection arrived with,
+/// from the headers its listener saved ([`listen`] sets TCP_SAVE_SYN; the kernel hands them
+/// out once). `None` when nothing was saved. GTSM (RFC 5082 §3) checks it before the
+/// connection is used: IP_MINTTL set after accept only drops later segments.
+pub fn syn_ttl<S: AsRawFd>(sock: &S) -> io::Result<Option<u8>> {
+    let mut buf = [0u8; 512];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `buf`, which outlives the call, and
+    // stores the written length in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_SAVED_SYN,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let h = &buf[..(len as usize).min(buf.len())];
+    // The saved headers start at the IP header: TTL at octet 8 (IPv4), hop limit at 7 (IPv6).
+    Ok(match h.first().map(|b| b >> 4) {
+        Some(4) if h.len() >= 20 => Some(h[8]),
+        Some(6) if h.len() >= 40 => Some(h[7]),
+        _ => None,
+    })
 }
 
 /// Opens the active connection of a session with every per-peer option applied before the
@@ -147,7 +182,7 @@ pub async fn connect(cfg: &PeerConfig, timeout: Duration) -> io::Result<TcpStrea
     if let Some(pw) = &cfg.password {
         set_md5(&sock, v6, cfg.address, Some(pw.expose()))?;
     }
-    set_ttl_and_gtsm(&sock, v6, cfg)?;
+    set_peer_options(&sock, v6, cfg)?;
     if let Some(src) = cfg.source {
         sock.bind(&SocketAddr::new(src, 0).into())?;
     }
@@ -158,7 +193,8 @@ pub async fn connect(cfg: &PeerConfig, timeout: Duration) -> io::Result<TcpStrea
     }
 }
 
-/// Binds the passive listener (SO_REUSEADDR; dual-stack when bound to `[::]`; TTL 255).
+/// Binds the passive listener (SO_REUSEADDR; dual-stack when bound to `[::]`; TTL 255; SYN
+/// headers saved for GTSM).
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
@@ -168,12 +204,14 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.set_nonblocking(true)?;
     // The SYN-ACK leaves before a connection is matched to its peer: send it with TTL 255
     // so that GTSM peers (RFC 5082) accept it. Each accepted connection then gets its own
-    // peer's TTL and minimum TTL (`set_ttl_and_gtsm`). IP_TTL also covers IPv4 peers of a
+    // peer's TTL and minimum TTL (`set_peer_options`), and the TTL its SYN came with is
+    // checked against that minimum (`syn_ttl`). IP_TTL also covers IPv4 peers of a
     // dual-stack socket.
     set_int(&sock, libc::IPPROTO_IP, libc::IP_TTL, 255)?;
     if addr.is_ipv6() {
         set_int(&sock, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)?;
     }
+    set_int(&sock, libc::IPPROTO_TCP, libc::TCP_SAVE_SYN, 1)?;
     sock.bind(&addr.into())?;
     sock.listen(128)?;
     TcpListener::from_std(sock.into())

@@ -27,6 +27,7 @@ use crate::bfd::shell::Hub;
 use crate::codec::notification::{cease, code};
 use crate::codec::Notification;
 use crate::config::{check_router_id, BfdConfig, ConfigError, Identity, PeerConfig, SpeakerConfig};
+use crate::refusals::{self, Refusals};
 use crate::session::{run_peer, PeerCmd, PeerStatus};
 use crate::socket;
 use crate::stats::Stats;
@@ -150,6 +151,7 @@ impl Speaker {
             router_id: cfg.router_id,
             restarting: cfg.restarting,
             bfd_hubs: HashMap::new(),
+            refusals: Refusals::default(),
         };
         task.listen(cfg.listen)?;
         tokio::spawn(task.run(cmd_rx));
@@ -311,11 +313,22 @@ struct SpeakerTask {
     restarting: bool,
     /// BFD receive tasks by UDP port, started with the first peer that uses one.
     bfd_hubs: HashMap<u16, Hub>,
+    /// Rate limit of the log lines about refused connections.
+    refusals: Refusals,
 }
 
 impl SpeakerTask {
     async fn run(mut self, mut rx: mpsc::Receiver<SpeakerCmd>) {
-        while let Some(cmd) = rx.recv().await {
+        loop {
+            let deadline = self.refusals.deadline().map(tokio::time::Instant::from_std);
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                () = crate::session::sleep_until_opt(deadline) => {
+                    self.end_refusal_window();
+                    continue;
+                }
+            };
+            let Some(cmd) = cmd else { return };
             match cmd {
                 SpeakerCmd::Add(cfg, reply) => {
                     let r = if self.peers.contains_key(&cfg.address) {
@@ -564,9 +577,29 @@ impl SpeakerTask {
                 let _ = e.cmd.send(PeerCmd::Incoming(stream)).await;
             }
             None => {
-                info!(%remote, "refusing connection from an unconfigured address");
                 drop(stream);
+                if self
+                    .refusals
+                    .refused(ip, tokio::time::Instant::now().into_std())
+                {
+                    info!(%remote, "refusing connection from an unconfigured address");
+                }
             }
+        }
+    }
+
+    /// The summary of the refusals that had no log line of their own.
+    fn end_refusal_window(&mut self) {
+        if let Some(s) = self
+            .refusals
+            .end_window(tokio::time::Instant::now().into_std())
+        {
+            info!(
+                refused = s.refused,
+                addresses = s.addresses,
+                seconds = refusals::WINDOW.as_secs(),
+                "refused more connections from unconfigured addresses (each address is logged once a window)"
+            );
         }
     }
 

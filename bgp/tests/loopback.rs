@@ -1,7 +1,8 @@
 //! The whole speaker (tokio shell + core) against scripted raw-TCP peers on 127.0.0.0/8,
 //! with tokio's paused clock so that timer behaviour is exact and fast: hold timer expiry,
-//! keepalive timing, connection collision, reconnect backoff, and a malformed UPDATE that
-//! resets only its own session.
+//! keepalive timing, connection collision, reconnect backoff, a malformed UPDATE that
+//! resets only its own session, and message lengths with and without RFC 8654 extended
+//! messages.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 
 mod raw_peer;
-use raw_peer::{open, RawPeer};
+use raw_peer::{open, open_with, RawPeer};
 
 fn peer_cfg(addr: Ipv4Addr, port: u16, hold: u16) -> PeerConfig {
     let mut c = PeerConfig::new(IpAddr::V4(addr), 65000, 65001);
@@ -43,18 +44,25 @@ async fn accept(l: &TcpListener) -> RawPeer {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn hold_timer_expiry_sends_notification_code_4_after_exactly_hold_time() {
+/// A speaker with one peer on 127.0.0.1 proposing `hold`, and that peer's end of the
+/// connection the speaker opened (nothing read yet).
+async fn one_peer(hold: u16) -> (Speaker, RawPeer) {
     let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
     let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
     sp.add_peer(peer_cfg(
         Ipv4Addr::new(127, 0, 0, 1),
         l.local_addr().unwrap().port(),
-        3,
+        hold,
     ))
     .await
     .unwrap();
-    let mut p = accept(&l).await;
+    let p = accept(&l).await;
+    (sp, p)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_timer_expiry_sends_notification_code_4_after_exactly_hold_time() {
+    let (sp, mut p) = one_peer(3).await;
     p.handshake(65000, 3, Ipv4Addr::new(192, 0, 2, 1)).await;
     // Read our KEEPALIVE answer, then go silent.
     assert_eq!(p.read().await, Some(Message::Keepalive));
@@ -71,16 +79,7 @@ async fn hold_timer_expiry_sends_notification_code_4_after_exactly_hold_time() {
 
 #[tokio::test(start_paused = true)]
 async fn keepalives_are_sent_every_third_of_the_hold_time() {
-    let l = listener(Ipv4Addr::new(127, 0, 0, 1)).await;
-    let sp = Speaker::start(speaker_cfg(None)).await.unwrap();
-    sp.add_peer(peer_cfg(
-        Ipv4Addr::new(127, 0, 0, 1),
-        l.local_addr().unwrap().port(),
-        9,
-    ))
-    .await
-    .unwrap();
-    let mut p = accept(&l).await;
+    let (sp, mut p) = one_peer(9).await;
     p.handshake(65000, 90, Ipv4Addr::new(192, 0, 2, 1)).await;
     let mut times = Vec::new();
     let t0 = Instant::now();
@@ -131,6 +130,87 @@ async fn reconnect_backoff_grows_exponentially_with_jitter() {
             "gap {i} = {g}, all {gaps:?}"
         );
     }
+    sp.shutdown(ShutdownOptions::default()).await;
+}
+
+/// An UPDATE of `n` /32 routes from 10.200.0.0 (AS 65000, next hop 192.0.2.1), longer than
+/// 4,096 octets from about 800 routes on.
+fn long_update(n: u32) -> Vec<u8> {
+    let attrs = [
+        &[0x40, 1, 1, 0][..],
+        &[0x50, 2, 0, 6, 2, 1, 0, 0, 0xfd, 0xe8],
+        &[0x40, 3, 4, 192, 0, 2, 1],
+    ]
+    .concat();
+    let mut body = vec![0, 0];
+    body.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    body.extend_from_slice(&attrs);
+    for i in 0..n {
+        body.push(32);
+        body.extend_from_slice(&(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i).to_be_bytes());
+    }
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(2);
+    m.extend_from_slice(&body);
+    m
+}
+
+/// RFC 8654 §4 / RFC 4271 §6.1: without extended messages, a header declaring 5,044 octets
+/// (followed by 64) is answered at once with Bad Message Length (its data: the length), not after the hold
+/// time while waiting for a body that never comes. Paused clock: "at once" is exact.
+#[tokio::test(start_paused = true)]
+async fn a_long_header_without_extended_messages_is_bad_message_length_at_once() {
+    let (sp, mut p) = one_peer(3).await;
+    p.handshake(65000, 3, Ipv4Addr::new(192, 0, 2, 1)).await;
+    assert_eq!(p.read().await, Some(Message::Keepalive));
+    let t0 = Instant::now();
+    let mut m = long_update(1000);
+    let declared = [m[16], m[17]];
+    assert_eq!(u16::from_be_bytes(declared), 5044);
+    m.truncate(19 + 64);
+    p.send(&m).await;
+    let n = p.until_notification().await.expect("NOTIFICATION");
+    assert_eq!((n.code, n.subcode), (1, 2), "{n}");
+    assert_eq!(n.data, declared, "{n}");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    sp.shutdown(ShutdownOptions::default()).await;
+}
+
+/// With extended messages negotiated, a 5,044-octet UPDATE sent in the same segment as the
+/// KEEPALIVE that completes the handshake (before the speaker's peer task has seen the
+/// session up) is read whole and counted.
+#[tokio::test(start_paused = true)]
+async fn a_long_update_right_after_the_handshake_is_read_when_negotiated() {
+    let (sp, mut p) = one_peer(9).await;
+    let Some(Message::Open(theirs)) = p.read().await else {
+        panic!("expected OPEN")
+    };
+    assert!(theirs.caps.extended_message);
+    let mut burst = open_with(65000, 9, Ipv4Addr::new(192, 0, 2, 1), true).to_vec();
+    burst.extend_from_slice(&codec::encode_keepalive());
+    burst.extend_from_slice(&long_update(1000));
+    p.send(&burst).await;
+    let mut w = sp
+        .watch_peer(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .await
+        .unwrap()
+        .unwrap();
+    w.wait_for(|s| s.state == State::Established).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let info = sp.peers().await.unwrap().remove(0);
+            if info.stats.prefixes_received >= 1000 {
+                return info;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the 1000 routes are counted");
+    assert_eq!(got.stats.prefixes_received, 1000);
+    assert_eq!(got.status.state, State::Established);
+    assert!(got.status.negotiated.unwrap().extended_messages);
     sp.shutdown(ShutdownOptions::default()).await;
 }
 

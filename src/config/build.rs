@@ -267,6 +267,7 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
                 restart_time: gr_time,
                 forwarding_preserved: true,
             }),
+        gtsm_hops: r.parse("vipr_bgp_gtsm", peers::parse_gtsm)?.flatten(),
     };
     let local_as = r.parse("bgp_as", parse_asn)?.unwrap_or(65000);
     let mut peers = r
@@ -289,6 +290,7 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
             legacy_multihop,
             179,
             if legacy_multihop { None } else { defaults.bfd },
+            None,
             &defaults,
         );
         p.validate()

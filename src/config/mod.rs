@@ -221,6 +221,9 @@ pub struct PeerDefaults {
     pub bfd: Option<BfdConfig>,
     /// `vipr_graceful_restart`, `vipr_graceful_restart_time`.
     pub graceful_restart: Option<GracefulRestart>,
+    /// `vipr_bgp_gtsm`: GTSM hops for peers that are not multihop and have no setting of
+    /// their own.
+    pub gtsm_hops: Option<u8>,
 }
 
 impl PeerDefaults {
@@ -232,6 +235,11 @@ impl PeerDefaults {
             // BFD here is single-hop (RFC 5881): not for multihop peers.
             bfd: if p.is_multihop() { None } else { self.bfd },
             graceful_restart: self.graceful_restart,
+            gtsm_hops: match p.gtsm_hops {
+                Some(h) => Some(h),
+                None if p.is_multihop() => None,
+                None => self.gtsm_hops,
+            },
             ..p
         }
     }

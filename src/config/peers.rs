@@ -1,6 +1,7 @@
 //! kube-vip's `bgp_peers` syntax: a comma list of `address:AS:password:multihop[:port[:…]]`,
-//! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`), and the
-//! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`. Each
+//! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`), the
+//! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`, and
+//! vipr's 8th field GTSM as in `vipr_bgp_gtsm` (hops, like FRR's `ttl-security hops N`). Each
 //! entry becomes a [`PeerConfig`] here, the one place that decides where every field of a
 //! configured peer comes from (a struct literal: a new field is a compile error), validated
 //! by [`PeerConfig::validate`] once. Errors name the entry by position and address and never
@@ -89,6 +90,23 @@ impl BfdSpec {
     }
 }
 
+/// GTSM (RFC 5082) as written in `vipr_bgp_gtsm` or a peer's 8th field, like FRR's
+/// `ttl-security hops N`: how many hops away the peer may be (1..=254, 1 = directly
+/// connected; TTL 255 is sent and at least `256 - hops` required), `true` for 1, `false`
+/// or 0 for off.
+pub fn parse_gtsm(s: &str) -> Result<Option<u8>, String> {
+    let s = s.trim();
+    match s.parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(n @ 1..=254) => Ok(Some(n as u8)),
+        Ok(_) => Err("GTSM hops must be 1..=254 (0 or false: off)".into()),
+        Err(_) => match parse_bool(s) {
+            Some(on) => Ok(on.then_some(1)),
+            None => Err("GTSM is hops (1..=254), true (1 hop) or false".into()),
+        },
+    }
+}
+
 /// Parses a boolean the way kube-vip's Go code accepts them.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -138,7 +156,9 @@ fn fields(entry: &str) -> Result<Vec<String>, String> {
 
 /// A configured peer: the one struct literal of the configuration's peers. `local_as` is
 /// `bgp_as`; the source address and next hops come from the node when the session is built
-/// (`peers.rs`).
+/// (`peers.rs`). `gtsm_hops` is the peer's own GTSM setting (8th field) when it has one:
+/// otherwise `vipr_bgp_gtsm` applies unless the peer is multihop.
+#[allow(clippy::too_many_arguments)]
 pub fn peer(
     address: IpAddr,
     remote_as: u32,
@@ -147,6 +167,7 @@ pub fn peer(
     multihop: bool,
     port: u16,
     bfd: Option<bgp::BfdConfig>,
+    gtsm_hops: Option<Option<u8>>,
     d: &PeerDefaults,
 ) -> PeerConfig {
     PeerConfig {
@@ -156,7 +177,7 @@ pub fn peer(
         local_as,
         password,
         ttl: multihop.then_some(255),
-        gtsm_hops: None,
+        gtsm_hops: gtsm_hops.unwrap_or(if multihop { None } else { d.gtsm_hops }),
         source: None,
         hold_time: d.hold_time,
         keepalive: d.keepalive,
@@ -236,8 +257,12 @@ pub fn parse_peers(
             None if multihop => None,
             None => bfd.to_config(),
         };
+        let gtsm = match f.get(7).filter(|g| !g.trim().is_empty()) {
+            Some(g) => Some(parse_gtsm(g).map_err(|e| format!("peer #{n} ({address}): {e}"))?),
+            None => None,
+        };
         let p = peer(
-            address, remote_as, local_as, password, multihop, port, bfd, d,
+            address, remote_as, local_as, password, multihop, port, bfd, gtsm, d,
         );
         p.validate()
             .map_err(|e| format!("peer #{n} ({address}): {}: {}", e.field, e.reason))?;
@@ -277,6 +302,7 @@ mod tests {
             keepalive: Some(10),
             bfd: None,
             graceful_restart: None,
+            gtsm_hops: Some(1),
         }
     }
 
@@ -399,6 +425,28 @@ mod tests {
         assert_eq!(p[0].bfd, base.to_config());
         assert_eq!(p[1].bfd, base.to_config());
         assert_eq!(p[2].bfd, None);
+    }
+
+    #[test]
+    fn gtsm_hops_from_the_eighth_field_or_the_default() {
+        assert_eq!(parse_gtsm("3"), Ok(Some(3)));
+        assert_eq!(parse_gtsm("true"), Ok(Some(1)));
+        assert_eq!(parse_gtsm("false"), Ok(None));
+        assert_eq!(parse_gtsm("0"), Ok(None));
+        assert!(parse_gtsm("255").is_err());
+        assert!(parse_gtsm("maybe").is_err());
+        // The defaults here have vipr_bgp_gtsm = 1: single-hop peers follow it, multihop
+        // peers do not, and a peer's own field wins either way.
+        let p = parse(
+            "10.0.0.1:65000,10.0.0.2:65000::true,10.0.0.3:65000::true:179:::3,10.0.0.4:65000::false:179:::false",
+            BfdSpec::default(),
+        )
+        .unwrap();
+        let hops: Vec<Option<u8>> = p.iter().map(|p| p.gtsm_hops).collect();
+        assert_eq!(hops, [Some(1), None, Some(3), None]);
+        assert_eq!(p[2].gtsm_min_ttl(), Some(253));
+        let e = parse("10.0.0.1:65000:pw:false:179:::300", BfdSpec::default()).unwrap_err();
+        assert!(e.contains("peer #1 (10.0.0.1): GTSM hops"), "{e}");
     }
 
     #[test]

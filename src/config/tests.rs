@@ -397,6 +397,13 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vipr_bgp_gtsm",
+            "2",
+            |c| c.bgp.defaults.gtsm_hops == Some(2) && c.bgp.peers[0].gtsm_hops == Some(2),
+            Some("255"),
+            &[],
+        ),
+        (
             "vipr_graceful_restart",
             "true",
             |c| gr_time(c) == Some(120),

@@ -147,6 +147,11 @@ impl Node {
         self.rt.block_on(f(self.sp.clone()))
     }
 
+    /// Tasks alive on the node's runtime (the speaker's and its sessions').
+    pub fn alive_tasks(&self) -> usize {
+        self.rt.handle().metrics().num_alive_tasks()
+    }
+
     pub fn add_peer(&self, cfg: PeerConfig) {
         self.call(|sp| async move { sp.add_peer(cfg).await })
             .expect("add_peer");

@@ -57,11 +57,17 @@ impl RawPeer {
 }
 
 pub fn open(asn: u32, hold: u16, id: Ipv4Addr) -> Bytes {
+    open_with(asn, hold, id, false)
+}
+
+/// [`open`], offering RFC 8654 extended messages when `extended_message`.
+pub fn open_with(asn: u32, hold: u16, id: Ipv4Addr, extended_message: bool) -> Bytes {
     let caps = Capabilities {
         families: Family::ALL.to_vec(),
         multiprotocol: true,
         route_refresh: true,
         four_octet_as: Some(asn),
+        extended_message,
         ..Default::default()
     };
     codec::encode_open(&Open::new(asn, hold, id, caps))
