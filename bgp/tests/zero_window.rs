@@ -223,6 +223,14 @@ fn a_peer_that_sends_keepalives_but_never_reads_is_dropped_by_the_user_timeout()
         )
     });
     eprintln!("window closed -> session down after {took:?}: {why:?}");
+    // The kernel ends the connection at the user timeout and resets it. Whichever of the
+    // speaker's tasks sees it first reports it: the writer ("timed out"), or the reader,
+    // which after the writer took the socket error reads end of stream. Nothing else can
+    // end this session: the peer's KEEPALIVEs keep the hold timer from firing and the peer
+    // closes only once the reset reaches it.
     let why = why.unwrap_or_default();
-    assert!(why.contains("timed out"), "{why}");
+    assert!(
+        why.contains("timed out") || why.contains("peer closed the connection"),
+        "{why}"
+    );
 }
