@@ -404,7 +404,12 @@ impl Daemon {
     /// configuration that does not validate changes nothing.
     fn reload(&self) {
         let new = match self.sources.load() {
-            Ok(c) => c,
+            Ok((c, ignored)) => {
+                for i in &ignored {
+                    warn!("SIGHUP: {i}");
+                }
+                c
+            }
             Err(e) => {
                 warn!("SIGHUP: keeping the running configuration: invalid configuration: {e}");
                 return;

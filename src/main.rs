@@ -73,7 +73,7 @@ fn main() {
         Some(("manager", m)) => {
             let src = cli::sources(m);
             match src.load() {
-                Ok(cfg) => manager(src, cfg),
+                Ok((cfg, ignored)) => manager(src, cfg, &ignored),
                 Err(e) => {
                     logging::say(&format!("vipr: invalid configuration: {e}"));
                     2
@@ -87,9 +87,12 @@ fn main() {
 
 /// Runs the daemon; the exit status: 0 after a clean shutdown, 2 for a configuration the
 /// daemon finds unusable only when it starts (an unreadable kubeconfig), 1 otherwise.
-fn manager(src: Sources, cfg: Config) -> i32 {
+fn manager(src: Sources, cfg: Config, ignored: &[config::kubevip::Ignored]) -> i32 {
     memory::limit_arenas();
     let log = logging::init(cfg.log.level.directive(), cfg.node.log_json);
+    for i in ignored {
+        tracing::warn!("{i}");
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let run = || -> anyhow::Result<Result<(), DaemonError>> {
         // Before anything on the node is touched: one process per instance and namespace.

@@ -8,7 +8,11 @@
 //! - secrets are never echoed: `bgp_peers` with a password and a bad AS, and passwords that
 //!   contain the list separators `:` and `,` (which kube-vip's format cannot carry), and the
 //!   legacy `bgp_peerpass` next to a bad `bgp_peeras`;
-//! - a `--config` YAML file with an unknown key or a bad value names `FILE:LINE`.
+//! - a `--config` YAML file with an unknown key or a bad value names `FILE:LINE`;
+//! - kube-vip variables vipr does not implement: a mode it lacks (`vip_wireguard=true`, an
+//!   `egress_podcidr` in the file) exits 2 naming the variable and its value; a harmless
+//!   one (`dns_mode`) is named in exactly one warning line once logging starts (seen on the
+//!   way to the missing-kubeconfig exit, which needs neither root nor a network).
 
 mod daemon_common;
 
@@ -235,4 +239,61 @@ fn missing_kubeconfig_exits_2_naming_the_setting() {
         err.contains("k8s_config_file") && err.contains("/nonexistent/vipr-test/admin.conf"),
         "{err}"
     );
+}
+
+#[test]
+fn kube_vip_modes_vipr_lacks_exit_2_naming_variable_and_value() {
+    let mut env = good_env();
+    env.insert("vip_wireguard", "true");
+    let err = rejected(&env, &[]);
+    assert!(
+        err.contains("env vip_wireguard: vip_wireguard=\"true\": WireGuard mode is not supported")
+            && err.contains("would change traffic"),
+        "{err}"
+    );
+    eprintln!("vip_wireguard=true -> {}", err.trim());
+
+    // The same from the file, with its line.
+    let dir = testbed::TempDir::new("vk");
+    let file = dir.write(
+        "vipr.yaml",
+        "bgp_enable: true\negress_podcidr: 10.244.0.0/16\n",
+    );
+    let path = file.to_str().unwrap();
+    let mut env = good_env();
+    env.remove("bgp_enable");
+    let err = rejected(&env, &["--config", path]);
+    assert!(
+        err.contains(&format!(
+            "{path}:2: egress_podcidr=\"10.244.0.0/16\": egress"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_harmless_kube_vip_variable_is_named_in_one_warning_line() {
+    // As missing_kubeconfig_exits_2_naming_the_setting: logging starts, then vipr exits.
+    let mut env = good_env();
+    env.insert("svc_enable", "true");
+    env.insert("k8s_config_file", "/nonexistent/vipr-test/admin.conf");
+    env.insert("HOME", "/nonexistent/vipr-test-home");
+    env.insert("dns_mode", "first");
+    env.insert("vip_wireguard", "false");
+    let out = run(&env, &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["dns_mode=\"first\"", "vip_wireguard=\"false\""] {
+        let lines: Vec<&str> = all.lines().filter(|l| l.contains(name)).collect();
+        assert_eq!(lines.len(), 1, "{name}: {all}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("this setting is ignored"),
+            "{}",
+            lines[0]
+        );
+    }
 }

@@ -14,6 +14,9 @@ use super::*;
 
 /// The whole configuration.
 pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
+    // kube-vip's settings that vipr cannot honour without changing traffic (the warnings
+    // are the caller's: `Sources::load`).
+    super::kubevip::check(layers)?;
     let r = Reader { layers };
     let node = node(&r, hostname)?;
     let control_plane = control_plane(&r)?;

@@ -6,6 +6,7 @@
 //! ([`sections`]).
 //!
 //! - [`keys`]: every setting, its section, flags and help;
+//! - [`kubevip`]: kube-vip's variables vipr does not implement: warned, or refused;
 //! - [`source`]: the layers (flags, file, environment), each value with its origin;
 //! - [`reader`]: typed access to the layers, checking every layer's value;
 //! - [`build`]: the sections from the layers;
@@ -14,6 +15,7 @@
 
 pub mod build;
 pub mod keys;
+pub mod kubevip;
 pub mod peers;
 pub mod reader;
 pub mod sections;

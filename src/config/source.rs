@@ -4,7 +4,8 @@
 //! the file line, and every layer's value is kept (not only the winner) so that a bad value
 //! is refused even where a higher layer overrides it. Two spellings of one setting in the
 //! same layer (`--vip` and `--address`, `address` and `ADDRESS`, `address` and
-//! `vip_address`) are refused naming both.
+//! `vip_address`) are refused naming both. kube-vip's variables that vipr does not implement
+//! are kept apart, in the environment and the file, for [`super::kubevip::check`].
 //!
 //! YAML scalars are kept exactly as written (`bgp_as: 1.10` is the asdot AS 65546, not the
 //! number 1.1), and YAML errors never quote the file (a password may be on the line): they
@@ -18,6 +19,7 @@ use std::path::Path;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::keys::{self, Key};
+use super::kubevip;
 use super::ConfigError;
 
 /// Where a raw value came from.
@@ -59,6 +61,9 @@ pub struct Raw {
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     values: BTreeMap<&'static str, Vec<Raw>>,
+    /// kube-vip's variables vipr does not implement ([`super::kubevip`]), kept to be
+    /// warned about or refused.
+    unsupported: BTreeMap<&'static str, Vec<Raw>>,
 }
 
 /// The name a key's spelling group goes by (`vip_address` is `address`).
@@ -83,6 +88,39 @@ impl Layers {
     /// Every raw value of a key, lowest precedence first.
     pub fn all(&self, name: &str) -> &[Raw] {
         self.values.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Every raw value of a kube-vip variable vipr does not implement, lowest precedence
+    /// first.
+    pub fn unsupported(&self, name: &str) -> &[Raw] {
+        self.unsupported
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Adds one layer's kube-vip variables that vipr does not implement, refusing one
+    /// given under two spellings (`egress_clean` and `EGRESS_CLEAN`).
+    fn add_unsupported(
+        &mut self,
+        entries: Vec<(&'static str, String, Origin)>,
+    ) -> Result<(), ConfigError> {
+        let mut seen: BTreeMap<&'static str, Origin> = BTreeMap::new();
+        for (name, _, origin) in entries.iter().filter(|(_, v, _)| !v.trim().is_empty()) {
+            if let Some(first) = seen.insert(name, origin.clone()) {
+                return Err(ConfigError::Twice {
+                    first,
+                    second: origin.clone(),
+                });
+            }
+        }
+        for (name, value, origin) in entries {
+            self.unsupported
+                .entry(name)
+                .or_default()
+                .push(Raw { value, origin });
+        }
+        Ok(())
     }
 
     /// Adds one layer: its `(key, value, origin)` entries, refusing two entries for the
@@ -139,7 +177,20 @@ impl Layers {
                 }
             }
         }
-        self.add_layer(entries)
+        let mut unsupported = Vec::new();
+        for u in kubevip::UNSUPPORTED {
+            let upper = u.name.to_ascii_uppercase();
+            for name in [u.name, upper.as_str()] {
+                if let Some(v) = lookup(name) {
+                    unsupported.push((u.name, v, Origin::Env(name.to_string())));
+                }
+                if upper == u.name {
+                    break;
+                }
+            }
+        }
+        self.add_layer(entries)?;
+        self.add_unsupported(unsupported)
     }
 
     /// A YAML file: a mapping of key names to scalars or lists of scalars.
@@ -175,12 +226,27 @@ impl Layers {
         LISTS.with(|l| l.borrow_mut().clear());
         let values = values?;
         let mut entries = Vec::new();
+        let mut unsupported = Vec::new();
         for (name, value) in values.0 {
             let line = shapes.get(&name).map_or(0, |s| s.referenced.line() as u32);
             let origin = Origin::File {
                 path: path.to_string(),
                 line,
             };
+            if let (None, Some(u)) = (keys::find(&name), kubevip::find(&name)) {
+                match value {
+                    Some(v) => unsupported.push((u.name, v, origin)),
+                    None => {
+                        return Err(ConfigError::File {
+                            path: path.to_string(),
+                            reason: format!(
+                                "line {line}: {name}: expected a value or a list of values"
+                            ),
+                        })
+                    }
+                }
+                continue;
+            }
             let Some(key) = keys::find(&name) else {
                 return Err(match near_miss(&name) {
                     Some(known) => ConfigError::UnknownKey {
@@ -206,7 +272,8 @@ impl Layers {
                 }
             }
         }
-        self.add_layer(entries)
+        self.add_layer(entries)?;
+        self.add_unsupported(unsupported)
     }
 }
 
@@ -378,15 +445,17 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Reads flags, the file and the environment into a validated config.
-    pub fn load(&self) -> Result<super::Config, ConfigError> {
+    /// Reads flags, the file and the environment into a validated config, with the kube-vip
+    /// variables that are set and ignored (one warning line each, for the caller to log).
+    pub fn load(&self) -> Result<(super::Config, Vec<kubevip::Ignored>), ConfigError> {
         let mut layers = Layers::default();
         layers.add_flags(self.flags.iter().map(|(k, v)| (k.as_str(), v.clone())))?;
         if let Some(f) = &self.file {
             layers.add_file(f)?;
         }
         layers.add_env(|n| std::env::var(n).ok())?;
-        super::Config::from_layers(&layers, &hostname())
+        let ignored = kubevip::check(&layers)?;
+        Ok((super::Config::from_layers(&layers, &hostname())?, ignored))
     }
 }
 

@@ -963,3 +963,172 @@ fn every_setting_reaches_exactly_its_section() {
         }
     }
 }
+
+/// kube-vip's variables vipr does not implement ([`kubevip`]): each warned once, or refused.
+mod kube_vip_unsupported {
+    use std::collections::HashMap;
+
+    use super::super::kubevip::{self, Class, KUBE_VIP_ENV, UNSUPPORTED};
+    use super::*;
+
+    /// Layers from the environment `env` and, when given, a file below it.
+    fn layers(env: &HashMap<&'static str, String>, file: Option<&str>) -> Layers {
+        let mut l = Layers::default();
+        if let Some(text) = file {
+            l.add_yaml("vipr.yaml", text).unwrap();
+        }
+        l.add_env(|n| env.get(n).cloned()).unwrap();
+        l
+    }
+
+    fn with(extra: &[(&'static str, &str)]) -> HashMap<&'static str, String> {
+        let mut env = base();
+        for (k, v) in extra {
+            env.insert(*k, v.to_string());
+        }
+        env
+    }
+
+    #[test]
+    fn every_kube_vip_variable_is_classified_exactly_once() {
+        let mut seen = std::collections::HashSet::new();
+        for name in KUBE_VIP_ENV {
+            assert!(seen.insert(*name), "{name} listed twice");
+            let implemented = KEYS.iter().filter(|k| k.name == *name).count();
+            let table = UNSUPPORTED.iter().filter(|u| u.name == *name).count();
+            assert_eq!(
+                implemented + table,
+                1,
+                "{name}: implemented {implemented}, in the table {table}"
+            );
+        }
+        for u in UNSUPPORTED {
+            assert!(
+                KUBE_VIP_ENV.contains(&u.name),
+                "{}: not a kube-vip variable",
+                u.name
+            );
+            assert!(
+                keys::find(u.name).is_none(),
+                "{}: both implemented and in the table",
+                u.name
+            );
+            assert!(!u.reason.is_empty(), "{}", u.name);
+        }
+        // The counts the README gives (kube-vip v1.2.3: 95 in config_envvar.go + vip_configmap).
+        let implemented = KUBE_VIP_ENV
+            .iter()
+            .filter(|n| keys::find(n).is_some())
+            .count();
+        let refused = UNSUPPORTED
+            .iter()
+            .filter(|u| matches!(u.class, Class::Refuse(_)))
+            .count();
+        assert_eq!(kubevip::KUBE_VIP_VERSION, "v1.2.3");
+        assert_eq!(
+            (
+                KUBE_VIP_ENV.len(),
+                implemented,
+                UNSUPPORTED.len() - refused,
+                refused
+            ),
+            (96, 45, 30, 21)
+        );
+    }
+
+    #[test]
+    fn a_warned_variable_gives_exactly_one_warning_naming_it() {
+        for u in UNSUPPORTED.iter().filter(|u| u.class == Class::Warn) {
+            // In the file and in the environment: still one line, the environment's.
+            let file = format!("{}: from-file\n", u.name);
+            let l = layers(&with(&[(u.name, "from-env")]), Some(&file));
+            Config::from_layers(&l, "node-a").unwrap_or_else(|e| panic!("{}: {e}", u.name));
+            let w = kubevip::check(&l).unwrap();
+            assert_eq!(w.len(), 1, "{}: {w:?}", u.name);
+            let line = w[0].to_string();
+            assert!(
+                line.starts_with(&format!("env {0}: {0}=\"from-env\": ", u.name)),
+                "{line}"
+            );
+            assert!(
+                line.contains(u.reason) && line.ends_with("this setting is ignored"),
+                "{line}"
+            );
+        }
+        // Upper case, as kube-vip reads INSTANCE_NAME; empty is unset.
+        let l = layers(&with(&[("INSTANCE_NAME", "a"), ("dns_mode", "")]), None);
+        let w = kubevip::check(&l).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            (w[0].name, w[0].origin.to_string()),
+            ("instance_name", "env INSTANCE_NAME".to_string())
+        );
+        // Nothing set, nothing said.
+        assert!(kubevip::check(&layers(&base(), None)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refused_variable_is_a_config_error_naming_it_and_its_value() {
+        let cases: &[(&str, &str)] = &[
+            ("vip_wireguard", "true"),
+            ("vip_routingtable", "1"),
+            ("egress_podcidr", "10.244.0.0/16"),
+            ("dhcp_mode", "ipv4"),
+            ("vip_ddns", "true"),
+            ("mpbgp_nexthop", "fixed"),
+            ("lb_class_legacy_handling", "false"),
+            ("vip_servicesinterface", "eth1"),
+            ("VIP_WIREGUARD", "yes"),
+        ];
+        for (name, value) in cases {
+            let e = build(&with(&[(name, value)])).expect_err(name);
+            let ConfigError::Invalid {
+                key,
+                value: v,
+                origin,
+                ..
+            } = &e
+            else {
+                panic!("{name}: {e:?}")
+            };
+            assert_eq!(
+                (key.as_str(), v.as_str()),
+                (name.to_ascii_lowercase().as_str(), *value)
+            );
+            assert_eq!(origin, &Origin::Env(name.to_string()));
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("{}={value:?}", name.to_ascii_lowercase())),
+                "{msg}"
+            );
+            assert!(msg.contains("would change traffic"), "{msg}");
+        }
+        // Values that ask for nothing vipr lacks: one warning each, no error.
+        for (name, value) in [
+            ("vip_wireguard", "false"),
+            ("lb_class_legacy_handling", "true"),
+            ("mpbgp_nexthop", "auto_sourceif"),
+            ("vip_servicesinterface", "eth0"),
+        ] {
+            let l = layers(&with(&[(name, value), ("vip_interface", "eth0")]), None);
+            Config::from_layers(&l, "node-a").unwrap_or_else(|e| panic!("{name}: {e}"));
+            let w = kubevip::check(&l).unwrap();
+            assert_eq!(w.iter().map(|w| w.name).collect::<Vec<_>>(), vec![name]);
+        }
+        // A refused value is refused even where a higher layer overrides it, and in the file.
+        let l = layers(
+            &with(&[("vip_wireguard", "false")]),
+            Some("vip_wireguard: true\n"),
+        );
+        let e = Config::from_layers(&l, "node-a").unwrap_err().to_string();
+        assert!(
+            e.starts_with("vipr.yaml:1: vip_wireguard=\"true\": WireGuard mode"),
+            "{e}"
+        );
+        // Two spellings in one source are refused as for vipr's own settings.
+        let mut l = Layers::default();
+        let env = with(&[("egress_clean", "false"), ("EGRESS_CLEAN", "false")]);
+        let e = l.add_env(|n| env.get(n).cloned()).unwrap_err();
+        assert!(matches!(e, ConfigError::Twice { .. }), "{e:?}");
+    }
+}
