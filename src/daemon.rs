@@ -70,6 +70,8 @@ struct Channels {
     leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
     writes: Arc<kube::writer::WriteCounts>,
     work: Arc<crate::model::WorkCounts>,
+    /// The Services' Leases contended (ARP mode), for `/metrics`.
+    leases: Arc<crate::model::LeaseMetrics>,
     /// The reconciler's heartbeat.
     reconciler_alive: (liveness::Beat, liveness::Heartbeat),
 }
@@ -112,6 +114,7 @@ impl Wiring<'_> {
                 pending: c.pending.1.clone(),
                 work: c.work.clone(),
                 writes: c.writes.clone(),
+                leases: c.leases.clone(),
                 health: c.health.1.clone(),
                 node: self.node.name.clone(),
                 mode: self.node.mode.name(),
@@ -192,6 +195,7 @@ impl Wiring<'_> {
                     services: services_rx.clone(),
                 },
                 leadership,
+                c.leases.clone(),
                 self.release.clone(),
             ))
         })
@@ -337,6 +341,7 @@ impl Daemon {
             leadership: watch::channel(Leadership::default()),
             writes: Arc::default(),
             work: Arc::default(),
+            leases: Arc::default(),
             reconciler_alive: liveness::heartbeat("reconciler"),
         };
         w.http(&c, first, log);

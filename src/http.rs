@@ -54,6 +54,8 @@ pub struct AppState {
     pub work: Arc<crate::model::WorkCounts>,
     /// API writes made.
     pub writes: Arc<crate::kube::writer::WriteCounts>,
+    /// The Services' Leases contended (ARP mode).
+    pub leases: Arc<crate::model::LeaseMetrics>,
     /// Control-plane health.
     pub health: watch::Receiver<Health>,
     /// Node name.
@@ -98,11 +100,16 @@ async fn metrics(AxState(s): AxState<AppState>) -> Response {
         )],
         crate::metrics::render(
             &peers,
-            &vips,
-            &alloc,
-            &s.writes.snapshot(),
-            s.work.snapshot(),
-            healthy,
+            &crate::metrics::Scrape {
+                node: &s.node,
+                vips: &vips,
+                alloc: &alloc,
+                writes: &s.writes.snapshot(),
+                status_failures: &s.writes.status_failures(),
+                leases: &s.leases.snapshot(),
+                work: s.work.snapshot(),
+                healthy,
+            },
         ),
     )
         .into_response()

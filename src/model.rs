@@ -275,6 +275,51 @@ impl WorkCounts {
     }
 }
 
+/// A Lease for Services that this node contends for (ARP mode), as `/metrics` shows it the
+/// way kube-vip does (`kube_vip_is_leader`, `kube_vip_leader_election_transitions_total`,
+/// `kube_vip_service_election_loops`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseEntry {
+    /// With `svc_election`, the Service (`namespace`, `name`) the Lease is for; `None` for
+    /// the Lease of all Services (`plndr-svcs-lock`).
+    pub service: Option<(String, String)>,
+    /// This node holds it now.
+    pub held: bool,
+    /// Times this node became its holder while it contended for it.
+    pub won: u64,
+}
+
+/// A Lease contended now: its name, its Service (see [`LeaseEntry::service`]), held.
+pub type LeaseSeen = (String, Option<(String, String)>, bool);
+
+/// The Services' Leases contended for, by Lease name: written by the elections task on
+/// every change it sees, read per scrape. The control-plane Lease is not among them:
+/// kube-vip reports only its Services' Leases.
+#[derive(Debug, Default)]
+pub struct LeaseMetrics(std::sync::Mutex<std::collections::BTreeMap<String, LeaseEntry>>);
+
+impl LeaseMetrics {
+    /// The Leases contended now, `(name, service, held)`. One held now that was not held at
+    /// the last update counts a win; one no longer contended is dropped with its count.
+    pub fn update(&self, now: impl IntoIterator<Item = LeaseSeen>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = std::collections::BTreeMap::new();
+        for (name, service, held) in now {
+            let before = m.remove(&name);
+            let was_held = before.as_ref().is_some_and(|e| e.held);
+            let won = before.map_or(0, |e| e.won) + u64::from(held && !was_held);
+            next.insert(name, LeaseEntry { service, held, won });
+        }
+        *m = next;
+    }
+
+    /// Every Lease contended, by name.
+    pub fn snapshot(&self) -> Vec<(String, LeaseEntry)> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
 /// One VIP as the status page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VipState {

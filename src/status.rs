@@ -436,7 +436,7 @@ pub async fn fetch(addr: &str) -> Result<Status, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -499,11 +499,16 @@ mod tests {
     fn bfd_metrics() {
         let m = crate::metrics::render(
             &[peer_with_bfd()],
-            &[],
-            &Allocations::default(),
-            &[("claim", "ok", 2)],
-            [5, 6, 7],
-            None,
+            &crate::metrics::Scrape {
+                node: "n1",
+                vips: &[],
+                alloc: &Allocations::default(),
+                writes: &[("claim", "ok", 2)],
+                status_failures: &[],
+                leases: &[],
+                work: [5, 6, 7],
+                healthy: None,
+            },
         );
         assert!(m.contains("vipr_services_planned_total 5"), "{m}");
         assert!(

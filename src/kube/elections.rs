@@ -2,7 +2,8 @@
 //! `vip_leasename`; one Lease for all Services `plndr-svcs-lock`, or with `svc_election` one
 //! per Service that this node may serve, `kubevip-<namespace>.<service>` in `cp_namespace`,
 //! deleted with its Service by [`service_leases::sweep`]), one election task per Lease, and
-//! the combined [`Leadership`] published to the reconciler.
+//! the combined [`Leadership`] published to the reconciler; the Services' Leases, held or
+//! not, also go to `/metrics` ([`LeaseMetrics`]) as kube-vip reports them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::lease::{self, LeaseId};
 use super::service_leases;
 use crate::config::{ArpSettings, ControlPlane, ServiceSettings};
-use crate::model::{Leadership, Services};
+use crate::model::{Leadership, LeaseMetrics, LeaseSeen, Services};
 
 /// kube-vip's Lease for all Services.
 pub const SERVICES_LEASE: &str = "plndr-svcs-lock";
@@ -112,6 +113,23 @@ fn leadership(running: &Runs) -> Leadership {
     l
 }
 
+/// The Services' Leases contended and whether each is held, for [`LeaseMetrics`].
+fn service_leases(running: &Runs) -> Vec<LeaseSeen> {
+    running
+        .iter()
+        .filter_map(|(scope, (r, (_, name, _), _))| {
+            let service = match scope {
+                Scope::ControlPlane => return None,
+                Scope::AllServices => None,
+                Scope::Service(k) => k
+                    .split_once('/')
+                    .map(|(ns, n)| (ns.to_string(), n.to_string())),
+            };
+            Some((name.clone(), service, *r.leader.borrow()))
+        })
+        .collect()
+}
+
 /// Runs the elections of node `identity` until `cancel`; then releases every Lease held and
 /// returns. A Lease whose name, namespace or timing changes is released and contended anew.
 pub async fn run(
@@ -119,6 +137,7 @@ pub async fn run(
     identity: String,
     mut i: Inputs,
     tx: watch::Sender<Leadership>,
+    leases: Arc<LeaseMetrics>,
     cancel: CancellationToken,
 ) {
     let mut running: Runs = BTreeMap::new();
@@ -142,6 +161,7 @@ pub async fn run(
                 r.cancel.cancel();
             }
             tx.send_replace(Leadership::default());
+            leases.update([]);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Ok(()) = i.arp.changed() => {}
@@ -200,6 +220,7 @@ pub async fn run(
             *cur = new;
             changed
         });
+        leases.update(service_leases(&running));
         tokio::select! {
             _ = cancel.cancelled() => break,
             Ok(()) = i.arp.changed() => {}
@@ -221,4 +242,5 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     tx.send_replace(Leadership::default());
+    leases.update([]);
 }

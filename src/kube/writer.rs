@@ -19,8 +19,9 @@
 //! - Events are named after the decision (`<service>.vipr-<hash>`): every node creating the
 //!   same one makes one object, so a decision gives one Event, not one per node and resync.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -92,9 +93,13 @@ pub const KINDS: [&str; 7] = [
 pub const RESULTS: [&str; 4] = ["ok", "conflict", "failed", "dropped"];
 
 /// Writes made since start, by kind and result (`vipr_api_writes_total`): what vipr costs
-/// the API server.
+/// the API server; and the status writes that failed, by Service
+/// (`kube_vip_service_reconcile_errors_total{reason="update_status"}`).
 #[derive(Default, Debug)]
-pub struct WriteCounts([[AtomicU64; RESULTS.len()]; KINDS.len()]);
+pub struct WriteCounts(
+    [[AtomicU64; RESULTS.len()]; KINDS.len()],
+    Mutex<BTreeMap<(String, String), u64>>,
+);
 
 impl WriteCounts {
     /// Counts one write of `KINDS[kind]` with outcome `RESULTS[result]`.
@@ -111,6 +116,21 @@ impl WriteCounts {
             }
         }
         out
+    }
+
+    /// Counts one failed (or timed-out) status write of Service `namespace/name`.
+    pub fn status_failed(&self, namespace: &str, name: &str) {
+        let mut m = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((namespace.to_string(), name.to_string()))
+            .or_default() += 1;
+    }
+
+    /// `(namespace, name, failed status writes)` of every Service that had one since start.
+    pub fn status_failures(&self) -> Vec<(String, String, u64)> {
+        let m = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .map(|((ns, name), n)| (ns.clone(), name.clone(), *n))
+            .collect()
     }
 }
 
@@ -242,15 +262,23 @@ async fn execute(ctx: &Ctx, job: &Job) -> Outcome {
             Outcome::Done
         }
         Ok(Err(e)) => {
-            ctx.counts.add(kind, 2);
+            failed(ctx, job, kind);
             warn!(write = ?job, error = %e, "API write failed; retrying");
             Outcome::Failed
         }
         Err(_) => {
-            ctx.counts.add(kind, 2);
+            failed(ctx, job, kind);
             warn!(write = ?job, "API write timed out; retrying");
             Outcome::Failed
         }
+    }
+}
+
+/// Counts a failed write; a status write also against its Service.
+fn failed(ctx: &Ctx, job: &Job, kind: usize) {
+    ctx.counts.add(kind, 2);
+    if let Job::Status(w) = job {
+        ctx.counts.status_failed(&w.namespace, &w.name);
     }
 }
 
