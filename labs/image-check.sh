@@ -75,7 +75,7 @@ ip -n "$NS" addr add 10.99.0.2/24 dev eth0
 ip -n "$NS" link set eth0 up && ip -n "$NS" link set eth1 up
 ip netns exec "$NS" unshare --mount --propagation private sh -c "
   mount --bind '$R' '$R' && mount -o remount,bind,ro '$R' &&
-  mount -t tmpfs -o size=1m tmpfs '$R/run/vipr' && mount -t proc proc '$R/proc' &&
+  mount -t tmpfs -o size=1m,mode=0755 tmpfs '$R/run/vipr' && mount -t proc proc '$R/proc' &&
   exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin bgp_enable=true cp_enable=true address=192.0.2.10 bgp_peers=10.99.0.1:65000::false \
     prometheus_server=127.0.0.1:2112 vip_nodename=image-check \
     setpriv --bounding-set -all,+net_admin,+sys_chroot --inh-caps -all --no-new-privs -- \
