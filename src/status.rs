@@ -414,25 +414,93 @@ pub fn main(m: &clap::ArgMatches) -> i32 {
     }
 }
 
-/// Fetches `/status` from a running daemon.
+/// The address `vipr status` connects to, from the same forms `prometheus_server` takes:
+/// `:2112` (any address: this host's loopback), `0.0.0.0:2112` / `[::]:2112` (likewise),
+/// `HOST:PORT`.
+pub fn client_addr(addr: &str) -> String {
+    let addr = addr.trim();
+    if let Some(port) = addr.strip_prefix(':') {
+        return format!("127.0.0.1:{port}");
+    }
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let lo: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(lo, a.port()).to_string()
+        }
+        _ => addr.to_string(),
+    }
+}
+
+/// Fetches `/status` from a running daemon. Errors say what the operator can check, not
+/// what the HTTP client library saw.
 pub async fn fetch(addr: &str) -> Result<Status, String> {
+    let addr = client_addr(addr);
     let url = format!("http://{addr}/status");
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())?;
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("{url}: HTTP {}", resp.status()));
+    let resp = client.get(&url).send().await.map_err(|e| {
+        if e.is_connect() {
+            format!("is vipr running? nothing listens on {addr} (its prometheus_server; --addr to ask another address)")
+        } else if e.is_timeout() {
+            format!("{addr} did not answer within 5 s")
+        } else if e.is_builder() {
+            format!("{addr} is not an address: expected HOST:PORT or :PORT")
+        } else {
+            format!("{addr}: the request failed")
+        }
+    })?;
+    match resp.status().as_u16() {
+        200 => {}
+        403 => {
+            return Err(format!(
+                "{addr} refuses /status to this client: it answers this host only, or the networks of vipr_status_allow"
+            ))
+        }
+        404 => return Err(format!("{addr} answers, but not as vipr (no /status): is another program on this port?")),
+        code => return Err(format!("{addr}/status answered HTTP {code}")),
     }
     resp.json::<Status>()
         .await
-        .map_err(|e| format!("{url}: {e}"))
+        .map_err(|_| format!("{addr}/status did not answer with vipr's status document: is another program on this port?"))
+}
+
+#[cfg(test)]
+mod client_tests {
+    #[test]
+    fn status_takes_the_address_forms_of_prometheus_server() {
+        assert_eq!(super::client_addr(":2112"), "127.0.0.1:2112");
+        assert_eq!(super::client_addr("0.0.0.0:2113"), "127.0.0.1:2113");
+        assert_eq!(super::client_addr("[::]:2112"), "[::1]:2112");
+        assert_eq!(super::client_addr("192.0.2.1:2112"), "192.0.2.1:2112");
+        assert_eq!(super::client_addr("localhost:2112"), "localhost:2112");
+    }
+
+    #[test]
+    fn nothing_listening_says_so() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(super::fetch(&format!(":{port}"))).unwrap_err();
+        assert_eq!(
+            e,
+            format!("is vipr running? nothing listens on 127.0.0.1:{port} (its prometheus_server; --addr to ask another address)")
+        );
+    }
 }
 
 #[cfg(test)]

@@ -76,15 +76,32 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "expected HOST:PORT, e.g. :2112 or 127.0.0.1:2112".to_string())
 }
 
-/// kube-vip's vip_loglevel is a logrus level number (0 panic … 5 debug, 6 trace).
+/// kube-vip's `vip_loglevel` as kube-vip v1.2.3 reads it (since v0.8.10): a Go `slog`
+/// level, records at or above it are logged (`cmd/kube-vip.go`: `log.Level(Logging)`;
+/// DEBUG -4, INFO 0, WARN 4, ERROR 8). Below -4, where slog has nothing more, vipr logs
+/// trace. Names are accepted too.
 fn log_level(s: &str) -> Result<LogLevel, String> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "0" | "1" | "2" | "error" | "panic" | "fatal" => LogLevel::Error,
-        "3" | "warn" | "warning" => LogLevel::Warn,
-        "4" | "info" => LogLevel::Info,
-        "5" | "debug" => LogLevel::Debug,
-        "6" | "trace" => LogLevel::Trace,
-        _ => return Err("expected 0-6 or error, warn, info, debug, trace".into()),
+    let s = s.to_ascii_lowercase();
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(match n {
+            i32::MIN..=-5 => LogLevel::Trace,
+            -4 => LogLevel::Debug,
+            -3..=0 => LogLevel::Info,
+            1..=4 => LogLevel::Warn,
+            _ => LogLevel::Error,
+        });
+    }
+    Ok(match s.as_str() {
+        "error" | "panic" | "fatal" => LogLevel::Error,
+        "warn" | "warning" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ => {
+            return Err(
+                "expected a number (kube-vip's: -4 debug, 0 info, 4 warn, 8 error) or error, warn, info, debug, trace".into(),
+            )
+        }
     })
 }
 

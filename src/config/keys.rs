@@ -117,7 +117,7 @@ pub const KEYS: &[Key] = &[
     k(ControlPlane, "cp_enable", &["controlplane"], "serve the control-plane VIP"),
     k(Services, "svc_enable", &["services"], "serve Services of type LoadBalancer"),
     k(Services, "svc_namespace", &[], "only Services in this namespace (all when empty)"),
-    k(Node, "vip_nodename", &["nodename"], "this node's name (defaults to the hostname)"),
+    k(Node, "vip_nodename", &["nodename", "nodeName"], "this node's name (defaults to the hostname)"),
     // BGP (kube-vip).
     k(Node, "bgp_enable", &["bgp"], "BGP mode"),
     k(Bgp, "bgp_routerid", &["bgpRouterID"], "BGP router id (unique per node)"),
@@ -152,14 +152,14 @@ pub const KEYS: &[Key] = &[
     k(Services, "lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
     k(Services, "lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),
     // IPVS control-plane load balancing (kube-vip).
-    k(Lb, "lb_enable", &["lbEnable"], "load-balance the control-plane VIP across API servers"),
+    k(Lb, "lb_enable", &["lbEnable", "enableLoadBalancer"], "load-balance the control-plane VIP across API servers"),
     k(Lb, "lb_port", &["lbPort"], "load balancer port (6443)"),
     k(Lb, "lb_fwdmethod", &["lbForwardingMethod"], "local, masquerade, tunnel or directroute (local)"),
     k(Lb, "backend_health_check_interval", &[], "backend health check interval in seconds (5)"),
     // Process (kube-vip).
     k(Http, "prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /healthz, /readyz and /status (:2112); empty disables; taken at start: vipr exits"),
     k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf)"),
-    k(Log, "vip_loglevel", &["log"], "log level: 0-6 (kube-vip/logrus numbers) or error, warn, info, debug, trace"),
+    k(Log, "vip_loglevel", &["log"], "log level: a number as kube-vip v1.2.3 reads it (a Go slog level: -4 debug, 0 info, 4 warn, 8 error; below -4 trace) or error, warn, info, debug, trace"),
     // vipr's own.
     k(Bgp, "vipr_communities", &[], "standard communities on every route, e.g. 65000:100,65000:200"),
     k(Bgp, "vipr_large_communities", &[], "large communities on every route, e.g. 65000:1:2"),

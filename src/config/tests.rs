@@ -356,7 +356,7 @@ fn rows() -> Vec<(
         ),
         (
             "vip_loglevel",
-            "5",
+            "-4",
             |c| c.log.level == LogLevel::Debug,
             Some("loud"),
             &[],
@@ -1130,5 +1130,25 @@ mod kube_vip_unsupported {
         let env = with(&[("egress_clean", "false"), ("EGRESS_CLEAN", "false")]);
         let e = l.add_env(|n| env.get(n).cloned()).unwrap_err();
         assert!(matches!(e, ConfigError::Twice { .. }), "{e:?}");
+    }
+}
+
+/// kube-vip v1.2.3 reads `vip_loglevel` as a Go slog level (records at or above it).
+#[test]
+fn vip_loglevel_is_read_as_kube_vip_reads_it() {
+    for (v, want) in [
+        ("-8", LogLevel::Trace),
+        ("-4", LogLevel::Debug),
+        ("0", LogLevel::Info),
+        ("-1", LogLevel::Info),
+        ("4", LogLevel::Warn),
+        ("8", LogLevel::Error),
+        ("5", LogLevel::Error),
+        ("debug", LogLevel::Debug),
+        ("WARN", LogLevel::Warn),
+    ] {
+        let mut env = base();
+        env.insert("vip_loglevel", v.to_string());
+        assert_eq!(build(&env).unwrap().log.level, want, "{v}");
     }
 }
