@@ -48,3 +48,24 @@ frr_daemons() { # ns dir
     if [ $d = zebra ]; then sleep 0.3; fi
   done
 }
+
+# "address ns" for each /32 FRR had from three peers, ns the time of the third, read from
+# FRR's bgpd log LOG (debug updates in).
+third_paths() {
+  python3 - "$1" <<'PY'
+import re, sys, datetime
+seen, done = {}, {}
+pat = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) .*?(\d+\.\d+\.\d+\.\d+)(?:\(\S*\))? rcvd (\S+)/32')
+for line in open(sys.argv[1], errors="replace"):
+    m = pat.search(line)
+    if not m:
+        continue
+    t, peer, prefix = m.groups()
+    s = seen.setdefault(prefix, set())
+    s.add(peer)
+    if len(s) == 3 and prefix not in done:
+        done[prefix] = int(datetime.datetime.strptime(t, "%Y/%m/%d %H:%M:%S.%f").timestamp() * 1e9)
+for p, t in done.items():
+    print(p, t)
+PY
+}

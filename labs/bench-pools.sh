@@ -93,26 +93,6 @@ lb_addresses() { # "name address" of every Service with an address
   curl_api "$API/api/v1/namespaces/default/services" |
     jq -r '.items[] | select(.spec.type=="LoadBalancer") | select(.status.loadBalancer.ingress) | "\(.metadata.name) \(.status.loadBalancer.ingress[0].ip)"'
 }
-# The time (ns) of FRR's third path for each prefix: "prefix ns".
-third_paths() {
-  python3 - "$F/bgpd.log" <<'PY'
-import re, sys, datetime
-seen, done = {}, {}
-pat = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) .*?(\d+\.\d+\.\d+\.\d+)(?:\(\S*\))? rcvd (\S+/32)')
-for line in open(sys.argv[1], errors="replace"):
-    m = pat.search(line)
-    if not m:
-        continue
-    t, peer, prefix = m.groups()
-    s = seen.setdefault(prefix, set())
-    s.add(peer)
-    if len(s) == 3 and prefix not in done:
-        dt = datetime.datetime.strptime(t, "%Y/%m/%d %H:%M:%S.%f")
-        done[prefix] = int(dt.timestamp() * 1e9)
-for p, t in done.items():
-    print(p, t)
-PY
-}
 run_phase() { # name ADDRESS_FORMAT
   local name=$1 fmt=$2
   : > "$F/bgpd.log"
@@ -124,10 +104,10 @@ run_phase() { # name ADDRESS_FORMAT
   done
   lb_addresses | grep "^$name" > "$D/$name.addr" || true
   for _ in $(seq 1 300); do
-    [ "$(third_paths | wc -l)" -ge "$SERVICES" ] && break
+    [ "$(third_paths "$F/bgpd.log" | wc -l)" -ge "$SERVICES" ] && break
     sleep 0.1
   done
-  third_paths > "$D/$name.frr"
+  third_paths "$F/bgpd.log" > "$D/$name.frr"
   eval "${name}_CPU=$(( $(cpu_ms) - cpu0 ))"
   python3 - "$D/$name.created" "$D/$name.addr" "$D/$name.frr" > "$D/$name.lat" <<'PY'
 import sys
@@ -136,8 +116,8 @@ addr = dict(l.split() for l in open(sys.argv[2]))
 frr = dict(l.split() for l in open(sys.argv[3]))
 for n, t in created.items():
     a = addr.get(n)
-    if a and a + "/32" in frr:
-        print((int(frr[a + "/32"]) - int(t)) // 1000)
+    if a and a in frr:
+        print((int(frr[a]) - int(t)) // 1000)
 PY
   local got first last
   got=$(wc -l < "$D/$name.lat")

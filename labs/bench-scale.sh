@@ -101,24 +101,6 @@ bfd_downs() {
   # FRR 8.4 names the counter "session-down" (a missing key must fail, not read as 0).
   vtysh_r -c 'show bfd peers counters json' | jq -e '[.[]."session-down"] | if length == 0 or any(. == null) then error("no session-down counters") else add end'
 }
-third_paths() { # "address ns" when FRR had it from all three nodes
-  python3 - "$F/bgpd.log" <<'PY'
-import re, sys, datetime
-seen, done = {}, {}
-pat = re.compile(r'^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) .*?(\d+\.\d+\.\d+\.\d+)(?:\(\S*\))? rcvd (\S+)/32')
-for line in open(sys.argv[1], errors="replace"):
-    m = pat.search(line)
-    if not m:
-        continue
-    t, peer, prefix = m.groups()
-    s = seen.setdefault(prefix, set())
-    s.add(peer)
-    if len(s) == 3 and prefix not in done:
-        done[prefix] = int(datetime.datetime.strptime(t, "%Y/%m/%d %H:%M:%S.%f").timestamp() * 1e9)
-for p, t in done.items():
-    print(p, t)
-PY
-}
 
 RESULTS=$D/results; : > "$RESULTS"
 for SIZE in $SIZES; do
@@ -177,7 +159,7 @@ for SIZE in $SIZES; do
   for i in 1 2 3; do eval "CHURN_CPU=\"\$CHURN_CPU \$(( (\$(cpu_ms_of \$(cat $D/vipr$i.pid)) - c$i) * 100 / ($CHURN * 1000) ))\""; done
   WPM=$(( ($(writes_total) - w0) * 60 / CHURN )); BFD=$(( $(bfd_downs) - b0 ))
   vtysh_r -c 'no debug bgp updates in' >/dev/null
-  third_paths > "$D/frr.paths"
+  third_paths "$F/bgpd.log" > "$D/frr.paths"
   python3 - "$D/moves" "$D/frr.paths" > "$D/churn.lat" <<'PY'
 import sys
 frr = dict(l.split() for l in open(sys.argv[2]))

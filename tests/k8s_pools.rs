@@ -159,15 +159,6 @@ impl Cluster {
     }
 }
 
-fn ingress(s: &Value) -> Vec<String> {
-    s["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["ip"].as_str().map(str::to_string))
-        .collect()
-}
-
 fn in_pools(ip: &str) -> bool {
     ip.starts_with("198.51.100.")
         || ip
@@ -211,7 +202,7 @@ fn a_burst_of_services_gets_distinct_addresses_from_three_nodes() {
         let svcs = c.services("default");
         let without: Vec<String> = svcs
             .iter()
-            .filter(|s| ingress(s).is_empty())
+            .filter(|s| ingress_of(s).is_empty())
             .map(|s| format!("{} {}", s["metadata"]["name"], s["metadata"]["annotations"]))
             .collect();
         format!(
@@ -228,7 +219,7 @@ fn a_burst_of_services_gets_distinct_addresses_from_three_nodes() {
         ctx,
         || {
             let svcs = c.services("default");
-            let a: Vec<String> = svcs.iter().flat_map(ingress).collect();
+            let a: Vec<String> = svcs.iter().flat_map(ingress_of).collect();
             (svcs.len() == n && a.len() == n).then_some(a)
         },
     );
@@ -266,7 +257,7 @@ fn a_burst_of_services_gets_distinct_addresses_from_three_nodes() {
     let s0 = c.api.get(&svc_path("s0")).unwrap();
     assert_eq!(
         s0["metadata"]["annotations"]["kube-vip.io/loadbalancerIPs"],
-        ingress(&s0)[0]
+        ingress_of(&s0)[0]
     );
 
     // Delete them all: routes and claims go.
@@ -292,7 +283,7 @@ fn a_burst_of_services_gets_distinct_addresses_from_three_nodes() {
         &service("default", "again", 80, json!({}), json!({})),
     );
     within(CONVERGE, "the lowest address again", ctx, || {
-        (ingress(&c.api.get(&svc_path("again"))?) == ["198.51.100.0"]).then_some(())
+        (ingress_of(&c.api.get(&svc_path("again"))?) == ["198.51.100.0"]).then_some(())
     });
 }
 
@@ -398,9 +389,9 @@ fn configmap_pools_sharing_and_dual_stack() {
         &service("default", "a", 80, json!({}), json!({})),
     );
     within(CONVERGE, "a allocated", ctx, || {
-        (ingress(&c.api.get(&svc_path("a"))?).len() == 1).then_some(())
+        (ingress_of(&c.api.get(&svc_path("a"))?).len() == 1).then_some(())
     });
-    let a = ingress(&c.api.get(&svc_path("a")).unwrap())[0].clone();
+    let a = ingress_of(&c.api.get(&svc_path("a")).unwrap())[0].clone();
     assert_eq!(a, "203.0.113.11", "search-order desc");
     c.create(
         "default",
@@ -411,8 +402,8 @@ fn configmap_pools_sharing_and_dual_stack() {
         &service("default", "c", 80, json!({}), json!({})),
     );
     within(CONVERGE, "b shares a's address, c does not", ctx, || {
-        let b = ingress(&c.api.get(&svc_path("b"))?);
-        let cc = ingress(&c.api.get(&svc_path("c"))?);
+        let b = ingress_of(&c.api.get(&svc_path("b"))?);
+        let cc = ingress_of(&c.api.get(&svc_path("c"))?);
         (b == [a.clone()] && cc == ["203.0.113.10"]).then_some(())
     });
     // The pool is full for a fourth on port 80: pending, with a Warning.
@@ -439,7 +430,7 @@ fn configmap_pools_sharing_and_dual_stack() {
     c.create("apps", &service("apps", "web", 80, json!({}), json!({})));
     within(CONVERGE, "apps/web from cidr-apps", ctx, || {
         let s = c.api.get("/api/v1/namespaces/apps/services/web")?;
-        (ingress(&s) == ["192.0.2.71"]).then_some(())
+        (ingress_of(&s) == ["192.0.2.71"]).then_some(())
     });
     // Dual-stack from vipr_pools: IPv6 first as the Service asks.
     c.create(
@@ -454,7 +445,7 @@ fn configmap_pools_sharing_and_dual_stack() {
     );
     within(CONVERGE, "dual/ds with both families", ctx, || {
         let s = c.api.get("/api/v1/namespaces/dual/services/ds")?;
-        (ingress(&s) == ["2001:db8:5::", "198.51.100.0"]).then_some(())
+        (ingress_of(&s) == ["2001:db8:5::", "198.51.100.0"]).then_some(())
     });
     within(CONVERGE, "both at FRR with three paths", ctx, || {
         let r = c.frr_routes();
@@ -506,7 +497,7 @@ fn kill_9_while_allocating_leaves_one_address_each_and_no_leaked_claim() {
         ctx,
         || {
             let svcs = c.services("default");
-            let a: Vec<Vec<String>> = svcs.iter().map(ingress).collect();
+            let a: Vec<Vec<String>> = svcs.iter().map(ingress_of).collect();
             (svcs.len() == n && a.iter().all(|x| x.len() == 1)).then_some(a)
         },
     );

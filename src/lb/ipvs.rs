@@ -212,7 +212,7 @@ impl Ipvs {
             };
         }
         if let Some(dir) = self.state_file.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| state_err(dir, e))?;
+            crate::statedir::prepare(dir).map_err(|e| state_err(dir, e))?;
         }
         let text: String = self.owned.iter().map(|k| format!("{k}\n")).collect();
         crate::statedir::replace(&self.state_file, &text)

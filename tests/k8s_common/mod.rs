@@ -232,15 +232,9 @@ impl ApiServer {
 
     /// The IPs in `status.loadBalancer.ingress` of Service `default/name`.
     pub fn ingress_ips(&self, name: &str) -> Vec<String> {
-        let Some(s) = self.get(&svc_path(name)) else {
-            return Vec::new();
-        };
-        s["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["ip"].as_str().map(str::to_string))
-            .collect()
+        self.get(&svc_path(name))
+            .map(|s| ingress_of(&s))
+            .unwrap_or_default()
     }
 
     /// Poll until Service `name`'s status.loadBalancer.ingress is exactly `ips`.
@@ -407,4 +401,14 @@ pub fn within<T>(
 ) -> T {
     wait_for(timeout, f)
         .unwrap_or_else(|| panic!("timed out ({timeout:?}) waiting for {what}\n{}", context()))
+}
+
+/// The IPs in a Service object's `status.loadBalancer.ingress`.
+pub fn ingress_of(s: &Value) -> Vec<String> {
+    s["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str().map(str::to_string))
+        .collect()
 }
