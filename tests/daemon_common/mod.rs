@@ -224,22 +224,16 @@ impl Vipr {
         })
     }
 
-    /// The status entry of peer `addr`.
+    /// The status entry of peer `addr`, or `Null` while there is none: `/status` answers
+    /// from the first moment, before the configured peers are added, so a wait must read
+    /// "not there yet" as "not yet", and an assertion on a field still fails plainly.
     pub fn peer(status: &Value, addr: &str) -> Value {
-        status["peers"]
-            .as_array()
-            .and_then(|a| a.iter().find(|p| p["address"] == addr))
-            .cloned()
-            .unwrap_or_else(|| panic!("no peer {addr} in status {status:#}"))
+        entry(status, "peers", addr)
     }
 
-    /// The status entry of VIP `addr`.
+    /// The status entry of VIP `addr`, or `Null` while there is none (as [`Vipr::peer`]).
     pub fn vip(status: &Value, addr: &str) -> Value {
-        status["vips"]
-            .as_array()
-            .and_then(|a| a.iter().find(|v| v["address"] == addr))
-            .cloned()
-            .unwrap_or_else(|| panic!("no VIP {addr} in status {status:#}"))
+        entry(status, "vips", addr)
     }
 }
 
@@ -592,4 +586,13 @@ fn answer(mut conn: TcpStream, r: &Reply) {
 /// A per-test temporary directory for vipr's state and logs.
 pub fn workdir() -> TempDir {
     TempDir::new("vt")
+}
+
+/// The entry of `status[list]` whose `address` is `addr`, `Null` when there is none.
+fn entry(status: &Value, list: &str, addr: &str) -> Value {
+    status[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["address"] == addr))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
