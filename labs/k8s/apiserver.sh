@@ -4,7 +4,8 @@
 # Debian's etcd-server. The build is cached under ~/.cache/vipr/ so later runs start in
 # seconds.
 #
-#   labs/k8s/apiserver.sh build                 # build and cache the binary (~9 min the first time)
+#   labs/k8s/apiserver.sh build                 # build and cache the binaries (~9 min the first time)
+#   labs/k8s/apiserver.sh elector               # print the path of vipr-elector (built by build)
 #   labs/k8s/apiserver.sh start DIR [ADDR] [NS] # start etcd + apiserver; writes DIR/kubeconfig
 #   labs/k8s/apiserver.sh stop DIR              # stop both, remove DIR
 #
@@ -19,10 +20,14 @@ VERSION=1.20.5+really1.20.2
 RECIPE=2
 CACHE=${VIPR_CACHE:-$HOME/.cache/vipr}
 BIN=$CACHE/kube-apiserver-$VERSION-r$RECIPE
+# Bump when labs/k8s/elector/main.go changes.
+ELECTOR_RECIPE=1
+ELECTOR=$CACHE/vipr-elector-$VERSION-e$ELECTOR_RECIPE
 PORT=${VIPR_APISERVER_PORT:-16443}
 
-build() {
-  if [ -x "$BIN" ]; then echo "$BIN"; return; fi
+# Debian's kubernetes source, unpacked in a temporary directory with the vendored reflect2 fixed;
+# prints the tree's path.
+source_tree() {
   export DEBIAN_FRONTEND=noninteractive
   if ! ls /etc/apt/sources.list.d/vipr-src.sources >/dev/null 2>&1; then
     printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
@@ -31,21 +36,39 @@ build() {
   fi
   dpkg -s golang-go etcd-server rsync golang-github-modern-go-reflect2-dev >/dev/null 2>&1 ||
     apt-get install -y -qq --no-install-recommends golang-go etcd-server rsync golang-github-modern-go-reflect2-dev >/dev/null
+  local W=$1
+  cd "$W"
+  apt-get source -qq kubernetes >/dev/null 2>&1
+  cd kubernetes-*/
+  # The vendored modern-go/reflect2 v1.0.1 faults on Go >= 1.18 map iteration ("unexpected
+  # fault address" when encoding any object with a map, e.g. annotations). Debian's 1.0.2
+  # has the fix; the API is the same.
+  rm -rf vendor/github.com/modern-go/reflect2
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
+  rm -rf vendor/github.com/modern-go/reflect2/debian vendor/github.com/modern-go/reflect2/.git*
+  mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
+}
+
+# kube-apiserver and vipr-elector (labs/k8s/elector: client-go's Lease election as kube-vip
+# runs it), from one unpacked source tree; each is built only when not cached.
+build() {
+  if [ -x "$BIN" ] && [ -x "$ELECTOR" ]; then echo "$BIN"; return; fi
   local W; W=$(mktemp -d /tmp/vipr-k8s-build.XXXX)
+  local here; here=$(cd "$(dirname "$0")" && pwd)
   (
-    cd "$W"
-    apt-get source -qq kubernetes >/dev/null 2>&1
-    cd kubernetes-*/
-    # The vendored modern-go/reflect2 v1.0.1 faults on Go >= 1.18 map iteration ("unexpected
-    # fault address" when encoding any object with a map, e.g. annotations). Debian's 1.0.2
-    # has the fix; the API is the same.
-    rm -rf vendor/github.com/modern-go/reflect2
-    cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
-    rm -rf vendor/github.com/modern-go/reflect2/debian vendor/github.com/modern-go/reflect2/.git*
-    mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
-    env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$W/home" make WHAT=cmd/kube-apiserver >/dev/null
+    source_tree "$W"
     mkdir -p "$CACHE"
-    cp _output/bin/kube-apiserver "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+    if [ ! -x "$BIN" ]; then
+      env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$W/home" make WHAT=cmd/kube-apiserver >/dev/null
+      cp _output/bin/kube-apiserver "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+    fi
+    if [ ! -x "$ELECTOR" ]; then
+      # GOPATH mode from the tree's place in GOPATH, so the vendored client-go is used.
+      mkdir -p cmd/vipr-elector && cp "$here/elector/main.go" cmd/vipr-elector/
+      (cd .go/src/k8s.io/kubernetes && env GOPATH="$OLDPWD/.go" GO111MODULE=off CGO_ENABLED=0 \
+        HOME="$W/home" go build -o "$ELECTOR.tmp" ./cmd/vipr-elector)
+      mv "$ELECTOR.tmp" "$ELECTOR"
+    fi
   )
   rm -rf "$W"
   echo "$BIN"
@@ -121,7 +144,8 @@ stop() {
 
 case "${1:-}" in
   build) build ;;
+  elector) build >/dev/null; echo "$ELECTOR" ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 build | start DIR [ADDR] [NETNS] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 build | elector | start DIR [ADDR] [NETNS] | stop DIR" >&2; exit 2 ;;
 esac

@@ -41,6 +41,22 @@ fn script() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/labs/k8s/apiserver.sh")
 }
 
+/// vipr-elector: client-go's Lease election configured as kube-vip v1.2.3 configures it
+/// (labs/k8s/elector), built and cached by `apiserver.sh build` beside the API server.
+pub fn elector_bin() -> PathBuf {
+    let out = Command::new(script())
+        .arg("elector")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run labs/k8s/apiserver.sh elector");
+    assert!(
+        out.status.success(),
+        "apiserver.sh elector: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// etcd + kube-apiserver in a namespace, stopped and removed on `Drop`.
 pub struct ApiServer {
     dir: TempDir,
