@@ -457,4 +457,6 @@ pub fn configured_vips<'a>(
 }
 
 #[cfg(test)]
+mod readme_table;
+#[cfg(test)]
 mod tests;
