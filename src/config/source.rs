@@ -162,6 +162,21 @@ impl Layers {
         self.add_layer(entries)
     }
 
+    /// kube-vip's flags of variables vipr does not implement (`vipr manifest --wireguard`):
+    /// `(variable, flag spelling, value)`, kept like the environment's for
+    /// [`super::kubevip::check`], each origin the flag as given.
+    pub fn add_unsupported_flags<'a>(
+        &mut self,
+        flags: impl IntoIterator<Item = (&'static str, &'a str, String)>,
+    ) -> Result<(), ConfigError> {
+        self.add_unsupported(
+            flags
+                .into_iter()
+                .map(|(name, flag, v)| (name, v, Origin::Flag(flag.to_string())))
+                .collect(),
+        )
+    }
+
     /// The environment: exact kube-vip names, and the same names in upper case.
     pub fn add_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let mut entries = Vec::new();
