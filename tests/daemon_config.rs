@@ -179,6 +179,26 @@ fn error_messages_say_what_is_wrong_without_a_parsers_words() {
     }
 }
 
+/// A value that is not UTF-8 is refused naming the variable, not taken for unset, and not
+/// echoed.
+#[test]
+fn a_value_that_is_not_utf8_exits_2_naming_the_variable() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut c = Command::new(vipr_bin());
+    c.arg("manager").env_clear().envs(good_env()).env(
+        "bgp_peers",
+        std::ffi::OsStr::from_bytes(b"10.55.0.1:65000:Zq7\xffpw9X:false"),
+    );
+    let out = c.stdin(Stdio::null()).output().expect("run vipr");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("env bgp_peers: bgp_peers=\"<not UTF-8>\": the value is not UTF-8 text"),
+        "{err}"
+    );
+    assert!(!err.contains("Zq7") && !err.contains("pw9X"), "{err}");
+}
+
 #[test]
 fn contradicting_modes_exit_2_naming_both_variables() {
     let mut env = good_env();

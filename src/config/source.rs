@@ -530,7 +530,25 @@ impl Sources {
         if let Some(f) = &self.file {
             layers.add_file(f)?;
         }
-        layers.add_env(|n| std::env::var(n).ok())?;
+        // A value that is not UTF-8 is refused, not taken for unset.
+        let not_utf8 = std::cell::RefCell::new(None);
+        layers.add_env(|n| match std::env::var(n) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                not_utf8.borrow_mut().get_or_insert_with(|| n.to_string());
+                None
+            }
+        })?;
+        if let Some(n) = not_utf8.into_inner() {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Env(n.clone()),
+                key: n,
+                value: "<not UTF-8>".into(),
+                reason: "the value is not UTF-8 text (it is not shown: it may be a password)"
+                    .into(),
+            });
+        }
         let ignored = kubevip::check(&layers)?;
         Ok((super::Config::from_layers(&layers, &hostname())?, ignored))
     }
