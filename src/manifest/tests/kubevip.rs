@@ -475,6 +475,30 @@ fn kube_vips_documented_command_lines_render() {
     ));
     assert_eq!(env["bgp_hold_time"], "9");
     assert_eq!(env["bgp_keepalive_interval"], "3");
+    // As text, the way the kubelet reads it.
+    let text = render_args(&[
+        "pod",
+        "--bgp",
+        "--controlplane",
+        "--address",
+        "192.0.2.40",
+        "--bgppeers",
+        "192.0.2.10:65000::false",
+        "--bgpHoldTimer",
+        "9",
+        "--bgpKeepAliveInterval",
+        "3",
+    ]);
+    for want in [
+        "    - name: bgp_hold_time\n      value: \"9\"\n",
+        "    - name: bgp_keepalive_interval\n      value: \"3\"\n",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    assert!(
+        text.contains(" --bgpHoldTimer=9 --bgpKeepAliveInterval=3"),
+        "{text}"
+    );
     assert_eq!(
         env["bgp_peers"],
         "192.0.2.10:65000::false,192.0.2.11:65000::false"
