@@ -1,7 +1,10 @@
 //! `vipr manifest pod|daemonset|rbac|secret`: Kubernetes manifests for vipr, rendered from
 //! the same flags as `vipr manager` (every setting, with kube-vip's flag spellings, so
 //! kube-vip's documentation applies) plus the generator's own: `--inCluster`, `--taint`,
-//! `--image` (kube-vip's), `--name`, `--super-admin` and `--host-file` (vipr's).
+//! `--image` (kube-vip's), `--name`, `--super-admin` and `--host-file` (vipr's). Every other
+//! flag of kube-vip v1.2.3's `manifest` command is accepted too, or refused naming it
+//! ([`kubevip`]): a kube-vip flag of a variable vipr does not implement is judged as that
+//! variable would be in a kube-vip manifest (refused, or rendered with a warning).
 //!
 //! The flags are validated exactly as the daemon validates its configuration
 //! ([`Config::from_layers`]): a manifest that renders is one whose daemon starts. What the
@@ -15,6 +18,7 @@
 //! Pure: builds k8s-openapi objects and serialises them with serde-saphyr; no I/O but the
 //! final print, no tokio.
 
+mod kubevip;
 mod pod;
 mod rbac;
 mod secret;
@@ -24,6 +28,7 @@ mod tests;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::config::keys::{flag_name, Key, KEYS};
+use crate::config::kubevip::Ignored;
 use crate::config::{Config, ConfigError, Layers, Origin};
 
 /// Where kubeadm writes the admin kubeconfig (also the daemon's `k8s_config_file` default).
@@ -100,6 +105,8 @@ pub struct Generator {
     /// `--host-file` (`secret` only): render the static pod's file on the host instead of a
     /// Secret.
     pub host_file: bool,
+    /// kube-vip's flags that are not vipr's ([`kubevip::given`]): `(spelling, value)`.
+    pub kube_vip: Vec<(&'static str, String)>,
 }
 
 impl Default for Generator {
@@ -111,6 +118,7 @@ impl Default for Generator {
             name: "vipr".into(),
             super_admin: false,
             host_file: false,
+            kube_vip: Vec::new(),
         }
     }
 }
@@ -126,6 +134,8 @@ pub struct Options {
     pub cfg: Config,
     /// The generator's own flags.
     pub flags: Generator,
+    /// kube-vip's flags of variables vipr does not implement, accepted with a warning.
+    pub ignored: Vec<Ignored>,
 }
 
 impl Options {
@@ -156,6 +166,7 @@ impl Options {
                 .unwrap_or_else(|| "vipr".into()),
             super_admin: m.get_flag("super-admin"),
             host_file: kind == Kind::Secret && m.get_flag("host-file"),
+            kube_vip: kubevip::given(m),
         };
         Options::new(kind, set, g)
     }
@@ -174,7 +185,10 @@ impl Options {
         } = flags;
         let usage = |s: &str| Err(ManifestError::Usage(s.to_string()));
         if set.iter().any(|(k, _)| k.name == "vip_nodename") {
-            return usage("vip_nodename (--nodename) is not a manifest setting: every pod takes it from spec.nodeName");
+            return Err(ManifestError::Usage(format!(
+                "{} (vip_nodename) is not a manifest setting: every pod takes it from spec.nodeName (kube-vip's generator ignores it too)",
+                kubevip::spellings("vip_nodename")
+            )));
         }
         if kind == Kind::Pod && in_cluster {
             return usage("--inCluster: a static pod cannot use a ServiceAccount (the API server rejects its mirror pod); use `vipr manifest daemonset --inCluster`, or the pod's kubeconfig from the host");
@@ -199,17 +213,36 @@ impl Options {
                 "--name must be a DNS label: lower-case letters, digits and '-', at most 63",
             );
         }
+        kubevip::check_only(&flags.kube_vip).map_err(ManifestError::Usage)?;
+        let namespaced = kubevip::namespaced_rbac(&flags.kube_vip).map_err(ManifestError::Usage)?;
         let mut layers = Layers::default();
         for (k, v) in &set {
             layers.set(k, v.clone(), Origin::Flag(shown_flag(k)));
         }
+        layers.add_unsupported_flags(kubevip::unsupported(&flags.kube_vip))?;
         let cfg = Config::from_layers(&layers, "node")?;
-        Ok(Options {
+        let ignored = crate::config::kubevip::check(&layers)?;
+        let o = Options {
             kind,
             set,
             cfg,
             flags,
-        })
+            ignored,
+        };
+        if let (Some(flag), Kind::Rbac) = (namespaced, kind) {
+            let wide: Vec<String> = rbac::grants(&o)
+                .into_iter()
+                .filter(|g| g.namespace.is_none())
+                .map(|g| format!("{} ({})", g.resource, g.why))
+                .collect();
+            if !wide.is_empty() {
+                return Err(ManifestError::Usage(format!(
+                    "--{flag}: kube-vip's namespaced RBAC cannot grant what these settings need cluster-wide: {}; leave it out (vipr already puts every rule it can into a Role in its namespace)",
+                    wide.join(", ")
+                )));
+            }
+        }
+        Ok(o)
     }
 
     /// The value given for a setting.
@@ -268,6 +301,9 @@ impl Options {
                 s.push_str(flag);
             }
         }
+        for (flag, v) in &self.flags.kube_vip {
+            s.push_str(&format!(" --{flag}={}", shell_quote(v)));
+        }
         if self.flags.image != default_image() {
             s.push_str(&format!(" --image={}", shell_quote(&self.flags.image)));
         }
@@ -321,6 +357,9 @@ pub fn render(o: &Options) -> Result<String, ManifestError> {
         env!("CARGO_PKG_VERSION"),
         o.command_line()
     );
+    for i in &o.ignored {
+        out.push_str(&format!("# kube-vip {}\n", kubevip::note(i)));
+    }
     let docs = match o.kind {
         Kind::Pod | Kind::DaemonSet => {
             for line in pod::notes(o).into_iter().chain(secret::notes(o)) {
@@ -373,7 +412,7 @@ pub fn command() -> Command {
             "The BGP passwords of the same flags: a Secret for the DaemonSet, or with --host-file the static pod's file",
         ),
     ] {
-        let mut c = kind_command(kind, about);
+        let mut c = kind_command(kind, about).args(kubevip::args(kind == "rbac"));
         if kind == "secret" {
             c = c.arg(
                 Arg::new("host-file")
@@ -394,13 +433,19 @@ fn kind_command(kind: &'static str, about: &'static str) -> Command {
             Arg::new("inCluster")
                 .long("inCluster")
                 .alias("in-cluster")
-                .action(ArgAction::SetTrue)
+                .num_args(0..=1)
+                .default_missing_value("true")
+                .default_value("false")
+                .value_parser(clap::builder::BoolishValueParser::new())
                 .help("kube-vip's flag, accepted: a DaemonSet always uses its ServiceAccount (in-cluster config)"),
         )
         .arg(
             Arg::new("taint")
                 .long("taint")
-                .action(ArgAction::SetTrue)
+                .num_args(0..=1)
+                .default_missing_value("true")
+                .default_value("false")
+                .value_parser(clap::builder::BoolishValueParser::new())
                 .help("run on control-plane nodes only: tolerate their taints, require their label"),
         )
         .arg(
@@ -424,7 +469,8 @@ fn kind_command(kind: &'static str, about: &'static str) -> Command {
     for k in KEYS {
         c = c.args(crate::config::keys::args(k, true));
     }
-    c
+    // kube-vip's `-n` of `--namespace`.
+    c.mut_arg("cp_namespace@namespace", |a| a.short('n'))
 }
 
 /// Runs `vipr manifest KIND ...`: prints the manifest, or the error (exit status 2, like an
@@ -436,8 +482,14 @@ pub fn main(m: &ArgMatches) -> i32 {
     let Some(kind) = Kind::from_name(name) else {
         return 2;
     };
-    match Options::from_matches(kind, sub).and_then(|o| render(&o)) {
-        Ok(s) => {
+    match Options::from_matches(kind, sub).and_then(|o| Ok((render(&o)?, o.ignored))) {
+        Ok((s, ignored)) => {
+            for i in &ignored {
+                eprintln!(
+                    "vipr manifest {name}: warning: kube-vip {}",
+                    kubevip::note(i)
+                );
+            }
             print!("{s}");
             0
         }

@@ -5,6 +5,8 @@
 //!   contradicting modes (`vip_arp=true` with `bgp_enable=true`) exit with status 2 and a
 //!   message on stderr naming the variable and its value;
 //! - a bad `--flag` value is named as the flag;
+//! - messages say what is wrong in the setting's terms, never a parser's (`10.0.0.300` in a
+//!   peer string: 300 is not in 0..=255; a password cut by `:` or `,` is hinted at);
 //! - secrets are never echoed: `bgp_peers` with a password and a bad AS, and passwords that
 //!   contain the list separators `:` and `,` (which kube-vip's format cannot carry), and the
 //!   legacy `bgp_peerpass` next to a bad `bgp_peeras`;
@@ -104,6 +106,97 @@ fn bad_environment_values_exit_2_naming_variable_and_value() {
     env.insert("BGP_AS", "x65001");
     let err = rejected(&env, &[]);
     assert!(err.contains("BGP_AS") && err.contains("x65001"), "{err}");
+}
+
+/// What is wrong is said in the setting's terms, never in a parser's: the bad part of an
+/// address, a peer's bad address (its text, though `bgp_peers` is a secret), a hint at a
+/// password cut by `:` or `,` (without a piece of it), the value of a flag that was given.
+#[test]
+fn error_messages_say_what_is_wrong_without_a_parsers_words() {
+    const INTERNALS: &[&str] = &[
+        "invalid IP address syntax",
+        "invalid digit",
+        "string scalar",
+        "os error",
+    ];
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "address",
+            "192.0.2.300",
+            &["env address: address=\"192.0.2.300\": not an IP address: 300 is not in 0..=255"],
+        ),
+        (
+            "bgp_peers",
+            "10.0.0.300:65000::false",
+            &["bgp_peers=\"<redacted>\"", "peer #1: the address \"10.0.0.300\" is not an IP address: 300 is not in 0..=255"],
+        ),
+        (
+            "bgp_peers",
+            "10.55.0.1:65000:Zq7:pw9X:false",
+            &["peer #1 (10.55.0.1): multihop is not true or false; does the password contain ':' or ','?"],
+        ),
+        (
+            "bgp_hold_time",
+            "9",
+            &["env bgp_hold_time: bgp_hold_time=\"9\": must be more than bgp_keepalive_interval (10 when unset)"],
+        ),
+    ];
+    for (key, bad, says) in cases {
+        let mut env = good_env();
+        env.insert(key, bad);
+        let err = rejected(&env, &[]);
+        for s in says {
+            assert!(err.contains(s), "{key}: expected {s:?} in: {err}");
+        }
+        for w in INTERNALS {
+            assert!(!err.contains(w), "{key}: a parser's words {w:?}: {err}");
+        }
+        assert!(
+            !err.contains("Zq7") && !err.contains("pw9X"),
+            "a password piece leaked: {err}"
+        );
+        eprintln!("{key} -> {}", err.trim());
+    }
+    // A YAML mapping where a value belongs, and a file that does not exist.
+    let dir = testbed::TempDir::new("ve");
+    let file = dir.write("map.yaml", "bgp_enable: true\nbgp_as: {asn: 65001}\n");
+    let path = file.to_str().unwrap();
+    let err = rejected(&BTreeMap::new(), &["--config", path]);
+    assert!(
+        err.contains(&format!("config file {path}: line 2 column 9 (in bgp_as): expected a value (text or a number), not a mapping or a list")),
+        "{err}"
+    );
+    let err = rejected(
+        &BTreeMap::new(),
+        &["--config", "/nonexistent-vipr/vipr.yaml"],
+    );
+    assert!(
+        err.contains("cannot read it: No such file or directory"),
+        "{err}"
+    );
+    for w in INTERNALS {
+        assert!(!err.contains(w), "{err}");
+    }
+}
+
+/// A value that is not UTF-8 is refused naming the variable, not taken for unset, and not
+/// echoed.
+#[test]
+fn a_value_that_is_not_utf8_exits_2_naming_the_variable() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut c = Command::new(vipr_bin());
+    c.arg("manager").env_clear().envs(good_env()).env(
+        "bgp_peers",
+        std::ffi::OsStr::from_bytes(b"10.55.0.1:65000:Zq7\xffpw9X:false"),
+    );
+    let out = c.stdin(Stdio::null()).output().expect("run vipr");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("env bgp_peers: bgp_peers=\"<not UTF-8>\": the value is not UTF-8 text"),
+        "{err}"
+    );
+    assert!(!err.contains("Zq7") && !err.contains("pw9X"), "{err}");
 }
 
 #[test]

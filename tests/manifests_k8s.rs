@@ -158,7 +158,7 @@ fn every_manifest_passes_server_side_dry_run() {
         a
     };
     let (secret, ds, pod) = (with_pw("secret"), with_pw("daemonset"), with_pw("pod"));
-    let variants: [&[&str]; 7] = [
+    let variants: [&[&str]; 11] = [
         &secret,
         &ds,
         &pod,
@@ -213,11 +213,99 @@ fn every_manifest_passes_server_side_dry_run() {
             "--name",
             "vipr-metal",
         ],
+        // kube-vip's documented command lines (kube-vip.io/docs/installation/static and
+        // /daemonset), unchanged but for documentation addresses: ARP and BGP static pods,
+        // the k3s DaemonSet and its RBAC.
+        &[
+            "pod",
+            "--interface",
+            "eth0",
+            "--address",
+            "192.0.2.40",
+            "--controlplane",
+            "--services",
+            "--arp",
+            "--leaderElection",
+        ],
+        &[
+            "pod",
+            "--interface",
+            "eth0",
+            "--address",
+            "192.0.2.40",
+            "--controlplane",
+            "--services",
+            "--bgp",
+            "--localAS",
+            "65000",
+            "--bgpRouterID",
+            "192.0.2.2",
+            "--bgppeers",
+            "192.0.2.10:65000::false,192.0.2.11:65000::false",
+        ],
+        &[
+            "rbac",
+            "--interface",
+            "eth0",
+            "--address",
+            "192.0.2.40",
+            "--inCluster",
+            "--taint",
+            "--controlplane",
+            "--services",
+            "--arp",
+            "--leaderElection",
+        ],
+        // The same DaemonSet with kube-vip v1.2.3's newer flags: settings vipr implements,
+        // and the warned ones rendered as kube-vip's variables.
+        &[
+            "daemonset",
+            "--interface",
+            "eth0",
+            "--address",
+            "192.0.2.40",
+            "--inCluster",
+            "--taint",
+            "--controlplane",
+            "--services",
+            "--arp",
+            "--leaderElection",
+            "--leaseDuration",
+            "20",
+            "--leaseRenewDuration",
+            "12",
+            "--leaseRetry",
+            "3",
+            "--vipSubnet",
+            "32",
+            "--enableLoadBalancer",
+            "--prometheusHTTPServer",
+            ":2112",
+            "--servicesLeaseName",
+            "plndr-svcs-lock",
+            "--enableNodeLabeling",
+            "--preserveVipOnLeadershipLoss=false",
+            "--leaderElectionType",
+            "kubernetes",
+            "--lbClassNameLegacyHandling=true",
+            "--wireguard=false",
+        ],
     ];
     for (i, args) in variants.iter().enumerate() {
         let f = dir.write(&format!("variant{i}.yaml"), &vipr_manifest(args));
         dry_run(&lab.router, &api, &["-f", f.to_str().unwrap()]);
     }
+    // kube-vip's warned flags reach the container as kube-vip's variables (the daemon warns).
+    let newer = vipr_manifest(variants[10]);
+    for var in [
+        "enable_node_labeling",
+        "svc_leasename",
+        "vip_subnet",
+        "lb_enable",
+    ] {
+        assert!(newer.contains(&format!("name: {var}\n")), "{var}:\n{newer}");
+    }
+    assert!(!newer.contains("name: vip_wireguard"), "{newer}");
     // A dry run leaves nothing behind.
     assert!(api
         .get("/apis/apps/v1/namespaces/kube-system/daemonsets/vipr")

@@ -58,11 +58,15 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
 }
 
 fn ip(s: &str) -> Result<IpAddr, String> {
-    s.parse().map_err(|_| "not an IP address".to_string())
+    s.parse()
+        .map_err(|_| format!("not an IP address: {}", peers::why_not_ip(s)))
 }
 
 fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
-    s.parse().map_err(|_| "not an IPv4 address".to_string())
+    s.parse().map_err(|_| match s.parse::<IpAddr>() {
+        Ok(_) => "expected an IPv4 address, e.g. 192.0.2.1".to_string(),
+        Err(_) => format!("not an IPv4 address: {}", peers::why_not_ip(s)),
+    })
 }
 
 /// `HOST:PORT`, or kube-vip's `:PORT` for all addresses.
@@ -267,10 +271,17 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
     }
     let keepalive = r.num("bgp_keepalive_interval", 10u16, 0, 21845)?;
     if hold_time > 0 && keepalive >= hold_time {
-        return Err(r.err(
-            "bgp_keepalive_interval",
-            format!("must be less than bgp_hold_time ({hold_time})"),
-        ));
+        // Blame the value that was given: an unset keepalive is the default 10 s.
+        return Err(match r.raw("bgp_keepalive_interval") {
+            Some(_) => r.err(
+                "bgp_keepalive_interval",
+                format!("must be less than bgp_hold_time ({hold_time})"),
+            ),
+            None => r.err(
+                "bgp_hold_time",
+                format!("must be more than bgp_keepalive_interval ({keepalive} when unset); set bgp_keepalive_interval too, e.g. to a third of the hold time"),
+            ),
+        });
     }
     let bfd = r
         .parse("vipr_bfd", |v| BfdSpec::parse(v, BfdSpec::default()))?

@@ -10,8 +10,8 @@
 //! running configuration kept on SIGHUP. A refused variable set to a value that asks for
 //! nothing (`false`, kube-vip's default) only warns. Values are read by the layers like
 //! vipr's own ([`super::source::Layers`]): the environment (exact name or upper case) and
-//! the `--config` file; kube-vip's flags of these settings are not vipr flags, so the
-//! command line refuses them. No I/O here.
+//! the `--config` file, and `vipr manifest`'s kube-vip flags of them (`--wireguard`,
+//! [`crate::manifest`]); `vipr manager` does not take those flags. No I/O here.
 
 use std::fmt;
 

@@ -107,6 +107,50 @@ pub fn parse_gtsm(s: &str) -> Result<Option<u8>, String> {
     }
 }
 
+/// Why `s` (which does not parse) is not an IP address, to follow "not an IP address: ":
+/// which number of an IPv4 address is out of range, or what is expected. Nothing of the
+/// parser's internals; the caller shows the value when it may.
+pub fn why_not_ip(s: &str) -> String {
+    let s = s.trim();
+    if s.is_empty() {
+        return "no address".into();
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && s.contains('.') {
+        let parts: Vec<&str> = s.split('.').collect();
+        if parts.len() != 4 {
+            return format!("an IPv4 address has 4 numbers, not {}", parts.len());
+        }
+        for p in parts {
+            if p.is_empty() {
+                return "an IPv4 address has no empty numbers".into();
+            }
+            if p.len() > 1 && p.starts_with('0') {
+                return format!("{p}: leading zeros are not allowed");
+            }
+            if p.parse::<u8>().is_err() {
+                return format!("{p} is not in 0..=255");
+            }
+        }
+    }
+    if s.contains(':') {
+        return "IPv6 is hex groups separated by ':', with at most one '::', e.g. 2001:db8::1"
+            .into();
+    }
+    "expected IPv4 like 192.0.2.1 or IPv6 like 2001:db8::1".into()
+}
+
+/// An IPv4 address's shape (digits and dots): a value a user meant as an address, not a
+/// fragment of a password, so an error may show it.
+fn ipv4_shaped(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && s.contains('.')
+}
+
+/// The hint after an error in a peer entry whose password may have been cut: kube-vip's
+/// format splits entries on `,` and fields on `:` (`pkg/kubevip/config_bgp.go`,
+/// `ParseBGPPeerConfig`, v1.2.3), so neither can be in a password.
+const CUT_PASSWORD: &str =
+    "contain ':' or ','? bgp_peers cannot carry them in a password: it splits on them, as kube-vip does";
+
 /// Parses a boolean the way kube-vip's Go code accepts them.
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -202,37 +246,85 @@ pub fn parse_peers(
     d: &PeerDefaults,
 ) -> Result<Vec<PeerConfig>, String> {
     let mut peers: Vec<PeerConfig> = Vec::new();
+    // Whether the previous entry had a password, which a ',' in it would have cut: this
+    // entry may then begin with the rest of it, and is not quoted.
+    let mut after_password = false;
     for (i, entry) in s.split(',').map(str::trim).enumerate() {
         if entry.is_empty() {
             continue;
         }
         let n = i + 1;
-        let f = fields(entry).map_err(|e| format!("peer #{n}: {e}"))?;
+        // The hint for an entry that may begin with the rest of the previous password.
+        let cut = |e: String| match after_password {
+            true => format!("{e}; does peer #{}'s password {CUT_PASSWORD}", n - 1),
+            false => e,
+        };
+        let f = fields(entry).map_err(|e| cut(format!("peer #{n}: {e}")))?;
+        let bracketed = f[0].starts_with('[');
         let addr_text = f[0].trim_start_matches('[').trim_end_matches(']');
         let address: IpAddr = addr_text.parse().map_err(|_| {
-            format!("peer #{n}: the address is not an IP address (IPv6 goes in [brackets])")
+            let why = if !bracketed && f.len() > 2 && addr_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                "IPv6 addresses go in [brackets], e.g. [2001:db8::1]:65000".to_string()
+            } else if addr_text == "unnumbered" {
+                "BGP unnumbered peers (unnumbered:IFACE:...) are not supported; give the peer's address".to_string()
+            } else {
+                why_not_ip(addr_text)
+            };
+            // The first entry's address is never part of a password; a later one is shown
+            // only when it has an address's shape.
+            if n == 1 || !after_password || ipv4_shaped(addr_text) {
+                cut(format!(
+                    "peer #{n}: the address {addr_text:?} is not an IP address: {why}"
+                ))
+            } else {
+                cut(format!("peer #{n}: the address (not shown) is not an IP address"))
+            }
         })?;
         if f.len() < 2 {
             return Err(format!(
                 "peer #{n} ({address}): expected address:AS:password:multihop[:port]"
             ));
         }
-        let remote_as = parse_asn(&f[1]).map_err(|_| {
-            format!("peer #{n} ({address}): AS is not an AS number (1..=4294967295 or asdot)")
+        let remote_as = parse_asn(&f[1]).map_err(|e| match after_password {
+            true => cut(format!(
+                "peer #{n} ({address}): the AS (not shown) is not an AS number"
+            )),
+            false => format!("peer #{n} ({address}): AS {e}"),
         })?;
+        // A password with ':' shifts its pieces into the fields after it: those are shown
+        // only when the password field is empty, and their errors hint at the cause.
+        let has_pw = f.get(2).is_some_and(|p| !p.is_empty());
+        after_password = has_pw || f.len() == 3;
+        let shown = |v: &str| match has_pw {
+            true => String::new(),
+            false => format!(" {v:?}"),
+        };
+        let hint = |e: String| match has_pw {
+            true => format!("{e}; does the password {CUT_PASSWORD}"),
+            false => e,
+        };
         let password = f
             .get(2)
             .filter(|p| !p.is_empty())
             .map(|p| Secret::new(p.clone()));
         let multihop = match f.get(3) {
-            Some(m) => parse_bool(m)
-                .ok_or_else(|| format!("peer #{n} ({address}): multihop is not true or false"))?,
+            Some(m) => parse_bool(m).ok_or_else(|| {
+                hint(format!(
+                    "peer #{n} ({address}): multihop{} is not true or false",
+                    shown(m)
+                ))
+            })?,
             None => false,
         };
         let port = match f.get(4).filter(|p| !p.is_empty()) {
             Some(p) => match p.parse::<u16>() {
                 Ok(v) if v > 0 => v,
-                _ => return Err(format!("peer #{n} ({address}): port is not in 1..=65535")),
+                _ => {
+                    return Err(hint(format!(
+                        "peer #{n} ({address}): port{} is not in 1..=65535",
+                        shown(p)
+                    )))
+                }
             },
             None => 179,
         };
@@ -243,7 +335,8 @@ pub fn parse_peers(
         // peer is multihop (BFD here is single-hop).
         let own_bfd = match f.get(6).filter(|b| !b.trim().is_empty()) {
             Some(b) => Some(
-                BfdSpec::parse(b, bfd).map_err(|e| format!("peer #{n} ({address}): BFD {e}"))?,
+                BfdSpec::parse(b, bfd)
+                    .map_err(|e| hint(format!("peer #{n} ({address}): BFD {e}")))?,
             ),
             None => None,
         };
@@ -258,7 +351,9 @@ pub fn parse_peers(
             None => bfd.to_config(),
         };
         let gtsm = match f.get(7).filter(|g| !g.trim().is_empty()) {
-            Some(g) => Some(parse_gtsm(g).map_err(|e| format!("peer #{n} ({address}): {e}"))?),
+            Some(g) => {
+                Some(parse_gtsm(g).map_err(|e| hint(format!("peer #{n} ({address}): {e}")))?)
+            }
             None => None,
         };
         let p = peer(

@@ -161,7 +161,13 @@ impl Reader<'_> {
                 v.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| f(s).map_err(|e| format!("{s:?}: {e}")))
+                    // The item is named unless it is the whole value (already shown).
+                    .map(|s| {
+                        f(s).map_err(|e| match s == v {
+                            true => e,
+                            false => format!("{s:?}: {e}"),
+                        })
+                    })
                     .collect::<Result<Vec<T>, String>>()
             })?
             .unwrap_or_default())

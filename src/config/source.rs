@@ -162,6 +162,21 @@ impl Layers {
         self.add_layer(entries)
     }
 
+    /// kube-vip's flags of variables vipr does not implement (`vipr manifest --wireguard`):
+    /// `(variable, flag spelling, value)`, kept like the environment's for
+    /// [`super::kubevip::check`], each origin the flag as given.
+    pub fn add_unsupported_flags<'a>(
+        &mut self,
+        flags: impl IntoIterator<Item = (&'static str, &'a str, String)>,
+    ) -> Result<(), ConfigError> {
+        self.add_unsupported(
+            flags
+                .into_iter()
+                .map(|(name, flag, v)| (name, v, Origin::Flag(flag.to_string())))
+                .collect(),
+        )
+    }
+
     /// The environment: exact kube-vip names, and the same names in upper case.
     pub fn add_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let mut entries = Vec::new();
@@ -197,7 +212,7 @@ impl Layers {
     pub fn add_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: io_reason(&e),
         })?;
         self.add_yaml(&path.display().to_string(), &text)
     }
@@ -277,6 +292,19 @@ impl Layers {
     }
 }
 
+/// Why a file cannot be read, without the OS error number (`No such file or directory`).
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.rsplit_once(" (os error ") {
+        Some((head, _)) => head.to_string(),
+        None => s,
+    };
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => "cannot read it: not UTF-8 text".into(),
+        _ => format!("cannot read it: {s}"),
+    }
+}
+
 /// A YAML error without the source snippet the parser adds (the offending line may hold a
 /// password): `line L column C (in KEY): what`, KEY the setting whose block the line is in.
 fn yaml_reason(e: &serde_saphyr::Error, text: &str) -> String {
@@ -287,20 +315,69 @@ fn yaml_reason(e: &serde_saphyr::Error, text: &str) -> String {
     for cut in [", set DuplicateKeyPolicy", "; use from_str_multiple"] {
         what = what.split(cut).next().unwrap_or(what);
     }
-    let Some(loc) = e.location() else {
-        return what.to_string();
+    // The location, from the error or (for a value's error) from the end of its text.
+    let (what, loc) = match e.location() {
+        Some(l) => (what, Some((l.line() as usize, l.column() as usize))),
+        None => trailing_location(what),
     };
-    let at = format!("line {} column {}", loc.line(), loc.column());
+    let Some((line, column)) = loc else {
+        return plain(what);
+    };
+    let at = format!("line {line} column {column}");
     let what = what
         .strip_prefix(&at)
         .map_or(what, |w| w.trim_start_matches(':').trim_start());
     let what = what
-        .strip_suffix(&format!(" at line {}, column {}", loc.line(), loc.column()))
+        .strip_suffix(&format!(" at line {line}, column {column}"))
         .unwrap_or(what);
-    match key_at(text, loc.line() as usize) {
-        Some(k) => format!("{at} (in {k}): {what}"),
-        None => format!("{at}: {what}"),
+    // A value's error names its setting first (`bgp_as: ...`): the block says it already.
+    let key = key_at(text, line);
+    let what = match key {
+        Some(k) => what
+            .strip_prefix(k)
+            .and_then(|w| w.strip_prefix(": "))
+            .unwrap_or(what),
+        None => what,
+    };
+    match key {
+        Some(k) => format!("{at} (in {k}): {}", plain(what)),
+        None => format!("{at}: {}", plain(what)),
     }
+}
+
+/// `(text, Some((line, column)))` from a message ending ` at line L, column C`.
+fn trailing_location(what: &str) -> (&str, Option<(usize, usize)>) {
+    let Some((head, tail)) = what.rsplit_once(" at line ") else {
+        return (what, None);
+    };
+    let Some((l, c)) = tail.split_once(", column ") else {
+        return (what, None);
+    };
+    match (l.parse(), c.parse()) {
+        (Ok(l), Ok(c)) => (head, Some((l, c))),
+        _ => (what, None),
+    }
+}
+
+/// The parser's words for what is wrong, in the file's terms; a duplicate key is repeated
+/// only when it is a setting's name (another "key" may be a value on a misindented line).
+fn plain(what: &str) -> String {
+    if let Some(k) = what.strip_prefix("duplicate mapping key: ") {
+        return match keys::find(k.trim()) {
+            Some(key) => format!("{} is given twice", key.name),
+            None => "a key is given twice (not repeated here: it may be a value)".into(),
+        };
+    }
+    for (said, meant) in [
+        ("expected string scalar", "expected a value (text or a number), not a mapping or a list"),
+        ("expected mapping start", "expected settings as `name: value` lines"),
+        ("mapping values are not allowed in this context", "`name: value` where a value was expected: check the indentation, or quote a value that contains ': '"),
+    ] {
+        if what.trim() == said {
+            return meant.into();
+        }
+    }
+    what.to_string()
 }
 
 /// The setting whose block holds 1-based `line`: the last line at or above it that starts a
@@ -453,7 +530,25 @@ impl Sources {
         if let Some(f) = &self.file {
             layers.add_file(f)?;
         }
-        layers.add_env(|n| std::env::var(n).ok())?;
+        // A value that is not UTF-8 is refused, not taken for unset.
+        let not_utf8 = std::cell::RefCell::new(None);
+        layers.add_env(|n| match std::env::var(n) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                not_utf8.borrow_mut().get_or_insert_with(|| n.to_string());
+                None
+            }
+        })?;
+        if let Some(n) = not_utf8.into_inner() {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Env(n.clone()),
+                key: n,
+                value: "<not UTF-8>".into(),
+                reason: "the value is not UTF-8 text (it is not shown: it may be a password)"
+                    .into(),
+            });
+        }
         let ignored = kubevip::check(&layers)?;
         Ok((super::Config::from_layers(&layers, &hostname())?, ignored))
     }

@@ -75,7 +75,8 @@ fn labels(o: &Options) -> BTreeMap<String, String> {
 
 /// The container's environment: `vip_nodename` from `spec.nodeName`, then every setting
 /// given, under its kube-vip name, in the order of the settings table; a password from the
-/// Secret (DaemonSet) or not at all (the static pod reads its host file).
+/// Secret (DaemonSet) or not at all (the static pod reads its host file); then the warned
+/// kube-vip variables that kube-vip's flags set ([`super::kubevip::rendered`]).
 pub fn env(o: &Options) -> Vec<EnvVar> {
     let mut env = vec![EnvVar {
         name: "vip_nodename".into(),
@@ -98,6 +99,14 @@ pub fn env(o: &Options) -> Vec<EnvVar> {
         env.push(EnvVar {
             name: k.name.to_string(),
             value: Some(v.clone()),
+            ..Default::default()
+        });
+    }
+    // kube-vip's variables that vipr warns about, as kube-vip's flags asked for them.
+    for (name, v) in super::kubevip::rendered(&o.ignored) {
+        env.push(EnvVar {
+            name: name.to_string(),
+            value: Some(v.to_string()),
             ..Default::default()
         });
     }

@@ -12,6 +12,7 @@ use super::*;
 use crate::config::Mode;
 
 mod cli;
+mod kubevip;
 mod rbac;
 mod readback;
 mod secrets;
