@@ -621,6 +621,25 @@ fn defaults_match_kube_vip() {
     assert_eq!(e.namespace, "kube-system");
 }
 
+/// kube-vip v1.2.3's Lease timing defaults are its flags' defaults (`cmd/kube-vip.go`
+/// lines 89-91: `--leaseDuration` 15, `--leaseRenewDuration` 10, `--leaseRetry` 2; the
+/// environment only overrides them, `pkg/kubevip/config_environment.go` lines 107-132), not
+/// the 5/3/1 of releases before v1.0.5 that documentation pages still show.
+#[test]
+fn lease_timing_defaults_are_kube_vip_v1_2_3_code_defaults() {
+    let mut env = base();
+    env.insert("vip_leaderelection", "true".into());
+    let t = build(&env).unwrap().arp.election.unwrap().timing;
+    assert_eq!(
+        (t.lease_duration, t.renew_deadline, t.retry_period),
+        (
+            Duration::from_secs(15),
+            Duration::from_secs(10),
+            Duration::from_secs(2)
+        )
+    );
+}
+
 #[test]
 fn precedence_is_flags_then_file_then_env() {
     let mut l = Layers::default();
