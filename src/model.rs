@@ -189,6 +189,9 @@ pub struct Serving<'a> {
     pub mode: Mode,
     /// ARP mode with Lease election: `Some(per_service)`; `None` without election.
     pub election: Option<bool>,
+    /// The control-plane VIP follows its Lease: ARP mode with election, or BGP mode with
+    /// `vipr_bgp_leader_only`.
+    pub cp_leased: bool,
     /// Control-plane health.
     pub health: Health,
     /// The Leases held.
@@ -222,7 +225,7 @@ impl Serving<'_> {
             Health::Unknown => return Err(HeldBack::HealthUnknown),
             Health::Down => return Err(HeldBack::HealthDown),
         }
-        if self.election.is_some() && !self.leadership.control_plane {
+        if self.cp_leased && !self.leadership.control_plane {
             return Err(HeldBack::NotLeader);
         }
         Ok(())

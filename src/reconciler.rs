@@ -350,7 +350,17 @@ impl Reconciler {
     fn serving<'a>(&'a self, c: &Settings) -> Serving<'a> {
         Serving {
             mode: c.mode,
-            election: c.arp.election.as_ref().map(|e| e.per_service),
+            election: c
+                .arp
+                .election
+                .as_ref()
+                .filter(|_| c.mode == Mode::Arp)
+                .map(|e| e.per_service),
+            cp_leased: c
+                .arp
+                .election
+                .as_ref()
+                .is_some_and(|e| c.mode == Mode::Arp || e.bgp_leader_only),
             health: self.health,
             leadership: &self.leadership,
         }

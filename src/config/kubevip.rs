@@ -244,7 +244,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("instance_name", "it names kube-vip's egress nftables table, and egress is not supported; vipr_instance names a vipr instance"),
     warn("iptables_backend", "vipr writes no iptables rules (its load balancer uses IPVS or nftables)"),
     warn("per_service_election_on_demand", "Services annotated for an election of their own follow svc_election like the others"),
-    warn("svc_leasename", "vipr's Lease for all Services is always plndr-svcs-lock (kube-vip's default)"),
     warn("vip_allow_interface_not_up", "vipr does not check that vip_interface is up (kube-vip's true)"),
     warn("vip_interfaceloglobal", "vipr adds VIPs with global scope (kube-vip's true)"),
     warn("vip_leaseannotations", "vipr's Leases carry no extra annotations"),
@@ -325,5 +324,24 @@ pub fn check(layers: &Layers) -> Result<Vec<Ignored>, ConfigError> {
             });
         }
     }
+    out.extend(bgp_election(layers));
     Ok(out)
+}
+
+/// Why `vip_leaderelection=true` is ignored in BGP mode unless `vipr_bgp_leader_only`.
+pub const BGP_ELECTION: &str = "with bgp_enable=true kube-vip advertises the control-plane VIP from the Lease holder only, vipr from every node (each withdraws on its own when unhealthy); set vipr_bgp_leader_only=true for kube-vip's behaviour";
+
+/// `vip_leaderelection=true` with `bgp_enable=true` and without `vipr_bgp_leader_only`:
+/// kube-vip v1.2.3 then advertises the control-plane VIP from the Lease holder only
+/// (`pkg/manager/worker/bgp.go` `StartControlPlane` → `StartCluster`); vipr advertises it
+/// from every node, so the setting does nothing: one warning line.
+fn bgp_election(layers: &Layers) -> Option<Ignored> {
+    let on = |k: &str| layers.get(k).and_then(|r| parse_bool(r.value.trim())) == Some(true);
+    let r = layers.get("vip_leaderelection")?;
+    (on("vip_leaderelection") && on("bgp_enable") && !on("vipr_bgp_leader_only")).then(|| Ignored {
+        origin: r.origin.clone(),
+        name: "vip_leaderelection",
+        value: r.value.trim().to_string(),
+        reason: BGP_ELECTION,
+    })
 }

@@ -304,14 +304,26 @@ pub struct Timing {
 /// Lease election (ARP mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Election {
-    /// Control-plane Lease name (`vip_leasename`).
+    /// Control-plane Lease name (`vip_leasename`, without its `namespace/`).
     pub lease_name: String,
+    /// Namespace of the control-plane Lease: the `namespace/` of `vip_leasename`, else
+    /// `cp_namespace` (kube-vip v1.2.3 `pkg/lease/lease.go` `NamespaceName`).
+    pub lease_namespace: String,
+    /// The Lease for all Services without `svc_election` (`svc_leasename`, default
+    /// `plndr-svcs-lock`), without its `namespace/`.
+    pub services_lease_name: String,
+    /// Its namespace, read as for `vip_leasename`.
+    pub services_lease_namespace: String,
     /// Namespace of the Leases (`cp_namespace`).
     pub namespace: String,
     /// Lease duration, renew deadline, retry period.
     pub timing: Timing,
     /// One Lease per Service (`svc_election`).
     pub per_service: bool,
+    /// BGP mode: only the holder of the control-plane Lease advertises the control-plane
+    /// VIP (`vipr_bgp_leader_only`, kube-vip's behaviour with `vip_leaderelection=true`,
+    /// `pkg/manager/worker/bgp.go` `StartControlPlane`); otherwise every node advertises it.
+    pub bgp_leader_only: bool,
 }
 
 /// ARP/NDP mode.
@@ -434,6 +446,12 @@ impl Config {
     pub fn needs_api(&self) -> bool {
         self.services.enabled
             || (self.node.mode == Mode::Arp && self.arp.election.is_some())
+            || (self.node.mode == Mode::Bgp
+                && self
+                    .arp
+                    .election
+                    .as_ref()
+                    .is_some_and(|e| e.bgp_leader_only))
             || matches!(self.peer_source, PeerSource::Annotations { .. })
             || (self.lb.enabled && self.lb.backends.is_empty())
     }

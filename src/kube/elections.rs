@@ -1,5 +1,5 @@
 //! ARP mode's elections: which Leases this node competes for (the control-plane Lease
-//! `vip_leasename`; one Lease for all Services `plndr-svcs-lock`, or with `svc_election` one
+//! `vip_leasename`; one Lease for all Services `svc_leasename`, or with `svc_election` one
 //! per Service that this node may serve, `kubevip-<namespace>.<service>` in `cp_namespace`,
 //! deleted with its Service by [`service_leases::sweep`]), one election task per Lease, and
 //! the combined [`Leadership`] published to the reconciler; the Services' Leases, held or
@@ -17,11 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease::{self, LeaseId};
 use super::service_leases;
-use crate::config::{ArpSettings, ControlPlane, ServiceSettings};
+use crate::config::{ArpSettings, ControlPlane, Mode, ServiceSettings};
 use crate::model::{Leadership, LeaseMetrics, LeaseSeen, Services};
-
-/// kube-vip's Lease for all Services.
-pub const SERVICES_LEASE: &str = "plndr-svcs-lock";
 
 /// What a Lease stands for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,6 +36,9 @@ struct Running {
 
 /// The sections the elections follow.
 pub struct Inputs {
+    /// ARP or BGP (fixed): in BGP mode only the control-plane Lease, and only with
+    /// `vipr_bgp_leader_only`.
+    pub mode: Mode,
     /// Lease election settings.
     pub arp: watch::Receiver<Arc<ArpSettings>>,
     /// Whether the control-plane VIP is served.
@@ -52,8 +52,11 @@ pub struct Inputs {
 /// A Lease: namespace, name, labels.
 type LeaseAt = (String, String, BTreeMap<String, String>);
 
-/// The Leases wanted for these settings and these Services (ARP mode).
+/// The Leases wanted for these settings and these Services: in ARP mode the control-plane
+/// Lease and the Services' Leases; in BGP mode the control-plane Lease with
+/// `vipr_bgp_leader_only`, nothing otherwise (every node advertises).
 fn wanted(
+    mode: Mode,
     arp: &ArpSettings,
     cp: &ControlPlane,
     svc: &ServiceSettings,
@@ -61,10 +64,27 @@ fn wanted(
 ) -> BTreeMap<Scope, LeaseAt> {
     let mut w = BTreeMap::new();
     let Some(e) = &arp.election else { return w };
+    if mode == Mode::Bgp {
+        if cp.enabled && e.bgp_leader_only {
+            w.insert(
+                Scope::ControlPlane,
+                (
+                    e.lease_namespace.clone(),
+                    e.lease_name.clone(),
+                    BTreeMap::new(),
+                ),
+            );
+        }
+        return w;
+    }
     if cp.enabled {
         w.insert(
             Scope::ControlPlane,
-            (e.namespace.clone(), e.lease_name.clone(), BTreeMap::new()),
+            (
+                e.lease_namespace.clone(),
+                e.lease_name.clone(),
+                BTreeMap::new(),
+            ),
         );
     }
     if svc.enabled {
@@ -84,8 +104,8 @@ fn wanted(
             w.insert(
                 Scope::AllServices,
                 (
-                    e.namespace.clone(),
-                    SERVICES_LEASE.to_string(),
+                    e.services_lease_namespace.clone(),
+                    e.services_lease_name.clone(),
                     BTreeMap::new(),
                 ),
             );
@@ -141,16 +161,19 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut running: Runs = BTreeMap::new();
-    tokio::spawn(service_leases::sweep(
-        client.clone(),
-        i.arp.clone(),
-        i.services.clone(),
-        cancel.clone(),
-    ));
+    if i.mode == Mode::Arp {
+        tokio::spawn(service_leases::sweep(
+            client.clone(),
+            i.arp.clone(),
+            i.services.clone(),
+            cancel.clone(),
+        ));
+    }
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(64);
     loop {
         let arp = i.arp.borrow_and_update().clone();
         let want = wanted(
+            i.mode,
             &arp,
             &i.control_plane.borrow_and_update(),
             &i.services_cfg.borrow_and_update(),

@@ -318,3 +318,33 @@ fn arp_mode_serves_only_with_the_lease() {
         .values()
         .all(|v| v.held_back == Some(HeldBack::NotLeader)));
 }
+
+/// BGP mode with `vip_leaderelection=true`: every node serves the control-plane VIP (and
+/// its Services without any Lease) unless `vipr_bgp_leader_only`, which makes the
+/// control-plane VIP follow its Lease as in ARP mode (kube-vip v1.2.3
+/// `pkg/manager/worker/bgp.go` `StartControlPlane`); Services stay on every node.
+#[test]
+fn bgp_mode_follows_the_lease_only_when_asked() {
+    let mut r = Reconciler::new();
+    let every = config(&[("vip_leaderelection", "true"), ("svc_enable", "true")]);
+    assert_eq!(adds(&r.handle(Input::Settings(every))), vec!["192.0.2.10"]);
+    let mut r = Reconciler::new();
+    let leader_only = config(&[
+        ("vip_leaderelection", "true"),
+        ("vipr_bgp_leader_only", "true"),
+        ("svc_enable", "true"),
+    ]);
+    assert!(adds(&r.handle(Input::Settings(leader_only))).is_empty());
+    let a = r.handle(Input::Services(services(vec![svc(
+        "a",
+        "198.51.100.1",
+        false,
+        false,
+    )])));
+    assert_eq!(adds(&a), vec!["198.51.100.1"], "Services need no Lease");
+    let a = r.handle(Input::Leadership(Leadership {
+        control_plane: true,
+        ..Leadership::default()
+    }));
+    assert_eq!(adds(&a), vec!["192.0.2.10"]);
+}
