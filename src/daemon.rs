@@ -293,9 +293,22 @@ impl Daemon {
             None => None,
         };
         let client = if cfg.needs_api() {
-            Some(kube::client(&cfg.node.kubeconfig).await?)
+            Some(
+                kube::client(
+                    &cfg.node.kubeconfig,
+                    &cfg.control_plane,
+                    cfg.node.kubernetes_addr.as_ref(),
+                )
+                .await?,
+            )
         } else {
-            kube::client(&cfg.node.kubeconfig).await.ok()
+            kube::client(
+                &cfg.node.kubeconfig,
+                &cfg.control_plane,
+                cfg.node.kubernetes_addr.as_ref(),
+            )
+            .await
+            .ok()
         };
         // Latched once: a later reload must not flip the Restart State bit.
         let gr_time = cfg

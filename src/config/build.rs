@@ -148,6 +148,20 @@ fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
         instance,
         state_dir,
         kubeconfig: PathBuf::from(r.string("k8s_config_file", "/etc/kubernetes/admin.conf")),
+        kubernetes_addr: r.parse("kubernetes_addr", |s| {
+            let url = if s.contains("://") {
+                s.to_string()
+            } else {
+                format!("https://{s}")
+            };
+            url.parse::<hyper::Uri>()
+                .ok()
+                .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
+                .filter(|u| matches!(u.scheme_str(), Some("https" | "http")))
+                .ok_or_else(|| {
+                    "expected host:port or https://host:port, e.g. 127.0.0.1:6443".to_string()
+                })
+        })?,
         log_json,
     })
 }

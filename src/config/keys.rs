@@ -160,7 +160,8 @@ pub const KEYS: &[Key] = &[
     k(Lb, "backend_health_check_interval", &[], "backend health check interval in seconds (5)"),
     // Process (kube-vip).
     k(Http, "prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /healthz, /readyz and /status (:2112); empty disables; taken at start: vipr exits"),
-    k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf)"),
+    k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf); with cp_enable, admin.conf, super-admin.conf or one naming the control-plane VIP is used with the local API server (127.0.0.1:port) until kubernetes_addr says otherwise"),
+    k(Node, "kubernetes_addr", &[], "the API server to reach instead of k8s_config_file's server, host:port or a URL (e.g. 127.0.0.1:6443)"),
     k(Log, "vip_loglevel", &["log"], "log level: a number as kube-vip v1.2.3 reads it (a Go slog level: -4 debug, 0 info, 4 warn, 8 error; below -4 trace) or error, warn, info, debug, trace"),
     // vipr's own.
     k(Bgp, "vipr_communities", &[], "standard communities on every route, e.g. 65000:100,65000:200"),

@@ -233,8 +233,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     // Harmless: warned.
     warn("bgp_attach_ip_to_interface", "vipr puts every VIP on vip_interface in BGP mode too (kube-vip's true)"),
     warn("control_plane_health_check_ca_path", "the control-plane health check does not verify the certificate of the local API server; no CA is loaded"),
-    warn("cp_detect", "vipr reaches the API server through k8s_config_file or the in-cluster config; it does not probe for one"),
-    warn("kubernetes_addr", "vipr takes the API server's address from k8s_config_file or the in-cluster config; put this address in that kubeconfig"),
+    warn("cp_detect", "vipr does not probe 127.0.0.1:6443's certificate for addresses; with cp_enable it reaches the local API server at 127.0.0.1:port when the kubeconfig is kubeadm's or names the VIP (set kubernetes_addr for another address)"),
     warn("debounce_time", "kube-vip itself reads it only as its --debounceTime flag; vipr recomputes from its caches on every change"),
     warn("dhcp_backoff_attempts", "vipr has no DHCP client (see dhcp_mode)"),
     warn("dns_mode", "address takes IP addresses only in vipr (a DNS name is refused): there is nothing to resolve"),

@@ -109,6 +109,9 @@ pub struct NodeSettings {
     pub state_dir: PathBuf,
     /// kubeconfig when not in a cluster (`k8s_config_file`).
     pub kubeconfig: PathBuf,
+    /// The API server to talk to instead of the kubeconfig's server (`kubernetes_addr`,
+    /// kube-vip v1.2.3 `pkg/manager/manager.go`: `host:port` or a URL).
+    pub kubernetes_addr: Option<hyper::Uri>,
     /// Log as JSON lines (`vipr_log_format`).
     pub log_json: bool,
 }

@@ -262,6 +262,16 @@ fn rows() -> Vec<(
             &[("vip_leaderelection", "true")],
         ),
         (
+            "kubernetes_addr",
+            "127.0.0.1:6443",
+            |c| {
+                c.node.kubernetes_addr.as_ref().map(|u| u.to_string())
+                    == Some("https://127.0.0.1:6443/".into())
+            },
+            Some("ftp://x"),
+            &[],
+        ),
+        (
             "vipr_bgp_leader_only",
             "true",
             |c| election(c).bgp_leader_only,
@@ -1151,7 +1161,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 46, 29, 21)
+            (96, 47, 28, 21)
         );
     }
 
