@@ -125,12 +125,20 @@ pub struct ServiceVip {
     pub local_endpoint: bool,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
+    /// Annotated `kube-vip.io/forcePerServiceElection: "true"`: a Lease of its own with
+    /// `per_service_election_on_demand` (ARP mode).
+    pub force_election: bool,
 }
 
 impl ServiceVip {
     /// `namespace/name`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether it has a Lease of its own (`svc_election`, or on demand).
+    pub fn own_lease(&self, per_service: bool, on_demand: bool) -> bool {
+        per_service || (on_demand && self.force_election)
     }
 
     /// Whether this node may serve the Service at all, before any Lease: with
@@ -189,6 +197,9 @@ pub struct Serving<'a> {
     pub mode: Mode,
     /// ARP mode with Lease election: `Some(per_service)`; `None` without election.
     pub election: Option<bool>,
+    /// `per_service_election_on_demand`: Services with `force_election` have a Lease of
+    /// their own without `svc_election`.
+    pub on_demand: bool,
     /// The control-plane VIP follows its Lease: ARP mode with election, or BGP mode with
     /// `vipr_bgp_leader_only`.
     pub cp_leased: bool,
@@ -238,7 +249,7 @@ impl Serving<'_> {
             (Mode::Bgp, _) => s.eligible(),
             (Mode::Arp, None) => Ok(()),
             (Mode::Arp, Some(per_service)) => {
-                let held = if per_service {
+                let held = if s.own_lease(per_service, self.on_demand) {
                     self.leadership.per_service.contains(&s.key())
                 } else {
                     self.leadership.services

@@ -356,6 +356,7 @@ impl Reconciler {
                 .as_ref()
                 .filter(|_| c.mode == Mode::Arp)
                 .map(|e| e.per_service),
+            on_demand: c.arp.election.as_ref().is_some_and(|e| e.on_demand),
             cp_leased: c
                 .arp
                 .election

@@ -191,3 +191,63 @@ fn svc_leasename_lease_held_by_kube_vip_keeps_vipr_off_until_it_expires() {
         },
     );
 }
+
+#[test]
+fn per_service_election_on_demand_gives_annotated_services_a_lease_of_their_own() {
+    let lab = Lab::new(1);
+    let api = ApiServer::start(&lab.router);
+    let node = &lab.nodes[0];
+    let dir = workdir();
+    let (ip_a, ip_b) = (svc_vip(41), svc_vip(42));
+    let mut forced = annotated_service("a", &ip_a, json!({}));
+    forced["metadata"]["annotations"]["kube-vip.io/forcePerServiceElection"] = json!("true");
+    api.create_service(&forced);
+    api.create_service(&annotated_service("b", &ip_b, json!({})));
+    for n in ["a", "b"] {
+        api.create(
+            "/api/v1/namespaces/default/endpoints",
+            &endpoints(n, &["node0"], &[]),
+        );
+    }
+    let mut env = arp_cp_env(&dir.join("state"), &api.kubeconfig(), "node0", "");
+    for k in ["cp_enable", "address"] {
+        env.remove(k);
+    }
+    env.insert("svc_enable".into(), "true".into());
+    env.insert("per_service_election_on_demand".into(), "true".into());
+    let v = Vipr::start(node, &env, &[], &dir.join("vipr.log"));
+    let held =
+        |name: &str| lease(&api, name).is_some_and(|l| l["spec"]["holderIdentity"] == "node0");
+    within(
+        CONVERGE,
+        "both VIPs, a under its own Lease, b under the services Lease",
+        || {
+            format!(
+                "a: {:?}\nsvcs: {:?}\n{}",
+                lease(&api, "kubevip-default.a"),
+                lease(&api, "plndr-svcs-lock"),
+                v.run_log()
+            )
+        },
+        || {
+            (holds(node, &ip_a)
+                && holds(node, &ip_b)
+                && held("kubevip-default.a")
+                && held("plndr-svcs-lock"))
+            .then_some(())
+        },
+    );
+    assert!(
+        lease(&api, "kubevip-default.b").is_none(),
+        "b has no Lease of its own"
+    );
+    // a deleted: its own Lease goes with it (the sweep), b stays.
+    api.delete_service("a");
+    within(
+        CONVERGE,
+        "a's VIP and Lease gone",
+        || format!("{:?}\n{}", lease(&api, "kubevip-default.a"), v.run_log()),
+        || (!holds(node, &ip_a) && lease(&api, "kubevip-default.a").is_none()).then_some(()),
+    );
+    assert!(holds(node, &ip_b));
+}

@@ -505,6 +505,7 @@ fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
         lease_ref(r, "svc_leasename", SERVICES_LEASE, &namespace)?;
     let per_service = r.bool("svc_election", false)?;
     let bgp_leader_only = r.bool("vipr_bgp_leader_only", false)?;
+    let on_demand = r.bool("per_service_election_on_demand", false)?;
     Ok(ArpSettings {
         rate: Duration::from_millis(r.num("vip_arpRate", 3000u64, 100, 3_600_000)?),
         election: r.bool("vip_leaderelection", false)?.then_some(Election {
@@ -520,6 +521,7 @@ fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
             },
             per_service,
             bgp_leader_only,
+            on_demand,
         }),
     })
 }

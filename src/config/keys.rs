@@ -150,6 +150,7 @@ pub const KEYS: &[Key] = &[
     k(Arp, "cp_namespace", &["namespace"], "namespace of the Leases (kube-system)"),
     k(Arp, "svc_election", &["servicesElection"], "one Lease per Service (ARP mode)"),
     k(Arp, "vipr_bgp_leader_only", &[], "BGP mode with vip_leaderelection: only the holder of the control-plane Lease advertises the control-plane VIP, as kube-vip does (false: every node advertises it)"),
+    k(Arp, "per_service_election_on_demand", &["perServiceElectionOnDemand"], "without svc_election: Services annotated kube-vip.io/forcePerServiceElection=\"true\" get a Lease of their own (ARP mode)"),
     k(Arp, "svc_leasename", &["servicesLeaseName"], "the Lease for all Services without svc_election (plndr-svcs-lock), or namespace/name"),
     k(Services, "lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
     k(Services, "lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),

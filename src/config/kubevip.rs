@@ -242,7 +242,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("health_check_port", "vipr serves /healthz and /readyz on prometheus_server's address; point probes there"),
     warn("instance_name", "it names kube-vip's egress nftables table, and egress is not supported; vipr_instance names a vipr instance"),
     warn("iptables_backend", "vipr writes no iptables rules (its load balancer uses IPVS or nftables)"),
-    warn("per_service_election_on_demand", "Services annotated for an election of their own follow svc_election like the others"),
     warn("vip_allow_interface_not_up", "vipr does not check that vip_interface is up (kube-vip's true)"),
     warn("vip_interfaceloglobal", "vipr adds VIPs with global scope (kube-vip's true)"),
     warn("vip_leaseannotations", "vipr's Leases carry no extra annotations"),

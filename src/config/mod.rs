@@ -327,6 +327,11 @@ pub struct Election {
     /// VIP (`vipr_bgp_leader_only`, kube-vip's behaviour with `vip_leaderelection=true`,
     /// `pkg/manager/worker/bgp.go` `StartControlPlane`); otherwise every node advertises it.
     pub bgp_leader_only: bool,
+    /// `per_service_election_on_demand`: without `svc_election`, Services annotated
+    /// `kube-vip.io/forcePerServiceElection: "true"` have a Lease of their own (kube-vip
+    /// v1.2.3 `pkg/manager/worker/common.go` `GlobalLeader`), the others share
+    /// `svc_leasename`.
+    pub on_demand: bool,
 }
 
 /// ARP/NDP mode.

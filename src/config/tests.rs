@@ -272,6 +272,13 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "per_service_election_on_demand",
+            "true",
+            |c| election(c).on_demand,
+            Some("maybe"),
+            &[("vip_leaderelection", "true")],
+        ),
+        (
             "vipr_bgp_leader_only",
             "true",
             |c| election(c).bgp_leader_only,
@@ -1161,7 +1168,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 47, 28, 21)
+            (96, 48, 27, 21)
         );
     }
 

@@ -1,6 +1,8 @@
 //! ARP mode's elections: which Leases this node competes for (the control-plane Lease
 //! `vip_leasename`; one Lease for all Services `svc_leasename`, or with `svc_election` one
-//! per Service that this node may serve, `kubevip-<namespace>.<service>` in `cp_namespace`,
+//! per Service that this node may serve (with `per_service_election_on_demand` one for each
+//! Service annotated `kube-vip.io/forcePerServiceElection: "true"`, the others sharing
+//! `svc_leasename`; in BGP mode only the control-plane Lease, with `vipr_bgp_leader_only`), `kubevip-<namespace>.<service>` in `cp_namespace`,
 //! deleted with its Service by [`service_leases::sweep`]), one election task per Lease, and
 //! the combined [`Leadership`] published to the reconciler; the Services' Leases, held or
 //! not, also go to `/metrics` ([`LeaseMetrics`]) as kube-vip reports them.
@@ -88,19 +90,24 @@ fn wanted(
         );
     }
     if svc.enabled {
-        if e.per_service {
-            // Only nodes that may serve a Service compete for it (externalTrafficPolicy: Local).
-            for s in services.values().filter(|s| s.eligible().is_ok()) {
-                w.insert(
-                    Scope::Service(s.key()),
-                    (
-                        e.namespace.clone(),
-                        service_leases::lease_name(&s.namespace, &s.name),
-                        service_leases::labels(&s.namespace, &s.name),
-                    ),
-                );
-            }
-        } else {
+        // Services with a Lease of their own (all with svc_election, the annotated ones on
+        // demand); only nodes that may serve one compete for it (externalTrafficPolicy: Local).
+        for s in services
+            .values()
+            .filter(|s| s.own_lease(e.per_service, e.on_demand) && s.eligible().is_ok())
+        {
+            w.insert(
+                Scope::Service(s.key()),
+                (
+                    e.namespace.clone(),
+                    service_leases::lease_name(&s.namespace, &s.name),
+                    service_leases::labels(&s.namespace, &s.name),
+                ),
+            );
+        }
+        // The others share the services Lease (kube-vip runs it even when every Service is
+        // annotated: `pkg/manager/worker/common.go` `GlobalLeader`).
+        if !e.per_service {
             w.insert(
                 Scope::AllServices,
                 (

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap` |
 //! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `svc_leasename`) in their namespace (`cp_namespace` unless the setting says `namespace/name`) |
-//! | ... + `svc_election` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
+//! | ... + `svc_election` or `per_service_election_on_demand` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
 //! | BGP + `vip_leaderelection` + `vipr_bgp_leader_only` | the control-plane Lease as in ARP mode | leases create; get/list/watch/update on `vip_leasename` in its namespace |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
@@ -169,28 +169,21 @@ pub fn grants(o: &Options) -> Vec<Grant> {
                 .or_default()
                 .push(e.services_lease_name.clone());
         }
-        if c.services.enabled && e.per_service {
-            // The control-plane Lease when it is elsewhere.
-            if let Some(names) = named
-                .remove(&e.lease_namespace)
-                .filter(|_| e.lease_namespace != e.namespace)
-            {
-                lease_grants(&mut g, &e.lease_namespace, names);
-            }
+        if c.services.enabled && (e.per_service || e.on_demand) {
             // Per-Service Leases have names only known at run time: every Lease of the one
-            // namespace, which then covers the control-plane Lease too.
+            // namespace, which then covers the named Leases there too.
+            named.remove(&e.namespace);
             g.push(grant(
                 cp_ns,
                 "coordination.k8s.io",
                 "leases",
                 vec![],
                 &["get", "list", "watch", "create", "update", "delete"],
-                "svc_election: one Lease per Service (kubevip-<namespace>.<service>), here beside the control-plane Lease, deleted with its Service",
+                "svc_election / per_service_election_on_demand: one Lease per Service (kubevip-<namespace>.<service>), here beside the control-plane Lease, deleted with its Service",
             ));
-        } else {
-            for (ns, names) in named {
-                lease_grants(&mut g, ns, names);
-            }
+        }
+        for (ns, names) in named {
+            lease_grants(&mut g, ns, names);
         }
     }
     let annotations = c.node.mode == Mode::Bgp

@@ -195,6 +195,7 @@ fn failed_add_is_retried_on_resync() {
 
 fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::model::ServiceVip {
     crate::model::ServiceVip {
+        force_election: false,
         namespace: "default".into(),
         name: name.into(),
         ips: vec![ip.parse().unwrap()],
@@ -347,4 +348,44 @@ fn bgp_mode_follows_the_lease_only_when_asked() {
         ..Leadership::default()
     }));
     assert_eq!(adds(&a), vec!["192.0.2.10"]);
+}
+
+/// `per_service_election_on_demand` (kube-vip v1.2.3 `pkg/manager/worker/common.go`
+/// `GlobalLeader`): a Service annotated `kube-vip.io/forcePerServiceElection: "true"` follows
+/// its own Lease, the others the services Lease.
+#[test]
+fn on_demand_services_follow_their_own_lease_the_others_the_shared_one() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("cp_enable", "false"),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+        ("svc_enable", "true"),
+        ("per_service_election_on_demand", "true"),
+    ]);
+    r.handle(Input::Settings(c));
+    let mut forced = svc("a", "198.51.100.1", false, false);
+    forced.force_election = true;
+    r.handle(Input::Services(services(vec![
+        forced,
+        svc("b", "198.51.100.2", false, false),
+    ])));
+    let a = r.handle(Input::Leadership(Leadership {
+        services: true,
+        ..Leadership::default()
+    }));
+    assert_eq!(
+        adds(&a),
+        vec!["198.51.100.2"],
+        "the shared Lease covers b only"
+    );
+    let a = r.handle(Input::Leadership(Leadership {
+        services: true,
+        per_service: ["default/a".to_string()].into_iter().collect(),
+        ..Leadership::default()
+    }));
+    assert_eq!(adds(&a), vec!["198.51.100.1"]);
 }
