@@ -1,11 +1,14 @@
-//! ARP mode's elections: which Leases this node competes for (the control-plane Lease
-//! `vip_leasename`; one Lease for all Services `svc_leasename`, or with `svc_election` one
-//! per Service that this node may serve (with `per_service_election_on_demand` one for each
-//! Service annotated `kube-vip.io/forcePerServiceElection: "true"`, the others sharing
-//! `svc_leasename`; in BGP mode only the control-plane Lease, with `vipr_bgp_leader_only`), `kubevip-<namespace>.<service>` in `cp_namespace`,
-//! deleted with its Service by [`service_leases::sweep`]), one election task per Lease, and
-//! the combined [`Leadership`] published to the reconciler; the Services' Leases, held or
-//! not, also go to `/metrics` ([`LeaseMetrics`]) as kube-vip reports them.
+//! The elections: which Leases this node competes for, one election task per Lease, and
+//! the combined [`Leadership`] published to the reconciler.
+//!
+//! ARP mode: the control-plane Lease `vip_leasename`; one Lease for all Services
+//! `svc_leasename`; with `svc_election` one per Service that this node may serve, and with
+//! `per_service_election_on_demand` one per Service annotated
+//! `kube-vip.io/forcePerServiceElection: "true"` (the others share `svc_leasename`). A
+//! per-Service Lease is `kubevip-<namespace>.<service>` in `cp_namespace`, deleted with its
+//! Service by [`service_leases::sweep`]. BGP mode: only the control-plane Lease, with
+//! `vipr_bgp_leader_only`. The Services' Leases, held or not, also go to `/metrics`
+//! ([`LeaseMetrics`]) as kube-vip reports them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
