@@ -90,6 +90,20 @@ pub struct Leadership {
     pub services: bool,
     /// Per-Service Leases held (`namespace/name`), with `svc_election`.
     pub per_service: BTreeSet<String>,
+    /// Leases another node is seen holding (kube-vip's `OnNewLeader` with another identity):
+    /// with `vip_preserve_on_leadership_loss` a lost IPv4 VIP stays on the node until then.
+    pub taken: Taken,
+}
+
+/// Which Leases another node is seen holding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// The control-plane Lease.
+    pub control_plane: bool,
+    /// The Lease for all Services.
+    pub services: bool,
+    /// Per-Service Leases (`namespace/name`).
+    pub per_service: BTreeSet<String>,
 }
 
 /// Where a Service's address came from (status is written only from the first two).
@@ -240,6 +254,25 @@ impl Serving<'_> {
             return Err(HeldBack::NotLeader);
         }
         Ok(())
+    }
+
+    /// Whether the Lease `source` follows is seen held by another node (ARP mode), so a VIP
+    /// kept by `vip_preserve_on_leadership_loss` must go.
+    pub fn taken(&self, source: &VipSource, services: &Services) -> bool {
+        let t = &self.leadership.taken;
+        match source {
+            VipSource::ControlPlane => t.control_plane,
+            VipSource::Static => false,
+            VipSource::Service { namespace, name } => {
+                let key = format!("{namespace}/{name}");
+                match (self.election, services.get(&key)) {
+                    (Some(per_service), Some(s)) if s.own_lease(per_service, self.on_demand) => {
+                        t.per_service.contains(&key)
+                    }
+                    _ => t.services,
+                }
+            }
+        }
     }
 
     /// A Service's VIP: in BGP mode its eligibility; in ARP mode the Lease (the Services

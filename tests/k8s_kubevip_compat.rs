@@ -251,3 +251,90 @@ fn per_service_election_on_demand_gives_annotated_services_a_lease_of_their_own(
     );
     assert!(holds(node, &ip_b));
 }
+
+/// Drop everything between `ns` and the API server, both ways (an open watch would
+/// otherwise still deliver events), or lift the block.
+fn block_api(ns: &Netns, on: bool) {
+    if on {
+        ns.sh(&format!(
+            "nft add table inet viprtest && \
+             nft add chain inet viprtest out '{{ type filter hook output priority 0; policy accept; }}' && \
+             nft add rule inet viprtest out ip daddr {API_ADDR} tcp dport {API_PORT} drop && \
+             nft add chain inet viprtest in '{{ type filter hook input priority 0; policy accept; }}' && \
+             nft add rule inet viprtest in ip saddr {API_ADDR} tcp sport {API_PORT} drop"
+        ));
+    } else {
+        ns.sh("nft delete table inet viprtest");
+    }
+}
+
+/// `vip_preserve_on_leadership_loss=true` (kube-vip v1.2.3 `pkg/cluster/cluster.go`
+/// `cleanupVIPs`, `clusterLeaderElection.go` `OnNewLeader`): the leader cut off from the
+/// API server loses its Lease but keeps the IPv4 VIP on eth0 (no longer announced) while the
+/// other node takes the Lease and the VIP; once it sees the new holder it removes the VIP.
+#[test]
+fn preserve_on_leadership_loss_keeps_the_vip_until_another_holder_is_seen() {
+    let lab = Lab::new(2);
+    let api = ApiServer::start(&lab.router);
+    let dirs = [workdir(), workdir()];
+    let vs: Vec<Vipr> = (0..2)
+        .map(|i| {
+            let mut env = arp_cp_env(
+                &dirs[i].join("state"),
+                &api.kubeconfig(),
+                &format!("node{i}"),
+                VIP,
+            );
+            env.insert("vip_preserve_on_leadership_loss".into(), "true".into());
+            Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
+        })
+        .collect();
+    let ctx = || {
+        let mut s = format!("lease: {:?}\n", lease(&api, "plndr-cp-lock"));
+        for (i, v) in vs.iter().enumerate() {
+            s.push_str(&format!("--- node{i}\n{}\n", v.run_log()));
+        }
+        s
+    };
+    let holders = || -> Vec<usize> { (0..2).filter(|&i| holds(&lab.nodes[i], VIP)).collect() };
+    let leader = within(CONVERGE, "one holder", ctx, || match holders()[..] {
+        [i] => Some(i),
+        _ => None,
+    });
+    let other = 1 - leader;
+    block_api(&lab.nodes[leader], true);
+    within(
+        CONVERGE,
+        "the other node holding the Lease and the VIP, the old leader keeping it",
+        ctx,
+        || {
+            let l = lease(&api, "plndr-cp-lock")?;
+            (l["spec"]["holderIdentity"] == format!("node{other}").as_str()
+                && holders() == vec![0, 1])
+            .then_some(())
+        },
+    );
+    let st = vs[leader].wait_status("the kept VIP held back", |s| {
+        Vipr::vip(s, VIP)["held_back"].is_string()
+    });
+    eprintln!("old leader's view while cut off: {}", Vipr::vip(&st, VIP));
+    assert!(
+        vs[leader]
+            .log()
+            .contains("VIP kept on the node, no longer announced"),
+        "{}",
+        ctx()
+    );
+    let lifted = Instant::now();
+    block_api(&lab.nodes[leader], false);
+    within(
+        CONVERGE,
+        "the old leader removing the kept VIP once it sees the new holder",
+        ctx,
+        || (holders() == vec![other]).then_some(()),
+    );
+    eprintln!(
+        "MEASURED kept VIP removed {:?} after the API server was reachable again",
+        lifted.elapsed()
+    );
+}

@@ -508,6 +508,7 @@ fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
     let on_demand = r.bool("per_service_election_on_demand", false)?;
     Ok(ArpSettings {
         rate: Duration::from_millis(r.num("vip_arpRate", 3000u64, 100, 3_600_000)?),
+        preserve: r.bool("vip_preserve_on_leadership_loss", false)?,
         election: r.bool("vip_leaderelection", false)?.then_some(Election {
             lease_name,
             lease_namespace,

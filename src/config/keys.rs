@@ -143,6 +143,7 @@ pub const KEYS: &[Key] = &[
     k(Node, "vip_arp", &["arp"], "ARP/NDP mode"),
     k(Arp, "vip_arpRate", &[], "gratuitous ARP refresh period in ms (3000)"),
     k(Arp, "vip_leaderelection", &["leaderElection"], "use a Lease to elect the VIP holder"),
+    k(Arp, "vip_preserve_on_leadership_loss", &["preserveVipOnLeadershipLoss"], "ARP mode: an IPv4 VIP whose Lease is lost stays on the interface, no longer announced (the node still answers ARP requests for it), until another holder is seen; IPv6 VIPs go at once (false)"),
     k(Arp, "vip_leasename", &["leaseName"], "control-plane Lease name (plndr-cp-lock), or namespace/name"),
     k(Arp, "vip_leaseduration", &["leaseDuration"], "Lease duration in seconds (15)"),
     k(Arp, "vip_renewdeadline", &["leaseRenewDuration"], "Lease renew deadline in seconds (10)"),

@@ -246,7 +246,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("vip_interfaceloglobal", "vipr adds VIPs with global scope (kube-vip's true)"),
     warn("vip_leaseannotations", "vipr's Leases carry no extra annotations"),
     warn("vip_loseleadership_timeout_seconds", "only for vip_loseleadership, which is not supported"),
-    warn("vip_preserve_on_leadership_loss", "vipr removes a VIP when it loses its Lease (kube-vip's false); kube-vip's true keeps an IPv4 VIP on the interface without gratuitous ARP until it sees another holder, while the node still answers ARP requests for it"),
     warn("vip_routingtableid", "only for routing-table mode (vip_routingtable), which is not supported"),
     warn("vip_routingtabletype", "only for routing-table mode (vip_routingtable), which is not supported"),
     warn("vip_routingprotocol", "only for routing-table mode (vip_routingtable), which is not supported"),

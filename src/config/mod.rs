@@ -341,6 +341,10 @@ pub struct ArpSettings {
     pub rate: Duration,
     /// Lease election (`vip_leaderelection`), `None` without.
     pub election: Option<Election>,
+    /// `vip_preserve_on_leadership_loss`: a lost IPv4 VIP stays on the interface, no longer
+    /// announced, until another holder of its Lease is seen (kube-vip v1.2.3
+    /// `pkg/cluster/cluster.go` `cleanupVIPs`, `clusterLeaderElection.go` `OnNewLeader`).
+    pub preserve: bool,
 }
 
 /// A static control-plane backend (`vipr_lb_backends`): the port defaults to `port`.

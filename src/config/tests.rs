@@ -272,6 +272,13 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vip_preserve_on_leadership_loss",
+            "true",
+            |c| c.arp.preserve,
+            Some("maybe"),
+            &[],
+        ),
+        (
             "per_service_election_on_demand",
             "true",
             |c| election(c).on_demand,
@@ -1168,7 +1175,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 48, 27, 21)
+            (96, 49, 26, 21)
         );
     }
 

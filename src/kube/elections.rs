@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::lease::{self, LeaseId};
+use super::lease::{self, Held, LeaseId};
 use super::service_leases;
 use crate::config::{ArpSettings, ControlPlane, Mode, ServiceSettings};
 use crate::model::{Leadership, LeaseMetrics, LeaseSeen, Services};
@@ -35,7 +35,7 @@ enum Scope {
 
 struct Running {
     cancel: CancellationToken,
-    leader: watch::Receiver<bool>,
+    leader: watch::Receiver<Held>,
     task: JoinHandle<()>,
 }
 
@@ -129,14 +129,24 @@ type Runs = BTreeMap<Scope, (Running, LeaseAt, crate::election::Timing)>;
 fn leadership(running: &Runs) -> Leadership {
     let mut l = Leadership::default();
     for (scope, (r, _, _)) in running {
-        if !*r.leader.borrow() {
-            continue;
-        }
+        let held = *r.leader.borrow();
+        let (us, other) = (held == Held::Us, held == Held::Other);
         match scope {
-            Scope::ControlPlane => l.control_plane = true,
-            Scope::AllServices => l.services = true,
+            Scope::ControlPlane => {
+                l.control_plane = us;
+                l.taken.control_plane = other;
+            }
+            Scope::AllServices => {
+                l.services = us;
+                l.taken.services = other;
+            }
             Scope::Service(k) => {
-                l.per_service.insert(k.clone());
+                if us {
+                    l.per_service.insert(k.clone());
+                }
+                if other {
+                    l.taken.per_service.insert(k.clone());
+                }
             }
         }
     }
@@ -155,7 +165,7 @@ fn service_leases(running: &Runs) -> Vec<LeaseSeen> {
                     .split_once('/')
                     .map(|(ns, n)| (ns.to_string(), n.to_string())),
             };
-            Some((name.clone(), service, *r.leader.borrow()))
+            Some((name.clone(), service, *r.leader.borrow() == Held::Us))
         })
         .collect()
 }
@@ -215,7 +225,7 @@ pub async fn run(
                 continue;
             }
             let lease = (ns.clone(), name.clone(), labels.clone());
-            let (ltx, lrx) = watch::channel(false);
+            let (ltx, lrx) = watch::channel(Held::Unknown);
             let child = CancellationToken::new();
             let id = LeaseId {
                 namespace: ns.clone(),

@@ -295,6 +295,7 @@ fn arp_mode_serves_only_with_the_lease() {
         control_plane: true,
         services: false,
         per_service: ["default/b".to_string()].into_iter().collect(),
+        ..Leadership::default()
     }));
     assert_eq!(adds(&a), vec!["192.0.2.10", "198.51.100.2"]);
     for ip in ["192.0.2.10", "198.51.100.2"] {
@@ -388,4 +389,85 @@ fn on_demand_services_follow_their_own_lease_the_others_the_shared_one() {
         ..Leadership::default()
     }));
     assert_eq!(adds(&a), vec!["198.51.100.1"]);
+}
+
+/// `vip_preserve_on_leadership_loss` (kube-vip v1.2.3 `pkg/cluster/cluster.go`
+/// `cleanupVIPs`, `clusterLeaderElection.go` `OnNewLeader`): on losing the Lease an IPv4 VIP
+/// stays on the interface and is no longer announced, an IPv6 VIP goes at once; the kept
+/// one is announced again when the Lease comes back, and removed once another node is seen
+/// holding the Lease.
+#[test]
+fn preserved_vips_stay_quiet_until_another_holder_is_seen() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+        ("address", "192.0.2.10,2001:db8::10"),
+        ("vip_preserve_on_leadership_loss", "true"),
+    ]);
+    r.handle(Input::Settings(c));
+    let lead = Leadership {
+        control_plane: true,
+        ..Leadership::default()
+    };
+    r.handle(Input::Leadership(lead.clone()));
+    let (v4, v6) = (
+        NodeAddr {
+            interface: "eth0".into(),
+            ..addr("192.0.2.10")
+        },
+        NodeAddr {
+            interface: "eth0".into(),
+            ..addr("2001:db8::10")
+        },
+    );
+    for a in [&v4, &v6] {
+        r.handle(Input::Added {
+            addr: a.clone(),
+            owned: true,
+        });
+    }
+    // Lost, nobody else seen: v4 kept quiet, v6 removed.
+    let a = r.handle(Input::Leadership(Leadership::default()));
+    assert!(a.contains(&Action::Quiet(v4.clone())), "{a:?}");
+    assert!(a.contains(&Action::Remove(v6.clone())), "{a:?}");
+    assert!(!a.contains(&Action::Remove(v4.clone())), "{a:?}");
+    r.handle(Input::Removed(v6.clone()));
+    // Back: announced again (no second add), v6 added again.
+    let a = r.handle(Input::Leadership(lead));
+    assert!(a.contains(&Action::Announce(v4.clone())), "{a:?}");
+    assert!(a.contains(&Action::Add(v6.clone())), "{a:?}");
+    assert!(!a.contains(&Action::Add(v4.clone())), "{a:?}");
+    r.handle(Input::Added {
+        addr: v6.clone(),
+        owned: true,
+    });
+    // Lost again, and another node is seen holding the Lease: both go.
+    r.handle(Input::Leadership(Leadership::default()));
+    let mut taken = Leadership::default();
+    taken.taken.control_plane = true;
+    let a = r.handle(Input::Leadership(taken));
+    assert!(a.contains(&Action::Remove(v4.clone())), "{a:?}");
+    // Without the setting the IPv4 VIP goes at once.
+    let mut r = Reconciler::new();
+    r.handle(Input::Settings(config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+    ])));
+    r.handle(Input::Leadership(Leadership {
+        control_plane: true,
+        ..Leadership::default()
+    }));
+    r.handle(Input::Added {
+        addr: v4.clone(),
+        owned: true,
+    });
+    let a = r.handle(Input::Leadership(Leadership::default()));
+    assert!(a.contains(&Action::Remove(v4)), "{a:?}");
 }
