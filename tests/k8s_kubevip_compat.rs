@@ -11,6 +11,12 @@
 //!   renewed as kube-vip writes it (holder `kube-vip-node`, 4 s): vipr does not serve the
 //!   Service while it is renewed, takes the Lease once the renewals stop and it expired, and
 //!   writes it as client-go reads it (holder, its own duration, a moving renewTime).
+//! - `per_service_election_on_demand_*`: a Service annotated
+//!   `kube-vip.io/forcePerServiceElection: "true"` gets its own Lease, the other one shares
+//!   `plndr-svcs-lock`; deleting the annotated Service removes its VIP and its Lease.
+//! - `preserve_on_leadership_loss_*`: the leader cut off from the API server keeps the IPv4
+//!   VIP (no longer announced) while the other node takes Lease and VIP, and removes it once
+//!   it sees the new holder.
 
 mod daemon_common;
 mod k8s_common;
