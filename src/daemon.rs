@@ -162,7 +162,8 @@ impl Wiring<'_> {
         ))))
     }
 
-    /// With an API client: the Service watcher, and in ARP mode the elections.
+    /// With an API client: the Service watcher and the elections (in BGP mode only with
+    /// `vipr_bgp_leader_only`).
     fn kube(&self, c: &Channels) -> Option<JoinHandle<()>> {
         let client = self.client.as_ref()?;
         self.tasks.spawn(kube::watch::follow(
@@ -184,21 +185,20 @@ impl Wiring<'_> {
         ));
         let leadership = c.leadership.0.clone();
         let services_rx = &c.services.1;
-        (self.node.mode == Mode::Arp).then(|| {
-            tokio::spawn(kube::elections::run(
-                client.clone(),
-                self.node.instance.identity(&self.node.name),
-                kube::elections::Inputs {
-                    arp: self.s.arp.subscribe(),
-                    control_plane: self.s.control_plane.subscribe(),
-                    services_cfg: self.s.services.subscribe(),
-                    services: services_rx.clone(),
-                },
-                leadership,
-                c.leases.clone(),
-                self.release.clone(),
-            ))
-        })
+        Some(tokio::spawn(kube::elections::run(
+            client.clone(),
+            self.node.instance.identity(&self.node.name),
+            kube::elections::Inputs {
+                mode: self.node.mode,
+                arp: self.s.arp.subscribe(),
+                control_plane: self.s.control_plane.subscribe(),
+                services_cfg: self.s.services.subscribe(),
+                services: services_rx.clone(),
+            },
+            leadership,
+            c.leases.clone(),
+            self.release.clone(),
+        )))
     }
 
     /// The control-plane load balancer: every node in BGP mode; in ARP mode the holder of
@@ -293,9 +293,22 @@ impl Daemon {
             None => None,
         };
         let client = if cfg.needs_api() {
-            Some(kube::client(&cfg.node.kubeconfig).await?)
+            Some(
+                kube::client(
+                    &cfg.node.kubeconfig,
+                    &cfg.control_plane,
+                    cfg.node.kubernetes_addr.as_ref(),
+                )
+                .await?,
+            )
         } else {
-            kube::client(&cfg.node.kubeconfig).await.ok()
+            kube::client(
+                &cfg.node.kubeconfig,
+                &cfg.control_plane,
+                cfg.node.kubernetes_addr.as_ref(),
+            )
+            .await
+            .ok()
         };
         // Latched once: a later reload must not flip the Restart State bit.
         let gr_time = cfg

@@ -90,6 +90,20 @@ pub struct Leadership {
     pub services: bool,
     /// Per-Service Leases held (`namespace/name`), with `svc_election`.
     pub per_service: BTreeSet<String>,
+    /// Leases another node is seen holding (kube-vip's `OnNewLeader` with another identity):
+    /// with `vip_preserve_on_leadership_loss` a lost IPv4 VIP stays on the node until then.
+    pub taken: Taken,
+}
+
+/// Which Leases another node is seen holding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// The control-plane Lease.
+    pub control_plane: bool,
+    /// The Lease for all Services.
+    pub services: bool,
+    /// Per-Service Leases (`namespace/name`).
+    pub per_service: BTreeSet<String>,
 }
 
 /// Where a Service's address came from (status is written only from the first two).
@@ -125,12 +139,20 @@ pub struct ServiceVip {
     pub local_endpoint: bool,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
+    /// Annotated `kube-vip.io/forcePerServiceElection: "true"`: a Lease of its own with
+    /// `per_service_election_on_demand` (ARP mode).
+    pub force_election: bool,
 }
 
 impl ServiceVip {
     /// `namespace/name`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether it has a Lease of its own (`svc_election`, or on demand).
+    pub fn own_lease(&self, per_service: bool, on_demand: bool) -> bool {
+        per_service || (on_demand && self.force_election)
     }
 
     /// Whether this node may serve the Service at all, before any Lease: with
@@ -189,6 +211,12 @@ pub struct Serving<'a> {
     pub mode: Mode,
     /// ARP mode with Lease election: `Some(per_service)`; `None` without election.
     pub election: Option<bool>,
+    /// `per_service_election_on_demand`: Services with `force_election` have a Lease of
+    /// their own without `svc_election`.
+    pub on_demand: bool,
+    /// The control-plane VIP follows its Lease: ARP mode with election, or BGP mode with
+    /// `vipr_bgp_leader_only`.
+    pub cp_leased: bool,
     /// Control-plane health.
     pub health: Health,
     /// The Leases held.
@@ -222,10 +250,29 @@ impl Serving<'_> {
             Health::Unknown => return Err(HeldBack::HealthUnknown),
             Health::Down => return Err(HeldBack::HealthDown),
         }
-        if self.election.is_some() && !self.leadership.control_plane {
+        if self.cp_leased && !self.leadership.control_plane {
             return Err(HeldBack::NotLeader);
         }
         Ok(())
+    }
+
+    /// Whether the Lease `source` follows is seen held by another node (ARP mode), so a VIP
+    /// kept by `vip_preserve_on_leadership_loss` must go.
+    pub fn taken(&self, source: &VipSource, services: &Services) -> bool {
+        let t = &self.leadership.taken;
+        match source {
+            VipSource::ControlPlane => t.control_plane,
+            VipSource::Static => false,
+            VipSource::Service { namespace, name } => {
+                let key = format!("{namespace}/{name}");
+                match (self.election, services.get(&key)) {
+                    (Some(per_service), Some(s)) if s.own_lease(per_service, self.on_demand) => {
+                        t.per_service.contains(&key)
+                    }
+                    _ => t.services,
+                }
+            }
+        }
     }
 
     /// A Service's VIP: in BGP mode its eligibility; in ARP mode the Lease (the Services
@@ -235,7 +282,7 @@ impl Serving<'_> {
             (Mode::Bgp, _) => s.eligible(),
             (Mode::Arp, None) => Ok(()),
             (Mode::Arp, Some(per_service)) => {
-                let held = if per_service {
+                let held = if s.own_lease(per_service, self.on_demand) {
                     self.leadership.per_service.contains(&s.key())
                 } else {
                     self.leadership.services

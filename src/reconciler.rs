@@ -1,6 +1,7 @@
 //! The reconciler's pure core: the configuration sections it follows, control-plane health,
 //! the Services and the Leases feed one desired VIP set; the core diffs it against the
-//! addresses on the node and emits actions (add/remove address, new route table).
+//! addresses on the node and emits actions (add/remove address, new route table; in ARP
+//! mode with `vip_preserve_on_leadership_loss`, quiet/announce again an address kept).
 //! Level-triggered: every input is a whole state (a Services snapshot, the addresses found
 //! at a resync), so a lost event is repaired by the next one or by the periodic resync; but
 //! only the VIPs an input can touch are decided again (a Services snapshot is diffed against
@@ -93,6 +94,11 @@ pub enum Action {
     Remove(NodeAddr),
     /// Advertise exactly these routes.
     Routes(RouteTable),
+    /// Stop announcing (ARP/NDP) an address that stays on the node
+    /// (`vip_preserve_on_leadership_loss`).
+    Quiet(NodeAddr),
+    /// Announce again an address kept quiet, whose Lease is back.
+    Announce(NodeAddr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +139,9 @@ pub struct Reconciler {
     errors: BTreeMap<IpAddr, String>,
     /// Addresses whose add failed: not retried until the next resync.
     failed: BTreeSet<NodeAddr>,
+    /// Addresses kept on the node without announcements after their Lease was lost
+    /// (`vip_preserve_on_leadership_loss`), until another holder is seen.
+    quiet: BTreeSet<NodeAddr>,
     /// The attributes of every route (shared).
     attrs: Option<Arc<RouteAttrs>>,
     /// The routes, kept up to date VIP by VIP.
@@ -166,6 +175,7 @@ impl Reconciler {
             pending: BTreeSet::new(),
             errors: BTreeMap::new(),
             failed: BTreeSet::new(),
+            quiet: BTreeSet::new(),
             attrs: None,
             table: RouteTable::new(),
             table_dirty: false,
@@ -220,6 +230,8 @@ impl Reconciler {
                 }
                 self.pending.clear();
                 self.failed.clear();
+                let present = &self.present;
+                self.quiet.retain(|a| present.contains_key(a));
                 Dirty::Some(dirty)
             }
             Input::Added { addr, owned } => {
@@ -231,6 +243,7 @@ impl Reconciler {
             }
             Input::Removed(addr) => {
                 self.pending.remove(&addr);
+                self.quiet.remove(&addr);
                 self.present.remove(&addr);
                 Dirty::Some([addr.ip].into())
             }
@@ -350,7 +363,18 @@ impl Reconciler {
     fn serving<'a>(&'a self, c: &Settings) -> Serving<'a> {
         Serving {
             mode: c.mode,
-            election: c.arp.election.as_ref().map(|e| e.per_service),
+            election: c
+                .arp
+                .election
+                .as_ref()
+                .filter(|_| c.mode == Mode::Arp)
+                .map(|e| e.per_service),
+            on_demand: c.arp.election.as_ref().is_some_and(|e| e.on_demand),
+            cp_leased: c
+                .arp
+                .election
+                .as_ref()
+                .is_some_and(|e| c.mode == Mode::Arp || e.bgp_leader_only),
             health: self.health,
             leadership: &self.leadership,
         }
@@ -401,15 +425,26 @@ impl Reconciler {
         };
         let mut removing = Vec::new();
         let mut adding = Vec::new();
+        let mut quiet = Vec::new();
         for ip in &ips {
             self.decide(*ip);
             let want = match self.verdicts.get(ip) {
                 Some(Ok(a)) => Some(a.clone()),
                 _ => None,
             };
+            let keep = want.is_none() && self.preserved(*ip);
             for (a, p) in self.present_for(*ip) {
                 if p.owned && want.as_ref() != Some(a) && !self.pending.contains(a) {
-                    removing.push(a.clone());
+                    if !keep {
+                        removing.push(a.clone());
+                    } else if !self.quiet.contains(a) {
+                        quiet.push(Action::Quiet(a.clone()));
+                    }
+                }
+            }
+            if let Some(a) = want.as_ref().filter(|a| self.quiet.contains(*a)) {
+                if self.present.contains_key(a) {
+                    quiet.push(Action::Announce(a.clone()));
                 }
             }
             if let Some(a) = &want {
@@ -429,7 +464,16 @@ impl Reconciler {
         }
         for a in removing {
             self.pending.insert(a.clone());
+            self.quiet.remove(&a);
             actions.push(Action::Remove(a));
+        }
+        for q in quiet {
+            match &q {
+                Action::Quiet(a) => self.quiet.insert(a.clone()),
+                Action::Announce(a) => self.quiet.remove(a),
+                _ => false,
+            };
+            actions.push(q);
         }
         for a in adding {
             self.pending.insert(a.clone());
@@ -442,6 +486,32 @@ impl Reconciler {
             self.update_state(ip);
         }
         actions
+    }
+
+    /// Whether a VIP that lost its Lease stays on the node, quiet: ARP mode with
+    /// `vip_preserve_on_leadership_loss`, IPv4 (an IPv6 VIP goes at once, or the new
+    /// holder's duplicate address detection fails: kube-vip v1.2.3 `pkg/cluster/cluster.go`
+    /// `cleanupVIPs`), held back only for the Lease, and no Lease of it seen held by
+    /// another node (then it goes: `clusterLeaderElection.go` `OnNewLeader`).
+    fn preserved(&self, ip: IpAddr) -> bool {
+        let Some(c) = &self.settings else {
+            return false;
+        };
+        if self.shutting_down
+            || c.mode != Mode::Arp
+            || !c.arp.preserve
+            || !ip.is_ipv4()
+            || !matches!(self.verdicts.get(&ip), Some(Err(HeldBack::NotLeader)))
+        {
+            return false;
+        }
+        let serving = self.serving(c);
+        !self
+            .candidates
+            .get(&ip)
+            .into_iter()
+            .flatten()
+            .any(|s| serving.taken(s, &self.services))
     }
 
     fn emit(&mut self) -> Action {

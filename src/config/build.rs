@@ -39,6 +39,14 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
             "vip_arp=true needs vip_interface: the interface facing the clients that must learn the VIP's MAC".into(),
         ));
     }
+    let arp = arp(&r)?;
+    if r.bool("vipr_bgp_leader_only", false)? && (node.mode != Mode::Bgp || arp.election.is_none())
+    {
+        return Err(r.err(
+            "vipr_bgp_leader_only",
+            "needs bgp_enable=true and vip_leaderelection=true (in ARP mode the Lease holder alone serves anyway)",
+        ));
+    }
     Ok(Config {
         node,
         vips,
@@ -46,7 +54,7 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
         services,
         bgp,
         peer_source,
-        arp: arp(&r)?,
+        arp,
         lb: lb(&r)?,
         http: http(&r)?,
         log: LogSettings {
@@ -144,6 +152,20 @@ fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
         instance,
         state_dir,
         kubeconfig: PathBuf::from(r.string("k8s_config_file", "/etc/kubernetes/admin.conf")),
+        kubernetes_addr: r.parse("kubernetes_addr", |s| {
+            let url = if s.contains("://") {
+                s.to_string()
+            } else {
+                format!("https://{s}")
+            };
+            url.parse::<hyper::Uri>()
+                .ok()
+                .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
+                .filter(|u| matches!(u.scheme_str(), Some("https" | "http")))
+                .ok_or_else(|| {
+                    "expected host:port or https://host:port, e.g. 127.0.0.1:6443".to_string()
+                })
+        })?,
         log_json,
     })
 }
@@ -436,6 +458,38 @@ fn peer_source(r: &Reader) -> Result<PeerSource, ConfigError> {
     }
 }
 
+/// kube-vip's Lease for all Services (`cmd/kube-vip.go` line 146, `--servicesLeaseName`).
+pub const SERVICES_LEASE: &str = "plndr-svcs-lock";
+
+/// A Lease setting as kube-vip v1.2.3 reads it (`pkg/lease/lease.go` `NamespaceName`):
+/// `name`, or `namespace/name`; without a namespace, `cp_namespace`. (kube-vip first tries
+/// the namespace of its pod's service account; vipr's manifests run in `cp_namespace`.)
+fn lease_ref(
+    r: &Reader,
+    key: &str,
+    default: &str,
+    cp_namespace: &str,
+) -> Result<(String, String), ConfigError> {
+    let v = r.string(key, default);
+    let (ns, name) = match v.split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => (cp_namespace, v.as_str()),
+    };
+    let dns = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if !dns(ns) || !dns(name) {
+        return Err(r.err(
+            key,
+            "expected a Lease name or namespace/name (lower-case letters, digits, '-', '.')",
+        ));
+    }
+    Ok((ns.to_string(), name.to_string()))
+}
+
 fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
     let lease_duration = r.secs_frac("vip_leaseduration", 15.0, 1.0, 3600.0)?;
     let renew_deadline = r.secs_frac("vip_renewdeadline", 10.0, 0.1, 3600.0)?;
@@ -456,13 +510,21 @@ fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
             format!("vip_retryperiod ({retry_period:?}) must be less than vip_renewdeadline ({renew_deadline:?})"),
         ));
     }
-    let lease_name = r.string("vip_leasename", "plndr-cp-lock");
     let namespace = r.string("cp_namespace", "kube-system");
+    let (lease_namespace, lease_name) = lease_ref(r, "vip_leasename", "plndr-cp-lock", &namespace)?;
+    let (services_lease_namespace, services_lease_name) =
+        lease_ref(r, "svc_leasename", SERVICES_LEASE, &namespace)?;
     let per_service = r.bool("svc_election", false)?;
+    let bgp_leader_only = r.bool("vipr_bgp_leader_only", false)?;
+    let on_demand = r.bool("per_service_election_on_demand", false)?;
     Ok(ArpSettings {
         rate: Duration::from_millis(r.num("vip_arpRate", 3000u64, 100, 3_600_000)?),
+        preserve: r.bool("vip_preserve_on_leadership_loss", false)?,
         election: r.bool("vip_leaderelection", false)?.then_some(Election {
             lease_name,
+            lease_namespace,
+            services_lease_name,
+            services_lease_namespace,
             namespace,
             timing: Timing {
                 lease_duration,
@@ -470,6 +532,8 @@ fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
                 retry_period,
             },
             per_service,
+            bgp_leader_only,
+            on_demand,
         }),
     })
 }

@@ -143,12 +143,16 @@ pub const KEYS: &[Key] = &[
     k(Node, "vip_arp", &["arp"], "ARP/NDP mode"),
     k(Arp, "vip_arpRate", &[], "gratuitous ARP refresh period in ms (3000)"),
     k(Arp, "vip_leaderelection", &["leaderElection"], "use a Lease to elect the VIP holder"),
-    k(Arp, "vip_leasename", &["leaseName"], "control-plane Lease name (plndr-cp-lock)"),
+    k(Arp, "vip_preserve_on_leadership_loss", &["preserveVipOnLeadershipLoss"], "ARP mode: an IPv4 VIP whose Lease is lost stays on the interface, no longer announced (the node still answers ARP requests for it), until another holder is seen; IPv6 VIPs go at once (false)"),
+    k(Arp, "vip_leasename", &["leaseName"], "control-plane Lease name (plndr-cp-lock), or namespace/name"),
     k(Arp, "vip_leaseduration", &["leaseDuration"], "Lease duration in seconds (15)"),
     k(Arp, "vip_renewdeadline", &["leaseRenewDuration"], "Lease renew deadline in seconds (10)"),
     k(Arp, "vip_retryperiod", &["leaseRetry"], "Lease retry period in seconds (2)"),
     k(Arp, "cp_namespace", &["namespace"], "namespace of the Leases (kube-system)"),
     k(Arp, "svc_election", &["servicesElection"], "one Lease per Service (ARP mode)"),
+    k(Arp, "vipr_bgp_leader_only", &[], "BGP mode with vip_leaderelection: only the holder of the control-plane Lease advertises the control-plane VIP, as kube-vip does (false: every node advertises it)"),
+    k(Arp, "per_service_election_on_demand", &["perServiceElectionOnDemand"], "without svc_election: Services annotated kube-vip.io/forcePerServiceElection=\"true\" get a Lease of their own (ARP mode)"),
+    k(Arp, "svc_leasename", &["servicesLeaseName"], "the Lease for all Services without svc_election (plndr-svcs-lock), or namespace/name"),
     k(Services, "lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
     k(Services, "lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),
     // IPVS control-plane load balancing (kube-vip).
@@ -158,7 +162,8 @@ pub const KEYS: &[Key] = &[
     k(Lb, "backend_health_check_interval", &[], "backend health check interval in seconds (5)"),
     // Process (kube-vip).
     k(Http, "prometheus_server", &["prometheusHTTPServer"], "HTTP address for /metrics, /healthz, /readyz and /status (:2112); empty disables; taken at start: vipr exits"),
-    k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf)"),
+    k(Node, "k8s_config_file", &["k8sConfigPath"], "kubeconfig when not in a cluster (/etc/kubernetes/admin.conf); with cp_enable, admin.conf, super-admin.conf or one naming the control-plane VIP is used with the local API server (127.0.0.1:port) until kubernetes_addr says otherwise"),
+    k(Node, "kubernetes_addr", &[], "the API server to reach instead of k8s_config_file's server, host:port or a URL (e.g. 127.0.0.1:6443)"),
     k(Log, "vip_loglevel", &["log"], "log level: a number as kube-vip v1.2.3 reads it (a Go slog level: -4 debug, 0 info, 4 warn, 8 error; below -4 trace) or error, warn, info, debug, trace"),
     // vipr's own.
     k(Bgp, "vipr_communities", &[], "standard communities on every route, e.g. 65000:100,65000:200"),

@@ -233,8 +233,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     // Harmless: warned.
     warn("bgp_attach_ip_to_interface", "vipr puts every VIP on vip_interface in BGP mode too (kube-vip's true)"),
     warn("control_plane_health_check_ca_path", "the control-plane health check does not verify the certificate of the local API server; no CA is loaded"),
-    warn("cp_detect", "vipr reaches the API server through k8s_config_file or the in-cluster config; it does not probe for one"),
-    warn("kubernetes_addr", "vipr takes the API server's address from k8s_config_file or the in-cluster config; put this address in that kubeconfig"),
+    warn("cp_detect", "vipr does not probe 127.0.0.1:6443's certificate for addresses; with cp_enable it reaches the local API server at 127.0.0.1:port when the kubeconfig is kubeadm's or names the VIP (set kubernetes_addr for another address)"),
     warn("debounce_time", "kube-vip itself reads it only as its --debounceTime flag; vipr recomputes from its caches on every change"),
     warn("dhcp_backoff_attempts", "vipr has no DHCP client (see dhcp_mode)"),
     warn("dns_mode", "address takes IP addresses only in vipr (a DNS name is refused): there is nothing to resolve"),
@@ -243,13 +242,10 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("health_check_port", "vipr serves /healthz and /readyz on prometheus_server's address; point probes there"),
     warn("instance_name", "it names kube-vip's egress nftables table, and egress is not supported; vipr_instance names a vipr instance"),
     warn("iptables_backend", "vipr writes no iptables rules (its load balancer uses IPVS or nftables)"),
-    warn("per_service_election_on_demand", "Services annotated for an election of their own follow svc_election like the others"),
-    warn("svc_leasename", "vipr's Lease for all Services is always plndr-svcs-lock (kube-vip's default)"),
     warn("vip_allow_interface_not_up", "vipr does not check that vip_interface is up (kube-vip's true)"),
     warn("vip_interfaceloglobal", "vipr adds VIPs with global scope (kube-vip's true)"),
     warn("vip_leaseannotations", "vipr's Leases carry no extra annotations"),
     warn("vip_loseleadership_timeout_seconds", "only for vip_loseleadership, which is not supported"),
-    warn("vip_preserve_on_leadership_loss", "vipr removes a VIP when it loses its Lease (kube-vip's false)"),
     warn("vip_routingtableid", "only for routing-table mode (vip_routingtable), which is not supported"),
     warn("vip_routingtabletype", "only for routing-table mode (vip_routingtable), which is not supported"),
     warn("vip_routingprotocol", "only for routing-table mode (vip_routingtable), which is not supported"),
@@ -325,5 +321,24 @@ pub fn check(layers: &Layers) -> Result<Vec<Ignored>, ConfigError> {
             });
         }
     }
+    out.extend(bgp_election(layers));
     Ok(out)
+}
+
+/// Why `vip_leaderelection=true` is ignored in BGP mode unless `vipr_bgp_leader_only`.
+pub const BGP_ELECTION: &str = "with bgp_enable=true kube-vip advertises the control-plane VIP from the Lease holder only, vipr from every node (each withdraws on its own when unhealthy); set vipr_bgp_leader_only=true for kube-vip's behaviour";
+
+/// `vip_leaderelection=true` with `bgp_enable=true` and without `vipr_bgp_leader_only`:
+/// kube-vip v1.2.3 then advertises the control-plane VIP from the Lease holder only
+/// (`pkg/manager/worker/bgp.go` `StartControlPlane` → `StartCluster`); vipr advertises it
+/// from every node, so the setting does nothing: one warning line.
+fn bgp_election(layers: &Layers) -> Option<Ignored> {
+    let on = |k: &str| layers.get(k).and_then(|r| parse_bool(r.value.trim())) == Some(true);
+    let r = layers.get("vip_leaderelection")?;
+    (on("vip_leaderelection") && on("bgp_enable") && !on("vipr_bgp_leader_only")).then(|| Ignored {
+        origin: r.origin.clone(),
+        name: "vip_leaderelection",
+        value: r.value.trim().to_string(),
+        reason: BGP_ELECTION,
+    })
 }

@@ -109,6 +109,9 @@ pub struct NodeSettings {
     pub state_dir: PathBuf,
     /// kubeconfig when not in a cluster (`k8s_config_file`).
     pub kubeconfig: PathBuf,
+    /// The API server to talk to instead of the kubeconfig's server (`kubernetes_addr`,
+    /// kube-vip v1.2.3 `pkg/manager/manager.go`: `host:port` or a URL).
+    pub kubernetes_addr: Option<hyper::Uri>,
     /// Log as JSON lines (`vipr_log_format`).
     pub log_json: bool,
 }
@@ -304,14 +307,31 @@ pub struct Timing {
 /// Lease election (ARP mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Election {
-    /// Control-plane Lease name (`vip_leasename`).
+    /// Control-plane Lease name (`vip_leasename`, without its `namespace/`).
     pub lease_name: String,
+    /// Namespace of the control-plane Lease: the `namespace/` of `vip_leasename`, else
+    /// `cp_namespace` (kube-vip v1.2.3 `pkg/lease/lease.go` `NamespaceName`).
+    pub lease_namespace: String,
+    /// The Lease for all Services without `svc_election` (`svc_leasename`, default
+    /// `plndr-svcs-lock`), without its `namespace/`.
+    pub services_lease_name: String,
+    /// Its namespace, read as for `vip_leasename`.
+    pub services_lease_namespace: String,
     /// Namespace of the Leases (`cp_namespace`).
     pub namespace: String,
     /// Lease duration, renew deadline, retry period.
     pub timing: Timing,
     /// One Lease per Service (`svc_election`).
     pub per_service: bool,
+    /// BGP mode: only the holder of the control-plane Lease advertises the control-plane
+    /// VIP (`vipr_bgp_leader_only`, kube-vip's behaviour with `vip_leaderelection=true`,
+    /// `pkg/manager/worker/bgp.go` `StartControlPlane`); otherwise every node advertises it.
+    pub bgp_leader_only: bool,
+    /// `per_service_election_on_demand`: without `svc_election`, Services annotated
+    /// `kube-vip.io/forcePerServiceElection: "true"` have a Lease of their own (kube-vip
+    /// v1.2.3 `pkg/manager/worker/common.go` `GlobalLeader`), the others share
+    /// `svc_leasename`.
+    pub on_demand: bool,
 }
 
 /// ARP/NDP mode.
@@ -321,6 +341,10 @@ pub struct ArpSettings {
     pub rate: Duration,
     /// Lease election (`vip_leaderelection`), `None` without.
     pub election: Option<Election>,
+    /// `vip_preserve_on_leadership_loss`: a lost IPv4 VIP stays on the interface, no longer
+    /// announced, until another holder of its Lease is seen (kube-vip v1.2.3
+    /// `pkg/cluster/cluster.go` `cleanupVIPs`, `clusterLeaderElection.go` `OnNewLeader`).
+    pub preserve: bool,
 }
 
 /// A static control-plane backend (`vipr_lb_backends`): the port defaults to `port`.
@@ -434,6 +458,12 @@ impl Config {
     pub fn needs_api(&self) -> bool {
         self.services.enabled
             || (self.node.mode == Mode::Arp && self.arp.election.is_some())
+            || (self.node.mode == Mode::Bgp
+                && self
+                    .arp
+                    .election
+                    .as_ref()
+                    .is_some_and(|e| e.bgp_leader_only))
             || matches!(self.peer_source, PeerSource::Annotations { .. })
             || (self.lb.enabled && self.lb.backends.is_empty())
     }

@@ -116,6 +116,9 @@ pub fn fixed_differences(old: &NodeSettings, new: &NodeSettings) -> Vec<&'static
     if old.kubeconfig != new.kubeconfig {
         out.push("k8s_config_file");
     }
+    if old.kubernetes_addr != new.kubernetes_addr {
+        out.push("kubernetes_addr");
+    }
     if old.log_json != new.log_json {
         out.push("vipr_log_format");
     }

@@ -262,6 +262,52 @@ fn rows() -> Vec<(
             &[("vip_leaderelection", "true")],
         ),
         (
+            "kubernetes_addr",
+            "127.0.0.1:6443",
+            |c| {
+                c.node.kubernetes_addr.as_ref().map(|u| u.to_string())
+                    == Some("https://127.0.0.1:6443/".into())
+            },
+            Some("ftp://x"),
+            &[],
+        ),
+        (
+            "vip_preserve_on_leadership_loss",
+            "true",
+            |c| c.arp.preserve,
+            Some("maybe"),
+            &[],
+        ),
+        (
+            "per_service_election_on_demand",
+            "true",
+            |c| election(c).on_demand,
+            Some("maybe"),
+            &[("vip_leaderelection", "true")],
+        ),
+        (
+            "vipr_bgp_leader_only",
+            "true",
+            |c| election(c).bgp_leader_only,
+            Some("maybe"),
+            &[("vip_leaderelection", "true")],
+        ),
+        (
+            "svc_leasename",
+            "infra/svcs",
+            |c| {
+                let e = election(c);
+                (
+                    e.services_lease_namespace.as_str(),
+                    e.services_lease_name.as_str(),
+                ) == ("infra", "svcs")
+                    && (e.lease_namespace.as_str(), e.lease_name.as_str())
+                        == ("kube-system", "plndr-cp-lock")
+            },
+            Some("a/b/c"),
+            &[("vip_leaderelection", "true")],
+        ),
+        (
             "vip_leaseduration",
             "20",
             |c| election(c).timing.lease_duration == Duration::from_secs(20),
@@ -621,6 +667,58 @@ fn defaults_match_kube_vip() {
     assert_eq!(e.namespace, "kube-system");
 }
 
+/// Lease names as kube-vip v1.2.3 reads them (`pkg/lease/lease.go` `NamespaceName`): a bare
+/// name is in `cp_namespace`, `namespace/name` elsewhere; the services Lease defaults to
+/// `plndr-svcs-lock` (`cmd/kube-vip.go` line 146).
+#[test]
+fn lease_names_take_an_optional_namespace() {
+    let mut env = base();
+    env.insert("vip_leaderelection", "true".into());
+    env.insert("cp_namespace", "infra".into());
+    let e = build(&env).unwrap().arp.election.unwrap();
+    assert_eq!(
+        (
+            e.services_lease_namespace.as_str(),
+            e.services_lease_name.as_str()
+        ),
+        ("infra", "plndr-svcs-lock")
+    );
+    env.insert("vip_leasename", "other/cp".into());
+    let e = build(&env).unwrap().arp.election.unwrap();
+    assert_eq!(
+        (e.lease_namespace.as_str(), e.lease_name.as_str()),
+        ("other", "cp")
+    );
+    assert_eq!(
+        e.namespace, "infra",
+        "per-Service Leases stay in cp_namespace"
+    );
+    for bad in ["/x", "x/", "Upper", "a/b/c"] {
+        env.insert("vip_leasename", bad.into());
+        let err = build(&env).expect_err(bad).to_string();
+        assert!(err.contains("vip_leasename") && err.contains(bad), "{err}");
+    }
+}
+
+/// kube-vip v1.2.3's Lease timing defaults are its flags' defaults (`cmd/kube-vip.go`
+/// lines 89-91: `--leaseDuration` 15, `--leaseRenewDuration` 10, `--leaseRetry` 2; the
+/// environment only overrides them, `pkg/kubevip/config_environment.go` lines 107-132), not
+/// the 5/3/1 of releases before v1.0.5 that documentation pages still show.
+#[test]
+fn lease_timing_defaults_are_kube_vip_v1_2_3_code_defaults() {
+    let mut env = base();
+    env.insert("vip_leaderelection", "true".into());
+    let t = build(&env).unwrap().arp.election.unwrap().timing;
+    assert_eq!(
+        (t.lease_duration, t.renew_deadline, t.retry_period),
+        (
+            Duration::from_secs(15),
+            Duration::from_secs(10),
+            Duration::from_secs(2)
+        )
+    );
+}
+
 #[test]
 fn precedence_is_flags_then_file_then_env() {
     let mut l = Layers::default();
@@ -974,6 +1072,51 @@ mod kube_vip_unsupported {
     use super::super::kubevip::{self, Class, KUBE_VIP_ENV, UNSUPPORTED};
     use super::*;
 
+    /// `vip_leaderelection=true` in BGP mode: one line saying that vipr advertises from
+    /// every node and how to get kube-vip's leader-only behaviour; none with
+    /// `vipr_bgp_leader_only=true` (then it is kube-vip's behaviour) or in ARP mode.
+    #[test]
+    fn bgp_with_leader_election_says_every_node_advertises_once() {
+        let env = with(&[("vip_leaderelection", "true")]);
+        let w = kubevip::check(&layers(&env, None)).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        let line = w[0].to_string();
+        assert!(
+            line.contains("vip_leaderelection")
+                && line.contains("every node")
+                && line.contains("vipr_bgp_leader_only=true"),
+            "{line}"
+        );
+        build(&env).expect("a warning, not an error");
+        let env = with(&[
+            ("vip_leaderelection", "true"),
+            ("vipr_bgp_leader_only", "true"),
+        ]);
+        assert!(kubevip::check(&layers(&env, None)).unwrap().is_empty());
+        assert!(build(&env).unwrap().arp.election.unwrap().bgp_leader_only);
+        // Leader-only needs BGP mode and an election: an error naming it otherwise.
+        let env = with(&[("vipr_bgp_leader_only", "true")]);
+        let e = build(&env).unwrap_err().to_string();
+        assert!(
+            e.contains("vipr_bgp_leader_only") && e.contains("vip_leaderelection"),
+            "{e}"
+        );
+        let mut env = with(&[
+            ("vip_leaderelection", "true"),
+            ("vipr_bgp_leader_only", "true"),
+            ("vip_arp", "true"),
+            ("vip_interface", "eth0"),
+        ]);
+        env.remove("bgp_enable");
+        let e = build(&env).unwrap_err().to_string();
+        assert!(
+            e.contains("vipr_bgp_leader_only") && e.contains("bgp_enable"),
+            "{e}"
+        );
+        env.remove("vipr_bgp_leader_only");
+        assert!(kubevip::check(&layers(&env, None)).unwrap().is_empty());
+    }
+
     /// Layers from the environment `env` and, when given, a file below it.
     fn layers(env: &HashMap<&'static str, String>, file: Option<&str>) -> Layers {
         let mut l = Layers::default();
@@ -1035,7 +1178,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 45, 30, 21)
+            (96, 49, 26, 21)
         );
     }
 

@@ -290,3 +290,83 @@ fn a_leader_steps_down_when_a_watch_shows_another_holder_but_not_for_a_stale_eve
     assert!(!a.is_leader());
     assert_eq!(next_tick(&outs), Some(T.retry_period));
 }
+
+/// A Lease as kube-vip v1.2.3 writes it (client-go's LeaseLock, `pkg/election/election.go`):
+/// holder = its node name, `leaseDurationSeconds` = its `vip_leaseduration`.
+fn kube_vip_lease(holder: Option<&str>, secs: i32) -> LeaseRecord {
+    let t = SystemTime::now();
+    LeaseRecord {
+        holder: holder.map(str::to_string),
+        lease_duration_seconds: secs,
+        acquire_time: Some(t),
+        renew_time: Some(t),
+        transitions: 3,
+    }
+}
+
+/// client-go's `isLeaseValid`: a Lease is valid for the `leaseDurationSeconds` written in
+/// it (the holder's setting), counted from when the reader saw it change, not for the
+/// reader's own `vip_leaseduration`. A vipr with a 2 s lease must not take a Lease a
+/// kube-vip with the default 15 s holds until 15 s after its last change.
+#[test]
+fn a_lease_is_valid_for_the_duration_its_holder_wrote_not_ours() {
+    let short = Timing {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_secs(1),
+        retry_period: Duration::from_millis(500),
+    };
+    let mut s = Store::new();
+    s.lease = Some((kube_vip_lease(Some("kv-node"), 15), 7));
+    let mut v = Elector::new("vipr-node", short);
+    let t0 = Instant::now();
+    run(&mut v, &mut s, Input::Tick, t0);
+    for secs in [1, 3, 8, 14] {
+        let outs = run(&mut v, &mut s, Input::Tick, t0 + Duration::from_secs(secs));
+        assert!(
+            !outs.contains(&Output::BecameLeader),
+            "took kube-vip's Lease at +{secs}s"
+        );
+    }
+    // A renewal by kube-vip (renewTime moves) restarts the clock.
+    let mut renewed = kube_vip_lease(Some("kv-node"), 15);
+    renewed.renew_time = Some(SystemTime::now() + Duration::from_secs(14));
+    s.lease = Some((renewed, 8));
+    run(&mut v, &mut s, Input::Tick, t0 + Duration::from_secs(14));
+    let outs = run(&mut v, &mut s, Input::Tick, t0 + Duration::from_secs(16));
+    assert!(!outs.contains(&Output::BecameLeader), "renewal ignored");
+    assert_eq!(v.holder(), Some("kv-node"));
+    // Expired 15 s after the renewal was seen: taken, as client-go would.
+    let outs = run(&mut v, &mut s, Input::Tick, t0 + Duration::from_secs(30));
+    assert!(outs.contains(&Output::BecameLeader));
+    let (rec, _) = s.lease.clone().unwrap();
+    assert_eq!(rec.holder.as_deref(), Some("vipr-node"));
+    assert_eq!(rec.transitions, 4, "a takeover counts a transition");
+    // The other way round: ours is written with our duration, so kube-vip waits for it.
+    assert_eq!(rec.lease_duration_seconds, 2);
+}
+
+/// kube-vip's release on shutdown (client-go `release()`: holder "", duration 1 s) and a
+/// Lease without a holder let vipr acquire at once, as client-go does.
+#[test]
+fn a_lease_released_by_kube_vip_or_without_holder_is_taken_at_once() {
+    for holder in [Some(""), None] {
+        let mut s = Store::new();
+        s.lease = Some((kube_vip_lease(holder, 1), 9));
+        let mut v = Elector::new("vipr-node", T);
+        let outs = run(&mut v, &mut s, Input::Tick, Instant::now());
+        assert!(outs.contains(&Output::BecameLeader), "holder {holder:?}");
+    }
+}
+
+/// A Lease held under our own identity (written by the kube-vip this vipr replaces on the
+/// same node, or by ourselves before a restart) is ours at once, as client-go's
+/// `IsLeader()` (observed holder == identity) has it.
+#[test]
+fn a_lease_held_under_our_identity_is_renewed_at_once() {
+    let mut s = Store::new();
+    s.lease = Some((kube_vip_lease(Some("node-a"), 15), 4));
+    let mut v = Elector::new("node-a", T);
+    let outs = run(&mut v, &mut s, Input::Tick, Instant::now());
+    assert!(outs.contains(&Output::BecameLeader));
+    assert_eq!(s.lease.as_ref().unwrap().0.transitions, 3, "no transition");
+}

@@ -1,9 +1,14 @@
-//! ARP mode's elections: which Leases this node competes for (the control-plane Lease
-//! `vip_leasename`; one Lease for all Services `plndr-svcs-lock`, or with `svc_election` one
-//! per Service that this node may serve, `kubevip-<namespace>.<service>` in `cp_namespace`,
-//! deleted with its Service by [`service_leases::sweep`]), one election task per Lease, and
-//! the combined [`Leadership`] published to the reconciler; the Services' Leases, held or
-//! not, also go to `/metrics` ([`LeaseMetrics`]) as kube-vip reports them.
+//! The elections: which Leases this node competes for, one election task per Lease, and
+//! the combined [`Leadership`] published to the reconciler.
+//!
+//! ARP mode: the control-plane Lease `vip_leasename`; one Lease for all Services
+//! `svc_leasename`; with `svc_election` one per Service that this node may serve, and with
+//! `per_service_election_on_demand` one per Service annotated
+//! `kube-vip.io/forcePerServiceElection: "true"` (the others share `svc_leasename`). A
+//! per-Service Lease is `kubevip-<namespace>.<service>` in `cp_namespace`, deleted with its
+//! Service by [`service_leases::sweep`]. BGP mode: only the control-plane Lease, with
+//! `vipr_bgp_leader_only`. The Services' Leases, held or not, also go to `/metrics`
+//! ([`LeaseMetrics`]) as kube-vip reports them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,13 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::lease::{self, LeaseId};
+use super::lease::{self, Held, LeaseId};
 use super::service_leases;
-use crate::config::{ArpSettings, ControlPlane, ServiceSettings};
+use crate::config::{ArpSettings, ControlPlane, Mode, ServiceSettings};
 use crate::model::{Leadership, LeaseMetrics, LeaseSeen, Services};
-
-/// kube-vip's Lease for all Services.
-pub const SERVICES_LEASE: &str = "plndr-svcs-lock";
 
 /// What a Lease stands for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,12 +35,15 @@ enum Scope {
 
 struct Running {
     cancel: CancellationToken,
-    leader: watch::Receiver<bool>,
+    leader: watch::Receiver<Held>,
     task: JoinHandle<()>,
 }
 
 /// The sections the elections follow.
 pub struct Inputs {
+    /// ARP or BGP (fixed): in BGP mode only the control-plane Lease, and only with
+    /// `vipr_bgp_leader_only`.
+    pub mode: Mode,
     /// Lease election settings.
     pub arp: watch::Receiver<Arc<ArpSettings>>,
     /// Whether the control-plane VIP is served.
@@ -52,8 +57,11 @@ pub struct Inputs {
 /// A Lease: namespace, name, labels.
 type LeaseAt = (String, String, BTreeMap<String, String>);
 
-/// The Leases wanted for these settings and these Services (ARP mode).
+/// The Leases wanted for these settings and these Services: in ARP mode the control-plane
+/// Lease and the Services' Leases; in BGP mode the control-plane Lease with
+/// `vipr_bgp_leader_only`, nothing otherwise (every node advertises).
 fn wanted(
+    mode: Mode,
     arp: &ArpSettings,
     cp: &ControlPlane,
     svc: &ServiceSettings,
@@ -61,31 +69,53 @@ fn wanted(
 ) -> BTreeMap<Scope, LeaseAt> {
     let mut w = BTreeMap::new();
     let Some(e) = &arp.election else { return w };
+    if mode == Mode::Bgp {
+        if cp.enabled && e.bgp_leader_only {
+            w.insert(
+                Scope::ControlPlane,
+                (
+                    e.lease_namespace.clone(),
+                    e.lease_name.clone(),
+                    BTreeMap::new(),
+                ),
+            );
+        }
+        return w;
+    }
     if cp.enabled {
         w.insert(
             Scope::ControlPlane,
-            (e.namespace.clone(), e.lease_name.clone(), BTreeMap::new()),
+            (
+                e.lease_namespace.clone(),
+                e.lease_name.clone(),
+                BTreeMap::new(),
+            ),
         );
     }
     if svc.enabled {
-        if e.per_service {
-            // Only nodes that may serve a Service compete for it (externalTrafficPolicy: Local).
-            for s in services.values().filter(|s| s.eligible().is_ok()) {
-                w.insert(
-                    Scope::Service(s.key()),
-                    (
-                        e.namespace.clone(),
-                        service_leases::lease_name(&s.namespace, &s.name),
-                        service_leases::labels(&s.namespace, &s.name),
-                    ),
-                );
-            }
-        } else {
+        // Services with a Lease of their own (all with svc_election, the annotated ones on
+        // demand); only nodes that may serve one compete for it (externalTrafficPolicy: Local).
+        for s in services
+            .values()
+            .filter(|s| s.own_lease(e.per_service, e.on_demand) && s.eligible().is_ok())
+        {
+            w.insert(
+                Scope::Service(s.key()),
+                (
+                    e.namespace.clone(),
+                    service_leases::lease_name(&s.namespace, &s.name),
+                    service_leases::labels(&s.namespace, &s.name),
+                ),
+            );
+        }
+        // The others share the services Lease (kube-vip runs it even when every Service is
+        // annotated: `pkg/manager/worker/common.go` `GlobalLeader`).
+        if !e.per_service {
             w.insert(
                 Scope::AllServices,
                 (
-                    e.namespace.clone(),
-                    SERVICES_LEASE.to_string(),
+                    e.services_lease_namespace.clone(),
+                    e.services_lease_name.clone(),
                     BTreeMap::new(),
                 ),
             );
@@ -99,14 +129,24 @@ type Runs = BTreeMap<Scope, (Running, LeaseAt, crate::election::Timing)>;
 fn leadership(running: &Runs) -> Leadership {
     let mut l = Leadership::default();
     for (scope, (r, _, _)) in running {
-        if !*r.leader.borrow() {
-            continue;
-        }
+        let held = *r.leader.borrow();
+        let (us, other) = (held == Held::Us, held == Held::Other);
         match scope {
-            Scope::ControlPlane => l.control_plane = true,
-            Scope::AllServices => l.services = true,
+            Scope::ControlPlane => {
+                l.control_plane = us;
+                l.taken.control_plane = other;
+            }
+            Scope::AllServices => {
+                l.services = us;
+                l.taken.services = other;
+            }
             Scope::Service(k) => {
-                l.per_service.insert(k.clone());
+                if us {
+                    l.per_service.insert(k.clone());
+                }
+                if other {
+                    l.taken.per_service.insert(k.clone());
+                }
             }
         }
     }
@@ -125,7 +165,7 @@ fn service_leases(running: &Runs) -> Vec<LeaseSeen> {
                     .split_once('/')
                     .map(|(ns, n)| (ns.to_string(), n.to_string())),
             };
-            Some((name.clone(), service, *r.leader.borrow()))
+            Some((name.clone(), service, *r.leader.borrow() == Held::Us))
         })
         .collect()
 }
@@ -141,16 +181,19 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut running: Runs = BTreeMap::new();
-    tokio::spawn(service_leases::sweep(
-        client.clone(),
-        i.arp.clone(),
-        i.services.clone(),
-        cancel.clone(),
-    ));
+    if i.mode == Mode::Arp {
+        tokio::spawn(service_leases::sweep(
+            client.clone(),
+            i.arp.clone(),
+            i.services.clone(),
+            cancel.clone(),
+        ));
+    }
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(64);
     loop {
         let arp = i.arp.borrow_and_update().clone();
         let want = wanted(
+            i.mode,
             &arp,
             &i.control_plane.borrow_and_update(),
             &i.services_cfg.borrow_and_update(),
@@ -182,7 +225,7 @@ pub async fn run(
                 continue;
             }
             let lease = (ns.clone(), name.clone(), labels.clone());
-            let (ltx, lrx) = watch::channel(false);
+            let (ltx, lrx) = watch::channel(Held::Unknown);
             let child = CancellationToken::new();
             let id = LeaseId {
                 namespace: ns.clone(),

@@ -19,6 +19,18 @@ use tracing::{info, warn};
 
 use crate::election::{Elector, Input, LeaseRecord, Output, Timing};
 
+/// What this node knows of a Lease's holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Held {
+    /// No holder seen yet, or the last one seen was this node (before it saw another).
+    #[default]
+    Unknown,
+    /// This node holds it.
+    Us,
+    /// Another node was seen holding it (client-go's `OnNewLeader` with another identity).
+    Other,
+}
+
 /// Which Lease, and who we are.
 #[derive(Debug, Clone)]
 pub struct LeaseId {
@@ -68,15 +80,17 @@ fn to_lease(id: &LeaseId, r: &LeaseRecord, rv: Option<String>) -> Lease {
 }
 
 /// Runs the election until `cancel`, then releases the Lease if held (so another node takes
-/// over at once) and returns. `leader` is true while this node holds the Lease.
+/// over at once) and returns. `leader` is [`Held::Us`] while this node holds the Lease,
+/// [`Held::Other`] once another holder is seen.
 pub async fn run(
     api: Api<Lease>,
     id: LeaseId,
     timing: Timing,
-    leader: watch::Sender<bool>,
+    leader: watch::Sender<Held>,
     cancel: CancellationToken,
 ) {
     let mut elector = Elector::new(id.identity.clone(), timing);
+    let mut leading = false;
     let (tx, mut rx) = mpsc::channel::<Input>(16);
     // Calls must finish well inside the renew deadline.
     let call_timeout = (timing.renew_deadline / 2).max(Duration::from_millis(500));
@@ -178,14 +192,20 @@ pub async fn run(
                 Output::TickAfter(d) => next_tick = Instant::now() + d,
                 Output::BecameLeader => {
                     info!(lease = %id.name, identity = %id.identity, "acquired the lease: leading");
-                    leader.send_replace(true);
+                    leading = true;
                 }
                 Output::LostLeadership => {
                     warn!(lease = %id.name, "not leading any more");
-                    leader.send_replace(false);
+                    leading = false;
                 }
             }
         }
+        let held = match elector.holder() {
+            _ if leading => Held::Us,
+            Some(h) if h != id.identity => Held::Other,
+            _ => Held::Unknown,
+        };
+        leader.send_if_modified(|cur| std::mem::replace(cur, held) != held);
         if releasing {
             return;
         }

@@ -3,6 +3,7 @@
 //! shell of leader election. Everything that talks to the API server retries with backoff
 //! and never takes routes away because the API server is unreachable.
 
+pub mod apiserver;
 pub mod cache;
 pub mod claims;
 pub mod cluster;
@@ -36,14 +37,38 @@ pub enum KubeError {
 }
 
 /// Builds a client: in-cluster when a service account is mounted, otherwise the given
-/// kubeconfig, otherwise the usual `KUBECONFIG` / `~/.kube/config`.
-pub async fn client(kubeconfig: &Path) -> Result<kube::Client, KubeError> {
+/// kubeconfig, otherwise the usual `KUBECONFIG` / `~/.kube/config`; a kubeconfig's server
+/// is replaced as [`apiserver::api_override`] says.
+pub async fn client(
+    kubeconfig: &Path,
+    cp: &crate::config::ControlPlane,
+    kubernetes_addr: Option<&hyper::Uri>,
+) -> Result<kube::Client, KubeError> {
     let cfg = match kube::Config::incluster() {
         Ok(c) => c,
         Err(_) => match Kubeconfig::read_from(kubeconfig) {
-            Ok(kc) => kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| KubeError::Client(e.to_string()))?,
+            Ok(kc) => {
+                let mut c = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| KubeError::Client(e.to_string()))?;
+                if let Some(o) =
+                    apiserver::api_override(kubeconfig, &c.cluster_url, cp, kubernetes_addr)
+                {
+                    tracing::info!(
+                        kubeconfig = %kubeconfig.display(),
+                        server = %c.cluster_url,
+                        using = %o.url,
+                        tls_server_name = o.tls_server_name.as_deref().unwrap_or(""),
+                        "talking to this API server instead of the kubeconfig's (kube-vip's behaviour on control-plane nodes)"
+                    );
+                    c.cluster_url = o.url;
+                    // A tls-server-name the kubeconfig gives is kept.
+                    if c.tls_server_name.is_none() {
+                        c.tls_server_name = o.tls_server_name;
+                    }
+                }
+                c
+            }
             Err(e) => kube::Config::from_kubeconfig(&KubeConfigOptions::default())
                 .await
                 .map_err(|_| KubeError::NoConfig {

@@ -172,7 +172,7 @@ pub async fn sweep(
         }
         let election = arp.borrow().election.clone();
         let view = services.borrow().clone();
-        let again = match election.filter(|e| e.per_service) {
+        let again = match election.filter(|e| e.per_service || e.on_demand) {
             Some(e) => sweep_once(&client, &e.namespace, &view).await,
             None => false,
         };
@@ -198,6 +198,7 @@ mod tests {
                 local_only: false,
                 local_endpoint: false,
                 status_ips: vec![],
+                force_election: false,
             }),
         )
     }

@@ -13,6 +13,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// kube-vip's annotation with the Service's address(es), comma separated.
 pub const ANNOTATION_IPS: &str = "kube-vip.io/loadbalancerIPs";
+/// A Lease of its own for this Service with `per_service_election_on_demand`
+/// (kube-vip v1.2.3 `pkg/kubevip/annotations.go` `ForcePerServiceElection`).
+pub const ANNOTATION_FORCE_ELECTION: &str = "kube-vip.io/forcePerServiceElection";
 /// The field manager vipr writes Service status as; status written by it is not an address
 /// source (it only mirrors the annotation or spec it came from).
 pub const FIELD_MANAGER: &str = "vipr";
@@ -148,6 +151,8 @@ pub struct SvcRecord {
     pub status_ips: Vec<IpAddr>,
     /// vipr wrote that status.
     pub status_by_vipr: bool,
+    /// `kube-vip.io/forcePerServiceElection: "true"`.
+    pub force_election: bool,
     /// Its resourceVersion (a status write names the version it was computed from).
     pub resource_version: String,
 }
@@ -204,6 +209,8 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
         local_only,
         status_ips: status_ips(svc),
         status_by_vipr: status_written_by_vipr(svc),
+        // kube-vip v1.2.3 compares with "true" exactly (`pkg/services/processor.go` line 103).
+        force_election: annotation(svc, ANNOTATION_FORCE_ELECTION) == Some("true"),
         resource_version: m.resource_version.clone().unwrap_or_default(),
     })
 }
@@ -260,6 +267,7 @@ pub fn service_vip(r: &SvcRecord, d: &Decision, local_endpoint: bool) -> Option<
         local_only: r.local_only,
         local_endpoint,
         status_ips: r.status_ips.clone(),
+        force_election: r.force_election,
     })
 }
 

@@ -4,8 +4,9 @@
 //! | setting | calls | rule |
 //! |---|---|---|
 //! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap` |
-//! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `plndr-svcs-lock`) in `cp_namespace` |
-//! | ... + `svc_election` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
+//! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `svc_leasename`) in their namespace (`cp_namespace` unless the setting says `namespace/name`) |
+//! | ... + `svc_election` or `per_service_election_on_demand` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
+//! | BGP + `vip_leaderelection` + `vipr_bgp_leader_only` | the control-plane Lease as in ARP mode | leases create; get/list/watch/update on `vip_leasename` in its namespace |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
 //!
@@ -24,7 +25,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{yaml, ManifestError, Options, NAMESPACE};
 use crate::config::Mode;
-use crate::kube::elections::SERVICES_LEASE;
 
 /// One rule and why the daemon needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,27 @@ fn grant(
         verbs,
         why,
     }
+}
+
+/// The election Leases `names` in `ns`: create (which cannot be limited by name: the object
+/// has none yet), and get/list/watch/update on those names.
+fn lease_grants(g: &mut Vec<Grant>, ns: &String, names: Vec<String>) {
+    g.push(grant(
+        Some(ns),
+        "coordination.k8s.io",
+        "leases",
+        vec![],
+        &["create"],
+        "vip_leaderelection: create the Lease",
+    ));
+    g.push(grant(
+        Some(ns),
+        "coordination.k8s.io",
+        "leases",
+        names,
+        &["get", "list", "watch", "update"],
+        "vip_leaderelection: hold, renew, watch and release the Lease",
+    ));
 }
 
 /// Every grant the settings need, in a stable order.
@@ -127,44 +148,42 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             ));
         }
     }
+    if let (Mode::Bgp, Some(e)) = (c.node.mode, &c.arp.election) {
+        if e.bgp_leader_only && c.control_plane.enabled {
+            lease_grants(&mut g, &e.lease_namespace, vec![e.lease_name.clone()]);
+        }
+    }
     if let (Mode::Arp, Some(e)) = (c.node.mode, &c.arp.election) {
         let cp_ns = Some(&e.namespace);
-        let mut named = Vec::new();
+        // The named Leases by namespace (`vip_leasename`, `svc_leasename` may name one).
+        let mut named: BTreeMap<&String, Vec<String>> = BTreeMap::new();
         if c.control_plane.enabled {
-            named.push(e.lease_name.clone());
+            named
+                .entry(&e.lease_namespace)
+                .or_default()
+                .push(e.lease_name.clone());
         }
         if c.services.enabled && !e.per_service {
-            named.push(SERVICES_LEASE.to_string());
+            named
+                .entry(&e.services_lease_namespace)
+                .or_default()
+                .push(e.services_lease_name.clone());
         }
-        if c.services.enabled && e.per_service {
+        if c.services.enabled && (e.per_service || e.on_demand) {
             // Per-Service Leases have names only known at run time: every Lease of the one
-            // namespace, which then covers the control-plane Lease too.
+            // namespace, which then covers the named Leases there too.
+            named.remove(&e.namespace);
             g.push(grant(
                 cp_ns,
                 "coordination.k8s.io",
                 "leases",
                 vec![],
                 &["get", "list", "watch", "create", "update", "delete"],
-                "svc_election: one Lease per Service (kubevip-<namespace>.<service>), here beside the control-plane Lease, deleted with its Service",
+                "svc_election / per_service_election_on_demand: one Lease per Service (kubevip-<namespace>.<service>), here beside the control-plane Lease, deleted with its Service",
             ));
-        } else if !named.is_empty() {
-            // create cannot be limited by name (the object has none yet).
-            g.push(grant(
-                cp_ns,
-                "coordination.k8s.io",
-                "leases",
-                vec![],
-                &["create"],
-                "vip_leaderelection: create the Lease",
-            ));
-            g.push(grant(
-                cp_ns,
-                "coordination.k8s.io",
-                "leases",
-                named,
-                &["get", "list", "watch", "update"],
-                "vip_leaderelection: hold, renew, watch and release the Lease",
-            ));
+        }
+        for (ns, names) in named {
+            lease_grants(&mut g, ns, names);
         }
     }
     let annotations = c.node.mode == Mode::Bgp

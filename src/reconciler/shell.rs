@@ -260,6 +260,20 @@ async fn apply(core: &mut Reconciler, mut queue: VecDeque<Action>, fx: &Effects)
                 routes = Some(t);
                 Vec::new()
             }
+            Action::Quiet(n) => {
+                info!(address = %n, "Lease lost: VIP kept on the node, no longer announced (vip_preserve_on_leadership_loss)");
+                if let Some(tx) = &fx.announce {
+                    let _ = tx.send(Announce::Down(n)).await;
+                }
+                Vec::new()
+            }
+            Action::Announce(n) => {
+                info!(address = %n, "Lease back: announcing the kept VIP again");
+                if let Some(tx) = &fx.announce {
+                    let _ = tx.send(Announce::Up(n)).await;
+                }
+                Vec::new()
+            }
         };
         queue.extend(more);
     }

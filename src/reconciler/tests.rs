@@ -195,6 +195,7 @@ fn failed_add_is_retried_on_resync() {
 
 fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::model::ServiceVip {
     crate::model::ServiceVip {
+        force_election: false,
         namespace: "default".into(),
         name: name.into(),
         ips: vec![ip.parse().unwrap()],
@@ -294,6 +295,7 @@ fn arp_mode_serves_only_with_the_lease() {
         control_plane: true,
         services: false,
         per_service: ["default/b".to_string()].into_iter().collect(),
+        ..Leadership::default()
     }));
     assert_eq!(adds(&a), vec!["192.0.2.10", "198.51.100.2"]);
     for ip in ["192.0.2.10", "198.51.100.2"] {
@@ -317,4 +319,155 @@ fn arp_mode_serves_only_with_the_lease() {
         .status()
         .values()
         .all(|v| v.held_back == Some(HeldBack::NotLeader)));
+}
+
+/// BGP mode with `vip_leaderelection=true`: every node serves the control-plane VIP (and
+/// its Services without any Lease) unless `vipr_bgp_leader_only`, which makes the
+/// control-plane VIP follow its Lease as in ARP mode (kube-vip v1.2.3
+/// `pkg/manager/worker/bgp.go` `StartControlPlane`); Services stay on every node.
+#[test]
+fn bgp_mode_follows_the_lease_only_when_asked() {
+    let mut r = Reconciler::new();
+    let every = config(&[("vip_leaderelection", "true"), ("svc_enable", "true")]);
+    assert_eq!(adds(&r.handle(Input::Settings(every))), vec!["192.0.2.10"]);
+    let mut r = Reconciler::new();
+    let leader_only = config(&[
+        ("vip_leaderelection", "true"),
+        ("vipr_bgp_leader_only", "true"),
+        ("svc_enable", "true"),
+    ]);
+    assert!(adds(&r.handle(Input::Settings(leader_only))).is_empty());
+    let a = r.handle(Input::Services(services(vec![svc(
+        "a",
+        "198.51.100.1",
+        false,
+        false,
+    )])));
+    assert_eq!(adds(&a), vec!["198.51.100.1"], "Services need no Lease");
+    let a = r.handle(Input::Leadership(Leadership {
+        control_plane: true,
+        ..Leadership::default()
+    }));
+    assert_eq!(adds(&a), vec!["192.0.2.10"]);
+}
+
+/// `per_service_election_on_demand` (kube-vip v1.2.3 `pkg/manager/worker/common.go`
+/// `GlobalLeader`): a Service annotated `kube-vip.io/forcePerServiceElection: "true"` follows
+/// its own Lease, the others the services Lease.
+#[test]
+fn on_demand_services_follow_their_own_lease_the_others_the_shared_one() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("cp_enable", "false"),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+        ("svc_enable", "true"),
+        ("per_service_election_on_demand", "true"),
+    ]);
+    r.handle(Input::Settings(c));
+    let mut forced = svc("a", "198.51.100.1", false, false);
+    forced.force_election = true;
+    r.handle(Input::Services(services(vec![
+        forced,
+        svc("b", "198.51.100.2", false, false),
+    ])));
+    let a = r.handle(Input::Leadership(Leadership {
+        services: true,
+        ..Leadership::default()
+    }));
+    assert_eq!(
+        adds(&a),
+        vec!["198.51.100.2"],
+        "the shared Lease covers b only"
+    );
+    let a = r.handle(Input::Leadership(Leadership {
+        services: true,
+        per_service: ["default/a".to_string()].into_iter().collect(),
+        ..Leadership::default()
+    }));
+    assert_eq!(adds(&a), vec!["198.51.100.1"]);
+}
+
+/// `vip_preserve_on_leadership_loss` (kube-vip v1.2.3 `pkg/cluster/cluster.go`
+/// `cleanupVIPs`, `clusterLeaderElection.go` `OnNewLeader`): on losing the Lease an IPv4 VIP
+/// stays on the interface and is no longer announced, an IPv6 VIP goes at once; the kept
+/// one is announced again when the Lease comes back, and removed once another node is seen
+/// holding the Lease.
+#[test]
+fn preserved_vips_stay_quiet_until_another_holder_is_seen() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+        ("address", "192.0.2.10,2001:db8::10"),
+        ("vip_preserve_on_leadership_loss", "true"),
+    ]);
+    r.handle(Input::Settings(c));
+    let lead = Leadership {
+        control_plane: true,
+        ..Leadership::default()
+    };
+    r.handle(Input::Leadership(lead.clone()));
+    let (v4, v6) = (
+        NodeAddr {
+            interface: "eth0".into(),
+            ..addr("192.0.2.10")
+        },
+        NodeAddr {
+            interface: "eth0".into(),
+            ..addr("2001:db8::10")
+        },
+    );
+    for a in [&v4, &v6] {
+        r.handle(Input::Added {
+            addr: a.clone(),
+            owned: true,
+        });
+    }
+    // Lost, nobody else seen: v4 kept quiet, v6 removed.
+    let a = r.handle(Input::Leadership(Leadership::default()));
+    assert!(a.contains(&Action::Quiet(v4.clone())), "{a:?}");
+    assert!(a.contains(&Action::Remove(v6.clone())), "{a:?}");
+    assert!(!a.contains(&Action::Remove(v4.clone())), "{a:?}");
+    r.handle(Input::Removed(v6.clone()));
+    // Back: announced again (no second add), v6 added again.
+    let a = r.handle(Input::Leadership(lead));
+    assert!(a.contains(&Action::Announce(v4.clone())), "{a:?}");
+    assert!(a.contains(&Action::Add(v6.clone())), "{a:?}");
+    assert!(!a.contains(&Action::Add(v4.clone())), "{a:?}");
+    r.handle(Input::Added {
+        addr: v6.clone(),
+        owned: true,
+    });
+    // Lost again, and another node is seen holding the Lease: both go.
+    r.handle(Input::Leadership(Leadership::default()));
+    let mut taken = Leadership::default();
+    taken.taken.control_plane = true;
+    let a = r.handle(Input::Leadership(taken));
+    assert!(a.contains(&Action::Remove(v4.clone())), "{a:?}");
+    // Without the setting the IPv4 VIP goes at once.
+    let mut r = Reconciler::new();
+    r.handle(Input::Settings(config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_interface", "eth0"),
+    ])));
+    r.handle(Input::Leadership(Leadership {
+        control_plane: true,
+        ..Leadership::default()
+    }));
+    r.handle(Input::Added {
+        addr: v4.clone(),
+        owned: true,
+    });
+    let a = r.handle(Input::Leadership(Leadership::default()));
+    assert!(a.contains(&Action::Remove(v4)), "{a:?}");
 }

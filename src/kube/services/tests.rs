@@ -266,3 +266,21 @@ fn vipr_written_status_never_shadows_spec_or_annotation() {
         serde_json::json!([])
     );
 }
+
+/// `kube-vip.io/forcePerServiceElection` is read as kube-vip v1.2.3 reads it: exactly
+/// `"true"` (`pkg/services/processor.go` line 103).
+#[test]
+fn force_per_service_election_is_exactly_true() {
+    let ann = |v: &str| {
+        serde_json::json!({
+            "kube-vip.io/loadbalancerIPs": "198.51.100.7",
+            "kube-vip.io/forcePerServiceElection": v,
+        })
+    };
+    for (v, want) in [("true", true), ("True", false), ("yes", false), ("", false)] {
+        let s = lb("web", serde_json::json!({}), ann(v));
+        let got = vips([&s], &filter());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].force_election, want, "{v:?}");
+    }
+}

@@ -129,6 +129,34 @@ fn rbac_is_least_privilege_for_each_mode() {
             ),
         ]
     );
+    // BGP with the control-plane Lease (vipr_bgp_leader_only): that one Lease; with
+    // vip_leaderelection alone no Lease (every node advertises).
+    assert_eq!(
+        rbac_rules(&[BGP_CP, &["--leaderElection", "--vipr-bgp-leader-only"]].concat()),
+        lease(&["plndr-cp-lock"])
+    );
+    assert_eq!(
+        rbac_rules(&[BGP_CP, &["--leaderElection"]].concat()),
+        vec![]
+    );
+    // svc_leasename in another namespace: each Lease in its own.
+    let mut want = svc.clone();
+    want.extend(lease(&["plndr-cp-lock"]));
+    want.extend([
+        rule("infra", "coordination.k8s.io", "leases", &[], &["create"]),
+        rule(
+            "infra",
+            "coordination.k8s.io",
+            "leases",
+            &["svcs"],
+            &["get", "list", "watch", "update"],
+        ),
+    ]);
+    let mut got =
+        rbac_rules(&[ARP_CP, &["--services", "--servicesLeaseName", "infra/svcs"]].concat());
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
     // ARP without election: no Lease.
     assert_eq!(
         rbac_rules(&[
