@@ -123,6 +123,11 @@ pub struct ServiceVip {
     pub local_only: bool,
     /// This node has a ready (or, during termination, serving) endpoint.
     pub local_endpoint: bool,
+    /// Some node has a ready (or, during termination, serving) endpoint.
+    pub endpoint_anywhere: bool,
+    /// `kube-vip.io/allow-reconcile-without-endpoints: "true"` on an
+    /// `externalTrafficPolicy: Cluster` Service: served without any endpoint.
+    pub without_endpoints: bool,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
 }
@@ -133,14 +138,28 @@ impl ServiceVip {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// Whether this node may serve the Service at all, before any Lease: with
-    /// `externalTrafficPolicy: Local` only with a ready local endpoint. (In BGP mode this is
-    /// the whole decision; in ARP mode only such nodes compete for a per-Service Lease.)
+    /// Whether this node may serve the Service at all, before any Lease: only while it has
+    /// an endpoint ([`Self::has_endpoints`]), and with `externalTrafficPolicy: Local` only
+    /// with a ready local endpoint. (In BGP mode this is the whole decision; in ARP mode
+    /// only such nodes compete for a per-Service Lease.)
     pub fn eligible(&self) -> Result<(), HeldBack> {
         if self.local_only && !self.local_endpoint {
             Err(HeldBack::NoLocalEndpoint)
         } else {
+            self.has_endpoints()
+        }
+    }
+
+    /// kube-vip v1.2.3 (`pkg/endpoints/endpoints.go`, `Processor.AddOrModify`) announces a
+    /// Service only once it has an endpoint (for `externalTrafficPolicy: Cluster` anywhere
+    /// in the cluster), and withdraws it when the last one goes; `Cluster` Services opt out
+    /// with `kube-vip.io/allow-reconcile-without-endpoints: "true"`
+    /// (`shouldAllowReconcileWithoutEndpoints`, which never applies to `Local`).
+    pub fn has_endpoints(&self) -> Result<(), HeldBack> {
+        if self.endpoint_anywhere || self.without_endpoints {
             Ok(())
+        } else {
+            Err(HeldBack::NoEndpoint)
         }
     }
 }
@@ -161,6 +180,8 @@ pub enum HeldBack {
     NotLeader,
     /// `externalTrafficPolicy: Local` and no ready endpoint on this node.
     NoLocalEndpoint,
+    /// No ready endpoint anywhere, and not `kube-vip.io/allow-reconcile-without-endpoints`.
+    NoEndpoint,
     /// The address could not be put on the interface (retried at the next resync).
     AddFailed(String),
     /// The Service may not have this address.
@@ -176,6 +197,9 @@ impl fmt::Display for HeldBack {
             HeldBack::NoLocalEndpoint => {
                 f.write_str("externalTrafficPolicy: Local and no ready endpoint on this node")
             }
+            HeldBack::NoEndpoint => f.write_str(
+                "no ready endpoint in the cluster (kube-vip.io/allow-reconcile-without-endpoints is not \"true\")",
+            ),
             HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
             HeldBack::Refused(r) => write!(f, "refused: {r}"),
         }
@@ -228,13 +252,15 @@ impl Serving<'_> {
         Ok(())
     }
 
-    /// A Service's VIP: in BGP mode its eligibility; in ARP mode the Lease (the Services
-    /// Lease, or the Service's own with `svc_election`), everywhere without election.
+    /// A Service's VIP: in BGP mode its eligibility; in ARP mode, once it has endpoints,
+    /// the Lease (the Services Lease, or the Service's own with `svc_election`), everywhere
+    /// without election.
     pub fn service(&self, s: &ServiceVip) -> Result<(), HeldBack> {
         match (self.mode, self.election) {
             (Mode::Bgp, _) => s.eligible(),
-            (Mode::Arp, None) => Ok(()),
+            (Mode::Arp, None) => s.has_endpoints(),
             (Mode::Arp, Some(per_service)) => {
+                s.has_endpoints()?;
                 let held = if per_service {
                     self.leadership.per_service.contains(&s.key())
                 } else {
@@ -333,4 +359,64 @@ pub struct VipState {
     pub advertised: bool,
     /// Held back, and why (e.g. the health check failing).
     pub held_back: Option<HeldBack>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(local_only: bool, local: bool, anywhere: bool, allowed: bool) -> ServiceVip {
+        ServiceVip {
+            namespace: "default".into(),
+            name: "web".into(),
+            ips: vec!["198.51.100.1".parse().unwrap()],
+            refused: vec![],
+            source: AddressSource::Annotation,
+            local_only,
+            local_endpoint: local,
+            endpoint_anywhere: anywhere,
+            without_endpoints: allowed,
+            status_ips: vec![],
+        }
+    }
+
+    #[test]
+    fn no_mode_serves_a_service_without_a_ready_endpoint_unless_allowed() {
+        let all = Leadership {
+            control_plane: true,
+            services: true,
+            per_service: ["default/web".to_string()].into_iter().collect(),
+        };
+        for (mode, election) in [
+            (Mode::Bgp, None),
+            (Mode::Arp, None),
+            (Mode::Arp, Some(false)),
+            (Mode::Arp, Some(true)),
+        ] {
+            let s = Serving {
+                mode,
+                election,
+                health: Health::NotChecked,
+                leadership: &all,
+            };
+            let why = format!("{mode:?} {election:?}");
+            assert_eq!(
+                s.service(&svc(false, false, false, false)),
+                Err(HeldBack::NoEndpoint),
+                "{why}"
+            );
+            assert_eq!(s.service(&svc(false, false, true, false)), Ok(()), "{why}");
+            assert_eq!(s.service(&svc(false, false, false, true)), Ok(()), "{why}");
+        }
+        // Local: the local endpoint decides first (BGP, and who contends in ARP).
+        assert_eq!(
+            svc(true, false, false, false).eligible(),
+            Err(HeldBack::NoLocalEndpoint)
+        );
+        assert_eq!(
+            svc(true, false, true, false).eligible(),
+            Err(HeldBack::NoLocalEndpoint)
+        );
+        assert_eq!(svc(true, true, true, false).eligible(), Ok(()));
+    }
 }

@@ -19,11 +19,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
-use super::cache::{Cache, Change, LocalReady};
+use super::cache::{Cache, Change, Ready, ReadyCount};
 use super::claims;
 use super::members::Members;
 use super::services::{
-    endpoints_local, record, service_vip, slice_local, status_change, SvcRecord,
+    endpoints_ready, record, service_vip, slice_ready, status_change, SvcRecord,
 };
 use super::writer::{Job, StatusWrite};
 use crate::config::ServiceSettings;
@@ -97,9 +97,13 @@ pub struct Cluster {
     node: String,
     settings: ServiceSettings,
     services: Cache<SvcRecord>,
-    /// Endpoint objects with a ready endpoint here: the Service they make ready.
-    endpoints: Cache<String>,
-    local: LocalReady,
+    /// Endpoint objects with a ready endpoint: the Service they make ready, and whether on
+    /// this node (two bits per object, not the object: issue 14).
+    endpoints: Cache<Ready>,
+    /// Services with a ready endpoint on this node.
+    local: ReadyCount,
+    /// Services with a ready endpoint anywhere (kube-vip announces none without one).
+    anywhere: ReadyCount,
     claims: Cache<Claim>,
     configmap: Cache<BTreeMap<String, String>>,
     members: Cache<(String, SystemTime)>,
@@ -127,7 +131,8 @@ impl Cluster {
             settings,
             services: Cache::default(),
             endpoints: Cache::default(),
-            local: LocalReady::default(),
+            local: ReadyCount::default(),
+            anywhere: ReadyCount::default(),
             claims: Cache::default(),
             configmap: Cache::default(),
             members: Cache::default(),
@@ -169,36 +174,30 @@ impl Cluster {
         }
     }
 
-    fn endpoint_change(&mut self, changes: Vec<Change<String>>) {
+    fn endpoint_change(&mut self, changes: Vec<Change<Ready>>) {
         for ch in changes {
-            self.dirty.extend(self.local.apply(&ch));
+            let here = |r: &Option<Ready>| r.as_ref().filter(|r| r.here).map(|r| r.service.clone());
+            let (old_here, new_here) = (here(&ch.old), here(&ch.new));
+            self.dirty
+                .extend(self.local.apply(old_here.as_deref(), new_here.as_deref()));
+            let svc = |r: &Option<Ready>| r.as_ref().map(|r| r.service.clone());
+            let (old, new) = (svc(&ch.old), svc(&ch.new));
+            self.dirty
+                .extend(self.anywhere.apply(old.as_deref(), new.as_deref()));
         }
     }
 
     /// A core/v1 Endpoints event.
     pub fn endpoints(&mut self, ev: Event<Endpoints>) {
         let node = self.node.clone();
-        let ch = self.endpoints.apply(ev, |e| {
-            endpoints_local(e, &node).then(|| {
-                let m = &e.metadata;
-                format!(
-                    "{}/{}",
-                    m.namespace.as_deref().unwrap_or_default(),
-                    m.name.as_deref().unwrap_or_default()
-                )
-            })
-        });
+        let ch = self.endpoints.apply(ev, |e| endpoints_ready(e, &node));
         self.endpoint_change(ch);
     }
 
     /// An EndpointSlice event.
     pub fn slice(&mut self, ev: Event<EndpointSlice>) {
         let node = self.node.clone();
-        let ch = self.endpoints.apply(ev, |s| {
-            slice_local(s, &node)
-                .filter(|(_, l)| *l)
-                .map(|(svc, _)| svc)
-        });
+        let ch = self.endpoints.apply(ev, |s| slice_ready(s, &node));
         self.endpoint_change(ch);
     }
 
@@ -347,7 +346,7 @@ impl Cluster {
         let rec = self.services.get(key);
         let d = self.decisions.get(key);
         let vip = match (rec, d) {
-            (Some(r), Some(d)) => service_vip(r, d, self.local.has(key)),
+            (Some(r), Some(d)) => service_vip(r, d, self.local.has(key), self.anywhere.has(key)),
             _ => None,
         };
         let mut jobs: Vec<Job> = Vec::new();

@@ -3,6 +3,7 @@
 //! shell of leader election. Everything that talks to the API server retries with backoff
 //! and never takes routes away because the API server is unreachable.
 
+pub mod annotations;
 pub mod cache;
 pub mod claims;
 pub mod cluster;

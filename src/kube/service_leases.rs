@@ -197,6 +197,8 @@ mod tests {
                 source: AddressSource::Annotation,
                 local_only: false,
                 local_endpoint: false,
+                endpoint_anywhere: false,
+                without_endpoints: false,
                 status_ips: vec![],
             }),
         )

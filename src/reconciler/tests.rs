@@ -202,6 +202,8 @@ fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::m
         source: crate::model::AddressSource::Annotation,
         local_only,
         local_endpoint,
+        endpoint_anywhere: true,
+        without_endpoints: false,
         status_ips: vec![],
     }
 }

@@ -101,7 +101,7 @@ fn cost(c: &mut Cluster, f: impl FnOnce(&mut Cluster)) -> (u64, u64, usize) {
 }
 
 #[test]
-fn start_serves_every_service_and_keeps_only_local_endpoints() {
+fn start_serves_every_service_and_keeps_two_bits_per_endpoint_object() {
     let c = synced();
     // 900 Cluster Services plus the 50 Local ones with an endpoint here.
     assert_eq!(c.vips().len(), N);
@@ -111,8 +111,8 @@ fn start_serves_every_service_and_keeps_only_local_endpoints() {
     assert_eq!(kept[&Kind::Services], N);
     assert_eq!(
         kept[&Kind::Endpoints],
-        N / 20,
-        "only endpoint objects with an endpoint here"
+        N,
+        "every endpoint object with a ready endpoint, as its Service and one bit"
     );
     assert!(c.work().planned >= N as u64);
 }
@@ -227,3 +227,100 @@ fn allocation_from_a_pool_costs_the_new_service_and_its_claim() {
 }
 
 use std::net::IpAddr;
+
+#[test]
+fn a_service_without_a_ready_endpoint_anywhere_is_not_eligible_unless_allowed() {
+    let mut c = synced();
+    let cluster_svc = |c: &Cluster| c.vips()["default/s7"].eligible();
+    assert!(cluster_svc(&c).is_ok(), "ten endpoints elsewhere");
+    // Every endpoint becomes not ready: held back, at the cost of that Service alone.
+    let mut ep = endpoints(7, "node-b");
+    let sub = &mut ep.subsets.as_mut().unwrap()[0];
+    sub.not_ready_addresses = sub.addresses.take();
+    let (planned, derived, changed) = cost(&mut c, |c| c.endpoints(Event::Apply(ep.clone())));
+    assert_eq!((planned, derived, changed), (0, 1, 1));
+    assert_eq!(cluster_svc(&c), Err(crate::model::HeldBack::NoEndpoint));
+    // kube-vip's opt-in, in any case: served without endpoints.
+    let mut s = service(7, Some(&address(7)));
+    s.metadata.annotations.as_mut().unwrap().insert(
+        "kube-vip.io/allow-reconcile-without-endpoints".into(),
+        "True".into(),
+    );
+    c.service(Event::Apply(s));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(cluster_svc(&c).is_ok());
+    // Never for a Local Service: its own endpoint decides.
+    let mut s = service(20, Some(&address(20)));
+    s.metadata.annotations.as_mut().unwrap().insert(
+        "kube-vip.io/allow-reconcile-without-endpoints".into(),
+        "true".into(),
+    );
+    c.service(Event::Apply(s));
+    c.endpoints(Event::Delete(endpoints(20, "node-a")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(
+        c.vips()["default/s20"].eligible(),
+        Err(crate::model::HeldBack::NoLocalEndpoint)
+    );
+    // Without the annotation again, then its endpoints come back: eligible again.
+    c.service(Event::Apply(service(7, Some(&address(7)))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(cluster_svc(&c), Err(crate::model::HeldBack::NoEndpoint));
+    c.endpoints(Event::Apply(endpoints(7, "node-b")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(cluster_svc(&c).is_ok());
+}
+
+#[test]
+fn no_status_is_written_before_a_ready_endpoint_exists() {
+    let mut c = Cluster::new("node-a", settings(&[]), Local::default());
+    for ev in [Event::Init, Event::InitDone] {
+        c.endpoints(ev);
+    }
+    c.claim(Event::InitDone);
+    c.service(Event::Apply(service(1, Some("10.100.0.9"))));
+    c.process(SystemTime::UNIX_EPOCH);
+    let status = |c: &Cluster| {
+        c.jobs()
+            .get("default/s1")
+            .is_some_and(|j| j.iter().any(|j| matches!(j, Job::Status(_))))
+    };
+    assert!(
+        !status(&c),
+        "kube-vip writes status only once it has endpoints"
+    );
+    c.endpoints(Event::Apply(endpoints(1, "node-b")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(status(&c));
+}
+
+#[test]
+fn an_ignored_service_gets_no_address_no_status_and_no_write() {
+    let mut c = Cluster::new("node-a", settings(&["198.51.100.0/24"]), Local::default());
+    c.service(Event::InitDone);
+    c.endpoints(Event::InitDone);
+    c.claim(Event::InitDone);
+    let ignored = |i: usize, value: &str| {
+        let mut s = service(i, None);
+        s.metadata.annotations = Some(
+            [("kube-vip.io/ignore".to_string(), value.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        s
+    };
+    c.service(Event::Apply(ignored(1, "true")));
+    // kube-vip compares with == "true": any other value is not ignored.
+    c.service(Event::Apply(ignored(2, "True")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(c.jobs().get("default/s1").is_none(), "{:?}", c.jobs());
+    assert!(c.allocations().pending.get("default/s1").is_none());
+    assert!(c.vips().get("default/s1").is_none());
+    let s2 = c
+        .jobs()
+        .get("default/s2")
+        .expect("s2 is allocated an address");
+    assert!(s2
+        .iter()
+        .any(|j| matches!(j, Job::Plan(Write::Claim { .. }))));
+}

@@ -1,0 +1,216 @@
+//! kube-vip v1.2.3's Service rules, end to end against a real kube-apiserver 1.20.2 (core/v1
+//! Endpoints, written by the test: no endpoints controller runs) and a real BIRD peer; two
+//! nodes (node0, node1) run `vipr manager` in BGP mode with `svc_enable=true`.
+//!
+//! Asserts, at BIRD and in the API:
+//! - endpoints (`pkg/endpoints/endpoints.go`): an `externalTrafficPolicy: Cluster` Service
+//!   with no ready endpoint is advertised by no node and gets no status; only not-ready
+//!   addresses change nothing; one ready address on node1 brings the route from both nodes
+//!   and the status; all addresses not ready again withdraws it everywhere (the status
+//!   stays, as kube-vip leaves it); `kube-vip.io/allow-reconcile-without-endpoints: "true"`
+//!   advertises without endpoints;
+//! - `kube-vip.io/ignore: "true"` (`pkg/services/processor.go`): never advertised, no status;
+//!   added to a served Service, its route is withdrawn and its status left alone.
+//!
+//! "Never" is proven against a witness: a Service created after the one that must not
+//! appear is advertised and has its status, so the first one was seen and decided.
+
+mod daemon_common;
+mod k8s_common;
+
+use daemon_common::*;
+use k8s_common::*;
+use serde_json::{json, Value};
+use testbed::{Bird, Lab, TempDir};
+
+const NODES: usize = 2;
+
+fn held_back(v: &Vipr, ip: &str) -> Option<String> {
+    let st = v.status()?;
+    let vip = st["vips"]
+        .as_array()?
+        .iter()
+        .find(|x| x["address"] == ip)
+        .cloned()
+        .unwrap_or(Value::Null);
+    vip["held_back"].as_str().map(str::to_string)
+}
+
+struct Setup {
+    lab: Lab,
+    api: ApiServer,
+    bird: Bird,
+    vs: Vec<Vipr>,
+    _dirs: Vec<TempDir>,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let lab = Lab::new(NODES);
+        let api = ApiServer::start(&lab.router);
+        let bird = Bird::start(&lab.router, &bird_router_conf(&[0, 1]));
+        let dirs: Vec<TempDir> = (0..NODES).map(|_| workdir()).collect();
+        let vs: Vec<Vipr> = (0..NODES)
+            .map(|i| {
+                let env = bgp_svc_env(
+                    &dirs[i].join("state"),
+                    &api.kubeconfig(),
+                    &format!("node{i}"),
+                );
+                Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
+            })
+            .collect();
+        let s = Setup {
+            lab,
+            api,
+            bird,
+            vs,
+            _dirs: dirs,
+        };
+        for v in &s.vs {
+            within(
+                CONVERGE,
+                "Service caches synced",
+                || s.ctx(),
+                || {
+                    v.log()
+                        .contains("Service and endpoint caches synced")
+                        .then_some(())
+                },
+            );
+        }
+        s
+    }
+
+    fn ctx(&self) -> String {
+        let logs: Vec<String> = self.vs.iter().map(|v| v.log()).collect();
+        format!(
+            "{}\n{}\n{}",
+            self.bird.birdc("show route all"),
+            self.bird.log(),
+            logs.join("\n----\n")
+        )
+    }
+
+    /// The nodes BIRD has a route for `ip` from.
+    fn from(&self, ip: &str) -> Vec<usize> {
+        (0..NODES)
+            .filter(|i| bird_route(&self.bird, &format!("{ip}/32"), &format!("n{i}")).is_some())
+            .collect()
+    }
+
+    /// Creates an allowed witness Service and waits for its route and status: everything
+    /// created before it has been seen and decided by both nodes.
+    fn witness(&self, name: &str, ip: &str) {
+        self.api
+            .create_service(&annotated_service(name, ip, json!({})));
+        within(
+            CONVERGE,
+            "witness advertised by both",
+            || self.ctx(),
+            || (self.from(ip) == [0, 1]).then_some(()),
+        );
+        self.api.wait_ingress(name, &[ip]);
+    }
+}
+
+/// A Service at `ip` without kube-vip's opt-in, with extra annotations.
+fn strict(name: &str, ip: &str, extra: Value) -> Value {
+    let mut a = json!({
+        "kube-vip.io/loadbalancerIPs": ip,
+        ALLOW_WITHOUT_ENDPOINTS: null,
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        a[k] = v;
+    }
+    lb_service(name, a, json!({}))
+}
+
+#[test]
+fn services_without_endpoints_and_ignored_ones_are_not_advertised() {
+    let s = Setup::start();
+    let ctx = || s.ctx();
+    let api = &s.api;
+
+    // No endpoints at all: held back on both nodes, no route, no status.
+    let noep = svc_vip(70);
+    api.create_service(&strict("noep", &noep, json!({})));
+    for v in &s.vs {
+        let why = within(CONVERGE, "held back for want of endpoints", ctx, || {
+            held_back(v, &noep)
+        });
+        assert!(why.contains("no ready endpoint"), "{why}");
+    }
+    // Ignored (with the opt-in, so only the ignore keeps it off).
+    let ignored = svc_vip(71);
+    api.create_service(&lb_service(
+        "ignored",
+        json!({"kube-vip.io/loadbalancerIPs": ignored, "kube-vip.io/ignore": "true"}),
+        json!({}),
+    ));
+    s.witness("w1", &svc_vip(72));
+    assert_eq!(s.from(&noep), Vec::<usize>::new(), "{}", ctx());
+    assert_eq!(s.from(&ignored), Vec::<usize>::new(), "{}", ctx());
+    assert_eq!(api.ingress_ips("noep"), Vec::<String>::new());
+    assert_eq!(api.ingress_ips("ignored"), Vec::<String>::new());
+    for v in &s.vs {
+        let st = v.status().expect("status");
+        assert_eq!(Vipr::vip(&st, &ignored), Value::Null, "{st:#}");
+    }
+
+    // Only a not-ready address: still nothing.
+    let ep_path = "/api/v1/namespaces/default/endpoints/noep";
+    api.create(
+        "/api/v1/namespaces/default/endpoints",
+        &endpoints("noep", &[], &["node1"]),
+    );
+    s.witness("w2", &svc_vip(73));
+    assert_eq!(s.from(&noep), Vec::<usize>::new(), "{}", ctx());
+    assert_eq!(api.ingress_ips("noep"), Vec::<String>::new());
+
+    // One ready address on node1: a Cluster Service, so both nodes advertise it.
+    api.replace(ep_path, &endpoints("noep", &["node1"], &[]));
+    within(
+        CONVERGE,
+        "advertised by both once an endpoint is ready",
+        ctx,
+        || (s.from(&noep) == [0, 1]).then_some(()),
+    );
+    api.wait_ingress("noep", &[&noep]);
+
+    // Not ready again: withdrawn everywhere; kube-vip leaves the status as it was.
+    api.replace(ep_path, &endpoints("noep", &[], &["node1"]));
+    within(CONVERGE, "withdrawn when no endpoint is ready", ctx, || {
+        s.from(&noep).is_empty().then_some(())
+    });
+    assert_eq!(api.ingress_ips("noep"), vec![noep.clone()]);
+
+    // kube-vip's opt-in: advertised without any endpoint.
+    api.merge_patch(
+        &svc_path("noep"),
+        &json!({"metadata": {"annotations": {ALLOW_WITHOUT_ENDPOINTS: "true"}}}),
+    );
+    within(CONVERGE, "advertised with the opt-in", ctx, || {
+        (s.from(&noep) == [0, 1]).then_some(())
+    });
+
+    // Ignore added to a served Service: withdrawn, status untouched.
+    api.merge_patch(
+        &svc_path("noep"),
+        &json!({"metadata": {"annotations": {"kube-vip.io/ignore": "true"}}}),
+    );
+    within(CONVERGE, "withdrawn once ignored", ctx, || {
+        s.from(&noep).is_empty().then_some(())
+    });
+    s.witness("w3", &svc_vip(74));
+    assert_eq!(api.ingress_ips("noep"), vec![noep.clone()]);
+    // Any other value is not kube-vip's "true": served again.
+    api.merge_patch(
+        &svc_path("noep"),
+        &json!({"metadata": {"annotations": {"kube-vip.io/ignore": "yes"}}}),
+    );
+    within(CONVERGE, "served again when not \"true\"", ctx, || {
+        (s.from(&noep) == [0, 1]).then_some(())
+    });
+    let _ = &s.lab;
+}
