@@ -128,6 +128,8 @@ pub struct ServiceVip {
     /// `kube-vip.io/allow-reconcile-without-endpoints: "true"` on an
     /// `externalTrafficPolicy: Cluster` Service: served without any endpoint.
     pub without_endpoints: bool,
+    /// This node is labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    pub node_excluded: bool,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
 }
@@ -138,15 +140,35 @@ impl ServiceVip {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// Whether this node may serve the Service at all, before any Lease: only while it has
-    /// an endpoint ([`Self::has_endpoints`]), and with `externalTrafficPolicy: Local` only
-    /// with a ready local endpoint. (In BGP mode this is the whole decision; in ARP mode
-    /// only such nodes compete for a per-Service Lease.)
+    /// Whether this node may serve the Service at all, before any Lease: not on a node
+    /// excluded from external load balancers, only while the Service has an endpoint
+    /// ([`Self::has_endpoints`]), and with `externalTrafficPolicy: Local` only with a ready
+    /// local endpoint. (In BGP mode this is the whole decision; in ARP mode only such nodes
+    /// compete for a per-Service Lease.)
     pub fn eligible(&self) -> Result<(), HeldBack> {
+        self.node_ok()?;
+        self.backends()
+    }
+
+    /// [`Self::eligible`] but for this node's labels: whether the Service's status is this
+    /// node's to write (an excluded node still writes it, as MetalLB's controller does for
+    /// every Service whatever its speakers).
+    pub fn backends(&self) -> Result<(), HeldBack> {
         if self.local_only && !self.local_endpoint {
             Err(HeldBack::NoLocalEndpoint)
         } else {
             self.has_endpoints()
+        }
+    }
+
+    /// Kubernetes' `node.kubernetes.io/exclude-from-external-load-balancers` (any value, as
+    /// MetalLB v0.16.1 `internal/k8s/nodes/nodes.go` `IsNodeExcludedFromBalancers` and the
+    /// service controller read it): this node announces no Service VIP.
+    pub fn node_ok(&self) -> Result<(), HeldBack> {
+        if self.node_excluded {
+            Err(HeldBack::NodeExcluded)
+        } else {
+            Ok(())
         }
     }
 
@@ -182,6 +204,8 @@ pub enum HeldBack {
     NoLocalEndpoint,
     /// No ready endpoint anywhere, and not `kube-vip.io/allow-reconcile-without-endpoints`.
     NoEndpoint,
+    /// This node is labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    NodeExcluded,
     /// The address could not be put on the interface (retried at the next resync).
     AddFailed(String),
     /// The Service may not have this address.
@@ -199,6 +223,9 @@ impl fmt::Display for HeldBack {
             }
             HeldBack::NoEndpoint => f.write_str(
                 "no ready endpoint in the cluster (kube-vip.io/allow-reconcile-without-endpoints is not \"true\")",
+            ),
+            HeldBack::NodeExcluded => f.write_str(
+                "this node is labelled node.kubernetes.io/exclude-from-external-load-balancers",
             ),
             HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
             HeldBack::Refused(r) => write!(f, "refused: {r}"),
@@ -254,12 +281,17 @@ impl Serving<'_> {
 
     /// A Service's VIP: in BGP mode its eligibility; in ARP mode, once it has endpoints,
     /// the Lease (the Services Lease, or the Service's own with `svc_election`), everywhere
-    /// without election.
+    /// without election. A node excluded from external load balancers serves none, except
+    /// as the holder of the one Services Lease: it contends for that Lease like any node,
+    /// and a holder that served nothing would leave every Service unserved.
     pub fn service(&self, s: &ServiceVip) -> Result<(), HeldBack> {
         match (self.mode, self.election) {
             (Mode::Bgp, _) => s.eligible(),
-            (Mode::Arp, None) => s.has_endpoints(),
+            (Mode::Arp, None) => s.node_ok().and_then(|()| s.has_endpoints()),
             (Mode::Arp, Some(per_service)) => {
+                if per_service {
+                    s.node_ok()?;
+                }
                 s.has_endpoints()?;
                 let held = if per_service {
                     self.leadership.per_service.contains(&s.key())
@@ -376,6 +408,7 @@ mod tests {
             local_endpoint: local,
             endpoint_anywhere: anywhere,
             without_endpoints: allowed,
+            node_excluded: false,
             status_ips: vec![],
         }
     }

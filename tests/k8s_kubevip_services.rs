@@ -12,6 +12,10 @@
 //! - `kube-vip.io/ignore: "true"` (`pkg/services/processor.go`): never advertised, no status;
 //!   added to a served Service, its route is withdrawn and its status left alone.
 //!
+//! - `node.kubernetes.io/exclude-from-external-load-balancers` on a Node (any value, as
+//!   MetalLB v0.16.1 reads it): that node withdraws its Service routes, keeps its
+//!   control-plane VIP, and announces them again once the label is removed.
+//!
 //! "Never" is proven against a witness: a Service created after the one that must not
 //! appear is advertised and has its status, so the first one was seen and decided.
 
@@ -46,17 +50,23 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Setup::start_with(|_| {})
+    }
+
+    /// Both nodes with `bgp_svc_env`, changed by `more`.
+    fn start_with(more: impl Fn(&mut std::collections::BTreeMap<String, String>)) -> Setup {
         let lab = Lab::new(NODES);
         let api = ApiServer::start(&lab.router);
         let bird = Bird::start(&lab.router, &bird_router_conf(&[0, 1]));
         let dirs: Vec<TempDir> = (0..NODES).map(|_| workdir()).collect();
         let vs: Vec<Vipr> = (0..NODES)
             .map(|i| {
-                let env = bgp_svc_env(
+                let mut env = bgp_svc_env(
                     &dirs[i].join("state"),
                     &api.kubeconfig(),
                     &format!("node{i}"),
                 );
+                more(&mut env);
                 Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
             })
             .collect();
@@ -213,4 +223,79 @@ fn services_without_endpoints_and_ignored_ones_are_not_advertised() {
         (s.from(&noep) == [0, 1]).then_some(())
     });
     let _ = &s.lab;
+}
+
+fn label_node(api: &ApiServer, node: &str, value: Value) {
+    api.merge_patch(
+        &format!("/api/v1/nodes/{node}"),
+        &json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": value}}}),
+    );
+}
+
+/// MetalLB v0.16.1's and Kubernetes' `node.kubernetes.io/exclude-from-external-load-balancers`:
+/// labelled (any value, also empty), node0 withdraws its Service routes and keeps its
+/// control-plane VIP; unlabelled, they come back. node1 is never touched.
+#[test]
+fn a_node_labelled_exclude_from_external_load_balancers_withdraws_service_routes() {
+    let s = Setup::start_with(|env| {
+        env.insert("cp_enable".into(), "true".into());
+        env.insert("address".into(), "192.0.2.10".into());
+    });
+    let ctx = || s.ctx();
+    let api = &s.api;
+    for i in 0..NODES {
+        api.create(
+            "/api/v1/nodes",
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node{i}")}}),
+        );
+    }
+    let svc = svc_vip(80);
+    api.create_service(&annotated_service("web", &svc, json!({})));
+    within(
+        CONVERGE,
+        "Service and control-plane VIP from both",
+        ctx,
+        || (s.from(&svc) == [0, 1] && s.from("192.0.2.10") == [0, 1]).then_some(()),
+    );
+
+    label_node(api, "node0", json!(""));
+    within(CONVERGE, "node0's Service route withdrawn", ctx, || {
+        (s.from(&svc) == [1]).then_some(())
+    });
+    let why = within(CONVERGE, "held back on node0", ctx, || {
+        held_back(&s.vs[0], &svc)
+    });
+    assert!(
+        why.contains("exclude-from-external-load-balancers"),
+        "{why}"
+    );
+    assert_eq!(
+        s.from("192.0.2.10"),
+        vec![0, 1],
+        "control-plane VIP unaffected\n{}",
+        ctx()
+    );
+    // A Service created while excluded: only node1, and its status is written.
+    let svc2 = svc_vip(81);
+    api.create_service(&annotated_service("web2", &svc2, json!({})));
+    within(CONVERGE, "new Service from node1 only", ctx, || {
+        (s.from(&svc2) == [1]).then_some(())
+    });
+    api.wait_ingress("web2", &[&svc2]);
+    assert_eq!(s.from(&svc), vec![1]);
+
+    // Removed: back on node0.
+    api.merge_patch(
+        "/api/v1/nodes/node0",
+        &json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": null}}}),
+    );
+    within(CONVERGE, "node0's Service routes back", ctx, || {
+        (s.from(&svc) == [0, 1] && s.from(&svc2) == [0, 1]).then_some(())
+    });
+    // Any value counts.
+    label_node(api, "node0", json!("false"));
+    within(CONVERGE, "withdrawn again for any value", ctx, || {
+        (s.from(&svc) == [1] && s.from(&svc2) == [1]).then_some(())
+    });
+    assert_eq!(s.from("192.0.2.10"), vec![0, 1], "{}", ctx());
 }

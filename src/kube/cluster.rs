@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use imbl::OrdMap;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
@@ -23,7 +23,7 @@ use super::cache::{Cache, Change, Ready, ReadyCount};
 use super::claims;
 use super::members::Members;
 use super::services::{
-    endpoints_ready, record, service_vip, slice_ready, status_change, SvcRecord,
+    endpoints_ready, record, service_vip, slice_ready, status_change, SvcRecord, LABEL_EXCLUDE_LB,
 };
 use super::writer::{Job, StatusWrite};
 use crate::config::ServiceSettings;
@@ -70,6 +70,8 @@ pub enum Kind {
     ConfigMap,
     /// Member Leases.
     Members,
+    /// This node's Node object (its labels).
+    Node,
 }
 
 /// What one [`Cluster::process`] changed.
@@ -107,6 +109,8 @@ pub struct Cluster {
     claims: Cache<Claim>,
     configmap: Cache<BTreeMap<String, String>>,
     members: Cache<(String, SystemTime)>,
+    /// This node's Node, kept only while it is labelled [`LABEL_EXCLUDE_LB`].
+    node_obj: Cache<()>,
     alloc: Allocator,
     /// The Service key each UID has, and the UID that owns each key now.
     keys: HashMap<String, String>,
@@ -136,6 +140,7 @@ impl Cluster {
             claims: Cache::default(),
             configmap: Cache::default(),
             members: Cache::default(),
+            node_obj: Cache::default(),
             keys: HashMap::new(),
             owner: HashMap::new(),
             decisions: HashMap::new(),
@@ -201,6 +206,26 @@ impl Cluster {
         self.endpoint_change(ch);
     }
 
+    /// An event of this node's Node: excluded from external load balancers or not (a
+    /// change re-derives every Service; it is rare).
+    pub fn node(&mut self, ev: Event<Node>) {
+        let ch = self.node_obj.apply(ev, |n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(LABEL_EXCLUDE_LB))
+                .then_some(())
+        });
+        if !ch.is_empty() {
+            self.dirty.extend(self.owner.keys().cloned());
+        }
+    }
+
+    /// Whether this node is excluded from external load balancers.
+    pub fn excluded(&self) -> bool {
+        self.node_obj.len() > 0
+    }
+
     /// A claim event.
     pub fn claim(&mut self, ev: Event<Lease>) {
         for ch in self.claims.apply(ev, claims::from_lease) {
@@ -253,6 +278,7 @@ impl Cluster {
             Kind::Claims => self.claims.assume_synced(),
             Kind::ConfigMap => self.configmap.assume_synced(),
             Kind::Members => self.members.assume_synced(),
+            Kind::Node => self.node_obj.assume_synced(),
             Kind::Services | Kind::Endpoints => {}
         }
     }
@@ -266,6 +292,7 @@ impl Cluster {
     pub fn ready(&self) -> bool {
         self.services.synced()
             && self.endpoints.synced()
+            && self.node_obj.synced()
             && self.claims.synced()
             && self.configmap.synced()
     }
@@ -346,7 +373,13 @@ impl Cluster {
         let rec = self.services.get(key);
         let d = self.decisions.get(key);
         let vip = match (rec, d) {
-            (Some(r), Some(d)) => service_vip(r, d, self.local.has(key), self.anywhere.has(key)),
+            (Some(r), Some(d)) => service_vip(
+                r,
+                d,
+                self.local.has(key),
+                self.anywhere.has(key),
+                self.excluded(),
+            ),
             _ => None,
         };
         let mut jobs: Vec<Job> = Vec::new();

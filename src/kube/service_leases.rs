@@ -199,6 +199,7 @@ mod tests {
                 local_endpoint: false,
                 endpoint_anywhere: false,
                 without_endpoints: false,
+                node_excluded: false,
                 status_ips: vec![],
             }),
         )

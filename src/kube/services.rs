@@ -17,6 +17,9 @@ pub const ANNOTATION_IPS: &str = "kube-vip.io/loadbalancerIPs";
 /// The field manager vipr writes Service status as; status written by it is not an address
 /// source (it only mirrors the annotation or spec it came from).
 pub const FIELD_MANAGER: &str = "vipr";
+/// Kubernetes' well-known Node label (`k8s.io/api/core/v1` `LabelNodeExcludeBalancers`):
+/// present, with any value, the node takes no part in external load balancers.
+pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// EndpointSlice label naming the Service.
 pub const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 
@@ -278,6 +281,7 @@ pub fn service_vip(
     d: &Decision,
     local_endpoint: bool,
     endpoint_anywhere: bool,
+    node_excluded: bool,
 ) -> Option<ServiceVip> {
     if d.served.is_empty() && d.refused.is_empty() {
         return None;
@@ -296,6 +300,7 @@ pub fn service_vip(
         local_endpoint,
         endpoint_anywhere,
         without_endpoints: r.without_endpoints,
+        node_excluded,
         status_ips: r.status_ips.clone(),
     })
 }
@@ -308,7 +313,7 @@ pub fn status_change(
     vip: Option<&ServiceVip>,
     d: Option<&Decision>,
 ) -> Option<serde_json::Value> {
-    if let Some(p) = vip.filter(|v| v.eligible().is_ok()).and_then(status_patch) {
+    if let Some(p) = vip.filter(|v| v.backends().is_ok()).and_then(status_patch) {
         return Some(p);
     }
     let served = d.is_some_and(|d| !d.served.is_empty());

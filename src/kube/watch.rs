@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
@@ -87,6 +87,7 @@ enum Ev {
     Claim(Event<Lease>),
     ConfigMap(Event<ConfigMap>),
     Member(Event<Lease>),
+    Node(Event<Node>),
     Forbidden(Kind),
     /// Readable again after it was forbidden.
     Readable(Kind),
@@ -286,6 +287,13 @@ pub async fn run(
             Ev::Member,
         ),
     ];
+    // This node's labels: node.kubernetes.io/exclude-from-external-load-balancers.
+    streams.push(events(
+        Api::<Node>::all(client.clone()),
+        cfg().fields(&format!("metadata.name={node}")),
+        Kind::Node,
+        Ev::Node,
+    ));
     if let Some((cm_ns, name)) = &settings.pool_configmap {
         streams.push(events(
             Api::<ConfigMap>::namespaced(client.clone(), cm_ns),
@@ -326,6 +334,7 @@ pub async fn run(
             Ev::Slice(e) => c.slice(e),
             Ev::Claim(e) => c.claim(e),
             Ev::ConfigMap(e) => c.configmap(e),
+            Ev::Node(e) => c.node(e),
             Ev::Member(e) => {
                 if c.member(e) {
                     members_tx.send_replace(c.members());
@@ -413,6 +422,9 @@ fn without(forbidden: &BTreeSet<Kind>) -> String {
             Kind::Claims => Some("address claims (Leases)"),
             Kind::ConfigMap => Some("the pool ConfigMap"),
             Kind::Members => Some("member Leases"),
+            Kind::Node => Some(
+                "this Node's labels (node.kubernetes.io/exclude-from-external-load-balancers is not followed)",
+            ),
             Kind::Services | Kind::Endpoints => None,
         })
         .collect::<Vec<_>>()

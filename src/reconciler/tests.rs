@@ -204,6 +204,7 @@ fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::m
         local_endpoint,
         endpoint_anywhere: true,
         without_endpoints: false,
+        node_excluded: false,
         status_ips: vec![],
     }
 }

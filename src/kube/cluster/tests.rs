@@ -82,6 +82,8 @@ fn synced() -> Cluster {
     c.service(Event::InitDone);
     c.endpoints(Event::InitDone);
     c.claim(Event::InitDone);
+    assert!(!c.ready(), "this node's labels not read yet");
+    c.node(Event::InitDone);
     assert!(c.ready());
     c.process(SystemTime::UNIX_EPOCH);
     c
@@ -323,4 +325,43 @@ fn an_ignored_service_gets_no_address_no_status_and_no_write() {
     assert!(s2
         .iter()
         .any(|j| matches!(j, Job::Plan(Write::Claim { .. }))));
+}
+
+fn node(labels: serde_json::Value) -> Node {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": "node-a", "labels": labels}}))
+        .unwrap()
+}
+
+#[test]
+fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_status() {
+    let mut c = synced();
+    let eligible = |c: &Cluster| c.vips().values().filter(|v| v.eligible().is_ok()).count();
+    let before = eligible(&c);
+    assert!(before > 0);
+    // Any value, also empty, as MetalLB v0.16.1 and the service controller read it.
+    c.node(Event::Apply(node(serde_json::json!({
+        "node.kubernetes.io/exclude-from-external-load-balancers": ""
+    }))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(eligible(&c), 0);
+    assert_eq!(
+        c.vips()["default/s7"].eligible(),
+        Err(crate::model::HeldBack::NodeExcluded)
+    );
+    assert!(
+        c.vips()["default/s7"].backends().is_ok(),
+        "status is still this node's to write"
+    );
+    // Another label change: nothing to do.
+    let (planned, derived, changed) = cost(&mut c, |c| {
+        c.node(Event::Apply(node(serde_json::json!({
+            "node.kubernetes.io/exclude-from-external-load-balancers": "true",
+            "other": "x"
+        }))))
+    });
+    assert_eq!((planned, derived, changed), (0, 0, 0));
+    // Unlabelled: every Service back.
+    c.node(Event::Apply(node(serde_json::json!({"other": "x"}))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(eligible(&c), before);
 }
