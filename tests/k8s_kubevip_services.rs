@@ -16,6 +16,9 @@
 //!   MetalLB v0.16.1 reads it): that node withdraws its Service routes, keeps its
 //!   control-plane VIP, and announces them again once the label is removed.
 //!
+//! - an annotation of `pkg/kubevip/annotations.go` vipr does not implement is named once
+//!   per Service in each node's log and by one `AnnotationIgnored` Event.
+//!
 //! "Never" is proven against a witness: a Service created after the one that must not
 //! appear is advertised and has its status, so the first one was seen and decided.
 
@@ -298,4 +301,83 @@ fn a_node_labelled_exclude_from_external_load_balancers_withdraws_service_routes
         (s.from(&svc) == [1] && s.from(&svc2) == [1]).then_some(())
     });
     assert_eq!(s.from("192.0.2.10"), vec![0, 1], "{}", ctx());
+}
+
+/// `pkg/kubevip/annotations.go`'s annotations vipr does not implement: named once per
+/// Service and annotation in each node's log, and one Kubernetes Event on the Service
+/// (reason `AnnotationIgnored`), however often the Service changes afterwards.
+#[test]
+fn an_unsupported_kube_vip_annotation_is_named_once_in_the_log_and_one_event() {
+    let s = Setup::start();
+    let ctx = || s.ctx();
+    let api = &s.api;
+    let svc = svc_vip(90);
+    api.create_service(&annotated_service_with(
+        "egress",
+        &svc,
+        json!({"kube-vip.io/egress": "true", "kube-vip.io/vipHost": "kube-vip-node"}),
+    ));
+    within(CONVERGE, "served anyway", ctx, || {
+        (s.from(&svc) == [0, 1]).then_some(())
+    });
+    let said = |v: &Vipr| {
+        v.log()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("annotation=\"kube-vip.io/egress\""))
+            .count()
+    };
+    let events = || -> Vec<Value> {
+        api.get("/api/v1/namespaces/default/events")
+            .and_then(|l| l["items"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["reason"] == "AnnotationIgnored")
+            .collect()
+    };
+    for v in &s.vs {
+        within(CONVERGE, "named in the log", ctx, || {
+            (said(v) == 1).then_some(())
+        });
+    }
+    let ev = within(CONVERGE, "the Event", ctx, || {
+        let e = events();
+        (!e.is_empty()).then_some(e)
+    });
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    assert_eq!(ev[0]["involvedObject"]["name"], "egress");
+    assert_eq!(ev[0]["type"], "Warning");
+    assert!(
+        ev[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kube-vip.io/egress"),
+        "{ev:#?}"
+    );
+    // kube-vip's own output (vipHost) is never named.
+    for v in &s.vs {
+        assert!(!v.log().contains("kube-vip.io/vipHost"), "{}", v.log());
+    }
+    // The Service changes (its address moves): not named again, still one Event.
+    let svc2 = svc_vip(91);
+    api.merge_patch(
+        &svc_path("egress"),
+        &json!({"metadata": {"annotations": {"kube-vip.io/loadbalancerIPs": svc2}}}),
+    );
+    within(CONVERGE, "moved", ctx, || {
+        (s.from(&svc2) == [0, 1]).then_some(())
+    });
+    s.witness("w", &svc_vip(92));
+    for v in &s.vs {
+        assert_eq!(said(v), 1, "{}", v.log());
+    }
+    assert_eq!(events().len(), 1);
+}
+
+/// [`annotated_service`] with more annotations.
+fn annotated_service_with(name: &str, ip: &str, more: Value) -> Value {
+    let mut a = json!({"kube-vip.io/loadbalancerIPs": ip});
+    for (k, v) in more.as_object().cloned().unwrap_or_default() {
+        a[k] = v;
+    }
+    lb_service(name, a, json!({}))
 }

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
+use super::annotations;
 use super::cache::{Cache, Change, Ready, ReadyCount};
 use super::claims;
 use super::members::Members;
@@ -28,7 +29,7 @@ use super::services::{
 use super::writer::{Job, StatusWrite};
 use crate::config::ServiceSettings;
 use crate::ipam::configmap::ConfigMapPools;
-use crate::ipam::plan::{Decision, Local, Pools, Write};
+use crate::ipam::plan::{Decision, Event as PlanEvent, Local, Pools, Write};
 use crate::ipam::state::Allocator;
 use crate::ipam::{Claim, Pending};
 use crate::model::Services;
@@ -119,6 +120,8 @@ pub struct Cluster {
     plan_writes: HashMap<String, Vec<Write>>,
     /// Services whose outputs must be derived again.
     dirty: HashSet<String>,
+    /// Unsupported kube-vip annotations newly seen on a served Service, to be said once.
+    notices: Vec<(String, u64)>,
     pool_counts: HashMap<String, usize>,
     vips: Services,
     jobs: Jobs,
@@ -146,6 +149,7 @@ impl Cluster {
             decisions: HashMap::new(),
             plan_writes: HashMap::new(),
             dirty: HashSet::new(),
+            notices: Vec::new(),
             pool_counts: HashMap::new(),
             vips: Services::default(),
             jobs: Jobs::default(),
@@ -168,6 +172,15 @@ impl Cluster {
                 old.filter(|o| new.is_none_or(|n| n.svc.holder.uid != o.svc.holder.uid))
             {
                 self.alloc.set_service(&o.svc.holder.uid, None);
+            }
+            if let Some(n) = new.filter(|n| n.svc.selected) {
+                let before = old
+                    .filter(|o| o.svc.selected && o.svc.holder.uid == n.svc.holder.uid)
+                    .map_or(0, |o| o.unsupported);
+                let fresh = n.unsupported & !before;
+                if fresh != 0 {
+                    self.notices.push((ch.key.clone(), fresh));
+                }
             }
             if let Some(n) = new {
                 self.keys.insert(n.svc.holder.uid.clone(), ch.key.clone());
@@ -204,6 +217,15 @@ impl Cluster {
         let node = self.node.clone();
         let ch = self.endpoints.apply(ev, |s| slice_ready(s, &node));
         self.endpoint_change(ch);
+    }
+
+    /// The unsupported kube-vip annotations seen on a served Service since the last call,
+    /// by Service (`namespace/name`), each once: the shell logs them.
+    pub fn take_notices(&mut self) -> Vec<(String, &'static annotations::Row)> {
+        std::mem::take(&mut self.notices)
+            .into_iter()
+            .flat_map(|(key, bits)| annotations::rows(bits).map(move |r| (key.clone(), r)))
+            .collect()
     }
 
     /// An event of this node's Node: excluded from external load balancers or not (a
@@ -397,6 +419,17 @@ impl Cluster {
             if let Some(w) = self.plan_writes.get(key) {
                 jobs.extend(w.iter().cloned().map(Job::Plan));
             }
+        }
+        if let Some(r) = rec.filter(|r| r.svc.selected) {
+            jobs.extend(annotations::rows(r.unsupported).map(|row| {
+                Job::Plan(Write::Event(PlanEvent {
+                    holder: r.svc.holder.clone(),
+                    warning: true,
+                    reason: "AnnotationIgnored",
+                    message: format!("{} ignored: {}", row.name, row.reason),
+                    key: format!("annotation/{}", row.name),
+                }))
+            }));
         }
         let pending = d
             .filter(|d| d.served.is_empty())

@@ -156,6 +156,8 @@ pub struct SvcRecord {
     pub local_only: bool,
     /// Announced without endpoints ([`annotations::ALLOW_WITHOUT_ENDPOINTS`], `Cluster` only).
     pub without_endpoints: bool,
+    /// kube-vip annotations it carries that vipr does not implement ([`annotations::unsupported`]).
+    pub unsupported: u64,
     /// The ingress addresses in its status.
     pub status_ips: Vec<IpAddr>,
     /// vipr wrote that status.
@@ -216,6 +218,7 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
         local_only,
         without_endpoints: !local_only
             && annotations::allow_without_endpoints(svc.metadata.annotations.as_ref()),
+        unsupported: annotations::unsupported(svc.metadata.annotations.as_ref()),
         status_ips: status_ips(svc),
         status_by_vipr: status_written_by_vipr(svc),
         resource_version: m.resource_version.clone().unwrap_or_default(),

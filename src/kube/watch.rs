@@ -392,6 +392,9 @@ pub async fn run(
         let first = !synced_once;
         synced_once = true;
         let p = cluster.process(SystemTime::now());
+        for (service, row) in cluster.take_notices() {
+            warn!(%service, annotation = row.name, reason = row.reason, "kube-vip annotation not supported by vipr; ignored");
+        }
         if first {
             // The initial lists' pages are garbage now.
             crate::memory::release_free();

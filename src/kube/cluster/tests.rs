@@ -365,3 +365,58 @@ fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_sta
     c.process(SystemTime::UNIX_EPOCH);
     assert_eq!(eligible(&c), before);
 }
+
+#[test]
+fn an_unsupported_kube_vip_annotation_is_said_once_and_gets_one_event() {
+    let mut c = synced();
+    let with = |a: &[(&str, &str)]| {
+        let mut s = service(5, Some(&address(5)));
+        let m = s.metadata.annotations.as_mut().unwrap();
+        for (k, v) in a {
+            m.insert(k.to_string(), v.to_string());
+        }
+        s
+    };
+    let events = |c: &Cluster| -> Vec<String> {
+        c.jobs()
+            .get("default/s5")
+            .into_iter()
+            .flat_map(|j| j.iter())
+            .filter_map(|j| match j {
+                Job::Plan(Write::Event(e)) if e.reason == "AnnotationIgnored" => {
+                    Some(e.key.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    c.service(Event::Apply(with(&[("kube-vip.io/egress", "true")])));
+    c.process(SystemTime::UNIX_EPOCH);
+    let said: Vec<(String, &str)> = c
+        .take_notices()
+        .into_iter()
+        .map(|(k, r)| (k, r.name))
+        .collect();
+    assert_eq!(said, [("default/s5".to_string(), "kube-vip.io/egress")]);
+    assert_eq!(events(&c), ["annotation/kube-vip.io/egress"]);
+    // Seen again (a relist, another change): not said again; a new one is.
+    c.service(Event::Apply(with(&[
+        ("kube-vip.io/egress", "true"),
+        ("kube-vip.io/rp_filter", "2"),
+    ])));
+    c.process(SystemTime::UNIX_EPOCH);
+    let said: Vec<&str> = c.take_notices().into_iter().map(|(_, r)| r.name).collect();
+    assert_eq!(said, ["kube-vip.io/rp_filter"]);
+    assert_eq!(events(&c).len(), 2);
+    // Ignored by kube-vip.io/ignore: nothing said, no Event.
+    let mut s = with(&[
+        ("kube-vip.io/forwardUPNP", "true"),
+        ("kube-vip.io/ignore", "true"),
+    ]);
+    s.metadata.name = Some("s6".into());
+    s.metadata.uid = Some("u6".into());
+    c.service(Event::Apply(s));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(c.take_notices().is_empty());
+    assert!(c.jobs().get("default/s6").is_none());
+}
