@@ -19,6 +19,8 @@
 //! - an annotation of `pkg/kubevip/annotations.go` vipr does not implement is named once
 //!   per Service in each node's log and by one `AnnotationIgnored` Event.
 //!
+//! - `disable_service_updates=true`: served, status never written.
+//!
 //! "Never" is proven against a witness: a Service created after the one that must not
 //! appear is advertised and has its status, so the first one was seen and decided.
 
@@ -380,4 +382,41 @@ fn annotated_service_with(name: &str, ip: &str, more: Value) -> Value {
         a[k] = v;
     }
     lb_service(name, a, json!({}))
+}
+
+/// `disable_service_updates=true` (kube-vip v1.2.3 `pkg/services/services.go`: no
+/// `updateStatus`): Services are served, their status is never written. Proven against the
+/// writer's later work on the same Service: its `AnnotationIgnored` Event (Events go after
+/// status writes) exists, the status is still empty.
+#[test]
+fn disable_service_updates_serves_without_writing_status() {
+    let s = Setup::start_with(|env| {
+        env.insert("disable_service_updates".into(), "true".into());
+    });
+    let ctx = || s.ctx();
+    let api = &s.api;
+    let svc = svc_vip(95);
+    api.create_service(&annotated_service_with(
+        "quiet",
+        &svc,
+        json!({"kube-vip.io/flush-conntrack": "true"}),
+    ));
+    within(CONVERGE, "served by both", ctx, || {
+        (s.from(&svc) == [0, 1]).then_some(())
+    });
+    within(CONVERGE, "the writer's Event on the Service", ctx, || {
+        api.get("/api/v1/namespaces/default/events")?["items"]
+            .as_array()?
+            .iter()
+            .any(|e| e["involvedObject"]["name"] == "quiet" && e["reason"] == "AnnotationIgnored")
+            .then_some(())
+    });
+    assert_eq!(api.ingress_ips("quiet"), Vec::<String>::new(), "{}", ctx());
+    for v in &s.vs {
+        let warned = v
+            .log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("disable_service_updates"));
+        assert!(!warned, "not warned: implemented\n{}", v.log());
+    }
 }

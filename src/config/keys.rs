@@ -151,6 +151,7 @@ pub const KEYS: &[Key] = &[
     k(Arp, "svc_election", &["servicesElection"], "one Lease per Service (ARP mode)"),
     k(Services, "lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
     k(Services, "lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),
+    k(Services, "disable_service_updates", &["disableServiceUpdates"], "serve Services without writing their status.loadBalancer.ingress (false)"),
     // IPVS control-plane load balancing (kube-vip).
     k(Lb, "lb_enable", &["lbEnable", "enableLoadBalancer"], "load-balance the control-plane VIP across API servers"),
     k(Lb, "lb_port", &["lbPort"], "load balancer port (6443)"),

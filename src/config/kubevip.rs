@@ -222,7 +222,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     refuse("enable_service_security", False, "vipr does not restrict a VIP to its Services' ports"),
     refuse("enable_upnp", False, "UPnP port forwarding is not supported"),
     refuse("mirror_dest_interface", Never, "traffic mirroring is not supported"),
-    refuse("disable_service_updates", False, "vipr always writes the served address into status.loadBalancer.ingress (kube-proxy routes in-cluster traffic to it)"),
     refuse("lb_class_legacy_handling", True, "vipr serves Services without a loadBalancerClass unless lb_class_only (kube-vip's default legacy handling); the other handling is not supported"),
     refuse("vip_servicesinterface", SameAs("vip_interface"), "vipr puts every VIP on vip_interface; for Services on another interface run a second vipr (vipr_instance) with svc_enable and that vip_interface"),
     refuse("vip_loseleadership", False, "giving up the Lease when the interface goes down is not supported"),

@@ -189,6 +189,10 @@ pub struct ServiceSettings {
     pub pool_configmap: Option<(String, String)>,
     /// Where address claims live (`vipr_claims_namespace`).
     pub claims_namespace: String,
+    /// Write `status.loadBalancer.ingress` of the Services served (not
+    /// `disable_service_updates`, kube-vip v1.2.3 `pkg/services/services.go`
+    /// `configureService`: `if !DisableServiceUpdates { updateStatus }`).
+    pub status_updates: bool,
 }
 
 /// Where the BGP Identifier comes from.

@@ -304,6 +304,13 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "disable_service_updates",
+            "true",
+            |c| !c.services.status_updates,
+            Some("x"),
+            &[],
+        ),
+        (
             "lb_class_name",
             "vipr",
             |c| c.services.filter.class_name == "vipr",
@@ -1032,7 +1039,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 45, 30, 21)
+            (96, 46, 30, 20)
         );
     }
 

@@ -405,7 +405,7 @@ impl Cluster {
             _ => None,
         };
         let mut jobs: Vec<Job> = Vec::new();
-        if let Some(r) = rec {
+        if let Some(r) = rec.filter(|_| self.settings.status_updates) {
             if let Some(p) = status_change(r, vip.as_ref(), d) {
                 jobs.push(Job::Status(StatusWrite {
                     namespace: r.svc.holder.namespace.clone(),

@@ -25,6 +25,7 @@ fn settings(pools: &[&str]) -> ServiceSettings {
         pools_required: false,
         pool_configmap: None,
         claims_namespace: "kube-system".into(),
+        status_updates: true,
     }
 }
 
@@ -419,4 +420,41 @@ fn an_unsupported_kube_vip_annotation_is_said_once_and_gets_one_event() {
     c.process(SystemTime::UNIX_EPOCH);
     assert!(c.take_notices().is_empty());
     assert!(c.jobs().get("default/s6").is_none());
+}
+
+#[test]
+fn disable_service_updates_writes_no_status_at_all() {
+    let mut s = settings(&[]);
+    s.status_updates = false;
+    let mut c = Cluster::new("node-a", s, Local::default());
+    for ev in [Event::Init, Event::InitDone] {
+        c.endpoints(ev);
+    }
+    c.claim(Event::InitDone);
+    c.node(Event::InitDone);
+    c.service(Event::Apply(service(1, Some("10.100.0.9"))));
+    c.endpoints(Event::Apply(endpoints(1, "node-b")));
+    // A status vipr wrote earlier, for an address since removed: not cleared either.
+    let mut stale = service(2, None);
+    stale.status = Some(
+        serde_json::from_value(
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "10.100.0.10"}]}}),
+        )
+        .unwrap(),
+    );
+    stale.metadata.managed_fields = Some(vec![serde_json::from_value(serde_json::json!({
+        "manager": "vipr", "operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:loadBalancer": {}}}
+    }))
+    .unwrap()]);
+    c.service(Event::Apply(stale));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(c.vips()["default/s1"].eligible().is_ok(), "served");
+    let statuses = c
+        .jobs()
+        .values()
+        .flat_map(|j| j.iter())
+        .filter(|j| matches!(j, Job::Status(_)))
+        .count();
+    assert_eq!(statuses, 0, "{:?}", c.jobs());
 }

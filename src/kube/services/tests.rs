@@ -16,6 +16,7 @@ fn settings(f: &Filter) -> ServiceSettings {
         pools_required: false,
         pool_configmap: None,
         claims_namespace: "kube-system".into(),
+        status_updates: true,
     }
 }
 
