@@ -19,7 +19,8 @@
 //! - an annotation of `pkg/kubevip/annotations.go` vipr does not implement is named once
 //!   per Service in each node's log and by one `AnnotationIgnored` Event.
 //!
-//! - `disable_service_updates=true`: served, status never written.
+//! - `disable_service_updates=true`: served, status never written;
+//! - `enable_node_labeling=true`: kube-vip's Node labels follow what each node serves.
 //!
 //! "Never" is proven against a witness: a Service created after the one that must not
 //! appear is advertised and has its status, so the first one was seen and decided.
@@ -62,6 +63,19 @@ impl Setup {
     fn start_with(more: impl Fn(&mut std::collections::BTreeMap<String, String>)) -> Setup {
         let lab = Lab::new(NODES);
         let api = ApiServer::start(&lab.router);
+        // The Node objects (no kubelet registers them); node0 with a kube-vip label left
+        // over from an earlier run.
+        for i in 0..NODES {
+            let mut labels = json!({});
+            if i == 0 {
+                labels = json!({"service-provided.kube-vip.io/gone.default": "192.0.2.99"});
+            }
+            api.create(
+                "/api/v1/nodes",
+                &json!({"apiVersion": "v1", "kind": "Node",
+                        "metadata": {"name": format!("node{i}"), "labels": labels}}),
+            );
+        }
         let bird = Bird::start(&lab.router, &bird_router_conf(&[0, 1]));
         let dirs: Vec<TempDir> = (0..NODES).map(|_| workdir()).collect();
         let vs: Vec<Vipr> = (0..NODES)
@@ -248,12 +262,6 @@ fn a_node_labelled_exclude_from_external_load_balancers_withdraws_service_routes
     });
     let ctx = || s.ctx();
     let api = &s.api;
-    for i in 0..NODES {
-        api.create(
-            "/api/v1/nodes",
-            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node{i}")}}),
-        );
-    }
     let svc = svc_vip(80);
     api.create_service(&annotated_service("web", &svc, json!({})));
     within(
@@ -419,4 +427,77 @@ fn disable_service_updates_serves_without_writing_status() {
             .any(|l| l.contains("WARN") && l.contains("disable_service_updates"));
         assert!(!warned, "not warned: implemented\n{}", v.log());
     }
+}
+
+/// kube-vip's labels on the Node (`kube-vip.io/has-ip`, `service-provided.kube-vip.io/…`).
+fn kube_vip_labels(api: &ApiServer, node: &str) -> std::collections::BTreeMap<String, String> {
+    api.get(&format!("/api/v1/nodes/{node}"))
+        .and_then(|n| n["metadata"]["labels"].as_object().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| {
+            k == "kube-vip.io/has-ip" || k.starts_with("service-provided.kube-vip.io/")
+        })
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// `enable_node_labeling=true` (kube-vip v1.2.3 `pkg/node/labeler`, `pkg/kubevip/labels.go`):
+/// each node carries `kube-vip.io/has-ip=<control-plane VIP>` and
+/// `service-provided.kube-vip.io/<service>.<namespace>=<VIP>` while it serves them; a label
+/// left over from an earlier run goes at start; a node that stops serving a Service (it is
+/// excluded from external load balancers) loses its label, and at SIGTERM a node removes
+/// its own.
+#[test]
+fn enable_node_labeling_labels_the_nodes_serving_each_vip() {
+    let mut s = Setup::start_with(|env| {
+        env.insert("enable_node_labeling".into(), "true".into());
+        env.insert("cp_enable".into(), "true".into());
+        env.insert("address".into(), "192.0.2.10".into());
+    });
+    let ctx = || s.ctx();
+    let api = &s.api;
+    let svc = svc_vip(96);
+    api.create_service(&annotated_service("web", &svc, json!({})));
+    let want: std::collections::BTreeMap<String, String> = [
+        ("kube-vip.io/has-ip".to_string(), "192.0.2.10".to_string()),
+        (
+            "service-provided.kube-vip.io/web.default".to_string(),
+            svc.clone(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    for node in ["node0", "node1"] {
+        within(
+            CONVERGE,
+            "both labels on each node, the leftover gone",
+            ctx,
+            || (kube_vip_labels(api, node) == want).then_some(()),
+        );
+    }
+    // node0 stops serving the Service: its Service label goes, has-ip stays.
+    label_node(api, "node0", json!(""));
+    within(CONVERGE, "node0's Service label removed", ctx, || {
+        let l = kube_vip_labels(api, "node0");
+        (l.len() == 1 && l.contains_key("kube-vip.io/has-ip")).then_some(())
+    });
+    assert_eq!(kube_vip_labels(api, "node1"), want);
+    // The Service is deleted: node1's Service label goes.
+    api.delete_service("web");
+    within(CONVERGE, "node1's Service label removed", ctx, || {
+        (kube_vip_labels(api, "node1").len() == 1).then_some(())
+    });
+    // SIGTERM: node1 removes its own labels on the way out.
+    let log = s.ctx();
+    let mut v1 = s.vs.pop().expect("node1");
+    v1.signal(15);
+    v1.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(
+        kube_vip_labels(&s.api, "node1"),
+        Default::default(),
+        "{log}\n{}",
+        v1.log()
+    );
+    assert_eq!(kube_vip_labels(&s.api, "node0").len(), 1);
 }

@@ -141,6 +141,7 @@ fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
         state_dir,
         kubeconfig: PathBuf::from(r.string("k8s_config_file", "/etc/kubernetes/admin.conf")),
         log_json,
+        node_labeling: r.bool("enable_node_labeling", false)?,
     })
 }
 

@@ -118,6 +118,7 @@ pub const KEYS: &[Key] = &[
     k(Services, "svc_enable", &["services"], "serve Services of type LoadBalancer"),
     k(Services, "svc_namespace", &[], "only Services in this namespace (all when empty)"),
     k(Node, "vip_nodename", &["nodename", "nodeName"], "this node's name (defaults to the hostname)"),
+    k(Node, "enable_node_labeling", &["enableNodeLabeling"], "label this node with the VIPs it serves: kube-vip.io/has-ip (control plane), service-provided.kube-vip.io/<service>.<namespace> (false)"),
     // BGP (kube-vip).
     k(Node, "bgp_enable", &["bgp"], "BGP mode"),
     k(Bgp, "bgp_routerid", &["bgpRouterID"], "BGP router id (unique per node)"),

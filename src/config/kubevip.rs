@@ -238,7 +238,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("dhcp_backoff_attempts", "vipr has no DHCP client (see dhcp_mode)"),
     warn("dns_mode", "address takes IP addresses only in vipr (a DNS name is refused): there is nothing to resolve"),
     warn("enable_endpoints", "vipr reads EndpointSlices, and core/v1 Endpoints only where EndpointSlice v1 is not served"),
-    warn("enable_node_labeling", "vipr does not label the node that holds a VIP"),
     warn("health_check_port", "vipr serves /healthz and /readyz on prometheus_server's address; point probes there"),
     warn("instance_name", "it names kube-vip's egress nftables table, and egress is not supported; vipr_instance names a vipr instance"),
     warn("iptables_backend", "vipr writes no iptables rules (its load balancer uses IPVS or nftables)"),

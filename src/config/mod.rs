@@ -111,6 +111,8 @@ pub struct NodeSettings {
     pub kubeconfig: PathBuf,
     /// Log as JSON lines (`vipr_log_format`).
     pub log_json: bool,
+    /// Label this node's Node with the VIPs it serves (`enable_node_labeling`).
+    pub node_labeling: bool,
 }
 
 /// Where VIP addresses are put, and the VIPs served without a source of their own.
@@ -440,6 +442,7 @@ impl Config {
             || (self.node.mode == Mode::Arp && self.arp.election.is_some())
             || matches!(self.peer_source, PeerSource::Annotations { .. })
             || (self.lb.enabled && self.lb.backends.is_empty())
+            || self.node.node_labeling
     }
 
     /// Every VIP this node serves from configuration (control plane first, then static).

@@ -304,6 +304,13 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "enable_node_labeling",
+            "true",
+            |c| c.node.node_labeling,
+            Some("x"),
+            &[],
+        ),
+        (
             "disable_service_updates",
             "true",
             |c| !c.services.status_updates,
@@ -1039,7 +1046,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 46, 30, 20)
+            (96, 47, 29, 20)
         );
     }
 

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod claims;
 pub mod cluster;
 pub mod elections;
+pub mod labels;
 pub mod lease;
 pub mod members;
 pub mod node;

@@ -8,6 +8,7 @@
 //! | ... + `svc_election` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
+//! | `enable_node_labeling` | GET of its own Node, merge patch of its labels | nodes get/patch |
 //!
 //! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
 //! `svc_namespace`), into one ClusterRole otherwise. API discovery (`/apis/...`, used to tell
@@ -195,6 +196,16 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             vec![],
             &["get", "list", "watch"],
             why.join("; "),
+        ));
+    }
+    if c.node.node_labeling {
+        g.push(grant(
+            None,
+            "",
+            "nodes",
+            vec![],
+            &["get", "patch"],
+            "enable_node_labeling: kube-vip's labels (kube-vip.io/has-ip, service-provided.kube-vip.io/*) on this node's Node",
         ));
     }
     g

@@ -225,6 +225,18 @@ fn rbac_is_least_privilege_for_each_mode() {
         ]),
         nodes
     );
+    // enable_node_labeling: get and patch Nodes (a Node's own name is not known when the
+    // manifest is rendered for a DaemonSet), only when asked for.
+    let mut want = svc.clone();
+    want.insert(6, rule("", "", "nodes", &[], &["get", "patch"]));
+    let got = rbac_rules(&[
+        "--bgp",
+        "--services",
+        "--bgppeers",
+        "10.0.0.1:65000::false",
+        "--enableNodeLabeling",
+    ]);
+    assert_eq!(got, want);
     // IPVS/nftables backends from the control-plane Nodes; none with static backends.
     assert_eq!(rbac_rules(&[BGP_CP, &["--lbEnable"]].concat()), nodes);
     assert_eq!(
