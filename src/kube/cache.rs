@@ -1,6 +1,6 @@
 //! Compact caches fed by watch events: each object is read into the little vipr needs the
-//! moment it arrives (a [`super::services::SvcRecord`], one bit for an endpoint object, a
-//! claim) and the object itself is dropped, so memory follows what vipr uses, not the size
+//! moment it arrives (a [`super::services::SvcRecord`], a [`Ready`] for an endpoint object
+//! with a ready endpoint, a claim) and the object itself is dropped, so memory follows what vipr uses, not the size
 //! of the objects (a plain reflector keeps every Service and every endpoint whole, with
 //! managedFields). Each event says what it changed, so the caller's work follows the
 //! change. A relist (after a watch expired or at start) is a mark-and-sweep: only objects

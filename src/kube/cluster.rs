@@ -6,6 +6,11 @@
 //! shares every unchanged entry, and a consumer diffs two snapshots in time proportional to
 //! what changed. So an event costs the objects it touched, not the cluster.
 //!
+//! Besides the Services and their endpoints (a Service is served only while it has a ready
+//! endpoint, kube-vip's rule), this node's own Node says whether it is excluded from
+//! external load balancers, and the Services' kube-vip annotations vipr does not implement
+//! are said once ([`Cluster::take_notices`]) and get one Event each.
+//!
 //! Pure: events and the time in, snapshots out. `watch.rs` is the async shell.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

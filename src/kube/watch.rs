@@ -1,6 +1,7 @@
 //! The Service watcher's async shell: watch streams for Services, for EndpointSlices (v1)
 //! or, where discovery.k8s.io/v1 is not served (Kubernetes < 1.21), core/v1 Endpoints, for
-//! the address claims and member Leases, and for kube-vip-cloud-provider's ConfigMap; each
+//! the address claims and member Leases, for this node's own Node (its
+//! exclude-from-external-load-balancers label), and for kube-vip-cloud-provider's ConfigMap; each
 //! event goes straight into [`Cluster`], which keeps only what vipr reads and derives only
 //! what the event changed. At most once per [`BATCH`] it publishes the Services this node
 //! may serve (level-triggered: a persistent map, so a lost event cannot leave a stale
