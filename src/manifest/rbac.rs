@@ -90,7 +90,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             "endpointslices",
             vec![],
             &["list", "watch"],
-            "svc_enable: local endpoints (externalTrafficPolicy: Local), Kubernetes 1.21+",
+            "svc_enable: ready endpoints (a Service is announced only with one; externalTrafficPolicy: Local, on this node), Kubernetes 1.21+",
         ));
         g.push(grant(
             svc_ns,
@@ -98,7 +98,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             "endpoints",
             vec![],
             &["list", "watch"],
-            "svc_enable: local endpoints on servers without EndpointSlice v1 (< 1.21)",
+            "svc_enable: ready endpoints on servers without EndpointSlice v1 (< 1.21)",
         ));
         g.push(grant(
             svc_ns,
