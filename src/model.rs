@@ -441,6 +441,25 @@ mod tests {
             assert_eq!(s.service(&svc(false, false, true, false)), Ok(()), "{why}");
             assert_eq!(s.service(&svc(false, false, false, true)), Ok(()), "{why}");
         }
+        // Excluded from external load balancers: no Service VIP, except as the holder of
+        // the one Services Lease.
+        let mut x = svc(false, false, true, false);
+        x.node_excluded = true;
+        for (mode, election, want) in [
+            (Mode::Bgp, None, Err(HeldBack::NodeExcluded)),
+            (Mode::Arp, None, Err(HeldBack::NodeExcluded)),
+            (Mode::Arp, Some(true), Err(HeldBack::NodeExcluded)),
+            (Mode::Arp, Some(false), Ok(())),
+        ] {
+            let s = Serving {
+                mode,
+                election,
+                health: Health::NotChecked,
+                leadership: &all,
+            };
+            assert_eq!(s.service(&x), want, "{mode:?} {election:?}");
+        }
+        assert_eq!(x.backends(), Ok(()), "its status is still written");
         // Local: the local endpoint decides first (BGP, and who contends in ARP).
         assert_eq!(
             svc(true, false, false, false).eligible(),
