@@ -60,7 +60,7 @@ for _ in $(seq 1 100); do
 done
 for i in $(seq 1 "$SERVICES"); do
   curl_api -f -o /dev/null -X POST -H 'Content-Type: application/json' </dev/null \
-    -d "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"s$i\"},\"spec\":{\"type\":\"LoadBalancer\",\"ports\":[{\"port\":80}]}}" \
+    -d "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"s$i\",\"annotations\":{\"kube-vip.io/allow-reconcile-without-endpoints\":\"true\"}},\"spec\":{\"type\":\"LoadBalancer\",\"ports\":[{\"port\":80}]}}" \
     "$API/api/v1/namespaces/default/services"
 done
 sleep 2

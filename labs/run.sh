@@ -179,6 +179,9 @@ metadata:
   namespace: default
   annotations:
     kube-vip.io/loadbalancerIPs: 198.51.100.10
+    # The lab runs no controller-manager, so no endpoints: like kube-vip, vipr announces a
+    # Service without a ready endpoint only when asked to.
+    kube-vip.io/allow-reconcile-without-endpoints: "true"
 spec:
   type: LoadBalancer
   ports:

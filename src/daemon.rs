@@ -366,6 +366,15 @@ impl Daemon {
         let peers = w.bgp(c.peers_known.0.clone(), c.peer_addrs.0.clone())?;
         let elections = w.kube(&c);
         let lb = w.lb(&c.leadership.1);
+        if let (true, Some(client)) = (node.node_labeling, &client) {
+            // The labels follow what the reconciler serves; removed when it is cancelled.
+            tasks.spawn(kube::labels::run(
+                client.clone(),
+                node.name.clone(),
+                c.vips.1.clone(),
+                w.cancel.clone(),
+            ));
+        }
         let restart = restart::RestartInPlace::default();
         let reconciler = w.reconciler(c, restart.clone());
         let (cancel, release) = (w.cancel.clone(), w.release.clone());

@@ -137,6 +137,13 @@ pub struct ServiceVip {
     pub local_only: bool,
     /// This node has a ready (or, during termination, serving) endpoint.
     pub local_endpoint: bool,
+    /// Some node has a ready (or, during termination, serving) endpoint.
+    pub endpoint_anywhere: bool,
+    /// `kube-vip.io/allow-reconcile-without-endpoints: "true"` on an
+    /// `externalTrafficPolicy: Cluster` Service: served without any endpoint.
+    pub without_endpoints: bool,
+    /// This node is labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    pub node_excluded: bool,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
     /// Annotated `kube-vip.io/forcePerServiceElection: "true"`: a Lease of its own with
@@ -155,14 +162,48 @@ impl ServiceVip {
         per_service || (on_demand && self.force_election)
     }
 
-    /// Whether this node may serve the Service at all, before any Lease: with
-    /// `externalTrafficPolicy: Local` only with a ready local endpoint. (In BGP mode this is
-    /// the whole decision; in ARP mode only such nodes compete for a per-Service Lease.)
+    /// Whether this node may serve the Service at all, before any Lease: not on a node
+    /// excluded from external load balancers, only while the Service has an endpoint
+    /// ([`Self::has_endpoints`]), and with `externalTrafficPolicy: Local` only with a ready
+    /// local endpoint. (In BGP mode this is the whole decision; in ARP mode only such nodes
+    /// compete for a per-Service Lease.)
     pub fn eligible(&self) -> Result<(), HeldBack> {
+        self.node_ok()?;
+        self.backends()
+    }
+
+    /// [`Self::eligible`] but for this node's labels: whether the Service's status is this
+    /// node's to write (an excluded node still writes it, as MetalLB's controller does for
+    /// every Service whatever its speakers).
+    pub fn backends(&self) -> Result<(), HeldBack> {
         if self.local_only && !self.local_endpoint {
             Err(HeldBack::NoLocalEndpoint)
         } else {
+            self.has_endpoints()
+        }
+    }
+
+    /// Kubernetes' `node.kubernetes.io/exclude-from-external-load-balancers` (any value, as
+    /// MetalLB v0.16.1 `internal/k8s/nodes/nodes.go` `IsNodeExcludedFromBalancers` and the
+    /// service controller read it): this node announces no Service VIP.
+    pub fn node_ok(&self) -> Result<(), HeldBack> {
+        if self.node_excluded {
+            Err(HeldBack::NodeExcluded)
+        } else {
             Ok(())
+        }
+    }
+
+    /// kube-vip v1.2.3 (`pkg/endpoints/endpoints.go`, `Processor.AddOrModify`) announces a
+    /// Service only once it has an endpoint (for `externalTrafficPolicy: Cluster` anywhere
+    /// in the cluster), and withdraws it when the last one goes; `Cluster` Services opt out
+    /// with `kube-vip.io/allow-reconcile-without-endpoints: "true"`
+    /// (`shouldAllowReconcileWithoutEndpoints`, which never applies to `Local`).
+    pub fn has_endpoints(&self) -> Result<(), HeldBack> {
+        if self.endpoint_anywhere || self.without_endpoints {
+            Ok(())
+        } else {
+            Err(HeldBack::NoEndpoint)
         }
     }
 }
@@ -183,6 +224,10 @@ pub enum HeldBack {
     NotLeader,
     /// `externalTrafficPolicy: Local` and no ready endpoint on this node.
     NoLocalEndpoint,
+    /// No ready endpoint anywhere, and not `kube-vip.io/allow-reconcile-without-endpoints`.
+    NoEndpoint,
+    /// This node is labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    NodeExcluded,
     /// The address could not be put on the interface (retried at the next resync).
     AddFailed(String),
     /// The Service may not have this address.
@@ -198,6 +243,12 @@ impl fmt::Display for HeldBack {
             HeldBack::NoLocalEndpoint => {
                 f.write_str("externalTrafficPolicy: Local and no ready endpoint on this node")
             }
+            HeldBack::NoEndpoint => f.write_str(
+                "no ready endpoint in the cluster (kube-vip.io/allow-reconcile-without-endpoints is not \"true\")",
+            ),
+            HeldBack::NodeExcluded => f.write_str(
+                "this node is labelled node.kubernetes.io/exclude-from-external-load-balancers",
+            ),
             HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
             HeldBack::Refused(r) => write!(f, "refused: {r}"),
         }
@@ -275,13 +326,20 @@ impl Serving<'_> {
         }
     }
 
-    /// A Service's VIP: in BGP mode its eligibility; in ARP mode the Lease (the Services
-    /// Lease, or the Service's own with `svc_election`), everywhere without election.
+    /// A Service's VIP: in BGP mode its eligibility; in ARP mode, once it has endpoints,
+    /// the Lease (the Services Lease, or the Service's own with `svc_election`), everywhere
+    /// without election. A node excluded from external load balancers serves none, except
+    /// as the holder of the one Services Lease: it contends for that Lease like any node,
+    /// and a holder that served nothing would leave every Service unserved.
     pub fn service(&self, s: &ServiceVip) -> Result<(), HeldBack> {
         match (self.mode, self.election) {
             (Mode::Bgp, _) => s.eligible(),
-            (Mode::Arp, None) => Ok(()),
+            (Mode::Arp, None) => s.node_ok().and_then(|()| s.has_endpoints()),
             (Mode::Arp, Some(per_service)) => {
+                if s.own_lease(per_service, self.on_demand) {
+                    s.node_ok()?;
+                }
+                s.has_endpoints()?;
                 let held = if s.own_lease(per_service, self.on_demand) {
                     self.leadership.per_service.contains(&s.key())
                 } else {
@@ -380,4 +438,90 @@ pub struct VipState {
     pub advertised: bool,
     /// Held back, and why (e.g. the health check failing).
     pub held_back: Option<HeldBack>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(local_only: bool, local: bool, anywhere: bool, allowed: bool) -> ServiceVip {
+        ServiceVip {
+            namespace: "default".into(),
+            name: "web".into(),
+            ips: vec!["198.51.100.1".parse().unwrap()],
+            refused: vec![],
+            source: AddressSource::Annotation,
+            local_only,
+            local_endpoint: local,
+            endpoint_anywhere: anywhere,
+            without_endpoints: allowed,
+            node_excluded: false,
+            status_ips: vec![],
+            force_election: false,
+        }
+    }
+
+    #[test]
+    fn no_mode_serves_a_service_without_a_ready_endpoint_unless_allowed() {
+        let all = Leadership {
+            control_plane: true,
+            services: true,
+            per_service: ["default/web".to_string()].into_iter().collect(),
+            ..Leadership::default()
+        };
+        for (mode, election) in [
+            (Mode::Bgp, None),
+            (Mode::Arp, None),
+            (Mode::Arp, Some(false)),
+            (Mode::Arp, Some(true)),
+        ] {
+            let s = Serving {
+                mode,
+                election,
+                health: Health::NotChecked,
+                leadership: &all,
+                on_demand: false,
+                cp_leased: election.is_some(),
+            };
+            let why = format!("{mode:?} {election:?}");
+            assert_eq!(
+                s.service(&svc(false, false, false, false)),
+                Err(HeldBack::NoEndpoint),
+                "{why}"
+            );
+            assert_eq!(s.service(&svc(false, false, true, false)), Ok(()), "{why}");
+            assert_eq!(s.service(&svc(false, false, false, true)), Ok(()), "{why}");
+        }
+        // Excluded from external load balancers: no Service VIP, except as the holder of
+        // the one Services Lease.
+        let mut x = svc(false, false, true, false);
+        x.node_excluded = true;
+        for (mode, election, want) in [
+            (Mode::Bgp, None, Err(HeldBack::NodeExcluded)),
+            (Mode::Arp, None, Err(HeldBack::NodeExcluded)),
+            (Mode::Arp, Some(true), Err(HeldBack::NodeExcluded)),
+            (Mode::Arp, Some(false), Ok(())),
+        ] {
+            let s = Serving {
+                mode,
+                election,
+                health: Health::NotChecked,
+                leadership: &all,
+                on_demand: false,
+                cp_leased: election.is_some(),
+            };
+            assert_eq!(s.service(&x), want, "{mode:?} {election:?}");
+        }
+        assert_eq!(x.backends(), Ok(()), "its status is still written");
+        // Local: the local endpoint decides first (BGP, and who contends in ARP).
+        assert_eq!(
+            svc(true, false, false, false).eligible(),
+            Err(HeldBack::NoLocalEndpoint)
+        );
+        assert_eq!(
+            svc(true, false, true, false).eligible(),
+            Err(HeldBack::NoLocalEndpoint)
+        );
+        assert_eq!(svc(true, true, true, false).eligible(), Ok(()));
+    }
 }

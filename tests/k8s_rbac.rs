@@ -10,7 +10,8 @@
 //! the VIP on eth0, and neither logs a permission error any more.
 //!
 //! The rules (what a vipr manifest needs): services list/watch, services/status
-//! patch/update, endpoints list/watch (cluster-wide); leases get/list/watch/create/update
+//! patch/update, endpoints list/watch, nodes list/watch (its own Node's
+//! exclude-from-external-load-balancers label) (cluster-wide); leases get/list/watch/create/update
 //! in `cp_namespace` (kube-system). `list` on leases is needed by the Lease watch (a list
 //! restricted to one name by a field selector, then a watch).
 
@@ -36,6 +37,7 @@ fn rules() -> (Value, Value) {
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch", "update"]},
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
     ]);
     let leases = json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],

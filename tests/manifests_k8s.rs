@@ -432,6 +432,9 @@ fn generated_rbac_is_enough_and_no_more_for_each_mode() {
             ("create", coord, "leases", "", ks, ""),
             ("delete", coord, "leases", "", ks, "vipr-addr-198-51-100-60"),
             ("get", "", "configmaps", "", ks, "kubevip"),
+            // Its own Node's exclude-from-external-load-balancers label.
+            ("list", "", "nodes", "", "", ""),
+            ("watch", "", "nodes", "", "", ""),
         ],
         &[
             ("update", "", "services", "", "default", "web"),
@@ -440,8 +443,7 @@ fn generated_rbac_is_enough_and_no_more_for_each_mode() {
             ("create", coord, "leases", "", "default", ""),
             ("get", "", "configmaps", "", ks, "coredns"),
             ("update", "", "configmaps", "", ks, "kubevip"),
-            ("list", "", "nodes", "", "", ""),
-            ("get", "", "nodes", "", "", "node0"),
+            ("patch", "", "nodes", "", "", "node0"),
             secrets,
             pods,
         ],
@@ -489,7 +491,7 @@ fn generated_rbac_is_enough_and_no_more_for_each_mode() {
     );
     // And a plain request for something the mode does not need is refused.
     for (who, token, path) in [
-        ("vipr-bgp", &tok_a, "/api/v1/nodes"),
+        ("vipr-bgp", &tok_a, "/api/v1/namespaces/kube-system/secrets"),
         ("vipr-arp", &tok_b, "/api/v1/services"),
         (
             "vipr-arp",

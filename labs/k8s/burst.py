@@ -29,9 +29,11 @@ def main():
         conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=30)
         for i in range(k, count, threads):
             name = f"{prefix}{i}"
-            meta = {"name": name}
+            # No controller-manager writes endpoints here: vipr, as kube-vip, announces a
+            # Service without a ready endpoint only with this opt-in.
+            meta = {"name": name, "annotations": {"kube-vip.io/allow-reconcile-without-endpoints": "true"}}
             if fmt:
-                meta["annotations"] = {"kube-vip.io/loadbalancerIPs": fmt.format(i=i, hi=i // 250, lo=i % 250 + 1)}
+                meta["annotations"]["kube-vip.io/loadbalancerIPs"] = fmt.format(i=i, hi=i // 250, lo=i % 250 + 1)
             body = json.dumps({
                 "apiVersion": "v1", "kind": "Service", "metadata": meta,
                 "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},

@@ -167,6 +167,7 @@ fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
                 })
         })?,
         log_json,
+        node_labeling: r.bool("enable_node_labeling", false)?,
     })
 }
 
@@ -280,6 +281,7 @@ fn services(r: &Reader) -> Result<ServiceSettings, ConfigError> {
         pools_required: r.bool("vipr_pools_required", false)?,
         pool_configmap: configmap,
         claims_namespace: r.string("vipr_claims_namespace", "kube-system"),
+        status_updates: !r.bool("disable_service_updates", false)?,
     })
 }
 

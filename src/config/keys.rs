@@ -118,6 +118,7 @@ pub const KEYS: &[Key] = &[
     k(Services, "svc_enable", &["services"], "serve Services of type LoadBalancer"),
     k(Services, "svc_namespace", &[], "only Services in this namespace (all when empty)"),
     k(Node, "vip_nodename", &["nodename", "nodeName"], "this node's name (defaults to the hostname)"),
+    k(Node, "enable_node_labeling", &["enableNodeLabeling"], "label this node with the VIPs it serves: kube-vip.io/has-ip (control plane), service-provided.kube-vip.io/<service>.<namespace> (false)"),
     // BGP (kube-vip).
     k(Node, "bgp_enable", &["bgp"], "BGP mode"),
     k(Bgp, "bgp_routerid", &["bgpRouterID"], "BGP router id (unique per node)"),
@@ -155,6 +156,7 @@ pub const KEYS: &[Key] = &[
     k(Arp, "svc_leasename", &["servicesLeaseName"], "the Lease for all Services without svc_election (plndr-svcs-lock), or namespace/name"),
     k(Services, "lb_class_only", &["lbClassOnly"], "only serve Services with lb_class_name"),
     k(Services, "lb_class_name", &["lbClassName"], "loadBalancerClass to serve (kube-vip.io/kube-vip-class)"),
+    k(Services, "disable_service_updates", &["disableServiceUpdates"], "serve Services without writing their status.loadBalancer.ingress (false)"),
     // IPVS control-plane load balancing (kube-vip).
     k(Lb, "lb_enable", &["lbEnable", "enableLoadBalancer"], "load-balance the control-plane VIP across API servers"),
     k(Lb, "lb_port", &["lbPort"], "load balancer port (6443)"),

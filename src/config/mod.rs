@@ -114,6 +114,8 @@ pub struct NodeSettings {
     pub kubernetes_addr: Option<hyper::Uri>,
     /// Log as JSON lines (`vipr_log_format`).
     pub log_json: bool,
+    /// Label this node's Node with the VIPs it serves (`enable_node_labeling`).
+    pub node_labeling: bool,
 }
 
 /// Where VIP addresses are put, and the VIPs served without a source of their own.
@@ -192,6 +194,10 @@ pub struct ServiceSettings {
     pub pool_configmap: Option<(String, String)>,
     /// Where address claims live (`vipr_claims_namespace`).
     pub claims_namespace: String,
+    /// Write `status.loadBalancer.ingress` of the Services served (not
+    /// `disable_service_updates`, kube-vip v1.2.3 `pkg/services/services.go`
+    /// `configureService`: `if !DisableServiceUpdates { updateStatus }`).
+    pub status_updates: bool,
 }
 
 /// Where the BGP Identifier comes from.
@@ -466,6 +472,7 @@ impl Config {
                     .is_some_and(|e| e.bgp_leader_only))
             || matches!(self.peer_source, PeerSource::Annotations { .. })
             || (self.lb.enabled && self.lb.backends.is_empty())
+            || self.node.node_labeling
     }
 
     /// Every VIP this node serves from configuration (control plane first, then static).

@@ -122,5 +122,8 @@ pub fn fixed_differences(old: &NodeSettings, new: &NodeSettings) -> Vec<&'static
     if old.log_json != new.log_json {
         out.push("vipr_log_format");
     }
+    if old.node_labeling != new.node_labeling {
+        out.push("enable_node_labeling");
+    }
     out
 }

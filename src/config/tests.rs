@@ -350,6 +350,20 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "enable_node_labeling",
+            "true",
+            |c| c.node.node_labeling,
+            Some("x"),
+            &[],
+        ),
+        (
+            "disable_service_updates",
+            "true",
+            |c| !c.services.status_updates,
+            Some("x"),
+            &[],
+        ),
+        (
             "lb_class_name",
             "vipr",
             |c| c.services.filter.class_name == "vipr",

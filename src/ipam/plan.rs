@@ -167,7 +167,8 @@ pub struct Event {
     pub holder: Holder,
     /// `Normal` or `Warning`.
     pub warning: bool,
-    /// `IPAllocated`, `AddressRefused`, `AllocationFailed`, `AddressOutsidePool`.
+    /// `IPAllocated`, `AddressRefused`, `AllocationFailed`, `AddressOutsidePool`, and the
+    /// watcher's `AnnotationIgnored` (`kube/annotations.rs`).
     pub reason: &'static str,
     /// The text `kubectl describe` shows.
     pub message: String,

@@ -1,6 +1,6 @@
 //! Compact caches fed by watch events: each object is read into the little vipr needs the
-//! moment it arrives (a [`super::services::SvcRecord`], one bit for an endpoint object, a
-//! claim) and the object itself is dropped, so memory follows what vipr uses, not the size
+//! moment it arrives (a [`super::services::SvcRecord`], a [`Ready`] for an endpoint object
+//! with a ready endpoint, a claim) and the object itself is dropped, so memory follows what vipr uses, not the size
 //! of the objects (a plain reflector keeps every Service and every endpoint whole, with
 //! managedFields). Each event says what it changed, so the caller's work follows the
 //! change. A relist (after a watch expired or at start) is a mark-and-sweep: only objects
@@ -126,44 +126,55 @@ impl<V: PartialEq + Clone> Cache<V> {
     }
 }
 
-/// Which Services have a ready endpoint on this node, from the endpoint objects kept as
-/// one entry each (`Some(service)` for a slice, or the Endpoints' own key): a Service may
-/// have several slices, so this counts them.
+/// What is kept of an endpoint object that has a ready endpoint: the Service it belongs to
+/// (`namespace/name`) and whether one of them is on this node. An object without a ready
+/// endpoint is not kept at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// `namespace/name` of the Service.
+    pub service: String,
+    /// A ready endpoint is on this node.
+    pub here: bool,
+}
+
+/// Which Services have a ready endpoint (on this node, or anywhere: one counter each), from
+/// the endpoint objects kept as one entry each: a Service may have several slices, so this
+/// counts them.
 #[derive(Debug, Default)]
-pub struct LocalReady {
+pub struct ReadyCount {
     slices: HashMap<String, u32>,
 }
 
-impl LocalReady {
-    /// Applies a change of one endpoint object whose value is the Service it makes ready
-    /// here; returns the Services whose readiness flipped.
-    pub fn apply(&mut self, c: &Change<String>) -> Vec<String> {
+impl ReadyCount {
+    /// Applies a change of one endpoint object, given the Service it made ready before and
+    /// the one it makes ready now; returns the Services whose readiness flipped.
+    pub fn apply(&mut self, old: Option<&str>, new: Option<&str>) -> Vec<String> {
         let mut flipped = Vec::new();
-        if let Some(svc) = &c.old {
+        if let Some(svc) = old {
             if let Some(n) = self.slices.get_mut(svc) {
                 *n -= 1;
                 if *n == 0 {
                     self.slices.remove(svc);
-                    flipped.push(svc.clone());
+                    flipped.push(svc.to_string());
                 }
             }
         }
-        if let Some(svc) = &c.new {
-            let n = self.slices.entry(svc.clone()).or_insert(0);
+        if let Some(svc) = new {
+            let n = self.slices.entry(svc.to_string()).or_insert(0);
             *n += 1;
             if *n == 1 {
                 match flipped.iter().position(|f| f == svc) {
                     Some(i) => {
                         flipped.remove(i); // moved from one slice to another: no flip
                     }
-                    None => flipped.push(svc.clone()),
+                    None => flipped.push(svc.to_string()),
                 }
             }
         }
         flipped
     }
 
-    /// Whether the Service has a ready endpoint here.
+    /// Whether the Service has a ready endpoint.
     pub fn has(&self, svc: &str) -> bool {
         self.slices.contains_key(svc)
     }
@@ -225,21 +236,13 @@ mod tests {
     }
 
     #[test]
-    fn local_readiness_counts_slices() {
-        let mut l = LocalReady::default();
-        let ch = |old: Option<&str>, new: Option<&str>| Change {
-            key: "slice".into(),
-            old: old.map(str::to_string),
-            new: new.map(str::to_string),
-        };
-        assert_eq!(l.apply(&ch(None, Some("ns/web"))), vec!["ns/web"]);
-        assert!(
-            l.apply(&ch(None, Some("ns/web"))).is_empty(),
-            "second slice"
-        );
-        assert!(l.apply(&ch(Some("ns/web"), None)).is_empty(), "one left");
+    fn readiness_counts_slices() {
+        let mut l = ReadyCount::default();
+        assert_eq!(l.apply(None, Some("ns/web")), vec!["ns/web"]);
+        assert!(l.apply(None, Some("ns/web")).is_empty(), "second slice");
+        assert!(l.apply(Some("ns/web"), None).is_empty(), "one left");
         assert!(l.has("ns/web"));
-        assert_eq!(l.apply(&ch(Some("ns/web"), None)), vec!["ns/web"]);
+        assert_eq!(l.apply(Some("ns/web"), None), vec!["ns/web"]);
         assert!(!l.has("ns/web"));
     }
 }

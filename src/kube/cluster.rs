@@ -6,6 +6,11 @@
 //! shares every unchanged entry, and a consumer diffs two snapshots in time proportional to
 //! what changed. So an event costs the objects it touched, not the cluster.
 //!
+//! Besides the Services and their endpoints (a Service is served only while it has a ready
+//! endpoint, kube-vip's rule), this node's own Node says whether it is excluded from
+//! external load balancers, and the Services' kube-vip annotations vipr does not implement
+//! are said once ([`Cluster::take_notices`]) and get one Event each.
+//!
 //! Pure: events and the time in, snapshots out. `watch.rs` is the async shell.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,20 +20,21 @@ use std::time::SystemTime;
 
 use imbl::OrdMap;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
-use super::cache::{Cache, Change, LocalReady};
+use super::annotations;
+use super::cache::{Cache, Change, Ready, ReadyCount};
 use super::claims;
 use super::members::Members;
 use super::services::{
-    endpoints_local, record, service_vip, slice_local, status_change, SvcRecord,
+    endpoints_ready, record, service_vip, slice_ready, status_change, SvcRecord, LABEL_EXCLUDE_LB,
 };
 use super::writer::{Job, StatusWrite};
 use crate::config::ServiceSettings;
 use crate::ipam::configmap::ConfigMapPools;
-use crate::ipam::plan::{Decision, Local, Pools, Write};
+use crate::ipam::plan::{Decision, Event as PlanEvent, Local, Pools, Write};
 use crate::ipam::state::Allocator;
 use crate::ipam::{Claim, Pending};
 use crate::model::Services;
@@ -70,6 +76,8 @@ pub enum Kind {
     ConfigMap,
     /// Member Leases.
     Members,
+    /// This node's Node object (its labels).
+    Node,
 }
 
 /// What one [`Cluster::process`] changed.
@@ -97,12 +105,18 @@ pub struct Cluster {
     node: String,
     settings: ServiceSettings,
     services: Cache<SvcRecord>,
-    /// Endpoint objects with a ready endpoint here: the Service they make ready.
-    endpoints: Cache<String>,
-    local: LocalReady,
+    /// Endpoint objects with a ready endpoint: the Service they make ready, and whether on
+    /// this node (two bits per object, not the object: issue 14).
+    endpoints: Cache<Ready>,
+    /// Services with a ready endpoint on this node.
+    local: ReadyCount,
+    /// Services with a ready endpoint anywhere (kube-vip announces none without one).
+    anywhere: ReadyCount,
     claims: Cache<Claim>,
     configmap: Cache<BTreeMap<String, String>>,
     members: Cache<(String, SystemTime)>,
+    /// This node's Node, kept only while it is labelled [`LABEL_EXCLUDE_LB`].
+    node_obj: Cache<()>,
     alloc: Allocator,
     /// The Service key each UID has, and the UID that owns each key now.
     keys: HashMap<String, String>,
@@ -111,6 +125,8 @@ pub struct Cluster {
     plan_writes: HashMap<String, Vec<Write>>,
     /// Services whose outputs must be derived again.
     dirty: HashSet<String>,
+    /// Unsupported kube-vip annotations newly seen on a served Service, to be said once.
+    notices: Vec<(String, u64)>,
     pool_counts: HashMap<String, usize>,
     vips: Services,
     jobs: Jobs,
@@ -127,15 +143,18 @@ impl Cluster {
             settings,
             services: Cache::default(),
             endpoints: Cache::default(),
-            local: LocalReady::default(),
+            local: ReadyCount::default(),
+            anywhere: ReadyCount::default(),
             claims: Cache::default(),
             configmap: Cache::default(),
             members: Cache::default(),
+            node_obj: Cache::default(),
             keys: HashMap::new(),
             owner: HashMap::new(),
             decisions: HashMap::new(),
             plan_writes: HashMap::new(),
             dirty: HashSet::new(),
+            notices: Vec::new(),
             pool_counts: HashMap::new(),
             vips: Services::default(),
             jobs: Jobs::default(),
@@ -159,6 +178,15 @@ impl Cluster {
             {
                 self.alloc.set_service(&o.svc.holder.uid, None);
             }
+            if let Some(n) = new.filter(|n| n.svc.selected) {
+                let before = old
+                    .filter(|o| o.svc.selected && o.svc.holder.uid == n.svc.holder.uid)
+                    .map_or(0, |o| o.unsupported);
+                let fresh = n.unsupported & !before;
+                if fresh != 0 {
+                    self.notices.push((ch.key.clone(), fresh));
+                }
+            }
             if let Some(n) = new {
                 self.keys.insert(n.svc.holder.uid.clone(), ch.key.clone());
                 self.owner.insert(ch.key.clone(), n.svc.holder.uid.clone());
@@ -169,37 +197,60 @@ impl Cluster {
         }
     }
 
-    fn endpoint_change(&mut self, changes: Vec<Change<String>>) {
+    fn endpoint_change(&mut self, changes: Vec<Change<Ready>>) {
         for ch in changes {
-            self.dirty.extend(self.local.apply(&ch));
+            let here = |r: &Option<Ready>| r.as_ref().filter(|r| r.here).map(|r| r.service.clone());
+            let (old_here, new_here) = (here(&ch.old), here(&ch.new));
+            self.dirty
+                .extend(self.local.apply(old_here.as_deref(), new_here.as_deref()));
+            let svc = |r: &Option<Ready>| r.as_ref().map(|r| r.service.clone());
+            let (old, new) = (svc(&ch.old), svc(&ch.new));
+            self.dirty
+                .extend(self.anywhere.apply(old.as_deref(), new.as_deref()));
         }
     }
 
     /// A core/v1 Endpoints event.
     pub fn endpoints(&mut self, ev: Event<Endpoints>) {
         let node = self.node.clone();
-        let ch = self.endpoints.apply(ev, |e| {
-            endpoints_local(e, &node).then(|| {
-                let m = &e.metadata;
-                format!(
-                    "{}/{}",
-                    m.namespace.as_deref().unwrap_or_default(),
-                    m.name.as_deref().unwrap_or_default()
-                )
-            })
-        });
+        let ch = self.endpoints.apply(ev, |e| endpoints_ready(e, &node));
         self.endpoint_change(ch);
     }
 
     /// An EndpointSlice event.
     pub fn slice(&mut self, ev: Event<EndpointSlice>) {
         let node = self.node.clone();
-        let ch = self.endpoints.apply(ev, |s| {
-            slice_local(s, &node)
-                .filter(|(_, l)| *l)
-                .map(|(svc, _)| svc)
-        });
+        let ch = self.endpoints.apply(ev, |s| slice_ready(s, &node));
         self.endpoint_change(ch);
+    }
+
+    /// The unsupported kube-vip annotations seen on a served Service since the last call,
+    /// by Service (`namespace/name`), each once: the shell logs them.
+    pub fn take_notices(&mut self) -> Vec<(String, &'static annotations::Row)> {
+        std::mem::take(&mut self.notices)
+            .into_iter()
+            .flat_map(|(key, bits)| annotations::rows(bits).map(move |r| (key.clone(), r)))
+            .collect()
+    }
+
+    /// An event of this node's Node: excluded from external load balancers or not (a
+    /// change re-derives every Service; it is rare).
+    pub fn node(&mut self, ev: Event<Node>) {
+        let ch = self.node_obj.apply(ev, |n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(LABEL_EXCLUDE_LB))
+                .then_some(())
+        });
+        if !ch.is_empty() {
+            self.dirty.extend(self.owner.keys().cloned());
+        }
+    }
+
+    /// Whether this node is excluded from external load balancers.
+    pub fn excluded(&self) -> bool {
+        self.node_obj.len() > 0
     }
 
     /// A claim event.
@@ -254,6 +305,7 @@ impl Cluster {
             Kind::Claims => self.claims.assume_synced(),
             Kind::ConfigMap => self.configmap.assume_synced(),
             Kind::Members => self.members.assume_synced(),
+            Kind::Node => self.node_obj.assume_synced(),
             Kind::Services | Kind::Endpoints => {}
         }
     }
@@ -267,6 +319,7 @@ impl Cluster {
     pub fn ready(&self) -> bool {
         self.services.synced()
             && self.endpoints.synced()
+            && self.node_obj.synced()
             && self.claims.synced()
             && self.configmap.synced()
     }
@@ -347,11 +400,17 @@ impl Cluster {
         let rec = self.services.get(key);
         let d = self.decisions.get(key);
         let vip = match (rec, d) {
-            (Some(r), Some(d)) => service_vip(r, d, self.local.has(key)),
+            (Some(r), Some(d)) => service_vip(
+                r,
+                d,
+                self.local.has(key),
+                self.anywhere.has(key),
+                self.excluded(),
+            ),
             _ => None,
         };
         let mut jobs: Vec<Job> = Vec::new();
-        if let Some(r) = rec {
+        if let Some(r) = rec.filter(|_| self.settings.status_updates) {
             if let Some(p) = status_change(r, vip.as_ref(), d) {
                 jobs.push(Job::Status(StatusWrite {
                     namespace: r.svc.holder.namespace.clone(),
@@ -365,6 +424,17 @@ impl Cluster {
             if let Some(w) = self.plan_writes.get(key) {
                 jobs.extend(w.iter().cloned().map(Job::Plan));
             }
+        }
+        if let Some(r) = rec.filter(|r| r.svc.selected) {
+            jobs.extend(annotations::rows(r.unsupported).map(|row| {
+                Job::Plan(Write::Event(PlanEvent {
+                    holder: r.svc.holder.clone(),
+                    warning: true,
+                    reason: "AnnotationIgnored",
+                    message: format!("{} ignored: {}", row.name, row.reason),
+                    key: format!("annotation/{}", row.name),
+                }))
+            }));
         }
         let pending = d
             .filter(|d| d.served.is_empty())

@@ -3,11 +3,13 @@
 //! shell of leader election. Everything that talks to the API server retries with backoff
 //! and never takes routes away because the API server is unreachable.
 
+pub mod annotations;
 pub mod apiserver;
 pub mod cache;
 pub mod claims;
 pub mod cluster;
 pub mod elections;
+pub mod labels;
 pub mod lease;
 pub mod members;
 pub mod node;

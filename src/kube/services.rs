@@ -2,9 +2,10 @@
 //! into a compact [`SvcRecord`] (type LoadBalancer, filtered by namespace and
 //! `loadBalancerClass`, its addresses: annotation `kube-vip.io/loadbalancerIPs`, then
 //! `status.loadBalancer.ingress`, then `spec.loadBalancerIP`), and each endpoint object into
-//! one bit: whether this node has a ready endpoint of the Service (EndpointSlice
-//! discovery.k8s.io/v1, or core/v1 Endpoints where v1 is not served). Nothing else of the
-//! objects is kept. No API calls here; `watch.rs` feeds it the watch events.
+//! two bits ([`Ready`]): whether the Service has a ready endpoint in it at all, and whether
+//! one is on this node (EndpointSlice discovery.k8s.io/v1, or core/v1 Endpoints where v1 is
+//! not served). Nothing else of the objects is kept. No API calls here; `watch.rs` feeds it
+//! the watch events.
 
 use std::net::IpAddr;
 
@@ -19,9 +20,14 @@ pub const ANNOTATION_FORCE_ELECTION: &str = "kube-vip.io/forcePerServiceElection
 /// The field manager vipr writes Service status as; status written by it is not an address
 /// source (it only mirrors the annotation or spec it came from).
 pub const FIELD_MANAGER: &str = "vipr";
+/// Kubernetes' well-known Node label (`k8s.io/api/core/v1` `LabelNodeExcludeBalancers`):
+/// present, with any value, the node takes no part in external load balancers.
+pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// EndpointSlice label naming the Service.
 pub const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 
+use super::annotations;
+pub use super::cache::Ready;
 pub use crate::config::ServiceFilter as Filter;
 use crate::ipam::plan::{Decision, Families, Svc};
 use crate::ipam::Holder;
@@ -107,10 +113,14 @@ fn is_load_balancer(svc: &Service) -> bool {
     svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
 }
 
-/// Whether the Service is one vipr serves at all.
+/// Whether the Service is one vipr serves at all: a LoadBalancer of this node's namespace
+/// and class, not `kube-vip.io/ignore: "true"`.
 pub fn selected(svc: &Service, f: &Filter) -> bool {
     let Some(spec) = &svc.spec else { return false };
     if spec.type_.as_deref() != Some("LoadBalancer") {
+        return false;
+    }
+    if annotations::ignored(svc.metadata.annotations.as_ref()) {
         return false;
     }
     if let Some(ns) = &f.namespace {
@@ -147,6 +157,10 @@ pub struct SvcRecord {
     pub source: AddressSource,
     /// `externalTrafficPolicy: Local`.
     pub local_only: bool,
+    /// Announced without endpoints ([`annotations::ALLOW_WITHOUT_ENDPOINTS`], `Cluster` only).
+    pub without_endpoints: bool,
+    /// kube-vip annotations it carries that vipr does not implement ([`annotations::unsupported`]).
+    pub unsupported: u64,
     /// The ingress addresses in its status.
     pub status_ips: Vec<IpAddr>,
     /// vipr wrote that status.
@@ -207,6 +221,9 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
         }),
         source,
         local_only,
+        without_endpoints: !local_only
+            && annotations::allow_without_endpoints(svc.metadata.annotations.as_ref()),
+        unsupported: annotations::unsupported(svc.metadata.annotations.as_ref()),
         status_ips: status_ips(svc),
         status_by_vipr: status_written_by_vipr(svc),
         // kube-vip v1.2.3 compares with "true" exactly (`pkg/services/processor.go` line 103).
@@ -215,42 +232,67 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
     })
 }
 
-/// Whether core/v1 Endpoints have a ready address on `node`.
-pub fn endpoints_local(ep: &Endpoints, node: &str) -> bool {
-    ep.subsets.iter().flatten().any(|s| {
-        s.addresses
-            .iter()
-            .flatten()
-            .any(|a| a.node_name.as_deref() == Some(node))
+/// What core/v1 Endpoints say: `None` without a ready address anywhere (`addresses`, as
+/// kube-vip v1.2.3's `providers/endpoints.go` reads them; `notReadyAddresses` do not count).
+pub fn endpoints_ready(ep: &Endpoints, node: &str) -> Option<Ready> {
+    let mut ready = ep
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .peekable();
+    ready.peek()?;
+    let here = ready.any(|a| a.node_name.as_deref() == Some(node));
+    let m = &ep.metadata;
+    Some(Ready {
+        service: format!(
+            "{}/{}",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default()
+        ),
+        here,
     })
 }
 
-/// The Service (`namespace/name`) of an EndpointSlice, and whether the slice has an
-/// endpoint on `node` that is ready (absent means ready) or — so a rolling update never
-/// withdraws while a terminating pod still serves (kube-vip #1397) — serving while
-/// terminating.
-pub fn slice_local(s: &EndpointSlice, node: &str) -> Option<(String, bool)> {
+/// What an EndpointSlice says: its Service (`namespace/name`), `None` without an endpoint
+/// that is ready (absent means ready) or — so a rolling update never withdraws while a
+/// terminating pod still serves (kube-vip #1397) — serving while terminating, the
+/// endpoints kube-proxy sends traffic to. kube-vip v1.2.3 counts, for `Cluster`, every
+/// address of the slice it saw last per family whatever its conditions
+/// (`providers/endpointslices.go`, `GetAllEndpoints`), and for `Local` the serving ones on
+/// its node (`GetLocalEndpoints`); vipr counts serving endpoints of every slice for both,
+/// so a Service whose pods are all unready is not announced to black-hole traffic.
+pub fn slice_ready(s: &EndpointSlice, node: &str) -> Option<Ready> {
     let svc = s.metadata.labels.as_ref()?.get(SLICE_SERVICE_LABEL)?;
-    let local = s.endpoints.iter().any(|e| {
+    let serving = |e: &&k8s_openapi::api::discovery::v1::Endpoint| {
         let c = e.conditions.as_ref();
         let ready = c.and_then(|c| c.ready).unwrap_or(true);
         let serving = c.and_then(|c| c.serving).unwrap_or(false);
         let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-        e.node_name.as_deref() == Some(node) && (ready || (serving && terminating))
-    });
-    Some((
-        format!(
+        ready || (serving && terminating)
+    };
+    let mut ready = s.endpoints.iter().filter(serving).peekable();
+    ready.peek()?;
+    let here = ready.any(|e| e.node_name.as_deref() == Some(node));
+    Some(Ready {
+        service: format!(
             "{}/{}",
             s.metadata.namespace.as_deref().unwrap_or_default(),
             svc
         ),
-        local,
-    ))
+        here,
+    })
 }
 
 /// The Service as this node may serve it, as the allocator decided: `None` when it has no
 /// address served or refused.
-pub fn service_vip(r: &SvcRecord, d: &Decision, local_endpoint: bool) -> Option<ServiceVip> {
+pub fn service_vip(
+    r: &SvcRecord,
+    d: &Decision,
+    local_endpoint: bool,
+    endpoint_anywhere: bool,
+    node_excluded: bool,
+) -> Option<ServiceVip> {
     if d.served.is_empty() && d.refused.is_empty() {
         return None;
     }
@@ -266,6 +308,9 @@ pub fn service_vip(r: &SvcRecord, d: &Decision, local_endpoint: bool) -> Option<
         },
         local_only: r.local_only,
         local_endpoint,
+        endpoint_anywhere,
+        without_endpoints: r.without_endpoints,
+        node_excluded,
         status_ips: r.status_ips.clone(),
         force_election: r.force_election,
     })
@@ -279,7 +324,7 @@ pub fn status_change(
     vip: Option<&ServiceVip>,
     d: Option<&Decision>,
 ) -> Option<serde_json::Value> {
-    if let Some(p) = vip.filter(|v| v.eligible().is_ok()).and_then(status_patch) {
+    if let Some(p) = vip.filter(|v| v.backends().is_ok()).and_then(status_patch) {
         return Some(p);
     }
     let served = d.is_some_and(|d| !d.served.is_empty());

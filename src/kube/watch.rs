@@ -1,6 +1,7 @@
 //! The Service watcher's async shell: watch streams for Services, for EndpointSlices (v1)
 //! or, where discovery.k8s.io/v1 is not served (Kubernetes < 1.21), core/v1 Endpoints, for
-//! the address claims and member Leases, and for kube-vip-cloud-provider's ConfigMap; each
+//! the address claims and member Leases, for this node's own Node (its
+//! exclude-from-external-load-balancers label), and for kube-vip-cloud-provider's ConfigMap; each
 //! event goes straight into [`Cluster`], which keeps only what vipr reads and derives only
 //! what the event changed. At most once per [`BATCH`] it publishes the Services this node
 //! may serve (level-triggered: a persistent map, so a lost event cannot leave a stale
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
@@ -87,6 +88,7 @@ enum Ev {
     Claim(Event<Lease>),
     ConfigMap(Event<ConfigMap>),
     Member(Event<Lease>),
+    Node(Event<Node>),
     Forbidden(Kind),
     /// Readable again after it was forbidden.
     Readable(Kind),
@@ -286,6 +288,13 @@ pub async fn run(
             Ev::Member,
         ),
     ];
+    // This node's labels: node.kubernetes.io/exclude-from-external-load-balancers.
+    streams.push(events(
+        Api::<Node>::all(client.clone()),
+        cfg().fields(&format!("metadata.name={node}")),
+        Kind::Node,
+        Ev::Node,
+    ));
     if let Some((cm_ns, name)) = &settings.pool_configmap {
         streams.push(events(
             Api::<ConfigMap>::namespaced(client.clone(), cm_ns),
@@ -326,6 +335,7 @@ pub async fn run(
             Ev::Slice(e) => c.slice(e),
             Ev::Claim(e) => c.claim(e),
             Ev::ConfigMap(e) => c.configmap(e),
+            Ev::Node(e) => c.node(e),
             Ev::Member(e) => {
                 if c.member(e) {
                     members_tx.send_replace(c.members());
@@ -383,6 +393,9 @@ pub async fn run(
         let first = !synced_once;
         synced_once = true;
         let p = cluster.process(SystemTime::now());
+        for (service, row) in cluster.take_notices() {
+            warn!(%service, annotation = row.name, reason = row.reason, "kube-vip annotation not supported by vipr; ignored");
+        }
         if first {
             // The initial lists' pages are garbage now.
             crate::memory::release_free();
@@ -413,6 +426,9 @@ fn without(forbidden: &BTreeSet<Kind>) -> String {
             Kind::Claims => Some("address claims (Leases)"),
             Kind::ConfigMap => Some("the pool ConfigMap"),
             Kind::Members => Some("member Leases"),
+            Kind::Node => Some(
+                "this Node's labels (node.kubernetes.io/exclude-from-external-load-balancers is not followed)",
+            ),
             Kind::Services | Kind::Endpoints => None,
         })
         .collect::<Vec<_>>()

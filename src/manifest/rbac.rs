@@ -3,12 +3,13 @@
 //!
 //! | setting | calls | rule |
 //! |---|---|---|
-//! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap` |
+//! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap; a watch on its own Node (`metadata.name=`, the exclude-from-external-load-balancers label) | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap`, nodes get/list/watch |
 //! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `svc_leasename`) in their namespace (`cp_namespace` unless the setting says `namespace/name`) |
 //! | ... + `svc_election` or `per_service_election_on_demand` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
 //! | BGP + `vip_leaderelection` + `vipr_bgp_leader_only` | the control-plane Lease as in ARP mode | leases create; get/list/watch/update on `vip_leasename` in its namespace |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
+//! | `enable_node_labeling` | GET of its own Node, merge patch of its labels | nodes get/patch |
 //!
 //! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
 //! `svc_namespace`), into one ClusterRole otherwise. API discovery (`/apis/...`, used to tell
@@ -40,7 +41,7 @@ pub struct Grant {
     /// Verbs.
     pub verbs: &'static [&'static str],
     /// The setting that needs it.
-    pub why: &'static str,
+    pub why: String,
 }
 
 fn grant(
@@ -49,7 +50,7 @@ fn grant(
     resource: &'static str,
     names: Vec<String>,
     verbs: &'static [&'static str],
-    why: &'static str,
+    why: impl Into<String>,
 ) -> Grant {
     Grant {
         namespace: ns.cloned(),
@@ -57,7 +58,7 @@ fn grant(
         resource,
         names,
         verbs,
-        why,
+        why: why.into(),
     }
 }
 
@@ -110,7 +111,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             "endpointslices",
             vec![],
             &["list", "watch"],
-            "svc_enable: local endpoints (externalTrafficPolicy: Local), Kubernetes 1.21+",
+            "svc_enable: ready endpoints (a Service is announced only with one; externalTrafficPolicy: Local, on this node), Kubernetes 1.21+",
         ));
         g.push(grant(
             svc_ns,
@@ -118,7 +119,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             "endpoints",
             vec![],
             &["list", "watch"],
-            "svc_enable: local endpoints on servers without EndpointSlice v1 (< 1.21)",
+            "svc_enable: ready endpoints on servers without EndpointSlice v1 (< 1.21)",
         ));
         g.push(grant(
             svc_ns,
@@ -189,19 +190,41 @@ pub fn grants(o: &Options) -> Vec<Grant> {
     let annotations = c.node.mode == Mode::Bgp
         && matches!(c.peer_source, crate::config::PeerSource::Annotations { .. });
     let lb_nodes = c.lb.enabled && c.lb.backends.is_empty();
-    if annotations || lb_nodes {
-        let why = match (annotations, lb_nodes) {
-            (true, true) => "annotation: BGP peers from this node's annotations; lb_enable: control-plane Nodes as backends",
-            (true, false) => "annotation: BGP peers from this node's annotations",
-            _ => "lb_enable: control-plane Nodes as load-balancer backends",
-        };
+    let why: Vec<&'static str> = [
+        (
+            c.services.enabled,
+            "svc_enable: this node's label node.kubernetes.io/exclude-from-external-load-balancers",
+        ),
+        (
+            annotations,
+            "annotation: BGP peers from this node's annotations",
+        ),
+        (
+            lb_nodes,
+            "lb_enable: control-plane Nodes as load-balancer backends",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, why)| on.then_some(why))
+    .collect();
+    if !why.is_empty() {
         g.push(grant(
             None,
             "",
             "nodes",
             vec![],
             &["get", "list", "watch"],
-            why,
+            why.join("; "),
+        ));
+    }
+    if c.node.node_labeling {
+        g.push(grant(
+            None,
+            "",
+            "nodes",
+            vec![],
+            &["get", "patch"],
+            "enable_node_labeling: kube-vip's labels (kube-vip.io/has-ip, service-provided.kube-vip.io/*) on this node's Node",
         ));
     }
     g

@@ -203,6 +203,9 @@ fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::m
         source: crate::model::AddressSource::Annotation,
         local_only,
         local_endpoint,
+        endpoint_anywhere: true,
+        without_endpoints: false,
+        node_excluded: false,
         status_ips: vec![],
     }
 }

@@ -311,12 +311,32 @@ pub fn svc_vip(n: u8) -> String {
     format!("{SVC_NET}.{n}")
 }
 
+/// kube-vip's opt-in to announce an `externalTrafficPolicy: Cluster` Service that has no
+/// ready endpoint.
+pub const ALLOW_WITHOUT_ENDPOINTS: &str = "kube-vip.io/allow-reconcile-without-endpoints";
+
 /// A LoadBalancer Service in `default` (port 80, no selector), with `annotations` and extra
 /// `spec` fields merged in.
+///
+/// The tests' API server runs no controller-manager, so no Service has endpoints unless the
+/// test writes them, and vipr (as kube-vip) announces no Service without a ready endpoint.
+/// Like a controller that creates LoadBalancer Services without endpoints, the Service
+/// carries [`ALLOW_WITHOUT_ENDPOINTS`]` = "true"` unless `annotations` names that key (a
+/// `null` value: the Service goes without it, as in the tests of the endpoint rule).
 pub fn lb_service(name: &str, annotations: Value, spec: Value) -> Value {
     let mut s = json!({"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]});
     for (k, v) in spec.as_object().cloned().unwrap_or_default() {
         s[k] = v;
+    }
+    let mut annotations = annotations.as_object().cloned().unwrap_or_default();
+    match annotations.get(ALLOW_WITHOUT_ENDPOINTS) {
+        None => {
+            annotations.insert(ALLOW_WITHOUT_ENDPOINTS.into(), json!("true"));
+        }
+        Some(Value::Null) => {
+            annotations.remove(ALLOW_WITHOUT_ENDPOINTS);
+        }
+        Some(_) => {}
     }
     json!({
         "apiVersion": "v1",

@@ -25,6 +25,7 @@ fn settings(pools: &[&str]) -> ServiceSettings {
         pools_required: false,
         pool_configmap: None,
         claims_namespace: "kube-system".into(),
+        status_updates: true,
     }
 }
 
@@ -82,6 +83,8 @@ fn synced() -> Cluster {
     c.service(Event::InitDone);
     c.endpoints(Event::InitDone);
     c.claim(Event::InitDone);
+    assert!(!c.ready(), "this node's labels not read yet");
+    c.node(Event::InitDone);
     assert!(c.ready());
     c.process(SystemTime::UNIX_EPOCH);
     c
@@ -101,7 +104,7 @@ fn cost(c: &mut Cluster, f: impl FnOnce(&mut Cluster)) -> (u64, u64, usize) {
 }
 
 #[test]
-fn start_serves_every_service_and_keeps_only_local_endpoints() {
+fn start_serves_every_service_and_keeps_two_bits_per_endpoint_object() {
     let c = synced();
     // 900 Cluster Services plus the 50 Local ones with an endpoint here.
     assert_eq!(c.vips().len(), N);
@@ -111,8 +114,8 @@ fn start_serves_every_service_and_keeps_only_local_endpoints() {
     assert_eq!(kept[&Kind::Services], N);
     assert_eq!(
         kept[&Kind::Endpoints],
-        N / 20,
-        "only endpoint objects with an endpoint here"
+        N,
+        "every endpoint object with a ready endpoint, as its Service and one bit"
     );
     assert!(c.work().planned >= N as u64);
 }
@@ -227,3 +230,231 @@ fn allocation_from_a_pool_costs_the_new_service_and_its_claim() {
 }
 
 use std::net::IpAddr;
+
+#[test]
+fn a_service_without_a_ready_endpoint_anywhere_is_not_eligible_unless_allowed() {
+    let mut c = synced();
+    let cluster_svc = |c: &Cluster| c.vips()["default/s7"].eligible();
+    assert!(cluster_svc(&c).is_ok(), "ten endpoints elsewhere");
+    // Every endpoint becomes not ready: held back, at the cost of that Service alone.
+    let mut ep = endpoints(7, "node-b");
+    let sub = &mut ep.subsets.as_mut().unwrap()[0];
+    sub.not_ready_addresses = sub.addresses.take();
+    let (planned, derived, changed) = cost(&mut c, |c| c.endpoints(Event::Apply(ep.clone())));
+    assert_eq!((planned, derived, changed), (0, 1, 1));
+    assert_eq!(cluster_svc(&c), Err(crate::model::HeldBack::NoEndpoint));
+    // kube-vip's opt-in, in any case: served without endpoints.
+    let mut s = service(7, Some(&address(7)));
+    s.metadata.annotations.as_mut().unwrap().insert(
+        "kube-vip.io/allow-reconcile-without-endpoints".into(),
+        "True".into(),
+    );
+    c.service(Event::Apply(s));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(cluster_svc(&c).is_ok());
+    // Never for a Local Service: its own endpoint decides.
+    let mut s = service(20, Some(&address(20)));
+    s.metadata.annotations.as_mut().unwrap().insert(
+        "kube-vip.io/allow-reconcile-without-endpoints".into(),
+        "true".into(),
+    );
+    c.service(Event::Apply(s));
+    c.endpoints(Event::Delete(endpoints(20, "node-a")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(
+        c.vips()["default/s20"].eligible(),
+        Err(crate::model::HeldBack::NoLocalEndpoint)
+    );
+    // Without the annotation again, then its endpoints come back: eligible again.
+    c.service(Event::Apply(service(7, Some(&address(7)))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(cluster_svc(&c), Err(crate::model::HeldBack::NoEndpoint));
+    c.endpoints(Event::Apply(endpoints(7, "node-b")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(cluster_svc(&c).is_ok());
+}
+
+#[test]
+fn no_status_is_written_before_a_ready_endpoint_exists() {
+    let mut c = Cluster::new("node-a", settings(&[]), Local::default());
+    for ev in [Event::Init, Event::InitDone] {
+        c.endpoints(ev);
+    }
+    c.claim(Event::InitDone);
+    c.service(Event::Apply(service(1, Some("10.100.0.9"))));
+    c.process(SystemTime::UNIX_EPOCH);
+    let status = |c: &Cluster| {
+        c.jobs()
+            .get("default/s1")
+            .is_some_and(|j| j.iter().any(|j| matches!(j, Job::Status(_))))
+    };
+    assert!(
+        !status(&c),
+        "kube-vip writes status only once it has endpoints"
+    );
+    c.endpoints(Event::Apply(endpoints(1, "node-b")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(status(&c));
+}
+
+#[test]
+fn an_ignored_service_gets_no_address_no_status_and_no_write() {
+    let mut c = Cluster::new("node-a", settings(&["198.51.100.0/24"]), Local::default());
+    c.service(Event::InitDone);
+    c.endpoints(Event::InitDone);
+    c.claim(Event::InitDone);
+    let ignored = |i: usize, value: &str| {
+        let mut s = service(i, None);
+        s.metadata.annotations = Some(
+            [("kube-vip.io/ignore".to_string(), value.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        s
+    };
+    c.service(Event::Apply(ignored(1, "true")));
+    // kube-vip compares with == "true": any other value is not ignored.
+    c.service(Event::Apply(ignored(2, "True")));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(c.jobs().get("default/s1").is_none(), "{:?}", c.jobs());
+    assert!(c.allocations().pending.get("default/s1").is_none());
+    assert!(c.vips().get("default/s1").is_none());
+    let s2 = c
+        .jobs()
+        .get("default/s2")
+        .expect("s2 is allocated an address");
+    assert!(s2
+        .iter()
+        .any(|j| matches!(j, Job::Plan(Write::Claim { .. }))));
+}
+
+fn node(labels: serde_json::Value) -> Node {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": "node-a", "labels": labels}}))
+        .unwrap()
+}
+
+#[test]
+fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_status() {
+    let mut c = synced();
+    let eligible = |c: &Cluster| c.vips().values().filter(|v| v.eligible().is_ok()).count();
+    let before = eligible(&c);
+    assert!(before > 0);
+    // Any value, also empty, as MetalLB v0.16.1 and the service controller read it.
+    c.node(Event::Apply(node(serde_json::json!({
+        "node.kubernetes.io/exclude-from-external-load-balancers": ""
+    }))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(eligible(&c), 0);
+    assert_eq!(
+        c.vips()["default/s7"].eligible(),
+        Err(crate::model::HeldBack::NodeExcluded)
+    );
+    assert!(
+        c.vips()["default/s7"].backends().is_ok(),
+        "status is still this node's to write"
+    );
+    // Another label change: nothing to do.
+    let (planned, derived, changed) = cost(&mut c, |c| {
+        c.node(Event::Apply(node(serde_json::json!({
+            "node.kubernetes.io/exclude-from-external-load-balancers": "true",
+            "other": "x"
+        }))))
+    });
+    assert_eq!((planned, derived, changed), (0, 0, 0));
+    // Unlabelled: every Service back.
+    c.node(Event::Apply(node(serde_json::json!({"other": "x"}))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(eligible(&c), before);
+}
+
+#[test]
+fn an_unsupported_kube_vip_annotation_is_said_once_and_gets_one_event() {
+    let mut c = synced();
+    let with = |a: &[(&str, &str)]| {
+        let mut s = service(5, Some(&address(5)));
+        let m = s.metadata.annotations.as_mut().unwrap();
+        for (k, v) in a {
+            m.insert(k.to_string(), v.to_string());
+        }
+        s
+    };
+    let events = |c: &Cluster| -> Vec<String> {
+        c.jobs()
+            .get("default/s5")
+            .into_iter()
+            .flat_map(|j| j.iter())
+            .filter_map(|j| match j {
+                Job::Plan(Write::Event(e)) if e.reason == "AnnotationIgnored" => {
+                    Some(e.key.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    c.service(Event::Apply(with(&[("kube-vip.io/egress", "true")])));
+    c.process(SystemTime::UNIX_EPOCH);
+    let said: Vec<(String, &str)> = c
+        .take_notices()
+        .into_iter()
+        .map(|(k, r)| (k, r.name))
+        .collect();
+    assert_eq!(said, [("default/s5".to_string(), "kube-vip.io/egress")]);
+    assert_eq!(events(&c), ["annotation/kube-vip.io/egress"]);
+    // Seen again (a relist, another change): not said again; a new one is.
+    c.service(Event::Apply(with(&[
+        ("kube-vip.io/egress", "true"),
+        ("kube-vip.io/rp_filter", "2"),
+    ])));
+    c.process(SystemTime::UNIX_EPOCH);
+    let said: Vec<&str> = c.take_notices().into_iter().map(|(_, r)| r.name).collect();
+    assert_eq!(said, ["kube-vip.io/rp_filter"]);
+    assert_eq!(events(&c).len(), 2);
+    // Ignored by kube-vip.io/ignore: nothing said, no Event.
+    let mut s = with(&[
+        ("kube-vip.io/forwardUPNP", "true"),
+        ("kube-vip.io/ignore", "true"),
+    ]);
+    s.metadata.name = Some("s6".into());
+    s.metadata.uid = Some("u6".into());
+    c.service(Event::Apply(s));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(c.take_notices().is_empty());
+    assert!(c.jobs().get("default/s6").is_none());
+}
+
+#[test]
+fn disable_service_updates_writes_no_status_at_all() {
+    let mut s = settings(&[]);
+    s.status_updates = false;
+    let mut c = Cluster::new("node-a", s, Local::default());
+    for ev in [Event::Init, Event::InitDone] {
+        c.endpoints(ev);
+    }
+    c.claim(Event::InitDone);
+    c.node(Event::InitDone);
+    c.service(Event::Apply(service(1, Some("10.100.0.9"))));
+    c.endpoints(Event::Apply(endpoints(1, "node-b")));
+    // A status vipr wrote earlier, for an address since removed: not cleared either.
+    let mut stale = service(2, None);
+    stale.status = Some(
+        serde_json::from_value(
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "10.100.0.10"}]}}),
+        )
+        .unwrap(),
+    );
+    stale.metadata.managed_fields = Some(vec![serde_json::from_value(serde_json::json!({
+        "manager": "vipr", "operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:loadBalancer": {}}}
+    }))
+    .unwrap()]);
+    c.service(Event::Apply(stale));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert!(c.vips()["default/s1"].eligible().is_ok(), "served");
+    let statuses = c
+        .jobs()
+        .values()
+        .flat_map(|j| j.iter())
+        .filter(|j| matches!(j, Job::Status(_)))
+        .count();
+    assert_eq!(statuses, 0, "{:?}", c.jobs());
+}

@@ -16,6 +16,7 @@ fn settings(f: &Filter) -> ServiceSettings {
         pools_required: false,
         pool_configmap: None,
         claims_namespace: "kube-system".into(),
+        status_updates: true,
     }
 }
 
@@ -213,17 +214,29 @@ fn endpoint_slices_count_ready_and_terminating_serving_endpoints() {
         }))
         .unwrap()
     };
-    let has = |s: &EndpointSlice| slice_local(s, "node-a") == Some(("default/web".into(), true));
+    let ready = |here| {
+        Some(Ready {
+            service: "default/web".into(),
+            here,
+        })
+    };
+    let has = |s: &EndpointSlice| slice_ready(s, "node-a") == ready(true);
     assert!(has(&slice(Some(true), true, false)));
     assert!(has(&slice(None, true, false)), "absent ready means ready");
     assert!(!has(&slice(Some(false), false, false)));
+    assert_eq!(
+        slice_ready(&slice(Some(false), false, false), "node-b"),
+        None,
+        "a slice of unready endpoints is not kept at all"
+    );
     assert!(
         has(&slice(Some(false), true, true)),
         "rolling update: still serving while terminating"
     );
     assert_eq!(
-        slice_local(&slice(Some(true), true, false), "node-b"),
-        Some(("default/web".into(), false))
+        slice_ready(&slice(Some(true), true, false), "node-b"),
+        ready(false),
+        "ready elsewhere"
     );
 }
 

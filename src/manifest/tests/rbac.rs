@@ -73,6 +73,8 @@ fn rbac_is_least_privilege_for_each_mode() {
         ),
         rule("", "", "endpoints", &[], &["list", "watch"]),
         rule("", "", "events", &[], &["create"]),
+        // This node's exclude-from-external-load-balancers label.
+        rule("", "", "nodes", &[], &["get", "list", "watch"]),
         // Address claims, and kube-vip-cloud-provider's ConfigMap (that one object only).
         rule(
             "kube-system",
@@ -91,7 +93,7 @@ fn rbac_is_least_privilege_for_each_mode() {
     ];
     // BGP with static peers and the control-plane VIP: no API access at all.
     assert_eq!(rbac_rules(BGP_CP), vec![]);
-    // BGP + Services: Services, their status and endpoints; no Leases, no Nodes.
+    // BGP + Services: Services, their status and endpoints, its own Node; no Leases.
     assert_eq!(
         rbac_rules(&["--bgp", "--services", "--bgppeers", "10.0.0.1:65000::false"]),
         svc
@@ -228,10 +230,16 @@ fn rbac_is_least_privilege_for_each_mode() {
         "--bgppeers",
         "10.0.0.1:65000::false",
     ]);
-    // (Only the claims and the pool ConfigMap stay where they are.)
+    // (Only the claims and the pool ConfigMap stay where they are, and the Node is
+    // cluster-scoped.)
     let (web, other): (Vec<_>, Vec<_>) = got.iter().partition(|r| r.0 == "web");
-    assert!(web.len() == 5 && other.len() == 2, "{got:?}");
-    assert!(other.iter().all(|r| r.0 == "kube-system"), "{got:?}");
+    assert!(web.len() == 5 && other.len() == 3, "{got:?}");
+    assert!(
+        other
+            .iter()
+            .all(|r| r.0 == "kube-system" || (r.0.is_empty() && r.2 == "nodes")),
+        "{got:?}"
+    );
     // Peers from node annotations (BGP): read Nodes, nothing else.
     let nodes = vec![rule("", "", "nodes", &[], &["get", "list", "watch"])];
     assert_eq!(
@@ -245,6 +253,18 @@ fn rbac_is_least_privilege_for_each_mode() {
         ]),
         nodes
     );
+    // enable_node_labeling: get and patch Nodes (a Node's own name is not known when the
+    // manifest is rendered for a DaemonSet), only when asked for.
+    let mut want = svc.clone();
+    want.insert(6, rule("", "", "nodes", &[], &["get", "patch"]));
+    let got = rbac_rules(&[
+        "--bgp",
+        "--services",
+        "--bgppeers",
+        "10.0.0.1:65000::false",
+        "--enableNodeLabeling",
+    ]);
+    assert_eq!(got, want);
     // IPVS/nftables backends from the control-plane Nodes; none with static backends.
     assert_eq!(rbac_rules(&[BGP_CP, &["--lbEnable"]].concat()), nodes);
     assert_eq!(
