@@ -147,6 +147,7 @@ pub enum Harmless {
     /// A boolean that is true (kube-vip's default, and vipr's behaviour).
     True,
     /// One of these (what vipr does anyway).
+    #[allow(dead_code)] // no row takes it today
     OneOf(&'static [&'static str]),
     /// The same as the winning value of this setting.
     SameAs(&'static str),
@@ -226,9 +227,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     refuse("lb_class_legacy_handling", True, "vipr serves Services without a loadBalancerClass unless lb_class_only (kube-vip's default legacy handling); the other handling is not supported"),
     refuse("vip_servicesinterface", SameAs("vip_interface"), "vipr puts every VIP on vip_interface; for Services on another interface run a second vipr (vipr_instance) with svc_enable and that vip_interface"),
     refuse("vip_loseleadership", False, "giving up the Lease when the interface goes down is not supported"),
-    refuse("mpbgp_nexthop", OneOf(&["auto_sourceip", "auto_sourceif"]), "vipr's next hop for the other address family is an address of bgp_sourceif or of the node (kube-vip's auto_sourceif/auto_sourceip); a fixed next hop is not supported"),
-    refuse("mpbgp_ipv4", Never, "a fixed MP-BGP next hop is not supported: vipr's is an address of bgp_sourceif or of the node"),
-    refuse("mpbgp_ipv6", Never, "a fixed MP-BGP next hop is not supported: vipr's is an address of bgp_sourceif or of the node"),
     refuse("config_file", Never, "kube-vip's own config file is not read, so its settings would be missing; give them as environment variables or in vipr's --config file (the same names)"),
     // Harmless: warned.
     warn("bgp_attach_ip_to_interface", "vipr puts every VIP on vip_interface in BGP mode too (kube-vip's true)"),

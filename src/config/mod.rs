@@ -21,7 +21,7 @@ pub mod reader;
 pub mod sections;
 pub mod source;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -211,6 +211,44 @@ pub enum SessionSource {
     Interface(String),
 }
 
+/// kube-vip's `mpbgp_nexthop` (v1.2.3 `pkg/kubevip/config_bgp.go`, `FindMpbgpAddresses`):
+/// where the next hop of the routes of the other address family than a session's comes
+/// from (IPv6 routes over an IPv4 session, IPv4 routes over an IPv6 one). The session's own
+/// family always takes the session's local address (kube-vip's GoBGP: next-hop-self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpNextHopMode {
+    /// `fixed`: `mpbgp_ipv4` / `mpbgp_ipv6`.
+    Fixed,
+    /// `auto_sourceip`: an address of the interface that holds `bgp_sourceip`.
+    AutoSourceIp,
+    /// `auto_sourceif`: an address of `bgp_sourceif`.
+    AutoSourceIf,
+}
+
+/// The MP-BGP next hop settings, node-wide or a peer's own (6th `bgp_peers` field, each
+/// part falling back to the node-wide one as kube-vip's `SetMpbgpOptions` does). No mode:
+/// vipr's own choice (an address of `bgp_sourceif`, else a global address of the node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MpNextHop {
+    /// `mpbgp_nexthop`.
+    pub mode: Option<MpNextHopMode>,
+    /// `mpbgp_ipv4`: for IPv4 routes over IPv6 sessions (mode fixed).
+    pub v4: Option<Ipv4Addr>,
+    /// `mpbgp_ipv6`: for IPv6 routes over IPv4 sessions (mode fixed).
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl MpNextHop {
+    /// Each part from `self`, else from `node` (kube-vip's `SetMpbgpOptions`).
+    pub fn or(self, node: MpNextHop) -> MpNextHop {
+        MpNextHop {
+            mode: self.mode.or(node.mode),
+            v4: self.v4.or(node.v4),
+            v6: self.v6.or(node.v6),
+        }
+    }
+}
+
 /// What every peer takes from the node-wide BGP settings unless it says otherwise (a
 /// peer's own `bgp_peers` BFD field; a provider's AS and source address).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +306,20 @@ pub struct BgpSettings {
     pub attrs: RouteAttrs,
     /// RFC 8326 drain before withdrawing at shutdown (`vipr_drain_seconds`).
     pub drain: Option<Duration>,
+    /// Node-wide MP-BGP next hop (`mpbgp_nexthop`, `mpbgp_ipv4`, `mpbgp_ipv6`).
+    pub mp_next_hop: MpNextHop,
+    /// Configured peers' own MP-BGP next hop settings (6th `bgp_peers` field), unmerged.
+    pub peer_mp_next_hop: Vec<(IpAddr, MpNextHop)>,
+}
+
+impl BgpSettings {
+    /// The MP-BGP next hop settings of the peer at `addr`: its own, else the node's.
+    pub fn mp_next_hop_of(&self, addr: IpAddr) -> MpNextHop {
+        self.peer_mp_next_hop
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map_or(self.mp_next_hop, |(_, m)| m.or(self.mp_next_hop))
+    }
 }
 
 /// Where peers come from besides the configuration's own.

@@ -173,6 +173,27 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "mpbgp_nexthop",
+            "auto_sourceif",
+            |c| c.bgp.mp_next_hop.mode == Some(MpNextHopMode::AutoSourceIf),
+            Some("self"),
+            &[("bgp_sourceif", "eth1")],
+        ),
+        (
+            "mpbgp_ipv4",
+            "198.51.100.4",
+            |c| c.bgp.mp_next_hop.v4 == Some("198.51.100.4".parse().unwrap()),
+            Some("2001:db8::4"),
+            &[("mpbgp_nexthop", "fixed")],
+        ),
+        (
+            "mpbgp_ipv6",
+            "[2001:db8::6]",
+            |c| c.bgp.mp_next_hop.v6 == Some("2001:db8::6".parse().unwrap()),
+            Some("198.51.100.6"),
+            &[("mpbgp_nexthop", "fixed")],
+        ),
+        (
             "bgp_hold_time",
             "9",
             |c| c.bgp.defaults.hold_time == 9 && c.bgp.peers[0].hold_time == 9,
@@ -927,6 +948,22 @@ fn every_setting_reaches_exactly_its_section() {
             (&[("vip_interface", "eth0")][..], Some("true"), "false"),
         ),
         ("vip_arp", (&[("vip_interface", "eth0")][..], None, "true")),
+        (
+            "mpbgp_ipv4",
+            (
+                &[("mpbgp_nexthop", "fixed"), ("mpbgp_ipv6", "2001:db8::6")][..],
+                None,
+                "198.51.100.4",
+            ),
+        ),
+        (
+            "mpbgp_ipv6",
+            (
+                &[("mpbgp_nexthop", "fixed"), ("mpbgp_ipv4", "198.51.100.4")][..],
+                None,
+                "2001:db8::6",
+            ),
+        ),
     ]
     .into_iter()
     .collect();
@@ -1032,7 +1069,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 45, 30, 21)
+            (96, 48, 30, 18)
         );
     }
 
@@ -1075,7 +1112,6 @@ mod kube_vip_unsupported {
             ("egress_podcidr", "10.244.0.0/16"),
             ("dhcp_mode", "ipv4"),
             ("vip_ddns", "true"),
-            ("mpbgp_nexthop", "fixed"),
             ("lb_class_legacy_handling", "false"),
             ("vip_servicesinterface", "eth1"),
             ("VIP_WIREGUARD", "yes"),
@@ -1107,7 +1143,6 @@ mod kube_vip_unsupported {
         for (name, value) in [
             ("vip_wireguard", "false"),
             ("lb_class_legacy_handling", "true"),
-            ("mpbgp_nexthop", "auto_sourceif"),
             ("vip_servicesinterface", "eth0"),
         ] {
             let l = layers(&with(&[(name, value), ("vip_interface", "eth0")]), None);
@@ -1151,4 +1186,73 @@ fn vip_loglevel_is_read_as_kube_vip_reads_it() {
         env.insert("vip_loglevel", v.to_string());
         assert_eq!(build(&env).unwrap().log.level, want, "{v}");
     }
+}
+
+/// kube-vip v1.2.3 `FindMpbgpAddresses`' checks, at start: each names the variable.
+#[test]
+fn mpbgp_settings_are_checked_as_kube_vip_checks_them() {
+    for (set, key, says) in [
+        (
+            &[("mpbgp_nexthop", "fixed")][..],
+            "mpbgp_nexthop",
+            "needs mpbgp_ipv4 or mpbgp_ipv6",
+        ),
+        (
+            &[("mpbgp_ipv6", "2001:db8::6")][..],
+            "mpbgp_ipv6",
+            "only with mpbgp_nexthop=fixed",
+        ),
+        (
+            &[
+                ("mpbgp_nexthop", "auto_sourceif"),
+                ("mpbgp_ipv4", "198.51.100.4"),
+            ][..],
+            "mpbgp_nexthop",
+            "only with mpbgp_nexthop=fixed",
+        ),
+        (
+            &[("mpbgp_nexthop", "auto_sourceip")][..],
+            "mpbgp_nexthop",
+            "needs bgp_sourceip",
+        ),
+        (
+            &[
+                ("mpbgp_nexthop", "auto_sourceif"),
+                ("bgp_sourceip", "192.0.2.5"),
+            ][..],
+            "mpbgp_nexthop",
+            "needs bgp_sourceif",
+        ),
+        (
+            &[("bgp_peers", "192.0.2.1:65000:pw:false::mpbgp_nexthop=fixed")][..],
+            "bgp_peers",
+            "peer 192.0.2.1: mpbgp_nexthop=fixed needs",
+        ),
+        (
+            &[("bgp_peers", "192.0.2.1:65000:pw:false::mpbgp_next=fixed")][..],
+            "bgp_peers",
+            "MP-BGP options take only",
+        ),
+    ] {
+        let mut env = base();
+        for (k, v) in set {
+            env.insert(k, v.to_string());
+        }
+        let e = build(&env).expect_err(says);
+        let msg = e.to_string();
+        assert!(msg.contains(key) && msg.contains(says), "{set:?}: {msg}");
+        assert!(!msg.contains(":pw:"), "{msg}");
+    }
+    // A peer's own address satisfies the node's fixed mode.
+    let mut env = base();
+    env.insert("mpbgp_nexthop", "fixed".into());
+    env.insert(
+        "bgp_peers",
+        "192.0.2.1:65000::false::mpbgp_ipv6=[2001:db8::6]".into(),
+    );
+    let c = build(&env).unwrap();
+    assert_eq!(
+        c.bgp.mp_next_hop_of("192.0.2.1".parse().unwrap()).v6,
+        Some("2001:db8::6".parse().unwrap())
+    );
 }
