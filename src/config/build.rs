@@ -197,6 +197,16 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
             Err("expected an http:// or https:// URL".to_string())
         }
     })?;
+    // Read here, so a missing or broken file is a configuration error (exit 2 at start,
+    // the running configuration kept on SIGHUP) as kube-vip refuses to start with one.
+    let ca = r.parse("control_plane_health_check_ca_path", |p| {
+        let path = PathBuf::from(p.trim());
+        let pem = std::fs::read(&path).map_err(|e| format!("cannot read it: {e}"))?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => Ok(HealthCa { path, pem }),
+            _ => Err("it contains no PEM certificate".to_string()),
+        }
+    })?;
     Ok(ControlPlane {
         enabled,
         vips,
@@ -206,6 +216,7 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
             period,
             timeout,
             failure_threshold,
+            ca,
         }),
     })
 }

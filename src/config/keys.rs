@@ -142,6 +142,7 @@ pub const KEYS: &[Key] = &[
     k(ControlPlane, "control_plane_health_check_period_seconds", &[], "seconds between health checks (5)"),
     k(ControlPlane, "control_plane_health_check_timeout_seconds", &[], "health check timeout in seconds (3)"),
     k(ControlPlane, "control_plane_health_check_failure_threshold", &[], "consecutive failures before withdrawing (3)"),
+    k(ControlPlane, "control_plane_health_check_ca_path", &["controlPlaneHealthCheckCAPath"], "verify an https health URL's certificate against this CA (PEM); unset: not verified"),
     // ARP / leader election (kube-vip).
     k(Node, "vip_arp", &["arp"], "ARP/NDP mode"),
     k(Arp, "vip_arpRate", &[], "gratuitous ARP refresh period in ms (3000)"),

@@ -129,7 +129,8 @@ pub struct VipSettings {
 /// The control-plane health check that gates its route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// URL to GET (http or https; certificates are not verified: it is the local API server).
+    /// URL to GET (http or https; without [`HealthCheck::ca`] certificates are not verified:
+    /// it is the local API server with its own CA).
     pub url: String,
     /// Time between checks.
     pub period: Duration,
@@ -137,6 +138,25 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// Consecutive failures before the route is withdrawn.
     pub failure_threshold: u32,
+    /// The CA that must have signed the server's certificate
+    /// (`control_plane_health_check_ca_path`), read when the configuration is loaded.
+    pub ca: Option<HealthCa>,
+}
+
+/// A CA bundle for the health check (kube-vip v1.2.3 `pkg/cluster/cluster.go`
+/// `newHealthCheckHTTPClient`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HealthCa {
+    /// Where it was read from (for log lines).
+    pub path: PathBuf,
+    /// Its PEM text: at least one certificate.
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for HealthCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HealthCa({})", self.path.display())
+    }
 }
 
 /// The control-plane VIP.

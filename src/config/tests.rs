@@ -7,6 +7,22 @@ use std::time::Duration;
 use super::keys::KEYS;
 use super::*;
 
+/// A self-signed CA certificate (EC P-256, CN vipr-test-ca) in a file of the temporary
+/// directory (one fixed name, the same text every run, written atomically): the path, for
+/// `control_plane_health_check_ca_path`.
+fn test_ca() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = std::env::temp_dir().join("vipr-test-ca.crt");
+        let tmp = std::env::temp_dir().join(format!("vipr-test-ca.crt.{}", std::process::id()));
+        std::fs::write(&tmp, TEST_CA_PEM).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+        p.to_str().unwrap().to_string()
+    })
+}
+
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBhDCCASugAwIBAgIUSwVa1KZkP6hpwZgEMQvxeYzlwvAwCgYIKoZIzj0EAwIw\nFzEVMBMGA1UEAwwMdmlwci10ZXN0LWNhMCAXDTI2MTIwMjIzMDgzMloYDzIxMjYx\nMTA4MjMwODMyWjAXMRUwEwYDVQQDDAx2aXByLXRlc3QtY2EwWTATBgcqhkjOPQIB\nBggqhkjOPQMBBwNCAAS1sH94aqqVcGtI03LJMQ3l9sn2PYPYGF04QKPTX17qvwah\nOEP+tNvBnsI5QgM8b29uGHuqEPhAt3mLOUeBiEdho1MwUTAdBgNVHQ4EFgQUVmRS\nFb4zZ6rLs90nmszR+wIcns0wHwYDVR0jBBgwFoAUVmRSFb4zZ6rLs90nmszR+wIc\nns0wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAU1i1v9Jry3xnn\nceFd8p2KOK1doBAb2Qw4/mwCjYCiuQIgdluQ41DOlDzkQlLtKJbeVQAr5FCnM4O7\n+u9VpDHbwZg=\n-----END CERTIFICATE-----\n";
+
 fn base() -> HashMap<&'static str, String> {
     [
         ("bgp_enable", "true"),
@@ -253,6 +269,16 @@ fn rows() -> Vec<(
             |c| c.control_plane.health.as_ref().unwrap().failure_threshold == 5,
             Some("0"),
             &[("control_plane_health_check_address", "http://127.0.0.1/")],
+        ),
+        (
+            "control_plane_health_check_ca_path",
+            test_ca(),
+            |c| {
+                let ca = c.control_plane.health.as_ref().unwrap().ca.as_ref();
+                ca.is_some_and(|ca| ca.pem.starts_with(b"-----BEGIN CERTIFICATE-----"))
+            },
+            Some("/nonexistent/ca.crt"),
+            &[("control_plane_health_check_address", "https://127.0.0.1/")],
         ),
         (
             "vip_arp",
@@ -1069,7 +1095,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 48, 30, 18)
+            (96, 49, 29, 18)
         );
     }
 
@@ -1255,4 +1281,29 @@ fn mpbgp_settings_are_checked_as_kube_vip_checks_them() {
         c.bgp.mp_next_hop_of("192.0.2.1".parse().unwrap()).v6,
         Some("2001:db8::6".parse().unwrap())
     );
+}
+
+/// kube-vip v1.2.3 `newHealthCheckHTTPClient` refuses a CA file it cannot read or that holds
+/// no certificate; vipr at configuration time, naming the variable.
+#[test]
+fn a_health_check_ca_that_is_not_a_certificate_is_refused() {
+    let not_pem = std::env::temp_dir().join(format!("vipr-not-a-ca-{}.crt", std::process::id()));
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    for (path, says) in [
+        ("/nonexistent/ca.crt", "cannot read it"),
+        (not_pem.to_str().unwrap(), "contains no PEM certificate"),
+    ] {
+        let mut env = base();
+        env.insert(
+            "control_plane_health_check_address",
+            "https://127.0.0.1:6443/livez".into(),
+        );
+        env.insert("control_plane_health_check_ca_path", path.into());
+        let msg = build(&env).unwrap_err().to_string();
+        assert!(
+            msg.contains("control_plane_health_check_ca_path") && msg.contains(says),
+            "{msg}"
+        );
+    }
+    let _ = std::fs::remove_file(&not_pem);
 }
