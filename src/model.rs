@@ -10,7 +10,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::Mode;
@@ -52,14 +51,6 @@ pub struct NodeAddr {
     pub prefix_len: u8,
     /// Interface name.
     pub interface: String,
-}
-
-impl NodeAddr {
-    /// The host route advertised for this VIP (/32 or /128), whatever its prefix length on the
-    /// interface.
-    pub fn host_route(&self) -> IpNet {
-        IpNet::from(self.ip)
-    }
 }
 
 impl fmt::Display for NodeAddr {

@@ -123,8 +123,9 @@ pub struct Reconciler {
     /// Every VIP of the configuration and the Services, with its sources (sorted; usually
     /// one, so a `Vec` and not a tree).
     candidates: BTreeMap<IpAddr, Vec<VipSource>>,
-    /// Each VIP served here (its address on the node) or why not.
-    verdicts: BTreeMap<IpAddr, Result<NodeAddr, HeldBack>>,
+    /// Each VIP served here (its address on the node, `None` when only advertised) or why
+    /// not.
+    verdicts: BTreeMap<IpAddr, Result<Option<NodeAddr>, HeldBack>>,
     /// Addresses on the node that serve VIPs, with whether vipr owns them.
     present: BTreeMap<NodeAddr, Present>,
     /// Addresses asked for and not yet confirmed (avoid asking twice).
@@ -403,9 +404,9 @@ impl Reconciler {
         let mut adding = Vec::new();
         for ip in &ips {
             self.decide(*ip);
-            let want = match self.verdicts.get(ip) {
-                Some(Ok(a)) => Some(a.clone()),
-                _ => None,
+            let (served, want) = match self.verdicts.get(ip) {
+                Some(Ok(a)) => (true, a.clone()),
+                _ => (false, None),
             };
             for (a, p) in self.present_for(*ip) {
                 if p.owned && want.as_ref() != Some(a) && !self.pending.contains(a) {
@@ -420,7 +421,7 @@ impl Reconciler {
                     adding.push(a.clone());
                 }
             }
-            self.route(*ip, want.as_ref());
+            self.route(*ip, served, want.as_ref());
         }
         let mut actions = Vec::new();
         // Withdraw routes before removing addresses.
@@ -464,7 +465,8 @@ impl Reconciler {
         };
         match v {
             Some(Ok(())) => {
-                self.verdicts.insert(ip, Ok(node_addr(&c.vips, ip)));
+                let a = self.placed(c, ip).then(|| node_addr(&c.vips, ip));
+                self.verdicts.insert(ip, Ok(a));
             }
             Some(Err(e)) => {
                 self.verdicts.insert(ip, Err(e));
@@ -475,12 +477,30 @@ impl Reconciler {
         }
     }
 
-    /// The host route of `ip`: announced while it is wanted and on the node.
-    fn route(&mut self, ip: IpAddr, want: Option<&NodeAddr>) {
-        let changed = match (want.filter(|a| self.present.contains_key(*a)), &self.attrs) {
-            (Some(a), Some(attrs)) => {
+    /// Whether a served VIP is put on the node: always but for one that only Services ask
+    /// for in BGP mode with `bgp_attach_ip_to_interface=false` (kube-vip v1.2.3
+    /// `pkg/cluster/service.go` `shouldAddServiceIP`; its control-plane VIP is always added,
+    /// `StartVipService`).
+    fn placed(&self, c: &Settings, ip: IpAddr) -> bool {
+        c.mode != Mode::Bgp
+            || c.vips.bgp_attach
+            || self
+                .candidates
+                .get(&ip)
+                .is_some_and(|s| s.iter().any(|s| !matches!(s, VipSource::Service { .. })))
+    }
+
+    /// The host route of `ip`: announced while it is served and on the node (or served and
+    /// not to be put on the node).
+    fn route(&mut self, ip: IpAddr, served: bool, want: Option<&NodeAddr>) {
+        let announce = match want {
+            Some(a) => self.present.contains_key(a),
+            None => served,
+        };
+        let changed = match (announce, &self.attrs) {
+            (true, Some(attrs)) => {
                 let attrs = attrs.clone();
-                self.table.announce_shared([a.host_route()], attrs) > 0
+                self.table.announce_shared([ipnet::IpNet::from(ip)], attrs) > 0
             }
             _ => self.table.withdraw([ipnet::IpNet::from(ip)]) > 0,
         };
@@ -495,7 +515,8 @@ impl Reconciler {
         let held_back = match self.verdicts.get(&ip) {
             Some(Err(e)) => Some(e.clone()),
             None => None,
-            Some(Ok(_)) => self.errors.get(&ip).cloned().map(HeldBack::AddFailed),
+            Some(Ok(None)) => None,
+            Some(Ok(Some(_))) => self.errors.get(&ip).cloned().map(HeldBack::AddFailed),
         };
         let state = VipState {
             address: ip,

@@ -164,6 +164,9 @@ fn vips(r: &Reader) -> Result<VipSettings, ConfigError> {
         subnet_v4,
         subnet_v6,
         static_vips: r.list("vipr_static_vips", ip)?,
+        // kube-vip's default is false; vipr's stays true (its behaviour before the setting
+        // existed): a Service VIP on the node is served by kube-proxy either way.
+        bgp_attach: r.bool("bgp_attach_ip_to_interface", true)?,
     })
 }
 

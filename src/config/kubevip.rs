@@ -229,7 +229,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     refuse("vip_loseleadership", False, "giving up the Lease when the interface goes down is not supported"),
     refuse("config_file", Never, "kube-vip's own config file is not read, so its settings would be missing; give them as environment variables or in vipr's --config file (the same names)"),
     // Harmless: warned.
-    warn("bgp_attach_ip_to_interface", "vipr puts every VIP on vip_interface in BGP mode too (kube-vip's true)"),
     warn("cp_detect", "vipr reaches the API server through k8s_config_file or the in-cluster config; it does not probe for one"),
     warn("kubernetes_addr", "vipr takes the API server's address from k8s_config_file or the in-cluster config; put this address in that kubeconfig"),
     warn("debounce_time", "kube-vip itself reads it only as its --debounceTime flag; vipr recomputes from its caches on every change"),

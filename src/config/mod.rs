@@ -124,6 +124,10 @@ pub struct VipSettings {
     pub subnet_v6: u8,
     /// Extra VIPs (`vipr_static_vips`).
     pub static_vips: Vec<IpAddr>,
+    /// BGP mode: put Service VIPs on the interface too (`bgp_attach_ip_to_interface`); when
+    /// false they are only advertised (kube-vip v1.2.3 `pkg/cluster/service.go`
+    /// `shouldAddServiceIP`). The control-plane and static VIPs are always put there.
+    pub bgp_attach: bool,
 }
 
 /// The control-plane health check that gates its route.

@@ -189,6 +189,13 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "bgp_attach_ip_to_interface",
+            "false",
+            |c| !c.vips.bgp_attach,
+            Some("maybe"),
+            &[],
+        ),
+        (
             "mpbgp_nexthop",
             "auto_sourceif",
             |c| c.bgp.mp_next_hop.mode == Some(MpNextHopMode::AutoSourceIf),
@@ -1095,7 +1102,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 49, 29, 18)
+            (96, 50, 28, 18)
         );
     }
 

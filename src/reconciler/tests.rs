@@ -318,3 +318,77 @@ fn arp_mode_serves_only_with_the_lease() {
         .values()
         .all(|v| v.held_back == Some(HeldBack::NotLeader)));
 }
+
+/// kube-vip v1.2.3 `shouldAddServiceIP`: in BGP mode with `bgp_attach_ip_to_interface=false`
+/// a Service VIP is advertised without being put on the node; the control-plane VIP (and a
+/// Service sharing it) still is. Switching the setting on a running node removes the
+/// addresses vipr put there and keeps the routes.
+#[test]
+fn bgp_service_vips_are_only_advertised_without_bgp_attach() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("svc_enable", "true"),
+        ("bgp_attach_ip_to_interface", "false"),
+    ]);
+    r.handle(Input::Settings(c.clone()));
+    r.handle(Input::Added {
+        addr: addr("192.0.2.10"),
+        owned: true,
+    });
+    let a = r.handle(Input::Services(services(vec![
+        svc("a", "198.51.100.1", false, false),
+        svc("cp", "192.0.2.10", false, false),
+    ])));
+    assert!(adds(&a).is_empty(), "{a:?}");
+    assert_eq!(
+        routes(&a),
+        Some(vec![
+            "192.0.2.10/32".to_string(),
+            "198.51.100.1/32".to_string()
+        ])
+    );
+    let st = r.status();
+    let v = st.get(&"198.51.100.1".parse::<IpAddr>().unwrap()).unwrap();
+    assert_eq!(
+        (v.interface.as_deref(), v.advertised, &v.held_back),
+        (None, true, &None)
+    );
+    // Switched on: put on the node, the route withdrawn until it is there.
+    let on = config(&[("svc_enable", "true")]);
+    let a = r.handle(Input::Settings(on.clone()));
+    assert_eq!(adds(&a), vec!["198.51.100.1"]);
+    r.handle(Input::Added {
+        addr: addr("198.51.100.1"),
+        owned: true,
+    });
+    // Switched off again: the address vipr put there goes, the route stays.
+    let a = r.handle(Input::Settings(c));
+    assert_eq!(a, vec![Action::Remove(addr("198.51.100.1"))]);
+    r.handle(Input::Removed(addr("198.51.100.1")));
+    assert_eq!(r.owned(), vec![addr("192.0.2.10")]);
+    // The Service goes: its route is withdrawn.
+    let a = r.handle(Input::Services(services(vec![svc(
+        "cp",
+        "192.0.2.10",
+        false,
+        false,
+    )])));
+    assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+    // ARP mode ignores the setting.
+    let mut r = Reconciler::new();
+    r.handle(Input::Settings(config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_interface", "lo"),
+        ("svc_enable", "true"),
+        ("bgp_attach_ip_to_interface", "false"),
+    ])));
+    let a = r.handle(Input::Services(services(vec![svc(
+        "a",
+        "198.51.100.1",
+        false,
+        false,
+    )])));
+    assert_eq!(adds(&a), vec!["198.51.100.1"]);
+}
