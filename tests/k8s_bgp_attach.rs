@@ -32,12 +32,7 @@ fn service_vips_are_advertised_without_being_put_on_the_node() {
     let file = tmp.join("vipr.yaml");
     let log = tmp.join("vipr.log");
     std::fs::write(&file, "bgp_attach_ip_to_interface: false\n").unwrap();
-    let mut vipr = Vipr::start(
-        node,
-        &env,
-        &["--config", file.to_str().unwrap()],
-        &log,
-    );
+    let mut vipr = Vipr::start(node, &env, &["--config", file.to_str().unwrap()], &log);
     let ctx = || {
         format!(
             "{}\n{:?}\n{}",

@@ -57,6 +57,29 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
     })
 }
 
+/// An IP address (`Ok`) or a DNS name (`Err(name)`, lower case): RFC 1123 host name
+/// labels of letters, digits and hyphens, 1..=63 each, 253 in all, not all digits.
+fn ip_or_name(s: &str) -> Result<Result<IpAddr, String>, String> {
+    if let Ok(a) = ip(s) {
+        return Ok(Ok(a));
+    }
+    let name = s.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() <= 253
+        && name.split('.').all(label_ok)
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        Ok(Err(name))
+    } else {
+        Err("expected an IP address or a DNS name".into())
+    }
+}
+
 fn ip(s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| "not an IP address".to_string())
 }
@@ -176,11 +199,40 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
     } else {
         "vip_address"
     };
-    // Both names are checked: a bad legacy value is an error even next to `address`.
-    let vips = r.list(addr_key, ip)?;
-    r.list("vip_address", ip)?;
+    // Both names are checked: a bad legacy value is an error even next to `address`. An
+    // address may be one DNS name instead (kube-vip v1.2.3 `pkg/vip/address.go` `NewConfig`).
+    let entries = r.list(addr_key, ip_or_name)?;
+    r.list("vip_address", ip_or_name)?;
+    let names = entries.iter().filter(|e| e.is_err()).count();
+    if names > 0 && entries.len() > 1 {
+        return Err(r.err(
+            addr_key,
+            "a DNS name must be the only address (dns_mode=dual takes both families from it)",
+        ));
+    }
+    let vips: Vec<IpAddr> = entries
+        .iter()
+        .filter_map(|e| e.as_ref().ok())
+        .copied()
+        .collect();
+    // kube-vip compares lower-cased (`IPv4` works).
+    let mode = r
+        .parse("dns_mode", |v| {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "first" => Ok(DnsMode::First),
+                "ipv4" => Ok(DnsMode::Ipv4),
+                "ipv6" => Ok(DnsMode::Ipv6),
+                "dual" => Ok(DnsMode::Dual),
+                _ => Err("expected first, ipv4, ipv6 or dual".to_string()),
+            }
+        })?
+        .unwrap_or(DnsMode::First);
+    let dns = entries
+        .into_iter()
+        .find_map(|e| e.err())
+        .map(|name| DnsAddress { name, mode });
     let enabled = r.bool("cp_enable", false)?;
-    if enabled && vips.is_empty() {
+    if enabled && vips.is_empty() && dns.is_none() {
         return Err(ConfigError::Conflict(
             "cp_enable=true needs address (the control-plane VIP)".into(),
         ));
@@ -221,6 +273,7 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
             failure_threshold,
             ca,
         }),
+        dns,
     })
 }
 

@@ -109,7 +109,8 @@ use Section::*;
 /// Every key, in documentation order.
 pub const KEYS: &[Key] = &[
     // Addresses and modes (kube-vip).
-    k(ControlPlane, "address", &["vip"], "control-plane VIP(s), comma list for dual-stack"),
+    k(ControlPlane, "address", &["vip"], "control-plane VIP(s), comma list for dual-stack, or one DNS name (resolved every 3 s, followed)"),
+    k(ControlPlane, "dns_mode", &["dnsMode"], "which addresses of a DNS name in address: first (default), ipv4, ipv6 or dual"),
     alias(ControlPlane, "vip_address", "address", "legacy name of `address`"),
     k(ControlPlane, "port", &[], "control-plane port (6443)"),
     k(Vips, "vip_interface", &["interface"], "interface the VIPs are put on (lo)"),

@@ -233,7 +233,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     warn("kubernetes_addr", "vipr takes the API server's address from k8s_config_file or the in-cluster config; put this address in that kubeconfig"),
     warn("debounce_time", "kube-vip itself reads it only as its --debounceTime flag; vipr recomputes from its caches on every change"),
     warn("dhcp_backoff_attempts", "vipr has no DHCP client (see dhcp_mode)"),
-    warn("dns_mode", "address takes IP addresses only in vipr (a DNS name is refused): there is nothing to resolve"),
     warn("enable_endpoints", "vipr reads EndpointSlices, and core/v1 Endpoints only where EndpointSlice v1 is not served"),
     warn("enable_node_labeling", "vipr does not label the node that holds a VIP"),
     warn("health_check_port", "vipr serves /healthz and /readyz on prometheus_server's address; point probes there"),

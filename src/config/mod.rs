@@ -174,6 +174,32 @@ pub struct ControlPlane {
     pub port: u16,
     /// The health gate of its route.
     pub health: Option<HealthCheck>,
+    /// `address` given as a DNS name: `vips` are what it resolves to, filled and followed by
+    /// the resolver task (`dns.rs`); empty in the configuration as read.
+    pub dns: Option<DnsAddress>,
+}
+
+/// kube-vip's `dns_mode` (v1.2.3 `pkg/utils/dns.go` `LookupHost`): which of a name's
+/// addresses are the VIPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsMode {
+    /// `first` (the default): the first address, then that family only.
+    First,
+    /// `ipv4`: the first IPv4 address.
+    Ipv4,
+    /// `ipv6`: the first IPv6 address.
+    Ipv6,
+    /// `dual`: the first of each family there is.
+    Dual,
+}
+
+/// The control-plane VIP as a DNS name (`address`, `dns_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAddress {
+    /// The name.
+    pub name: String,
+    /// Which addresses.
+    pub mode: DnsMode,
 }
 
 impl ControlPlane {

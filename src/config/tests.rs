@@ -64,14 +64,21 @@ fn rows() -> Vec<(
             "address",
             "192.0.2.10,2001:db8::10",
             |c| c.control_plane.vips.len() == 2,
-            Some("vip.example"),
+            Some("192.0.2.10,vip.example"),
             &[],
+        ),
+        (
+            "dns_mode",
+            "IPv6",
+            |c| c.control_plane.dns.as_ref().unwrap().mode == DnsMode::Ipv6,
+            Some("both"),
+            &[("address", "cp.example.test")],
         ),
         (
             "vip_address",
             "192.0.2.11",
             |c| c.control_plane.vips == vec!["192.0.2.11".parse::<IpAddr>().unwrap()],
-            Some("x"),
+            Some("192.0.2.300"),
             &[("address", "")],
         ),
         (
@@ -1102,7 +1109,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 50, 28, 18)
+            (96, 51, 27, 18)
         );
     }
 
@@ -1313,4 +1320,32 @@ fn a_health_check_ca_that_is_not_a_certificate_is_refused() {
         );
     }
     let _ = std::fs::remove_file(&not_pem);
+}
+
+/// kube-vip v1.2.3 takes a host name as `address` (`pkg/vip/address.go` `NewConfig`): one
+/// name, resolved later by `dns.rs`; never mixed with IP addresses.
+#[test]
+fn address_may_be_one_dns_name() {
+    let mut env = base();
+    env.insert("address", "CP.Example.test.".into());
+    let c = build(&env).unwrap();
+    assert!(c.control_plane.vips.is_empty());
+    assert_eq!(
+        c.control_plane.dns,
+        Some(DnsAddress {
+            name: "cp.example.test".into(),
+            mode: DnsMode::First
+        })
+    );
+    for bad in [
+        "cp.example.test,192.0.2.10",
+        "a,b",
+        "-cp.example",
+        "1.2.3",
+        "cp_1.example",
+    ] {
+        env.insert("address", bad.into());
+        let e = build(&env).expect_err(bad).to_string();
+        assert!(e.contains("address"), "{bad}: {e}");
+    }
 }
