@@ -116,6 +116,9 @@ pub struct ServiceVip {
     pub local_endpoint: bool,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
+    /// The interface its annotation `kube-vip.io/serviceInterface` names (tenant input:
+    /// the reconciler puts the VIP there only if the configuration allows that interface).
+    pub interface: Option<String>,
 }
 
 impl ServiceVip {
@@ -156,6 +159,9 @@ pub enum HeldBack {
     AddFailed(String),
     /// The Service may not have this address.
     Refused(Refusal),
+    /// The Service's `kube-vip.io/serviceInterface` names an interface the configuration
+    /// does not allow for Services.
+    InterfaceNotAllowed(String),
 }
 
 impl fmt::Display for HeldBack {
@@ -169,6 +175,10 @@ impl fmt::Display for HeldBack {
             }
             HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
             HeldBack::Refused(r) => write!(f, "refused: {r}"),
+            HeldBack::InterfaceNotAllowed(i) => write!(
+                f,
+                "kube-vip.io/serviceInterface names {i:?}, not an interface allowed for Services (vip_interface, vip_servicesinterface, vipr_service_interfaces)"
+            ),
         }
     }
 }

@@ -463,9 +463,10 @@ impl Reconciler {
         } else {
             self.verdict(c, ip)
         };
+        let v = v.map(|r| r.and_then(|()| self.interface(c, ip)));
         match v {
-            Some(Ok(())) => {
-                let a = self.placed(c, ip).then(|| node_addr(&c.vips, ip));
+            Some(Ok(iface)) => {
+                let a = self.placed(c, ip).then(|| node_addr(&c.vips, ip, iface));
                 self.verdicts.insert(ip, Ok(a));
             }
             Some(Err(e)) => {
@@ -474,6 +475,45 @@ impl Reconciler {
             None => {
                 self.verdicts.remove(&ip);
             }
+        }
+    }
+
+    /// The interface of a served VIP (kube-vip v1.2.3 `pkg/instance/instance.go`): the
+    /// control-plane and static VIPs on `vip_interface`; a Service's on the interface its
+    /// `kube-vip.io/serviceInterface` names, else `vip_servicesinterface`, else
+    /// `vip_interface`. The annotation is tenant input: an interface the configuration does
+    /// not allow for Services (kube-vip allows any) holds the VIP back.
+    fn interface(&self, c: &Settings, ip: IpAddr) -> Result<String, HeldBack> {
+        let v = &c.vips;
+        let sources = self
+            .candidates
+            .get(&ip)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if sources
+            .iter()
+            .any(|s| !matches!(s, VipSource::Service { .. }))
+        {
+            return Ok(v.interface.clone());
+        }
+        let default = v.services_interface.as_ref().unwrap_or(&v.interface);
+        let named = sources.iter().find_map(|s| match s {
+            VipSource::Service { namespace, name } => self
+                .services
+                .get(&format!("{namespace}/{name}"))
+                .and_then(|s| s.interface.clone()),
+            _ => None,
+        });
+        match named {
+            None => Ok(default.clone()),
+            Some(i)
+                if i == v.interface
+                    || Some(&i) == v.services_interface.as_ref()
+                    || v.service_interfaces.contains(&i) =>
+            {
+                Ok(i)
+            }
+            Some(i) => Err(HeldBack::InterfaceNotAllowed(i)),
         }
     }
 
@@ -548,7 +588,7 @@ impl Reconciler {
     }
 }
 
-fn node_addr(v: &VipSettings, ip: IpAddr) -> NodeAddr {
+fn node_addr(v: &VipSettings, ip: IpAddr, interface: String) -> NodeAddr {
     NodeAddr {
         ip,
         prefix_len: if ip.is_ipv4() {
@@ -556,7 +596,7 @@ fn node_addr(v: &VipSettings, ip: IpAddr) -> NodeAddr {
         } else {
             v.subnet_v6
         },
-        interface: v.interface.clone(),
+        interface,
     }
 }
 

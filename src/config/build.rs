@@ -80,6 +80,20 @@ fn ip_or_name(s: &str) -> Result<Result<IpAddr, String>, String> {
     }
 }
 
+/// A Linux interface name (1..=15 bytes, no `/`, space or `:`); kube-vip's `auto` is not
+/// supported.
+fn interface_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "auto" {
+        return Err("auto (find the interface by the address's subnet) is not supported: name the interface".into());
+    }
+    if (1..=15).contains(&s.len()) && !s.contains(['/', ' ', ':']) && s != "." && s != ".." {
+        Ok(s.to_string())
+    } else {
+        Err("expected an interface name (1 to 15 characters)".into())
+    }
+}
+
 fn ip(s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| "not an IP address".to_string())
 }
@@ -187,6 +201,9 @@ fn vips(r: &Reader) -> Result<VipSettings, ConfigError> {
         subnet_v4,
         subnet_v6,
         static_vips: r.list("vipr_static_vips", ip)?,
+        // kube-vip v1.2.3 also takes `auto` (the interface whose subnet holds the address).
+        services_interface: r.parse("vip_servicesinterface", interface_name)?,
+        service_interfaces: r.list("vipr_service_interfaces", interface_name)?,
         // kube-vip's default is false; vipr's stays true (its behaviour before the setting
         // existed): a Service VIP on the node is served by kube-proxy either way.
         bgp_attach: r.bool("bgp_attach_ip_to_interface", true)?,

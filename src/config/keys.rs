@@ -134,6 +134,8 @@ pub const KEYS: &[Key] = &[
     k(Bgp, "mpbgp_nexthop", &[], "next hop of the other family's routes: fixed (mpbgp_ipv4/mpbgp_ipv6), auto_sourceip or auto_sourceif (an address of that interface)"),
     k(Bgp, "mpbgp_ipv4", &[], "with mpbgp_nexthop=fixed: next hop of IPv4 routes over IPv6 sessions"),
     k(Bgp, "mpbgp_ipv6", &[], "with mpbgp_nexthop=fixed: next hop of IPv6 routes over IPv4 sessions"),
+    k(Vips, "vip_servicesinterface", &["serviceInterface"], "interface for Service VIPs (vip_interface when unset)"),
+    k(Vips, "vipr_service_interfaces", &[], "more interfaces a Service may name in kube-vip.io/serviceInterface, comma list (vip_interface and vip_servicesinterface always may)"),
     k(Vips, "bgp_attach_ip_to_interface", &["bgpAttachIPToInterface"], "BGP mode: put Service VIPs on vip_interface too (true); false: only advertise them (kube-vip's default)"),
     k(Bgp, "bgp_hold_time", &[], "BGP hold time in seconds (30)"),
     k(Bgp, "bgp_keepalive_interval", &[], "BGP keepalive interval in seconds (10)"),

@@ -150,6 +150,7 @@ pub enum Harmless {
     #[allow(dead_code)] // no row takes it today
     OneOf(&'static [&'static str]),
     /// The same as the winning value of this setting.
+    #[allow(dead_code)] // no row takes it today
     SameAs(&'static str),
     /// None: any value is refused.
     Never,
@@ -225,7 +226,6 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     refuse("mirror_dest_interface", Never, "traffic mirroring is not supported"),
     refuse("disable_service_updates", False, "vipr always writes the served address into status.loadBalancer.ingress (kube-proxy routes in-cluster traffic to it)"),
     refuse("lb_class_legacy_handling", True, "vipr serves Services without a loadBalancerClass unless lb_class_only (kube-vip's default legacy handling); the other handling is not supported"),
-    refuse("vip_servicesinterface", SameAs("vip_interface"), "vipr puts every VIP on vip_interface; for Services on another interface run a second vipr (vipr_instance) with svc_enable and that vip_interface"),
     refuse("vip_loseleadership", False, "giving up the Lease when the interface goes down is not supported"),
     refuse("config_file", Never, "kube-vip's own config file is not read, so its settings would be missing; give them as environment variables or in vipr's --config file (the same names)"),
     // Harmless: warned.

@@ -124,6 +124,11 @@ pub struct VipSettings {
     pub subnet_v6: u8,
     /// Extra VIPs (`vipr_static_vips`).
     pub static_vips: Vec<IpAddr>,
+    /// Interface for Service VIPs (`vip_servicesinterface`; `interface` when unset).
+    pub services_interface: Option<String>,
+    /// More interfaces a Service may name in `kube-vip.io/serviceInterface`
+    /// (`vipr_service_interfaces`), besides `interface` and `services_interface`.
+    pub service_interfaces: Vec<String>,
     /// BGP mode: put Service VIPs on the interface too (`bgp_attach_ip_to_interface`); when
     /// false they are only advertised (kube-vip v1.2.3 `pkg/cluster/service.go`
     /// `shouldAddServiceIP`). The control-plane and static VIPs are always put there.

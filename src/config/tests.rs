@@ -196,6 +196,20 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vip_servicesinterface",
+            "eth1",
+            |c| c.vips.services_interface.as_deref() == Some("eth1"),
+            Some("auto"),
+            &[],
+        ),
+        (
+            "vipr_service_interfaces",
+            "eth2, vlan100",
+            |c| c.vips.service_interfaces == ["eth2", "vlan100"],
+            Some("a/b"),
+            &[],
+        ),
+        (
             "bgp_attach_ip_to_interface",
             "false",
             |c| !c.vips.bgp_attach,
@@ -1109,7 +1123,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 51, 27, 18)
+            (96, 52, 27, 17)
         );
     }
 
@@ -1153,7 +1167,6 @@ mod kube_vip_unsupported {
             ("dhcp_mode", "ipv4"),
             ("vip_ddns", "true"),
             ("lb_class_legacy_handling", "false"),
-            ("vip_servicesinterface", "eth1"),
             ("VIP_WIREGUARD", "yes"),
         ];
         for (name, value) in cases {
@@ -1183,7 +1196,6 @@ mod kube_vip_unsupported {
         for (name, value) in [
             ("vip_wireguard", "false"),
             ("lb_class_legacy_handling", "true"),
-            ("vip_servicesinterface", "eth0"),
         ] {
             let l = layers(&with(&[(name, value), ("vip_interface", "eth0")]), None);
             Config::from_layers(&l, "node-a").unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -198,6 +198,7 @@ mod tests {
                 local_only: false,
                 local_endpoint: false,
                 status_ips: vec![],
+                interface: None,
             }),
         )
     }

@@ -13,6 +13,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// kube-vip's annotation with the Service's address(es), comma separated.
 pub const ANNOTATION_IPS: &str = "kube-vip.io/loadbalancerIPs";
+/// kube-vip's per-Service interface (v1.2.3 `pkg/kubevip/annotations.go` `ServiceInterface`).
+pub const ANNOTATION_INTERFACE: &str = "kube-vip.io/serviceInterface";
 /// The field manager vipr writes Service status as; status written by it is not an address
 /// source (it only mirrors the annotation or spec it came from).
 pub const FIELD_MANAGER: &str = "vipr";
@@ -150,6 +152,8 @@ pub struct SvcRecord {
     pub status_by_vipr: bool,
     /// Its resourceVersion (a status write names the version it was computed from).
     pub resource_version: String,
+    /// `kube-vip.io/serviceInterface`, as written (checked by the reconciler).
+    pub interface: Option<String>,
 }
 
 /// What vipr keeps of a Service; `None` without a namespace, name and UID.
@@ -205,6 +209,10 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
         status_ips: status_ips(svc),
         status_by_vipr: status_written_by_vipr(svc),
         resource_version: m.resource_version.clone().unwrap_or_default(),
+        interface: annotation(svc, ANNOTATION_INTERFACE)
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -260,6 +268,7 @@ pub fn service_vip(r: &SvcRecord, d: &Decision, local_endpoint: bool) -> Option<
         local_only: r.local_only,
         local_endpoint,
         status_ips: r.status_ips.clone(),
+        interface: r.interface.clone(),
     })
 }
 

@@ -203,6 +203,7 @@ fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::m
         local_only,
         local_endpoint,
         status_ips: vec![],
+        interface: None,
     }
 }
 
@@ -391,4 +392,81 @@ fn bgp_service_vips_are_only_advertised_without_bgp_attach() {
         false,
     )])));
     assert_eq!(adds(&a), vec!["198.51.100.1"]);
+}
+
+fn on(ip: &str, iface: &str) -> NodeAddr {
+    NodeAddr {
+        interface: iface.into(),
+        ..addr(ip)
+    }
+}
+
+/// kube-vip v1.2.3 `pkg/instance/instance.go`: a Service's VIP goes on the interface of its
+/// `kube-vip.io/serviceInterface`, else `vip_servicesinterface`, else `vip_interface`; the
+/// control-plane VIP stays on `vip_interface`. vipr allows the annotation only the
+/// interfaces the configuration names.
+#[test]
+fn service_vips_go_on_the_services_interface_or_an_allowed_annotated_one() {
+    let mut r = Reconciler::new();
+    let a = r.handle(Input::Settings(config(&[
+        ("svc_enable", "true"),
+        ("vip_servicesinterface", "svc0"),
+        ("vipr_service_interfaces", "svc1"),
+    ])));
+    assert_eq!(
+        a[0],
+        Action::Add(addr("192.0.2.10")),
+        "control plane on vip_interface"
+    );
+    let named = |n: &str, ip: &str, iface: Option<&str>| crate::model::ServiceVip {
+        interface: iface.map(str::to_string),
+        ..svc(n, ip, false, false)
+    };
+    let a = r.handle(Input::Services(services(vec![
+        named("plain", "198.51.100.1", None),
+        named("allowed", "198.51.100.2", Some("svc1")),
+        named("lo", "198.51.100.3", Some("lo")),
+        named("tenant", "198.51.100.4", Some("eth9")),
+    ])));
+    let added: Vec<NodeAddr> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            on("198.51.100.1", "svc0"),
+            on("198.51.100.2", "svc1"),
+            on("198.51.100.3", "lo"),
+        ]
+    );
+    let st = r.status();
+    let held = st
+        .get(&"198.51.100.4".parse::<IpAddr>().unwrap())
+        .unwrap()
+        .held_back
+        .clone();
+    assert_eq!(held, Some(HeldBack::InterfaceNotAllowed("eth9".into())));
+    // The annotation changes: the address moves.
+    r.handle(Input::Added {
+        addr: on("198.51.100.1", "svc0"),
+        owned: true,
+    });
+    let a = r.handle(Input::Services(services(vec![
+        named("plain", "198.51.100.1", Some("svc1")),
+        named("allowed", "198.51.100.2", Some("svc1")),
+        named("lo", "198.51.100.3", Some("lo")),
+        named("tenant", "198.51.100.4", Some("eth9")),
+    ])));
+    assert!(
+        a.contains(&Action::Remove(on("198.51.100.1", "svc0"))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&Action::Add(on("198.51.100.1", "svc1"))),
+        "{a:?}"
+    );
 }
