@@ -426,7 +426,7 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
         (None, Some(i)) => RouterId::Interface(i),
         (None, None) => RouterId::Auto,
     };
-    let (mp_next_hop, peer_mp_next_hop) = mp_next_hop(r, &source, &peers)?;
+    let (mp_next_hop, peer_mp_next_hop) = peers::mp_next_hop(r, &source, &peers)?;
     let u32_value = |v: &str| {
         v.parse::<u32>()
             .map_err(|_| "expected 0..=4294967295".to_string())
@@ -453,73 +453,6 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
         mp_next_hop,
         peer_mp_next_hop,
     })
-}
-
-/// `mpbgp_nexthop`, `mpbgp_ipv4`, `mpbgp_ipv6` and the peers' 6th fields, each peer's merged
-/// settings checked as kube-vip v1.2.3's `FindMpbgpAddresses` checks them when it adds the
-/// peer (here at start instead): `fixed` needs an address, `auto_sourceip` needs
-/// `bgp_sourceip`, `auto_sourceif` needs `bgp_sourceif`. An address without `fixed` would
-/// be ignored (kube-vip ignores it): refused.
-fn mp_next_hop(
-    r: &Reader,
-    source: &Option<SessionSource>,
-    configured: &[bgp::PeerConfig],
-) -> Result<(MpNextHop, Vec<(IpAddr, MpNextHop)>), ConfigError> {
-    let node = MpNextHop {
-        mode: r.parse("mpbgp_nexthop", peers::parse_mp_mode)?,
-        v4: r.parse("mpbgp_ipv4", peers::parse_mp_v4)?,
-        v6: r.parse("mpbgp_ipv6", peers::parse_mp_v6)?,
-    };
-    let own = r
-        .parse("bgp_peers", peers::parse_peers_mp)?
-        .unwrap_or_default();
-    let check = |m: MpNextHop| -> Result<(), String> {
-        match (m.mode, source) {
-            (Some(MpNextHopMode::Fixed), _) if m.v4.is_none() && m.v6.is_none() => {
-                Err("mpbgp_nexthop=fixed needs mpbgp_ipv4 or mpbgp_ipv6".into())
-            }
-            (Some(MpNextHopMode::Fixed), _) => Ok(()),
-            (_, _) if m.v4.is_some() || m.v6.is_some() => {
-                Err("mpbgp_ipv4 and mpbgp_ipv6 are used only with mpbgp_nexthop=fixed".into())
-            }
-            (Some(MpNextHopMode::AutoSourceIp), Some(SessionSource::Address(_)))
-            | (Some(MpNextHopMode::AutoSourceIf), Some(SessionSource::Interface(_)))
-            | (None, _) => Ok(()),
-            (Some(MpNextHopMode::AutoSourceIp), _) => {
-                Err("mpbgp_nexthop=auto_sourceip needs bgp_sourceip".into())
-            }
-            (Some(MpNextHopMode::AutoSourceIf), _) => {
-                Err("mpbgp_nexthop=auto_sourceif needs bgp_sourceif".into())
-            }
-        }
-    };
-    // The node's own settings, then every configured peer's merged ones (a peer without
-    // a fixed address of its own needs the node's).
-    let node_check = MpNextHop {
-        v4: node.v4.or(Some(Ipv4Addr::UNSPECIFIED)),
-        ..node
-    };
-    check(if node.mode == Some(MpNextHopMode::Fixed) {
-        node_check
-    } else {
-        node
-    })
-    .map_err(|e| {
-        let key = match node.mode {
-            None if node.v4.is_some() => "mpbgp_ipv4",
-            None => "mpbgp_ipv6",
-            Some(_) => "mpbgp_nexthop",
-        };
-        r.err(key, e)
-    })?;
-    for p in configured {
-        let m = own
-            .iter()
-            .find(|(a, _)| *a == p.address)
-            .map_or(node, |(_, m)| m.or(node));
-        check(m).map_err(|e| r.err("bgp_peers", format!("peer {}: {e}", p.address)))?;
-    }
-    Ok((node, own))
 }
 
 fn peer_source(r: &Reader) -> Result<PeerSource, ConfigError> {

@@ -7,14 +7,16 @@
 //! configured peer comes from (a struct literal: a new field is a compile error), validated
 //! by [`PeerConfig::validate`] once. Errors name the entry by position and address and never
 //! quote the text: a password containing `:` or `,` (which the format cannot carry) shifts
-//! its fragments into other fields.
+//! its fragments into other fields. [`mp_next_hop`] checks the MP-BGP next hop settings,
+//! node-wide and per peer, together.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use bgp::{Family, PeerConfig, Secret};
 
-use super::{MpNextHop, MpNextHopMode, PeerDefaults};
+use super::reader::Reader;
+use super::{ConfigError, MpNextHop, MpNextHopMode, PeerDefaults, SessionSource};
 
 /// BFD settings as written in `vipr_bfd` or a peer's 7th field: kube-vip's
 /// `enable;rx;tx;mult`, intervals in milliseconds (RFC 5880 Required Min RX, Desired Min TX,
@@ -351,6 +353,71 @@ pub fn parse_peers_mp(s: &str) -> Result<Vec<(IpAddr, MpNextHop)>, String> {
         }
     }
     Ok(out)
+}
+
+/// `mpbgp_nexthop`, `mpbgp_ipv4`, `mpbgp_ipv6` and the peers' 6th fields, each peer's merged
+/// settings checked as kube-vip v1.2.3's `FindMpbgpAddresses` checks them when it adds the
+/// peer (here at start instead): `fixed` needs an address, `auto_sourceip` needs
+/// `bgp_sourceip`, `auto_sourceif` needs `bgp_sourceif`. An address without `fixed` would
+/// be ignored (kube-vip ignores it): refused.
+pub fn mp_next_hop(
+    r: &Reader,
+    source: &Option<SessionSource>,
+    configured: &[bgp::PeerConfig],
+) -> Result<(MpNextHop, Vec<(IpAddr, MpNextHop)>), ConfigError> {
+    let node = MpNextHop {
+        mode: r.parse("mpbgp_nexthop", parse_mp_mode)?,
+        v4: r.parse("mpbgp_ipv4", parse_mp_v4)?,
+        v6: r.parse("mpbgp_ipv6", parse_mp_v6)?,
+    };
+    let own = r.parse("bgp_peers", parse_peers_mp)?.unwrap_or_default();
+    let check = |m: MpNextHop| -> Result<(), String> {
+        match (m.mode, source) {
+            (Some(MpNextHopMode::Fixed), _) if m.v4.is_none() && m.v6.is_none() => {
+                Err("mpbgp_nexthop=fixed needs mpbgp_ipv4 or mpbgp_ipv6".into())
+            }
+            (Some(MpNextHopMode::Fixed), _) => Ok(()),
+            (_, _) if m.v4.is_some() || m.v6.is_some() => {
+                Err("mpbgp_ipv4 and mpbgp_ipv6 are used only with mpbgp_nexthop=fixed".into())
+            }
+            (Some(MpNextHopMode::AutoSourceIp), Some(SessionSource::Address(_)))
+            | (Some(MpNextHopMode::AutoSourceIf), Some(SessionSource::Interface(_)))
+            | (None, _) => Ok(()),
+            (Some(MpNextHopMode::AutoSourceIp), _) => {
+                Err("mpbgp_nexthop=auto_sourceip needs bgp_sourceip".into())
+            }
+            (Some(MpNextHopMode::AutoSourceIf), _) => {
+                Err("mpbgp_nexthop=auto_sourceif needs bgp_sourceif".into())
+            }
+        }
+    };
+    // The node's own settings, then every configured peer's merged ones (a peer without
+    // a fixed address of its own needs the node's).
+    let node_check = MpNextHop {
+        v4: node.v4.or(Some(Ipv4Addr::UNSPECIFIED)),
+        ..node
+    };
+    check(if node.mode == Some(MpNextHopMode::Fixed) {
+        node_check
+    } else {
+        node
+    })
+    .map_err(|e| {
+        let key = match node.mode {
+            None if node.v4.is_some() => "mpbgp_ipv4",
+            None => "mpbgp_ipv6",
+            Some(_) => "mpbgp_nexthop",
+        };
+        r.err(key, e)
+    })?;
+    for p in configured {
+        let m = own
+            .iter()
+            .find(|(a, _)| *a == p.address)
+            .map_or(node, |(_, m)| m.or(node));
+        check(m).map_err(|e| r.err("bgp_peers", format!("peer {}: {e}", p.address)))?;
+    }
+    Ok((node, own))
 }
 
 /// An AS number: plain (`65000`, `4200000001`) or asdot (`64086.59904`, RFC 5396).

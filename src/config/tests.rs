@@ -1147,7 +1147,10 @@ mod kube_vip_unsupported {
             );
         }
         // Upper case, as kube-vip reads INSTANCE_NAME; empty is unset.
-        let l = layers(&with(&[("INSTANCE_NAME", "a"), ("vip_singlenode", "")]), None);
+        let l = layers(
+            &with(&[("INSTANCE_NAME", "a"), ("vip_singlenode", "")]),
+            None,
+        );
         let w = kubevip::check(&l).unwrap();
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(
