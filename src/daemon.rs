@@ -20,7 +20,8 @@ use crate::discovery::Discovered;
 use crate::error::DaemonError;
 use crate::model::{Health, Leadership, Services};
 use crate::{
-    dataplane, discovery, health, http, kube, lb, liveness, peers, reconciler, restart, statedir,
+    dataplane, discovery, dns, health, http, kube, lb, liveness, peers, reconciler, restart,
+    statedir,
 };
 
 /// Changes the log filter (`vip_loglevel` is applied live).
@@ -358,6 +359,11 @@ impl Daemon {
             reconciler_alive: liveness::heartbeat("reconciler"),
         };
         w.http(&c, first, log);
+        tasks.spawn(dns::run(
+            sections.control_plane_cfg.subscribe(),
+            sections.control_plane.clone(),
+            w.cancel.clone(),
+        ));
         tasks.spawn(health::supervise(
             sections.control_plane.subscribe(),
             c.health.0.clone(),

@@ -48,24 +48,49 @@ impl Gate {
     }
 }
 
-/// One GET; success is any 2xx within the timeout.
+/// One GET; success is any 2xx within the timeout. A failure names its cause, down to the
+/// TLS verification error (reqwest's own text stops at "error sending request").
 async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
     match client.get(url).timeout(timeout).send().await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("HTTP {}", r.status())),
         Err(e) if e.is_timeout() => Err(format!("timed out after {timeout:?}")),
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let c_text = c.to_string();
+                if !text.contains(&c_text) {
+                    text = format!("{text}: {c_text}");
+                }
+                cause = c.source();
+            }
+            Err(text)
+        }
     }
 }
 
-/// Polls the health URL until cancelled. Certificates are not verified: the target is the
-/// local API server with its own CA.
+/// The check's HTTP client. With a CA (`control_plane_health_check_ca_path`) the server's
+/// certificate must chain to it and name the URL's host (kube-vip v1.2.3
+/// `pkg/cluster/cluster.go` `newHealthCheckHTTPClient`, which adds the CA to the system
+/// pool; vipr trusts only the given CA: the target is the local API server). Without one,
+/// certificates are not verified: the API server's CA is its own.
+fn client(cfg: &HealthCheck) -> Result<reqwest::Client, String> {
+    let b = reqwest::Client::builder().no_proxy();
+    let b = match &cfg.ca {
+        Some(ca) => {
+            let certs = reqwest::Certificate::from_pem_bundle(&ca.pem)
+                .map_err(|e| format!("{}: {e}", ca.path.display()))?;
+            b.tls_certs_only(certs)
+        }
+        None => b.tls_danger_accept_invalid_certs(true),
+    };
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Polls the health URL until cancelled.
 pub async fn run(cfg: HealthCheck, tx: watch::Sender<Health>, cancel: CancellationToken) {
-    let client = match reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .no_proxy()
-        .build()
-    {
+    let client = match client(&cfg) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot build the health check client; control-plane route stays withdrawn");

@@ -35,6 +35,7 @@ mod config;
 mod daemon;
 mod dataplane;
 mod discovery;
+mod dns;
 mod election;
 mod error;
 mod follow;

@@ -216,6 +216,7 @@ impl Options {
         kubevip::check_only(&flags.kube_vip).map_err(ManifestError::Usage)?;
         let namespaced = kubevip::namespaced_rbac(&flags.kube_vip).map_err(ManifestError::Usage)?;
         let mut layers = Layers::default();
+        layers.elsewhere = true;
         for (k, v) in &set {
             layers.set(k, v.clone(), Origin::Flag(shown_flag(k)));
         }

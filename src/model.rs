@@ -10,7 +10,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::Mode;
@@ -52,14 +51,6 @@ pub struct NodeAddr {
     pub prefix_len: u8,
     /// Interface name.
     pub interface: String,
-}
-
-impl NodeAddr {
-    /// The host route advertised for this VIP (/32 or /128), whatever its prefix length on the
-    /// interface.
-    pub fn host_route(&self) -> IpNet {
-        IpNet::from(self.ip)
-    }
 }
 
 impl fmt::Display for NodeAddr {
@@ -149,6 +140,9 @@ pub struct ServiceVip {
     /// Annotated `kube-vip.io/forcePerServiceElection: "true"`: a Lease of its own with
     /// `per_service_election_on_demand` (ARP mode).
     pub force_election: bool,
+    /// The interface its annotation `kube-vip.io/serviceInterface` names (tenant input:
+    /// the reconciler puts the VIP there only if the configuration allows that interface).
+    pub interface: Option<String>,
 }
 
 impl ServiceVip {
@@ -232,6 +226,9 @@ pub enum HeldBack {
     AddFailed(String),
     /// The Service may not have this address.
     Refused(Refusal),
+    /// The Service's `kube-vip.io/serviceInterface` names an interface the configuration
+    /// does not allow for Services.
+    InterfaceNotAllowed(String),
 }
 
 impl fmt::Display for HeldBack {
@@ -251,6 +248,10 @@ impl fmt::Display for HeldBack {
             ),
             HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
             HeldBack::Refused(r) => write!(f, "refused: {r}"),
+            HeldBack::InterfaceNotAllowed(i) => write!(
+                f,
+                "kube-vip.io/serviceInterface names {i:?}, not an interface allowed for Services (vip_interface, vip_servicesinterface, vipr_service_interfaces)"
+            ),
         }
     }
 }
@@ -458,6 +459,7 @@ mod tests {
             node_excluded: false,
             status_ips: vec![],
             force_election: false,
+            interface: None,
         }
     }
 

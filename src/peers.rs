@@ -9,7 +9,7 @@
 //! peers (pure).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{
-    configured_vips, BgpSettings, ControlPlane, RouterId, SessionSource, VipSettings,
+    configured_vips, BgpSettings, ControlPlane, MpNextHop, MpNextHopMode, RouterId, SessionSource,
+    VipSettings,
 };
 use crate::dataplane::addr::AddrManager;
 use crate::dataplane::routes::RouteManager;
@@ -36,6 +37,9 @@ pub struct NodeFacts {
     pub router_interface_v4: Option<Ipv4Addr>,
     /// The addresses of `bgp_sourceif`, when set.
     pub source_interface: Vec<IpAddr>,
+    /// The addresses of the interface that holds `bgp_sourceip`, when set (for
+    /// `mpbgp_nexthop=auto_sourceip`).
+    pub source_ip_interface: Vec<IpAddr>,
 }
 
 impl NodeFacts {
@@ -53,10 +57,17 @@ impl NodeFacts {
             }
             _ => Vec::new(),
         };
+        let source_ip_interface = match &bgp.source {
+            Some(SessionSource::Address(ip)) => {
+                addrs.addrs_beside(*ip).await.map_err(|e| e.to_string())?
+            }
+            _ => Vec::new(),
+        };
         Ok(NodeFacts {
             globals,
             router_interface_v4,
             source_interface,
+            source_ip_interface,
         })
     }
 }
@@ -109,9 +120,11 @@ pub fn plan(
             .find(|ip| ip.is_ipv4() == v4),
         None => None,
     };
-    // Next hops for the other family than the session's: a global address of the node
-    // (of the source interface first).
-    let next_hop = |v4: bool| {
+    // Next hops for the other family than the session's (the session's own takes its local
+    // address): kube-vip's mpbgp_nexthop, else a global address of the node (of the source
+    // interface first). A mode that finds no address leaves that family without a next hop:
+    // its routes are not sent to the peer (counted), as kube-vip does not add such a peer.
+    let node_next_hop = |v4: bool| {
         facts
             .source_interface
             .iter()
@@ -119,13 +132,18 @@ pub fn plan(
             .find(|a| a.is_ipv4() == v4)
             .or_else(|| pick(v4))
     };
-    let next_hop_v4 = match next_hop(true) {
-        Some(IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
-    let next_hop_v6: Option<Ipv6Addr> = match next_hop(false) {
-        Some(IpAddr::V6(a)) => Some(a),
-        _ => None,
+    let other_next_hop = |mp: MpNextHop, v4: bool| -> Option<IpAddr> {
+        let of = |addrs: &[IpAddr]| addrs.iter().copied().find(|a| a.is_ipv4() == v4);
+        match mp.mode {
+            None => node_next_hop(v4),
+            Some(MpNextHopMode::Fixed) => match v4 {
+                true => mp.v4.map(IpAddr::V4),
+                false => mp.v6.map(IpAddr::V6),
+            }
+            .or_else(|| node_next_hop(v4)),
+            Some(MpNextHopMode::AutoSourceIf) => of(&facts.source_interface),
+            Some(MpNextHopMode::AutoSourceIp) => of(&facts.source_ip_interface),
+        }
     };
     let provided = discovered
         .map(|d| d.peers.as_slice())
@@ -136,10 +154,17 @@ pub fn plan(
     let mut out = Vec::new();
     for p in bgp.peers.iter().cloned().chain(provided) {
         let v4 = p.address.is_ipv4();
+        let other = other_next_hop(bgp.mp_next_hop_of(p.address), !v4);
         let p = PeerConfig {
             source: p.source.or_else(|| configured_source(v4)),
-            next_hop_v4: p.next_hop_v4.or(if v4 { None } else { next_hop_v4 }),
-            next_hop_v6: p.next_hop_v6.or(if v4 { next_hop_v6 } else { None }),
+            next_hop_v4: p.next_hop_v4.or(match other {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            }),
+            next_hop_v6: p.next_hop_v6.or(match other {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => None,
+            }),
             ..p
         };
         p.validate().map_err(|e| e.to_string())?;
@@ -400,6 +425,87 @@ mod tests {
         assert_eq!(
             (m.local_as, m.hold_time, m.source),
             (65100, 30, Some("10.55.0.11".parse().unwrap()))
+        );
+    }
+
+    /// kube-vip v1.2.3 `FindMpbgpAddresses`: the next hop of the other family per mode; the
+    /// session's own family is left to the session (its local address).
+    #[test]
+    fn mpbgp_next_hop_modes_pick_the_other_familys_next_hop() {
+        let f = NodeFacts {
+            source_interface: vec![
+                "10.66.0.11".parse().unwrap(),
+                "2001:db8:66::11".parse().unwrap(),
+            ],
+            source_ip_interface: vec![
+                "10.77.0.11".parse().unwrap(),
+                "2001:db8:77::11".parse().unwrap(),
+            ],
+            ..facts(&[("10.55.0.11", false), ("2001:db8:55::11", false)])
+        };
+        let nh = |extra: &[(&str, &str)], f: &NodeFacts| {
+            let (_, p) = plan(&bgp(extra), &[], None, f).unwrap();
+            (
+                (p[0].next_hop_v4, p[0].next_hop_v6.map(|a| a.to_string())),
+                (p[1].next_hop_v4.map(|a| a.to_string()), p[1].next_hop_v6),
+            )
+        };
+        let v6 = |s: &str| Some(s.to_string());
+        // Fixed: each family's own address; the session's family untouched.
+        let fixed = [
+            ("mpbgp_nexthop", "fixed"),
+            ("mpbgp_ipv4", "198.51.100.4"),
+            ("mpbgp_ipv6", "2001:db8:99::6"),
+        ];
+        assert_eq!(
+            nh(&fixed, &f),
+            ((None, v6("2001:db8:99::6")), (v6("198.51.100.4"), None))
+        );
+        // Fixed with one address: the other family falls back to vipr's own choice (the
+        // source interface's address first).
+        assert_eq!(
+            nh(
+                &[("mpbgp_nexthop", "fixed"), ("mpbgp_ipv6", "2001:db8:99::6")],
+                &f
+            )
+            .1,
+            (v6("10.66.0.11"), None)
+        );
+        // auto_sourceip: the interface holding bgp_sourceip.
+        assert_eq!(
+            nh(
+                &[
+                    ("mpbgp_nexthop", "auto_sourceip"),
+                    ("bgp_sourceip", "10.77.0.11")
+                ],
+                &f
+            ),
+            ((None, v6("2001:db8:77::11")), (v6("10.77.0.11"), None))
+        );
+        // auto_sourceif: bgp_sourceif's; without an address of the family, none.
+        let b = [("mpbgp_nexthop", "auto_sourceif"), ("bgp_sourceif", "eth1")];
+        assert_eq!(
+            nh(&b, &f),
+            ((None, v6("2001:db8:66::11")), (v6("10.66.0.11"), None))
+        );
+        let only_v4 = NodeFacts {
+            source_interface: vec!["10.66.0.11".parse().unwrap()],
+            ..f.clone()
+        };
+        assert_eq!(nh(&b, &only_v4).0, (None, None));
+        // A peer's own 6th field wins over the node's, part by part.
+        let own = [
+            ("mpbgp_nexthop", "fixed"),
+            ("mpbgp_ipv4", "198.51.100.4"),
+            ("mpbgp_ipv6", "2001:db8:99::6"),
+            (
+                "bgp_peers",
+                "192.0.2.1:65000::false::mpbgp_ipv6=[2001:db8:98::6],[2001:db8::1]:65000::false",
+            ),
+        ];
+        assert_eq!(
+            nh(&own, &f),
+            ((None, v6("2001:db8:98::6")), (v6("198.51.100.4"), None))
         );
     }
 }

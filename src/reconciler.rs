@@ -129,8 +129,9 @@ pub struct Reconciler {
     /// Every VIP of the configuration and the Services, with its sources (sorted; usually
     /// one, so a `Vec` and not a tree).
     candidates: BTreeMap<IpAddr, Vec<VipSource>>,
-    /// Each VIP served here (its address on the node) or why not.
-    verdicts: BTreeMap<IpAddr, Result<NodeAddr, HeldBack>>,
+    /// Each VIP served here (its address on the node, `None` when only advertised) or why
+    /// not.
+    verdicts: BTreeMap<IpAddr, Result<Option<NodeAddr>, HeldBack>>,
     /// Addresses on the node that serve VIPs, with whether vipr owns them.
     present: BTreeMap<NodeAddr, Present>,
     /// Addresses asked for and not yet confirmed (avoid asking twice).
@@ -428,9 +429,9 @@ impl Reconciler {
         let mut quiet = Vec::new();
         for ip in &ips {
             self.decide(*ip);
-            let want = match self.verdicts.get(ip) {
-                Some(Ok(a)) => Some(a.clone()),
-                _ => None,
+            let (served, want) = match self.verdicts.get(ip) {
+                Some(Ok(a)) => (true, a.clone()),
+                _ => (false, None),
             };
             let keep = want.is_none() && self.preserved(*ip);
             for (a, p) in self.present_for(*ip) {
@@ -455,7 +456,7 @@ impl Reconciler {
                     adding.push(a.clone());
                 }
             }
-            self.route(*ip, want.as_ref());
+            self.route(*ip, served, want.as_ref());
         }
         let mut actions = Vec::new();
         // Withdraw routes before removing addresses.
@@ -532,9 +533,11 @@ impl Reconciler {
         } else {
             self.verdict(c, ip)
         };
+        let v = v.map(|r| r.and_then(|()| self.interface(c, ip)));
         match v {
-            Some(Ok(())) => {
-                self.verdicts.insert(ip, Ok(node_addr(&c.vips, ip)));
+            Some(Ok(iface)) => {
+                let a = self.placed(c, ip).then(|| node_addr(&c.vips, ip, iface));
+                self.verdicts.insert(ip, Ok(a));
             }
             Some(Err(e)) => {
                 self.verdicts.insert(ip, Err(e));
@@ -545,12 +548,69 @@ impl Reconciler {
         }
     }
 
-    /// The host route of `ip`: announced while it is wanted and on the node.
-    fn route(&mut self, ip: IpAddr, want: Option<&NodeAddr>) {
-        let changed = match (want.filter(|a| self.present.contains_key(*a)), &self.attrs) {
-            (Some(a), Some(attrs)) => {
+    /// The interface of a served VIP (kube-vip v1.2.3 `pkg/instance/instance.go`): the
+    /// control-plane and static VIPs on `vip_interface`; a Service's on the interface its
+    /// `kube-vip.io/serviceInterface` names, else `vip_servicesinterface`, else
+    /// `vip_interface`. The annotation is tenant input: an interface the configuration does
+    /// not allow for Services (kube-vip allows any) holds the VIP back.
+    fn interface(&self, c: &Settings, ip: IpAddr) -> Result<String, HeldBack> {
+        let v = &c.vips;
+        let sources = self
+            .candidates
+            .get(&ip)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if sources
+            .iter()
+            .any(|s| !matches!(s, VipSource::Service { .. }))
+        {
+            return Ok(v.interface.clone());
+        }
+        let default = v.services_interface.as_ref().unwrap_or(&v.interface);
+        let named = sources.iter().find_map(|s| match s {
+            VipSource::Service { namespace, name } => self
+                .services
+                .get(&format!("{namespace}/{name}"))
+                .and_then(|s| s.interface.clone()),
+            _ => None,
+        });
+        match named {
+            None => Ok(default.clone()),
+            Some(i)
+                if i == v.interface
+                    || Some(&i) == v.services_interface.as_ref()
+                    || v.service_interfaces.contains(&i) =>
+            {
+                Ok(i)
+            }
+            Some(i) => Err(HeldBack::InterfaceNotAllowed(i)),
+        }
+    }
+
+    /// Whether a served VIP is put on the node: always but for one that only Services ask
+    /// for in BGP mode with `bgp_attach_ip_to_interface=false` (kube-vip v1.2.3
+    /// `pkg/cluster/service.go` `shouldAddServiceIP`; its control-plane VIP is always added,
+    /// `StartVipService`).
+    fn placed(&self, c: &Settings, ip: IpAddr) -> bool {
+        c.mode != Mode::Bgp
+            || c.vips.bgp_attach
+            || self
+                .candidates
+                .get(&ip)
+                .is_some_and(|s| s.iter().any(|s| !matches!(s, VipSource::Service { .. })))
+    }
+
+    /// The host route of `ip`: announced while it is served and on the node (or served and
+    /// not to be put on the node).
+    fn route(&mut self, ip: IpAddr, served: bool, want: Option<&NodeAddr>) {
+        let announce = match want {
+            Some(a) => self.present.contains_key(a),
+            None => served,
+        };
+        let changed = match (announce, &self.attrs) {
+            (true, Some(attrs)) => {
                 let attrs = attrs.clone();
-                self.table.announce_shared([a.host_route()], attrs) > 0
+                self.table.announce_shared([ipnet::IpNet::from(ip)], attrs) > 0
             }
             _ => self.table.withdraw([ipnet::IpNet::from(ip)]) > 0,
         };
@@ -565,7 +625,8 @@ impl Reconciler {
         let held_back = match self.verdicts.get(&ip) {
             Some(Err(e)) => Some(e.clone()),
             None => None,
-            Some(Ok(_)) => self.errors.get(&ip).cloned().map(HeldBack::AddFailed),
+            Some(Ok(None)) => None,
+            Some(Ok(Some(_))) => self.errors.get(&ip).cloned().map(HeldBack::AddFailed),
         };
         let state = VipState {
             address: ip,
@@ -597,7 +658,7 @@ impl Reconciler {
     }
 }
 
-fn node_addr(v: &VipSettings, ip: IpAddr) -> NodeAddr {
+fn node_addr(v: &VipSettings, ip: IpAddr, interface: String) -> NodeAddr {
     NodeAddr {
         ip,
         prefix_len: if ip.is_ipv4() {
@@ -605,7 +666,7 @@ fn node_addr(v: &VipSettings, ip: IpAddr) -> NodeAddr {
         } else {
             v.subnet_v6
         },
-        interface: v.interface.clone(),
+        interface,
     }
 }
 

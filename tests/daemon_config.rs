@@ -13,7 +13,7 @@
 //! - a `--config` YAML file with an unknown key or a bad value names `FILE:LINE`;
 //! - kube-vip variables vipr does not implement: a mode it lacks (`vip_wireguard=true`, an
 //!   `egress_podcidr` in the file) exits 2 naming the variable and its value; a harmless
-//!   one (`dns_mode`) is named in exactly one warning line once logging starts (seen on the
+//!   one (`vip_singlenode`) is named in exactly one warning line once logging starts (seen on the
 //!   way to the missing-kubeconfig exit, which needs neither root nor a network).
 
 mod daemon_common;
@@ -371,7 +371,7 @@ fn a_harmless_kube_vip_variable_is_named_in_one_warning_line() {
     env.insert("svc_enable", "true");
     env.insert("k8s_config_file", "/nonexistent/vipr-test/admin.conf");
     env.insert("HOME", "/nonexistent/vipr-test-home");
-    env.insert("dns_mode", "first");
+    env.insert("vip_singlenode", "true");
     env.insert("vip_wireguard", "false");
     let out = run(&env, &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -380,7 +380,7 @@ fn a_harmless_kube_vip_variable_is_named_in_one_warning_line() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in ["dns_mode=\"first\"", "vip_wireguard=\"false\""] {
+    for name in ["vip_singlenode=\"true\"", "vip_wireguard=\"false\""] {
         let lines: Vec<&str> = all.lines().filter(|l| l.contains(name)).collect();
         assert_eq!(lines.len(), 1, "{name}: {all}");
         assert!(

@@ -65,6 +65,47 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
     })
 }
 
+/// An IP address (`Ok`) or a DNS name (`Err(name)`, lower case): RFC 1123 host name
+/// labels of letters, digits and hyphens, 1..=63 each, 253 in all, not all digits.
+fn ip_or_name(s: &str) -> Result<Result<IpAddr, String>, String> {
+    let looks_numeric = s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match ip(s) {
+        Ok(a) => return Ok(Ok(a)),
+        // Digits and dots are meant as an IPv4 address: say what is wrong with it.
+        Err(e) if looks_numeric || s.contains(':') => return Err(e),
+        Err(_) => {}
+    }
+    let name = s.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() <= 253
+        && name.split('.').all(label_ok)
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        Ok(Err(name))
+    } else {
+        Err("expected an IP address or a DNS name".into())
+    }
+}
+
+/// A Linux interface name (1..=15 bytes, no `/`, space or `:`); kube-vip's `auto` is not
+/// supported.
+fn interface_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "auto" {
+        return Err("auto (find the interface by the address's subnet) is not supported: name the interface".into());
+    }
+    if (1..=15).contains(&s.len()) && !s.contains(['/', ' ', ':']) && s != "." && s != ".." {
+        Ok(s.to_string())
+    } else {
+        Err("expected an interface name (1 to 15 characters)".into())
+    }
+}
+
 fn ip(s: &str) -> Result<IpAddr, String> {
     s.parse()
         .map_err(|_| format!("not an IP address: {}", peers::why_not_ip(s)))
@@ -191,6 +232,12 @@ fn vips(r: &Reader) -> Result<VipSettings, ConfigError> {
         subnet_v4,
         subnet_v6,
         static_vips: r.list("vipr_static_vips", ip)?,
+        // kube-vip v1.2.3 also takes `auto` (the interface whose subnet holds the address).
+        services_interface: r.parse("vip_servicesinterface", interface_name)?,
+        service_interfaces: r.list("vipr_service_interfaces", interface_name)?,
+        // kube-vip's default is false; vipr's stays true (its behaviour before the setting
+        // existed): a Service VIP on the node is served by kube-proxy either way.
+        bgp_attach: r.bool("bgp_attach_ip_to_interface", true)?,
     })
 }
 
@@ -200,11 +247,40 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
     } else {
         "vip_address"
     };
-    // Both names are checked: a bad legacy value is an error even next to `address`.
-    let vips = r.list(addr_key, ip)?;
-    r.list("vip_address", ip)?;
+    // Both names are checked: a bad legacy value is an error even next to `address`. An
+    // address may be one DNS name instead (kube-vip v1.2.3 `pkg/vip/address.go` `NewConfig`).
+    let entries = r.list(addr_key, ip_or_name)?;
+    r.list("vip_address", ip_or_name)?;
+    let names = entries.iter().filter(|e| e.is_err()).count();
+    if names > 0 && entries.len() > 1 {
+        return Err(r.err(
+            addr_key,
+            "a DNS name must be the only address (dns_mode=dual takes both families from it)",
+        ));
+    }
+    let vips: Vec<IpAddr> = entries
+        .iter()
+        .filter_map(|e| e.as_ref().ok())
+        .copied()
+        .collect();
+    // kube-vip compares lower-cased (`IPv4` works).
+    let mode = r
+        .parse("dns_mode", |v| {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "first" => Ok(DnsMode::First),
+                "ipv4" => Ok(DnsMode::Ipv4),
+                "ipv6" => Ok(DnsMode::Ipv6),
+                "dual" => Ok(DnsMode::Dual),
+                _ => Err("expected first, ipv4, ipv6 or dual".to_string()),
+            }
+        })?
+        .unwrap_or(DnsMode::First);
+    let dns = entries
+        .into_iter()
+        .find_map(|e| e.err())
+        .map(|name| DnsAddress { name, mode });
     let enabled = r.bool("cp_enable", false)?;
-    if enabled && vips.is_empty() {
+    if enabled && vips.is_empty() && dns.is_none() {
         return Err(ConfigError::Conflict(
             "cp_enable=true needs address (the control-plane VIP)".into(),
         ));
@@ -224,6 +300,28 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
             Err("expected an http:// or https:// URL".to_string())
         }
     })?;
+    // Read here, so a missing or broken file is a configuration error (exit 2 at start,
+    // the running configuration kept on SIGHUP) as kube-vip refuses to start with one;
+    // `vipr manifest` renders for a node and only checks the path.
+    let ca = r.parse("control_plane_health_check_ca_path", |p| {
+        let path = PathBuf::from(p.trim());
+        if r.layers.elsewhere {
+            // A manifest for a node: the file is there, not here.
+            return if path.is_absolute() {
+                Ok(HealthCa {
+                    path,
+                    pem: Vec::new(),
+                })
+            } else {
+                Err("expected an absolute path (the file is read on the node)".to_string())
+            };
+        }
+        let pem = std::fs::read(&path).map_err(|e| format!("cannot read it: {e}"))?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => Ok(HealthCa { path, pem }),
+            _ => Err("it contains no PEM certificate".to_string()),
+        }
+    })?;
     Ok(ControlPlane {
         enabled,
         vips,
@@ -233,7 +331,9 @@ fn control_plane(r: &Reader) -> Result<ControlPlane, ConfigError> {
             period,
             timeout,
             failure_threshold,
+            ca,
         }),
+        dns,
     })
 }
 
@@ -377,6 +477,7 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
         (None, Some(i)) => RouterId::Interface(i),
         (None, None) => RouterId::Auto,
     };
+    let (mp_next_hop, peer_mp_next_hop) = peers::mp_next_hop(r, &source, &peers)?;
     let u32_value = |v: &str| {
         v.parse::<u32>()
             .map_err(|_| "expected 0..=4294967295".to_string())
@@ -400,6 +501,8 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
             next_hop: None,
         },
         drain: Some(r.secs("vipr_drain_seconds", 0, 0, 3600)?).filter(|d| !d.is_zero()),
+        mp_next_hop,
+        peer_mp_next_hop,
     })
 }
 

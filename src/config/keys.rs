@@ -109,7 +109,8 @@ use Section::*;
 /// Every key, in documentation order.
 pub const KEYS: &[Key] = &[
     // Addresses and modes (kube-vip).
-    k(ControlPlane, "address", &["vip"], "control-plane VIP(s), comma list for dual-stack"),
+    k(ControlPlane, "address", &["vip"], "control-plane VIP(s), comma list for dual-stack, or one DNS name (resolved every 3 s, followed)"),
+    k(ControlPlane, "dns_mode", &["dnsMode"], "which addresses of a DNS name in address: first (default), ipv4, ipv6 or dual"),
     alias(ControlPlane, "vip_address", "address", "legacy name of `address`"),
     k(ControlPlane, "port", &[], "control-plane port (6443)"),
     k(Vips, "vip_interface", &["interface"], "interface the VIPs are put on (lo)"),
@@ -124,7 +125,7 @@ pub const KEYS: &[Key] = &[
     k(Bgp, "bgp_routerid", &["bgpRouterID"], "BGP router id (unique per node)"),
     k(Bgp, "bgp_routerinterface", &[], "take the router id from this interface's IPv4"),
     k(Bgp, "bgp_as", &["localAS"], "local AS (65000)"),
-    secret(Bgp, "bgp_peers", &["bgppeers"], "peers: address:AS:password:multihop[:port[::bfd[:gtsm]]], IPv6 in [..]; bfd as in vipr_bfd, gtsm as in vipr_bgp_gtsm"),
+    secret(Bgp, "bgp_peers", &["bgppeers"], "peers: address:AS:password:multihop[:port[:mpbgp[:bfd[:gtsm]]]], IPv6 in [..]; mpbgp as kube-vip (mpbgp_nexthop=fixed;mpbgp_ipv6=[..]), bfd as in vipr_bfd, gtsm as in vipr_bgp_gtsm"),
     k(Bgp, "bgp_peeraddress", &["peerAddress"], "a single legacy peer's address"),
     k(Bgp, "bgp_peeras", &["peerAS"], "the legacy peer's AS (65000)"),
     secret(Bgp, "bgp_peerpass", &["peerPass"], "the legacy peer's MD5 password"),
@@ -140,6 +141,13 @@ pub const KEYS: &[Key] = &[
     k(ControlPlane, "control_plane_health_check_period_seconds", &["controlPlaneHealthCheckPeriodSeconds"], "seconds between health checks (5)"),
     k(ControlPlane, "control_plane_health_check_timeout_seconds", &["controlPlaneHealthCheckTimeoutSeconds"], "health check timeout in seconds (3)"),
     k(ControlPlane, "control_plane_health_check_failure_threshold", &["controlPlaneHealthCheckFailureThreshold"], "consecutive failures before withdrawing (3)"),
+    k(Bgp, "mpbgp_nexthop", &[], "next hop of the other family's routes: fixed (mpbgp_ipv4/mpbgp_ipv6), auto_sourceip or auto_sourceif (an address of that interface)"),
+    k(Bgp, "mpbgp_ipv4", &[], "with mpbgp_nexthop=fixed: next hop of IPv4 routes over IPv6 sessions"),
+    k(Bgp, "mpbgp_ipv6", &[], "with mpbgp_nexthop=fixed: next hop of IPv6 routes over IPv4 sessions"),
+    k(Vips, "vip_servicesinterface", &["serviceInterface"], "interface for Service VIPs (vip_interface when unset)"),
+    k(Vips, "vipr_service_interfaces", &[], "more interfaces a Service may name in kube-vip.io/serviceInterface, comma list (vip_interface and vip_servicesinterface always may)"),
+    k(Vips, "bgp_attach_ip_to_interface", &["bgpAttachIPToInterface"], "BGP mode: put Service VIPs on vip_interface too (true); false: only advertise them (kube-vip's default)"),
+    k(ControlPlane, "control_plane_health_check_ca_path", &["controlPlaneHealthCheckCAPath"], "verify an https health URL's certificate against this CA (PEM); unset: not verified"),
     // ARP / leader election (kube-vip).
     k(Node, "vip_arp", &["arp"], "ARP/NDP mode"),
     k(Arp, "vip_arpRate", &[], "gratuitous ARP refresh period in ms (3000)"),

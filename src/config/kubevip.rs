@@ -147,8 +147,10 @@ pub enum Harmless {
     /// A boolean that is true (kube-vip's default, and vipr's behaviour).
     True,
     /// One of these (what vipr does anyway).
+    #[allow(dead_code)] // no row takes it today
     OneOf(&'static [&'static str]),
     /// The same as the winning value of this setting.
+    #[allow(dead_code)] // no row takes it today
     SameAs(&'static str),
     /// None: any value is refused.
     Never,
@@ -212,7 +214,7 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     refuse("vip_wireguard", False, "WireGuard mode is not supported"),
     refuse("vip_routingtable", False, "routing-table mode is not supported (vipr announces over BGP or ARP)"),
     refuse("zebra_enable", False, "the zebra integration (routes into the host's FRR) is not supported"),
-    refuse("vip_ddns", False, "dynamic DNS (an address for `address` from DHCP) is not supported; address takes IP addresses only"),
+    refuse("vip_ddns", False, "dynamic DNS (an address for `address` from DHCP with a dynamic DNS update) is not supported; give address as an IP address or a DNS name that resolves"),
     refuse("dhcp_mode", Never, "DHCP for Services (loadBalancerIP 0.0.0.0) is not supported: vipr asks no DHCP server, such Services get no address"),
     refuse("egress_podcidr", Never, "egress (pods of a kube-vip.io/egress Service leaving with the VIP as source) is not supported"),
     refuse("egress_servicecidr", Never, "egress (pods of a kube-vip.io/egress Service leaving with the VIP as source) is not supported"),
@@ -223,19 +225,12 @@ pub const UNSUPPORTED: &[Unsupported] = &[
     refuse("enable_upnp", False, "UPnP port forwarding is not supported"),
     refuse("mirror_dest_interface", Never, "traffic mirroring is not supported"),
     refuse("lb_class_legacy_handling", True, "vipr serves Services without a loadBalancerClass unless lb_class_only (kube-vip's default legacy handling); the other handling is not supported"),
-    refuse("vip_servicesinterface", SameAs("vip_interface"), "vipr puts every VIP on vip_interface; for Services on another interface run a second vipr (vipr_instance) with svc_enable and that vip_interface"),
     refuse("vip_loseleadership", False, "giving up the Lease when the interface goes down is not supported"),
-    refuse("mpbgp_nexthop", OneOf(&["auto_sourceip", "auto_sourceif"]), "vipr's next hop for the other address family is an address of bgp_sourceif or of the node (kube-vip's auto_sourceif/auto_sourceip); a fixed next hop is not supported"),
-    refuse("mpbgp_ipv4", Never, "a fixed MP-BGP next hop is not supported: vipr's is an address of bgp_sourceif or of the node"),
-    refuse("mpbgp_ipv6", Never, "a fixed MP-BGP next hop is not supported: vipr's is an address of bgp_sourceif or of the node"),
     refuse("config_file", Never, "kube-vip's own config file is not read, so its settings would be missing; give them as environment variables or in vipr's --config file (the same names)"),
     // Harmless: warned.
-    warn("bgp_attach_ip_to_interface", "vipr puts every VIP on vip_interface in BGP mode too (kube-vip's true)"),
-    warn("control_plane_health_check_ca_path", "the control-plane health check does not verify the certificate of the local API server; no CA is loaded"),
     warn("cp_detect", "vipr does not probe 127.0.0.1:6443's certificate for addresses; with cp_enable it reaches the local API server at 127.0.0.1:port when the kubeconfig is kubeadm's or names the VIP (set kubernetes_addr for another address)"),
     warn("debounce_time", "kube-vip itself reads it only as its --debounceTime flag; vipr recomputes from its caches on every change"),
     warn("dhcp_backoff_attempts", "vipr has no DHCP client (see dhcp_mode)"),
-    warn("dns_mode", "address takes IP addresses only in vipr (a DNS name is refused): there is nothing to resolve"),
     warn("enable_endpoints", "vipr reads EndpointSlices, and core/v1 Endpoints only where EndpointSlice v1 is not served"),
     warn("health_check_port", "vipr serves /healthz and /readyz on prometheus_server's address; point probes there"),
     warn("instance_name", "it names kube-vip's egress nftables table, and egress is not supported; vipr_instance names a vipr instance"),

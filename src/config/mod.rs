@@ -21,7 +21,7 @@ pub mod reader;
 pub mod sections;
 pub mod source;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -129,12 +129,22 @@ pub struct VipSettings {
     pub subnet_v6: u8,
     /// Extra VIPs (`vipr_static_vips`).
     pub static_vips: Vec<IpAddr>,
+    /// Interface for Service VIPs (`vip_servicesinterface`; `interface` when unset).
+    pub services_interface: Option<String>,
+    /// More interfaces a Service may name in `kube-vip.io/serviceInterface`
+    /// (`vipr_service_interfaces`), besides `interface` and `services_interface`.
+    pub service_interfaces: Vec<String>,
+    /// BGP mode: put Service VIPs on the interface too (`bgp_attach_ip_to_interface`); when
+    /// false they are only advertised (kube-vip v1.2.3 `pkg/cluster/service.go`
+    /// `shouldAddServiceIP`). The control-plane and static VIPs are always put there.
+    pub bgp_attach: bool,
 }
 
 /// The control-plane health check that gates its route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// URL to GET (http or https; certificates are not verified: it is the local API server).
+    /// URL to GET (http or https; without [`HealthCheck::ca`] certificates are not verified:
+    /// it is the local API server with its own CA).
     pub url: String,
     /// Time between checks.
     pub period: Duration,
@@ -142,6 +152,25 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// Consecutive failures before the route is withdrawn.
     pub failure_threshold: u32,
+    /// The CA that must have signed the server's certificate
+    /// (`control_plane_health_check_ca_path`), read when the configuration is loaded.
+    pub ca: Option<HealthCa>,
+}
+
+/// A CA bundle for the health check (kube-vip v1.2.3 `pkg/cluster/cluster.go`
+/// `newHealthCheckHTTPClient`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HealthCa {
+    /// Where it was read from (for log lines).
+    pub path: PathBuf,
+    /// Its PEM text: at least one certificate.
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for HealthCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HealthCa({})", self.path.display())
+    }
 }
 
 /// The control-plane VIP.
@@ -155,6 +184,32 @@ pub struct ControlPlane {
     pub port: u16,
     /// The health gate of its route.
     pub health: Option<HealthCheck>,
+    /// `address` given as a DNS name: `vips` are what it resolves to, filled and followed by
+    /// the resolver task (`dns.rs`); empty in the configuration as read.
+    pub dns: Option<DnsAddress>,
+}
+
+/// kube-vip's `dns_mode` (v1.2.3 `pkg/utils/dns.go` `LookupHost`): which of a name's
+/// addresses are the VIPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsMode {
+    /// `first` (the default): the first address, then that family only.
+    First,
+    /// `ipv4`: the first IPv4 address.
+    Ipv4,
+    /// `ipv6`: the first IPv6 address.
+    Ipv6,
+    /// `dual`: the first of each family there is.
+    Dual,
+}
+
+/// The control-plane VIP as a DNS name (`address`, `dns_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAddress {
+    /// The name.
+    pub name: String,
+    /// Which addresses.
+    pub mode: DnsMode,
 }
 
 impl ControlPlane {
@@ -220,6 +275,44 @@ pub enum SessionSource {
     Interface(String),
 }
 
+/// kube-vip's `mpbgp_nexthop` (v1.2.3 `pkg/kubevip/config_bgp.go`, `FindMpbgpAddresses`):
+/// where the next hop of the routes of the other address family than a session's comes
+/// from (IPv6 routes over an IPv4 session, IPv4 routes over an IPv6 one). The session's own
+/// family always takes the session's local address (kube-vip's GoBGP: next-hop-self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpNextHopMode {
+    /// `fixed`: `mpbgp_ipv4` / `mpbgp_ipv6`.
+    Fixed,
+    /// `auto_sourceip`: an address of the interface that holds `bgp_sourceip`.
+    AutoSourceIp,
+    /// `auto_sourceif`: an address of `bgp_sourceif`.
+    AutoSourceIf,
+}
+
+/// The MP-BGP next hop settings, node-wide or a peer's own (6th `bgp_peers` field, each
+/// part falling back to the node-wide one as kube-vip's `SetMpbgpOptions` does). No mode:
+/// vipr's own choice (an address of `bgp_sourceif`, else a global address of the node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MpNextHop {
+    /// `mpbgp_nexthop`.
+    pub mode: Option<MpNextHopMode>,
+    /// `mpbgp_ipv4`: for IPv4 routes over IPv6 sessions (mode fixed).
+    pub v4: Option<Ipv4Addr>,
+    /// `mpbgp_ipv6`: for IPv6 routes over IPv4 sessions (mode fixed).
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl MpNextHop {
+    /// Each part from `self`, else from `node` (kube-vip's `SetMpbgpOptions`).
+    pub fn or(self, node: MpNextHop) -> MpNextHop {
+        MpNextHop {
+            mode: self.mode.or(node.mode),
+            v4: self.v4.or(node.v4),
+            v6: self.v6.or(node.v6),
+        }
+    }
+}
+
 /// What every peer takes from the node-wide BGP settings unless it says otherwise (a
 /// peer's own `bgp_peers` BFD field; a provider's AS and source address).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +370,20 @@ pub struct BgpSettings {
     pub attrs: RouteAttrs,
     /// RFC 8326 drain before withdrawing at shutdown (`vipr_drain_seconds`).
     pub drain: Option<Duration>,
+    /// Node-wide MP-BGP next hop (`mpbgp_nexthop`, `mpbgp_ipv4`, `mpbgp_ipv6`).
+    pub mp_next_hop: MpNextHop,
+    /// Configured peers' own MP-BGP next hop settings (6th `bgp_peers` field), unmerged.
+    pub peer_mp_next_hop: Vec<(IpAddr, MpNextHop)>,
+}
+
+impl BgpSettings {
+    /// The MP-BGP next hop settings of the peer at `addr`: its own, else the node's.
+    pub fn mp_next_hop_of(&self, addr: IpAddr) -> MpNextHop {
+        self.peer_mp_next_hop
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map_or(self.mp_next_hop, |(_, m)| m.or(self.mp_next_hop))
+    }
 }
 
 /// Where peers come from besides the configuration's own.

@@ -1,19 +1,22 @@
 //! kube-vip's `bgp_peers` syntax: a comma list of `address:AS:password:multihop[:port[:…]]`,
 //! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`), the
+//! 6th field kube-vip's MP-BGP next hop options (`mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8::1]`), the
 //! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`, and
 //! vipr's 8th field GTSM as in `vipr_bgp_gtsm` (hops, like FRR's `ttl-security hops N`). Each
 //! entry becomes a [`PeerConfig`] here, the one place that decides where every field of a
 //! configured peer comes from (a struct literal: a new field is a compile error), validated
 //! by [`PeerConfig::validate`] once. Errors name the entry by position and address and never
 //! quote the text: a password containing `:` or `,` (which the format cannot carry) shifts
-//! its fragments into other fields.
+//! its fragments into other fields. [`mp_next_hop`] checks the MP-BGP next hop settings,
+//! node-wide and per peer, together.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use bgp::{Family, PeerConfig, Secret};
 
-use super::PeerDefaults;
+use super::reader::Reader;
+use super::{ConfigError, MpNextHop, MpNextHopMode, PeerDefaults, SessionSource};
 
 /// BFD settings as written in `vipr_bfd` or a peer's 7th field: kube-vip's
 /// `enable;rx;tx;mult`, intervals in milliseconds (RFC 5880 Required Min RX, Desired Min TX,
@@ -364,6 +367,152 @@ pub fn parse_peers(
         peers.push(p);
     }
     Ok(peers)
+}
+
+/// `mpbgp_nexthop`'s values (kube-vip v1.2.3 `pkg/kubevip/config_bgp.go`,
+/// `FindMpbgpAddresses`).
+pub fn parse_mp_mode(s: &str) -> Result<MpNextHopMode, String> {
+    match s.trim() {
+        "fixed" => Ok(MpNextHopMode::Fixed),
+        "auto_sourceip" => Ok(MpNextHopMode::AutoSourceIp),
+        "auto_sourceif" => Ok(MpNextHopMode::AutoSourceIf),
+        _ => Err("expected fixed, auto_sourceip or auto_sourceif".into()),
+    }
+}
+
+/// `mpbgp_ipv4`: an IPv4 address (kube-vip checks only that it is an IP address).
+pub fn parse_mp_v4(s: &str) -> Result<Ipv4Addr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected an IPv4 address".to_string())
+}
+
+/// `mpbgp_ipv6`: an IPv6 address, brackets allowed (a peer's 6th field needs them).
+pub fn parse_mp_v6(s: &str) -> Result<Ipv6Addr, String> {
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| "expected an IPv6 address".to_string())
+}
+
+/// A peer's 6th field: `key=value` pairs separated by `;` with the keys `mpbgp_nexthop`,
+/// `mpbgp_ipv4`, `mpbgp_ipv6` (kube-vip v1.2.3 `ParseBGPPeerConfig`; an IPv6 address goes in
+/// brackets, which kube-vip's parser cannot take at all). An empty value is unset.
+fn parse_mp_field(s: &str) -> Result<MpNextHop, String> {
+    let mut m = MpNextHop::default();
+    for part in s.split(';').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or("MP-BGP options are key=value pairs separated by ';'")?;
+        let (k, v) = (k.trim(), v.trim());
+        if v.is_empty() {
+            continue;
+        }
+        match k {
+            "mpbgp_nexthop" => m.mode = Some(parse_mp_mode(v).map_err(|e| format!("{k}: {e}"))?),
+            "mpbgp_ipv4" => m.v4 = Some(parse_mp_v4(v).map_err(|e| format!("{k}: {e}"))?),
+            "mpbgp_ipv6" => m.v6 = Some(parse_mp_v6(v).map_err(|e| format!("{k}: {e}"))?),
+            _ => {
+                return Err(
+                    "MP-BGP options take only mpbgp_nexthop, mpbgp_ipv4 and mpbgp_ipv6".into(),
+                )
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// The peers' own MP-BGP next hop settings (6th field of `bgp_peers`), for the entries that
+/// have one. Errors name the entry as [`parse_peers`] does, never the text.
+pub fn parse_peers_mp(s: &str) -> Result<Vec<(IpAddr, MpNextHop)>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in s.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let f = fields(entry).map_err(|e| format!("peer #{n}: {e}"))?;
+        let Ok(address) = f[0]
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            continue; // parse_peers reports it
+        };
+        if let Some(field) = f.get(5).filter(|m| !m.trim().is_empty()) {
+            let m = parse_mp_field(field).map_err(|e| format!("peer #{n} ({address}): {e}"))?;
+            if m != MpNextHop::default() {
+                out.push((address, m));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `mpbgp_nexthop`, `mpbgp_ipv4`, `mpbgp_ipv6` and the peers' 6th fields, each peer's merged
+/// settings checked as kube-vip v1.2.3's `FindMpbgpAddresses` checks them when it adds the
+/// peer (here at start instead): `fixed` needs an address, `auto_sourceip` needs
+/// `bgp_sourceip`, `auto_sourceif` needs `bgp_sourceif`. An address without `fixed` would
+/// be ignored (kube-vip ignores it): refused.
+pub fn mp_next_hop(
+    r: &Reader,
+    source: &Option<SessionSource>,
+    configured: &[bgp::PeerConfig],
+) -> Result<(MpNextHop, Vec<(IpAddr, MpNextHop)>), ConfigError> {
+    let node = MpNextHop {
+        mode: r.parse("mpbgp_nexthop", parse_mp_mode)?,
+        v4: r.parse("mpbgp_ipv4", parse_mp_v4)?,
+        v6: r.parse("mpbgp_ipv6", parse_mp_v6)?,
+    };
+    let own = r.parse("bgp_peers", parse_peers_mp)?.unwrap_or_default();
+    let check = |m: MpNextHop| -> Result<(), String> {
+        match (m.mode, source) {
+            (Some(MpNextHopMode::Fixed), _) if m.v4.is_none() && m.v6.is_none() => {
+                Err("mpbgp_nexthop=fixed needs mpbgp_ipv4 or mpbgp_ipv6".into())
+            }
+            (Some(MpNextHopMode::Fixed), _) => Ok(()),
+            (_, _) if m.v4.is_some() || m.v6.is_some() => {
+                Err("mpbgp_ipv4 and mpbgp_ipv6 are used only with mpbgp_nexthop=fixed".into())
+            }
+            (Some(MpNextHopMode::AutoSourceIp), Some(SessionSource::Address(_)))
+            | (Some(MpNextHopMode::AutoSourceIf), Some(SessionSource::Interface(_)))
+            | (None, _) => Ok(()),
+            (Some(MpNextHopMode::AutoSourceIp), _) => {
+                Err("mpbgp_nexthop=auto_sourceip needs bgp_sourceip".into())
+            }
+            (Some(MpNextHopMode::AutoSourceIf), _) => {
+                Err("mpbgp_nexthop=auto_sourceif needs bgp_sourceif".into())
+            }
+        }
+    };
+    // The node's own settings, then every configured peer's merged ones (a peer without
+    // a fixed address of its own needs the node's).
+    let node_check = MpNextHop {
+        v4: node.v4.or(Some(Ipv4Addr::UNSPECIFIED)),
+        ..node
+    };
+    check(if node.mode == Some(MpNextHopMode::Fixed) {
+        node_check
+    } else {
+        node
+    })
+    .map_err(|e| {
+        let key = match node.mode {
+            None if node.v4.is_some() => "mpbgp_ipv4",
+            None => "mpbgp_ipv6",
+            Some(_) => "mpbgp_nexthop",
+        };
+        r.err(key, e)
+    })?;
+    for p in configured {
+        let m = own
+            .iter()
+            .find(|(a, _)| *a == p.address)
+            .map_or(node, |(_, m)| m.or(node));
+        check(m).map_err(|e| r.err("bgp_peers", format!("peer {}: {e}", p.address)))?;
+    }
+    Ok((node, own))
 }
 
 /// An AS number: plain (`65000`, `4200000001`) or asdot (`64086.59904`, RFC 5396).

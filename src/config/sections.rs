@@ -16,7 +16,10 @@ pub struct Sections {
     pub node: NodeSettings,
     /// Where VIPs go: the reconciler.
     pub vips: watch::Sender<Arc<VipSettings>>,
-    /// The control-plane VIP: reconciler, health checker, load balancer, elections, peers.
+    /// The control-plane VIP as configured: the resolver (`dns.rs`), the only follower.
+    pub control_plane_cfg: watch::Sender<Arc<ControlPlane>>,
+    /// The control-plane VIP with a DNS name resolved, sent by the resolver alone:
+    /// reconciler, health checker, load balancer, elections, peers.
     pub control_plane: watch::Sender<Arc<ControlPlane>>,
     /// Services: Service watcher, reconciler, elections.
     pub services: watch::Sender<Arc<ServiceSettings>>,
@@ -61,7 +64,8 @@ impl Sections {
         Sections {
             node: c.node,
             vips: watch::Sender::new(Arc::new(c.vips)),
-            control_plane: watch::Sender::new(Arc::new(c.control_plane)),
+            control_plane: watch::Sender::new(Arc::new(c.control_plane.clone())),
+            control_plane_cfg: watch::Sender::new(Arc::new(c.control_plane)),
             services: watch::Sender::new(Arc::new(c.services)),
             bgp: watch::Sender::new(Arc::new(c.bgp)),
             peer_source: watch::Sender::new(Arc::new(c.peer_source)),
@@ -82,7 +86,7 @@ impl Sections {
         let c = &mut a.changed;
         send(&self.vips, new.vips, Section::Vips, c);
         send(
-            &self.control_plane,
+            &self.control_plane_cfg,
             new.control_plane,
             Section::ControlPlane,
             c,

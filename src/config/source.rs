@@ -64,6 +64,9 @@ pub struct Layers {
     /// kube-vip's variables vipr does not implement ([`super::kubevip`]), kept to be
     /// warned about or refused.
     unsupported: BTreeMap<&'static str, Vec<Raw>>,
+    /// Settings for another machine (`vipr manifest`): files the settings name are on the
+    /// node, not here, so they are not read (only the daemon's own start reads them).
+    pub elsewhere: bool,
 }
 
 /// The name a key's spelling group goes by (`vip_address` is `address`).

@@ -7,6 +7,22 @@ use std::time::Duration;
 use super::keys::KEYS;
 use super::*;
 
+/// A self-signed CA certificate (EC P-256, CN vipr-test-ca) in a file of the temporary
+/// directory (one fixed name, the same text every run, written atomically): the path, for
+/// `control_plane_health_check_ca_path`.
+fn test_ca() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = std::env::temp_dir().join("vipr-test-ca.crt");
+        let tmp = std::env::temp_dir().join(format!("vipr-test-ca.crt.{}", std::process::id()));
+        std::fs::write(&tmp, TEST_CA_PEM).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+        p.to_str().unwrap().to_string()
+    })
+}
+
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBhDCCASugAwIBAgIUSwVa1KZkP6hpwZgEMQvxeYzlwvAwCgYIKoZIzj0EAwIw\nFzEVMBMGA1UEAwwMdmlwci10ZXN0LWNhMCAXDTI2MTIwMjIzMDgzMloYDzIxMjYx\nMTA4MjMwODMyWjAXMRUwEwYDVQQDDAx2aXByLXRlc3QtY2EwWTATBgcqhkjOPQIB\nBggqhkjOPQMBBwNCAAS1sH94aqqVcGtI03LJMQ3l9sn2PYPYGF04QKPTX17qvwah\nOEP+tNvBnsI5QgM8b29uGHuqEPhAt3mLOUeBiEdho1MwUTAdBgNVHQ4EFgQUVmRS\nFb4zZ6rLs90nmszR+wIcns0wHwYDVR0jBBgwFoAUVmRSFb4zZ6rLs90nmszR+wIc\nns0wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAU1i1v9Jry3xnn\nceFd8p2KOK1doBAb2Qw4/mwCjYCiuQIgdluQ41DOlDzkQlLtKJbeVQAr5FCnM4O7\n+u9VpDHbwZg=\n-----END CERTIFICATE-----\n";
+
 fn base() -> HashMap<&'static str, String> {
     [
         ("bgp_enable", "true"),
@@ -48,14 +64,21 @@ fn rows() -> Vec<(
             "address",
             "192.0.2.10,2001:db8::10",
             |c| c.control_plane.vips.len() == 2,
-            Some("vip.example"),
+            Some("192.0.2.10,vip.example"),
             &[],
+        ),
+        (
+            "dns_mode",
+            "IPv6",
+            |c| c.control_plane.dns.as_ref().unwrap().mode == DnsMode::Ipv6,
+            Some("both"),
+            &[("address", "cp.example.test")],
         ),
         (
             "vip_address",
             "192.0.2.11",
             |c| c.control_plane.vips == vec!["192.0.2.11".parse::<IpAddr>().unwrap()],
-            Some("x"),
+            Some("192.0.2.300"),
             &[("address", "")],
         ),
         (
@@ -173,6 +196,48 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vip_servicesinterface",
+            "eth1",
+            |c| c.vips.services_interface.as_deref() == Some("eth1"),
+            Some("auto"),
+            &[],
+        ),
+        (
+            "vipr_service_interfaces",
+            "eth2, vlan100",
+            |c| c.vips.service_interfaces == ["eth2", "vlan100"],
+            Some("a/b"),
+            &[],
+        ),
+        (
+            "bgp_attach_ip_to_interface",
+            "false",
+            |c| !c.vips.bgp_attach,
+            Some("maybe"),
+            &[],
+        ),
+        (
+            "mpbgp_nexthop",
+            "auto_sourceif",
+            |c| c.bgp.mp_next_hop.mode == Some(MpNextHopMode::AutoSourceIf),
+            Some("self"),
+            &[("bgp_sourceif", "eth1")],
+        ),
+        (
+            "mpbgp_ipv4",
+            "198.51.100.4",
+            |c| c.bgp.mp_next_hop.v4 == Some("198.51.100.4".parse().unwrap()),
+            Some("2001:db8::4"),
+            &[("mpbgp_nexthop", "fixed")],
+        ),
+        (
+            "mpbgp_ipv6",
+            "[2001:db8::6]",
+            |c| c.bgp.mp_next_hop.v6 == Some("2001:db8::6".parse().unwrap()),
+            Some("198.51.100.6"),
+            &[("mpbgp_nexthop", "fixed")],
+        ),
+        (
             "bgp_hold_time",
             "9",
             |c| c.bgp.defaults.hold_time == 9 && c.bgp.peers[0].hold_time == 9,
@@ -232,6 +297,16 @@ fn rows() -> Vec<(
             |c| c.control_plane.health.as_ref().unwrap().failure_threshold == 5,
             Some("0"),
             &[("control_plane_health_check_address", "http://127.0.0.1/")],
+        ),
+        (
+            "control_plane_health_check_ca_path",
+            test_ca(),
+            |c| {
+                let ca = c.control_plane.health.as_ref().unwrap().ca.as_ref();
+                ca.is_some_and(|ca| ca.pem.starts_with(b"-----BEGIN CERTIFICATE-----"))
+            },
+            Some("/nonexistent/ca.crt"),
+            &[("control_plane_health_check_address", "https://127.0.0.1/")],
         ),
         (
             "vip_arp",
@@ -1040,6 +1115,22 @@ fn every_setting_reaches_exactly_its_section() {
             (&[("vip_interface", "eth0")][..], Some("true"), "false"),
         ),
         ("vip_arp", (&[("vip_interface", "eth0")][..], None, "true")),
+        (
+            "mpbgp_ipv4",
+            (
+                &[("mpbgp_nexthop", "fixed"), ("mpbgp_ipv6", "2001:db8::6")][..],
+                None,
+                "198.51.100.4",
+            ),
+        ),
+        (
+            "mpbgp_ipv6",
+            (
+                &[("mpbgp_nexthop", "fixed"), ("mpbgp_ipv4", "198.51.100.4")][..],
+                None,
+                "2001:db8::6",
+            ),
+        ),
     ]
     .into_iter()
     .collect();
@@ -1192,7 +1283,7 @@ mod kube_vip_unsupported {
                 UNSUPPORTED.len() - refused,
                 refused
             ),
-            (96, 49, 26, 21)
+            (96, 58, 22, 16)
         );
     }
 
@@ -1216,7 +1307,10 @@ mod kube_vip_unsupported {
             );
         }
         // Upper case, as kube-vip reads INSTANCE_NAME; empty is unset.
-        let l = layers(&with(&[("INSTANCE_NAME", "a"), ("dns_mode", "")]), None);
+        let l = layers(
+            &with(&[("INSTANCE_NAME", "a"), ("vip_singlenode", "")]),
+            None,
+        );
         let w = kubevip::check(&l).unwrap();
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(
@@ -1235,9 +1329,7 @@ mod kube_vip_unsupported {
             ("egress_podcidr", "10.244.0.0/16"),
             ("dhcp_mode", "ipv4"),
             ("vip_ddns", "true"),
-            ("mpbgp_nexthop", "fixed"),
             ("lb_class_legacy_handling", "false"),
-            ("vip_servicesinterface", "eth1"),
             ("VIP_WIREGUARD", "yes"),
         ];
         for (name, value) in cases {
@@ -1267,8 +1359,6 @@ mod kube_vip_unsupported {
         for (name, value) in [
             ("vip_wireguard", "false"),
             ("lb_class_legacy_handling", "true"),
-            ("mpbgp_nexthop", "auto_sourceif"),
-            ("vip_servicesinterface", "eth0"),
         ] {
             let l = layers(&with(&[(name, value), ("vip_interface", "eth0")]), None);
             Config::from_layers(&l, "node-a").unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1310,5 +1400,127 @@ fn vip_loglevel_is_read_as_kube_vip_reads_it() {
         let mut env = base();
         env.insert("vip_loglevel", v.to_string());
         assert_eq!(build(&env).unwrap().log.level, want, "{v}");
+    }
+}
+
+/// kube-vip v1.2.3 `FindMpbgpAddresses`' checks, at start: each names the variable.
+#[test]
+fn mpbgp_settings_are_checked_as_kube_vip_checks_them() {
+    for (set, key, says) in [
+        (
+            &[("mpbgp_nexthop", "fixed")][..],
+            "mpbgp_nexthop",
+            "needs mpbgp_ipv4 or mpbgp_ipv6",
+        ),
+        (
+            &[("mpbgp_ipv6", "2001:db8::6")][..],
+            "mpbgp_ipv6",
+            "only with mpbgp_nexthop=fixed",
+        ),
+        (
+            &[
+                ("mpbgp_nexthop", "auto_sourceif"),
+                ("mpbgp_ipv4", "198.51.100.4"),
+            ][..],
+            "mpbgp_nexthop",
+            "only with mpbgp_nexthop=fixed",
+        ),
+        (
+            &[("mpbgp_nexthop", "auto_sourceip")][..],
+            "mpbgp_nexthop",
+            "needs bgp_sourceip",
+        ),
+        (
+            &[
+                ("mpbgp_nexthop", "auto_sourceif"),
+                ("bgp_sourceip", "192.0.2.5"),
+            ][..],
+            "mpbgp_nexthop",
+            "needs bgp_sourceif",
+        ),
+        (
+            &[("bgp_peers", "192.0.2.1:65000:pw:false::mpbgp_nexthop=fixed")][..],
+            "bgp_peers",
+            "peer 192.0.2.1: mpbgp_nexthop=fixed needs",
+        ),
+        (
+            &[("bgp_peers", "192.0.2.1:65000:pw:false::mpbgp_next=fixed")][..],
+            "bgp_peers",
+            "MP-BGP options take only",
+        ),
+    ] {
+        let mut env = base();
+        for (k, v) in set {
+            env.insert(k, v.to_string());
+        }
+        let e = build(&env).expect_err(says);
+        let msg = e.to_string();
+        assert!(msg.contains(key) && msg.contains(says), "{set:?}: {msg}");
+        assert!(!msg.contains(":pw:"), "{msg}");
+    }
+    // A peer's own address satisfies the node's fixed mode.
+    let mut env = base();
+    env.insert("mpbgp_nexthop", "fixed".into());
+    env.insert(
+        "bgp_peers",
+        "192.0.2.1:65000::false::mpbgp_ipv6=[2001:db8::6]".into(),
+    );
+    let c = build(&env).unwrap();
+    assert_eq!(
+        c.bgp.mp_next_hop_of("192.0.2.1".parse().unwrap()).v6,
+        Some("2001:db8::6".parse().unwrap())
+    );
+}
+
+/// kube-vip v1.2.3 `newHealthCheckHTTPClient` refuses a CA file it cannot read or that holds
+/// no certificate; vipr at configuration time, naming the variable.
+#[test]
+fn a_health_check_ca_that_is_not_a_certificate_is_refused() {
+    let not_pem = std::env::temp_dir().join(format!("vipr-not-a-ca-{}.crt", std::process::id()));
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    for (path, says) in [
+        ("/nonexistent/ca.crt", "cannot read it"),
+        (not_pem.to_str().unwrap(), "contains no PEM certificate"),
+    ] {
+        let mut env = base();
+        env.insert(
+            "control_plane_health_check_address",
+            "https://127.0.0.1:6443/livez".into(),
+        );
+        env.insert("control_plane_health_check_ca_path", path.into());
+        let msg = build(&env).unwrap_err().to_string();
+        assert!(
+            msg.contains("control_plane_health_check_ca_path") && msg.contains(says),
+            "{msg}"
+        );
+    }
+    let _ = std::fs::remove_file(&not_pem);
+}
+
+/// kube-vip v1.2.3 takes a host name as `address` (`pkg/vip/address.go` `NewConfig`): one
+/// name, resolved later by `dns.rs`; never mixed with IP addresses.
+#[test]
+fn address_may_be_one_dns_name() {
+    let mut env = base();
+    env.insert("address", "CP.Example.test.".into());
+    let c = build(&env).unwrap();
+    assert!(c.control_plane.vips.is_empty());
+    assert_eq!(
+        c.control_plane.dns,
+        Some(DnsAddress {
+            name: "cp.example.test".into(),
+            mode: DnsMode::First
+        })
+    );
+    for bad in [
+        "cp.example.test,192.0.2.10",
+        "a,b",
+        "-cp.example",
+        "1.2.3",
+        "cp_1.example",
+    ] {
+        env.insert("address", bad.into());
+        let e = build(&env).expect_err(bad).to_string();
+        assert!(e.contains("address"), "{bad}: {e}");
     }
 }

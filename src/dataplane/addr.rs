@@ -315,6 +315,23 @@ impl AddrManager {
         Ok(v)
     }
 
+    /// The addresses (as [`AddrManager::addrs_of`]) of the interface that holds `ip`
+    /// (kube-vip's `GetInterfaceByIP`), empty when no interface does.
+    pub async fn addrs_beside(&self, ip: IpAddr) -> Result<Vec<IpAddr>, DataplaneError> {
+        let dump = self.dump(None).await?;
+        let Some(index) = dump.iter().find(|k| k.ip == ip).map(|k| k.index) else {
+            return Ok(Vec::new());
+        };
+        let mut v: Vec<IpAddr> = dump
+            .into_iter()
+            .filter(|k| k.index == index && !k.ours)
+            .map(|k| k.ip)
+            .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
+            .collect();
+        v.dedup();
+        Ok(v)
+    }
+
     /// The node's global addresses in kernel order, without vipr's own, each with whether it
     /// sits on a loopback interface. The caller picks a router id or next hop from them.
     pub async fn global_addrs(&self) -> Result<Vec<(IpAddr, bool)>, DataplaneError> {

@@ -202,6 +202,7 @@ mod tests {
                 node_excluded: false,
                 status_ips: vec![],
                 force_election: false,
+                interface: None,
             }),
         )
     }

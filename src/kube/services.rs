@@ -17,6 +17,8 @@ pub const ANNOTATION_IPS: &str = "kube-vip.io/loadbalancerIPs";
 /// A Lease of its own for this Service with `per_service_election_on_demand`
 /// (kube-vip v1.2.3 `pkg/kubevip/annotations.go` `ForcePerServiceElection`).
 pub const ANNOTATION_FORCE_ELECTION: &str = "kube-vip.io/forcePerServiceElection";
+/// kube-vip's per-Service interface (v1.2.3 `pkg/kubevip/annotations.go` `ServiceInterface`).
+pub const ANNOTATION_INTERFACE: &str = "kube-vip.io/serviceInterface";
 /// The field manager vipr writes Service status as; status written by it is not an address
 /// source (it only mirrors the annotation or spec it came from).
 pub const FIELD_MANAGER: &str = "vipr";
@@ -169,6 +171,8 @@ pub struct SvcRecord {
     pub force_election: bool,
     /// Its resourceVersion (a status write names the version it was computed from).
     pub resource_version: String,
+    /// `kube-vip.io/serviceInterface`, as written (checked by the reconciler).
+    pub interface: Option<String>,
 }
 
 /// What vipr keeps of a Service; `None` without a namespace, name and UID.
@@ -229,6 +233,10 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
         // kube-vip v1.2.3 compares with "true" exactly (`pkg/services/processor.go` line 103).
         force_election: annotation(svc, ANNOTATION_FORCE_ELECTION) == Some("true"),
         resource_version: m.resource_version.clone().unwrap_or_default(),
+        interface: annotation(svc, ANNOTATION_INTERFACE)
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -313,6 +321,7 @@ pub fn service_vip(
         node_excluded,
         status_ips: r.status_ips.clone(),
         force_election: r.force_election,
+        interface: r.interface.clone(),
     })
 }
 

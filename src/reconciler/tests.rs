@@ -207,6 +207,7 @@ fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::m
         without_endpoints: false,
         node_excluded: false,
         status_ips: vec![],
+        interface: None,
     }
 }
 
@@ -473,4 +474,155 @@ fn preserved_vips_stay_quiet_until_another_holder_is_seen() {
     });
     let a = r.handle(Input::Leadership(Leadership::default()));
     assert!(a.contains(&Action::Remove(v4)), "{a:?}");
+}
+
+/// kube-vip v1.2.3 `shouldAddServiceIP`: in BGP mode with `bgp_attach_ip_to_interface=false`
+/// a Service VIP is advertised without being put on the node; the control-plane VIP (and a
+/// Service sharing it) still is. Switching the setting on a running node removes the
+/// addresses vipr put there and keeps the routes.
+#[test]
+fn bgp_service_vips_are_only_advertised_without_bgp_attach() {
+    let mut r = Reconciler::new();
+    let c = config(&[
+        ("svc_enable", "true"),
+        ("bgp_attach_ip_to_interface", "false"),
+    ]);
+    r.handle(Input::Settings(c.clone()));
+    r.handle(Input::Added {
+        addr: addr("192.0.2.10"),
+        owned: true,
+    });
+    let a = r.handle(Input::Services(services(vec![
+        svc("a", "198.51.100.1", false, false),
+        svc("cp", "192.0.2.10", false, false),
+    ])));
+    assert!(adds(&a).is_empty(), "{a:?}");
+    assert_eq!(
+        routes(&a),
+        Some(vec![
+            "192.0.2.10/32".to_string(),
+            "198.51.100.1/32".to_string()
+        ])
+    );
+    let st = r.status();
+    let v = st.get(&"198.51.100.1".parse::<IpAddr>().unwrap()).unwrap();
+    assert_eq!(
+        (v.interface.as_deref(), v.advertised, &v.held_back),
+        (None, true, &None)
+    );
+    // Switched on: put on the node, the route withdrawn until it is there.
+    let on = config(&[("svc_enable", "true")]);
+    let a = r.handle(Input::Settings(on.clone()));
+    assert_eq!(adds(&a), vec!["198.51.100.1"]);
+    r.handle(Input::Added {
+        addr: addr("198.51.100.1"),
+        owned: true,
+    });
+    // Switched off again: the address vipr put there goes, the route stays.
+    let a = r.handle(Input::Settings(c));
+    assert_eq!(a, vec![Action::Remove(addr("198.51.100.1"))]);
+    r.handle(Input::Removed(addr("198.51.100.1")));
+    assert_eq!(r.owned(), vec![addr("192.0.2.10")]);
+    // The Service goes: its route is withdrawn.
+    let a = r.handle(Input::Services(services(vec![svc(
+        "cp",
+        "192.0.2.10",
+        false,
+        false,
+    )])));
+    assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+    // ARP mode ignores the setting.
+    let mut r = Reconciler::new();
+    r.handle(Input::Settings(config(&[
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("vip_interface", "lo"),
+        ("svc_enable", "true"),
+        ("bgp_attach_ip_to_interface", "false"),
+    ])));
+    let a = r.handle(Input::Services(services(vec![svc(
+        "a",
+        "198.51.100.1",
+        false,
+        false,
+    )])));
+    assert_eq!(adds(&a), vec!["198.51.100.1"]);
+}
+
+fn on(ip: &str, iface: &str) -> NodeAddr {
+    NodeAddr {
+        interface: iface.into(),
+        ..addr(ip)
+    }
+}
+
+/// kube-vip v1.2.3 `pkg/instance/instance.go`: a Service's VIP goes on the interface of its
+/// `kube-vip.io/serviceInterface`, else `vip_servicesinterface`, else `vip_interface`; the
+/// control-plane VIP stays on `vip_interface`. vipr allows the annotation only the
+/// interfaces the configuration names.
+#[test]
+fn service_vips_go_on_the_services_interface_or_an_allowed_annotated_one() {
+    let mut r = Reconciler::new();
+    let a = r.handle(Input::Settings(config(&[
+        ("svc_enable", "true"),
+        ("vip_servicesinterface", "svc0"),
+        ("vipr_service_interfaces", "svc1"),
+    ])));
+    assert_eq!(
+        a[0],
+        Action::Add(addr("192.0.2.10")),
+        "control plane on vip_interface"
+    );
+    let named = |n: &str, ip: &str, iface: Option<&str>| crate::model::ServiceVip {
+        interface: iface.map(str::to_string),
+        ..svc(n, ip, false, false)
+    };
+    let a = r.handle(Input::Services(services(vec![
+        named("plain", "198.51.100.1", None),
+        named("allowed", "198.51.100.2", Some("svc1")),
+        named("lo", "198.51.100.3", Some("lo")),
+        named("tenant", "198.51.100.4", Some("eth9")),
+    ])));
+    let added: Vec<NodeAddr> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            on("198.51.100.1", "svc0"),
+            on("198.51.100.2", "svc1"),
+            on("198.51.100.3", "lo"),
+        ]
+    );
+    let st = r.status();
+    let held = st
+        .get(&"198.51.100.4".parse::<IpAddr>().unwrap())
+        .unwrap()
+        .held_back
+        .clone();
+    assert_eq!(held, Some(HeldBack::InterfaceNotAllowed("eth9".into())));
+    // The annotation changes: the address moves.
+    r.handle(Input::Added {
+        addr: on("198.51.100.1", "svc0"),
+        owned: true,
+    });
+    let a = r.handle(Input::Services(services(vec![
+        named("plain", "198.51.100.1", Some("svc1")),
+        named("allowed", "198.51.100.2", Some("svc1")),
+        named("lo", "198.51.100.3", Some("lo")),
+        named("tenant", "198.51.100.4", Some("eth9")),
+    ])));
+    assert!(
+        a.contains(&Action::Remove(on("198.51.100.1", "svc0"))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&Action::Add(on("198.51.100.1", "svc1"))),
+        "{a:?}"
+    );
 }

@@ -108,6 +108,12 @@ impl ApiServer {
         self.dir.join("kubeconfig")
     }
 
+    /// The serving certificate kube-apiserver generated in its `--cert-dir` (PEM: the
+    /// certificate, then the CA that signed it).
+    pub fn serving_cert(&self) -> PathBuf {
+        self.dir.join("certs/apiserver.crt")
+    }
+
     /// The kubeconfig of user "vipr" (token "viprtoken"), powerless until RBAC binds it.
     pub fn kubeconfig_vipr(&self) -> PathBuf {
         self.dir.join("kubeconfig-vipr")

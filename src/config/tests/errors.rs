@@ -55,8 +55,8 @@ fn a_bad_value_is_named_with_what_is_expected() {
         ("address", "2001:db8:::1", "IPv6 is hex groups"),
         (
             "address",
-            "vip.example",
-            "expected IPv4 like 192.0.2.1 or IPv6",
+            "vip_example",
+            "expected an IP address or a DNS name",
         ),
         ("bgp_routerid", "2001:db8::1", "expected an IPv4 address"),
         (

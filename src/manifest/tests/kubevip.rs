@@ -35,7 +35,7 @@ use Base::*;
 /// and what vipr does.
 const CASES: &[(&str, &str, Base, Expect)] = &[
     ("interface", "eth1", Bgp, R("vip_interface")),
-    ("serviceInterface", "eth1", Bgp, No),
+    ("serviceInterface", "eth1", Bgp, R("vip_servicesinterface")),
     (
         "allowInterfaceNotUp",
         "true",
@@ -161,7 +161,12 @@ const CASES: &[(&str, &str, Base, Expect)] = &[
     ("dnsMode", "first", Bgp, R("dns_mode")),
     ("dhcpMode", "ipv4", Bgp, No),
     ("dhcpBackoffAttempts", "3", Bgp, R("dhcp_backoff_attempts")),
-    ("disableServiceUpdates", "true", Bgp, No),
+    (
+        "disableServiceUpdates",
+        "true",
+        Bgp,
+        R("disable_service_updates"),
+    ),
     ("enableEndpoints", "true", Bgp, R("enable_endpoints")),
     (
         "loInterfaceGlobalScope",
@@ -351,15 +356,16 @@ fn refused_values_say_what_is_accepted_and_harmless_ones_only_warn() {
         e.contains("--lbClassNameLegacyHandling") && e.contains("only true"),
         "{e}"
     );
-    // kube-vip's --serviceInterface naming vip_interface asks for what vipr does.
-    let o = opts(&[&["pod"][..], ARP_CP, &["--serviceInterface", "eth0"]].concat()).unwrap();
+    // A refused variable given the value that asks for nothing: accepted with a warning in
+    // the header, not rendered.
+    let o = opts(&[&["pod"][..], ARP_CP, &["--loseLeadership=false"]].concat()).unwrap();
     assert_eq!(o.ignored.len(), 1);
     let text = render(&o).unwrap();
     assert!(
-        text.contains("# kube-vip flag --serviceInterface: vip_servicesinterface=\"eth0\""),
+        text.contains("# kube-vip flag --loseLeadership: vip_loseleadership=\"false\""),
         "{text}"
     );
-    assert!(!text.contains("name: vip_servicesinterface"), "{text}");
+    assert!(!text.contains("name: vip_loseleadership"), "{text}");
     // A bare boolean flag is true, as with kube-vip (cobra).
     assert!(opts(&[&["pod"][..], BGP_CP, &["--wireguard"]].concat()).is_err());
     assert!(opts(&[&["pod"][..], BGP_CP, &["--wireguard=false"]].concat()).is_ok());
@@ -386,9 +392,9 @@ fn a_warned_flag_is_rendered_and_re_rendered_from_the_header() {
         &["daemonset"][..],
         ARP_CP,
         &[
-            "--enableNodeLabeling",
-            "--servicesLeaseName",
-            "plndr-svcs-lock",
+            "--loInterfaceGlobalScope",
+            "--allowInterfaceNotUp",
+            "true",
             "--leaderElectionType=kubernetes",
         ],
     ]
@@ -396,20 +402,21 @@ fn a_warned_flag_is_rendered_and_re_rendered_from_the_header() {
     let first = render_args(&args);
     let env = env_of(&first).unwrap();
     assert_eq!(
-        env.get("enable_node_labeling").map(String::as_str),
+        env.get("vip_interfaceloglobal").map(String::as_str),
         Some("true")
     );
     assert_eq!(
-        env.get("svc_leasename").map(String::as_str),
-        Some("plndr-svcs-lock")
+        env.get("vip_allow_interface_not_up").map(String::as_str),
+        Some("true")
     );
     let header = first.lines().nth(1).unwrap();
-    assert!(
-        header.ends_with(
-            "--leaderElectionType=kubernetes --enableNodeLabeling=true --servicesLeaseName=plndr-svcs-lock"
-        ),
-        "{header}"
-    );
+    for flag in [
+        "--leaderElectionType=kubernetes",
+        "--loInterfaceGlobalScope=true",
+        "--allowInterfaceNotUp=true",
+    ] {
+        assert!(header.contains(flag), "{header}");
+    }
     let words: Vec<&str> = header
         .trim_start_matches("#   vipr manifest ")
         .split(' ')
