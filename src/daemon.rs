@@ -521,7 +521,11 @@ async fn lb_leadership(
     tx: watch::Sender<bool>,
 ) {
     loop {
-        let elected = arp.borrow_and_update().election.is_some();
+        let elected = arp
+            .borrow_and_update()
+            .election
+            .as_ref()
+            .is_some_and(|e| e.control_plane);
         let cp = lead.borrow_and_update().control_plane;
         let leader = !elected || cp;
         tx.send_if_modified(|v| std::mem::replace(v, leader) != leader);

@@ -375,7 +375,7 @@ impl Reconciler {
                 .arp
                 .election
                 .as_ref()
-                .is_some_and(|e| c.mode == Mode::Arp || e.bgp_leader_only),
+                .is_some_and(|e| e.control_plane && (c.mode == Mode::Arp || e.bgp_leader_only)),
             health: self.health,
             leadership: &self.leadership,
         }

@@ -40,7 +40,8 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
         ));
     }
     let arp = arp(&r)?;
-    if r.bool("vipr_bgp_leader_only", false)? && (node.mode != Mode::Bgp || arp.election.is_none())
+    if r.bool("vipr_bgp_leader_only", false)?
+        && (node.mode != Mode::Bgp || !arp.election.as_ref().is_some_and(|e| e.control_plane))
     {
         return Err(r.err(
             "vipr_bgp_leader_only",
@@ -622,10 +623,15 @@ fn arp(r: &Reader) -> Result<ArpSettings, ConfigError> {
     let per_service = r.bool("svc_election", false)?;
     let bgp_leader_only = r.bool("vipr_bgp_leader_only", false)?;
     let on_demand = r.bool("per_service_election_on_demand", false)?;
+    let control_plane = r.bool("vip_leaderelection", false)?;
+    // ARP Services are always elected, as kube-vip v1.2.3 elects them (one node answers
+    // ARP for a Service VIP); the control-plane VIP only with vip_leaderelection.
+    let arp_services = r.bool("vip_arp", false)? && r.bool("svc_enable", false)?;
     Ok(ArpSettings {
         rate: Duration::from_millis(r.num("vip_arpRate", 3000u64, 100, 3_600_000)?),
         preserve: r.bool("vip_preserve_on_leadership_loss", false)?,
-        election: r.bool("vip_leaderelection", false)?.then_some(Election {
+        election: (control_plane || arp_services).then_some(Election {
+            control_plane,
             lease_name,
             lease_namespace,
             services_lease_name,

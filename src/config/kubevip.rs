@@ -315,11 +315,29 @@ pub fn check(layers: &Layers) -> Result<Vec<Ignored>, ConfigError> {
         }
     }
     out.extend(bgp_election(layers));
+    out.extend(bgp_svc_election(layers));
     Ok(out)
 }
 
 /// Why `vip_leaderelection=true` is ignored in BGP mode unless `vipr_bgp_leader_only`.
 pub const BGP_ELECTION: &str = "with bgp_enable=true kube-vip advertises the control-plane VIP from the Lease holder only, vipr from every node (each withdraws on its own when unhealthy); set vipr_bgp_leader_only=true for kube-vip's behaviour";
+
+/// Why `svc_election=true` is ignored in BGP mode.
+pub const BGP_SVC_ELECTION: &str = "with bgp_enable=true kube-vip advertises each Service from the holder of its own Lease only, vipr from every node that may serve it (per-Service Leases are for ARP mode)";
+
+/// `svc_election=true` with `bgp_enable=true`: kube-vip v1.2.3 then advertises each Service
+/// from its Lease holder (`pkg/manager/worker/bgp.go` `StartServices`); vipr advertises it
+/// from every eligible node: one warning line.
+fn bgp_svc_election(layers: &Layers) -> Option<Ignored> {
+    let on = |k: &str| layers.get(k).and_then(|r| parse_bool(r.value.trim())) == Some(true);
+    let r = layers.get("svc_election")?;
+    (on("svc_election") && on("bgp_enable")).then(|| Ignored {
+        origin: r.origin.clone(),
+        name: "svc_election",
+        value: r.value.trim().to_string(),
+        reason: BGP_SVC_ELECTION,
+    })
+}
 
 /// `vip_leaderelection=true` with `bgp_enable=true` and without `vipr_bgp_leader_only`:
 /// kube-vip v1.2.3 then advertises the control-plane VIP from the Lease holder only

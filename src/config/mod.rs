@@ -420,6 +420,11 @@ pub struct Timing {
 /// Lease election (ARP mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Election {
+    /// `vip_leaderelection`: the control-plane VIP is elected too. Without it there is an
+    /// election only for Services in ARP mode, which kube-vip v1.2.3 always elects
+    /// (`pkg/manager/worker/arp.go` `StartServices`: one Lease per Service with
+    /// `svc_election`, else the services Lease).
+    pub control_plane: bool,
     /// Control-plane Lease name (`vip_leasename`, without its `namespace/`).
     pub lease_name: String,
     /// Namespace of the control-plane Lease: the `namespace/` of `vip_leasename`, else

@@ -808,6 +808,25 @@ fn lease_timing_defaults_are_kube_vip_v1_2_3_code_defaults() {
     );
 }
 
+/// kube-vip v1.2.3 elects ARP Services whatever vip_leaderelection says
+/// (`pkg/manager/worker/arp.go` `StartServices`); the control-plane VIP only with it.
+#[test]
+fn arp_services_are_always_elected_the_control_plane_with_vip_leaderelection() {
+    let mut env = base();
+    env.insert("bgp_enable", "false".into());
+    env.insert("vip_arp", "true".into());
+    env.insert("vip_interface", "eth0".into());
+    env.insert("svc_enable", "true".into());
+    let e = build(&env).unwrap().arp.election.expect("Services elected");
+    assert!(!e.control_plane);
+    env.insert("vip_leaderelection", "true".into());
+    assert!(build(&env).unwrap().arp.election.unwrap().control_plane);
+    // Without Services and without vip_leaderelection: no election (one node, no API).
+    env.insert("svc_enable", "false".into());
+    env.insert("vip_leaderelection", "false".into());
+    assert!(build(&env).unwrap().arp.election.is_none());
+}
+
 #[test]
 fn precedence_is_flags_then_file_then_env() {
     let mut l = Layers::default();

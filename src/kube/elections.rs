@@ -82,7 +82,7 @@ fn wanted(
         }
         return w;
     }
-    if cp.enabled {
+    if cp.enabled && e.control_plane {
         w.insert(
             Scope::ControlPlane,
             (

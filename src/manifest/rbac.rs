@@ -158,7 +158,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
         let cp_ns = Some(&e.namespace);
         // The named Leases by namespace (`vip_leasename`, `svc_leasename` may name one).
         let mut named: BTreeMap<&String, Vec<String>> = BTreeMap::new();
-        if c.control_plane.enabled {
+        if c.control_plane.enabled && e.control_plane {
             named
                 .entry(&e.lease_namespace)
                 .or_default()

@@ -541,6 +541,11 @@ fn bgp_service_vips_are_only_advertised_without_bgp_attach() {
         ("svc_enable", "true"),
         ("bgp_attach_ip_to_interface", "false"),
     ])));
+    // (ARP Services are elected: this node holds the services Lease.)
+    r.handle(Input::Leadership(Leadership {
+        services: true,
+        ..Leadership::default()
+    }));
     let a = r.handle(Input::Services(services(vec![svc(
         "a",
         "198.51.100.1",
