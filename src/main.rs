@@ -10,6 +10,7 @@
 //!  SIGTERM/SIGINT/SIGUSR2 ─> cancel: reconciler withdraws first, then Leases released
 //!
 //!  section       followed by
+//!  control_plane ─> DNS resolver (a name in address: every 3 s) ─watch<ControlPlane>─> as below
 //!  control_plane ─> health supervisor ─watch<Health>───────────────────────┐
 //!            ├────> lb task (IPVS | nftables) <─watch<bool> Lease (ARP)     │
 //!            ├────> elections (ARP, a task per Lease) ─watch<Leadership>───┤

@@ -46,6 +46,34 @@ fn refused_unless(h: Harmless) -> String {
 mod tests {
     use super::*;
 
+    /// The Configuration section's table: one row per setting of [`super::super::keys::KEYS`],
+    /// no row for anything else.
+    #[test]
+    fn every_setting_has_a_row_in_the_readme() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let head = "| setting | kube-vip flag | meaning (default) |\n|---|---|---|\n";
+        let start = readme.find(head).expect("the settings table") + head.len();
+        let end = start + readme[start..].find("\n\n").expect("end of the table");
+        let rows: Vec<&str> = readme[start..end]
+            .lines()
+            .map(|l| l.trim_start_matches("| `").split('`').next().unwrap_or(""))
+            .collect();
+        let keys: Vec<&str> = super::super::keys::KEYS.iter().map(|k| k.name).collect();
+        for k in &keys {
+            assert!(
+                rows.contains(k),
+                "README.md's settings table has no row for {k}"
+            );
+        }
+        for r in &rows {
+            assert!(
+                keys.contains(r),
+                "README.md's settings table has a row for {r}, no setting"
+            );
+        }
+    }
+
     const HEADER: &str =
         "| # | kube-vip v1.2.3 variable | vipr | reason / vipr key |\n|---|---|---|---|\n";
 
