@@ -27,21 +27,12 @@ use std::time::{Duration, Instant};
 
 use daemon_common::*;
 use k8s_common::*;
-use serde_json::Value;
 use testbed::{wait_for, Lab, Netns, TempDir};
 
 const NODES: usize = 3;
 const V4: &str = "10.55.0.100";
 const V6: &str = "2001:db8:55::100";
 const LEASE: Duration = Duration::from_secs(2);
-
-fn ip_json(args: &[&str]) -> Value {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip");
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
 
 /// Which of the two VIPs are on the node's eth0: (v4, v6).
 fn holds(ns: &Netns) -> (bool, bool) {

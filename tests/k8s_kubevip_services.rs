@@ -35,17 +35,6 @@ use testbed::{Bird, Lab, TempDir};
 
 const NODES: usize = 2;
 
-fn held_back(v: &Vipr, ip: &str) -> Option<String> {
-    let st = v.status()?;
-    let vip = st["vips"]
-        .as_array()?
-        .iter()
-        .find(|x| x["address"] == ip)
-        .cloned()
-        .unwrap_or(Value::Null);
-    vip["held_back"].as_str().map(str::to_string)
-}
-
 struct Setup {
     lab: Lab,
     api: ApiServer,
@@ -166,7 +155,7 @@ fn services_without_endpoints_and_ignored_ones_are_not_advertised() {
     api.create_service(&strict("noep", &noep, json!({})));
     for v in &s.vs {
         let why = within(CONVERGE, "held back for want of endpoints", ctx, || {
-            held_back(v, &noep)
+            v.held_back(&noep)
         });
         assert!(why.contains("no ready endpoint"), "{why}");
     }
@@ -276,7 +265,7 @@ fn a_node_labelled_exclude_from_external_load_balancers_withdraws_service_routes
         (s.from(&svc) == [1]).then_some(())
     });
     let why = within(CONVERGE, "held back on node0", ctx, || {
-        held_back(&s.vs[0], &svc)
+        s.vs[0].held_back(&svc)
     });
     assert!(
         why.contains("exclude-from-external-load-balancers"),

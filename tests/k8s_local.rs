@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use daemon_common::*;
 use k8s_common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use testbed::{Frr, Lab, TempDir};
 
 const NODES: usize = 3;
@@ -41,17 +41,6 @@ fn addrs(nodes: &[usize]) -> Vec<String> {
 fn exactly(frr: &Frr, prefix: &str, nodes: &[usize]) -> bool {
     let want = addrs(nodes);
     path_peers(frr, prefix) == want && frr_rib_nexthops(frr, prefix) == want
-}
-
-fn held_back(v: &Vipr, ip: &str) -> Option<String> {
-    let st = v.status()?;
-    let vip = st["vips"]
-        .as_array()?
-        .iter()
-        .find(|x| x["address"] == ip)
-        .cloned()
-        .unwrap_or(Value::Null);
-    vip["held_back"].as_str().map(str::to_string)
 }
 
 #[test]
@@ -116,7 +105,7 @@ fn local_traffic_policy_follows_the_ready_endpoint() {
             CONVERGE,
             "Local Service held back on node0/node2",
             ctx,
-            || held_back(&vs[i], &local),
+            || vs[i].held_back(&local),
         );
         assert!(
             why.contains("externalTrafficPolicy: Local"),
@@ -135,7 +124,7 @@ fn local_traffic_policy_follows_the_ready_endpoint() {
         "MEASURED k8s: ready endpoint moved node1 -> node2: FRR next hop moved after {took:?}"
     );
     within(CONVERGE, "Local Service held back on node1", ctx, || {
-        held_back(&vs[1], &local)
+        vs[1].held_back(&local)
     });
 
     // Only not-ready addresses: nobody advertises it; the Cluster Service is untouched.

@@ -76,6 +76,24 @@ fn lab_env(m: &Value, node: &str, dir: &TempDir, kubeconfig: &Path) -> BTreeMap<
     env
 }
 
+/// vipr on each node of `lab` with `m`'s environment (node names `node0`…), logging into
+/// `dirs[i]/vipr.log`.
+fn start_nodes(lab: &Lab, m: &Value, dirs: &[TempDir], kubeconfig: &Path) -> Vec<Vipr> {
+    (0..lab.nodes.len())
+        .map(|i| {
+            let env = lab_env(m, &format!("node{i}"), &dirs[i], kubeconfig);
+            Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
+        })
+        .collect()
+}
+
+/// Every node's log so far.
+fn logs(dirs: &[TempDir]) -> Vec<String> {
+    dirs.iter()
+        .map(|d| std::fs::read_to_string(d.join("vipr.log")).unwrap_or_default())
+        .collect()
+}
+
 fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_string()
 }
@@ -209,11 +227,6 @@ fn arp_static_pod_shares_the_lease_with_kube_vip() {
     let kubeconfig = api.kubeconfig();
     let dir = workdir();
     let dirs: Vec<TempDir> = (0..3).map(|_| workdir()).collect();
-    let logs = || -> Vec<String> {
-        dirs.iter()
-            .map(|d| std::fs::read_to_string(d.join("vipr.log")).unwrap_or_default())
-            .collect()
-    };
     let lease =
         || api.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/plndr-cp-lock");
     let ctx = || {
@@ -221,7 +234,7 @@ fn arp_static_pod_shares_the_lease_with_kube_vip() {
             "Lease: {:#}\nholders: {:?}\n{}",
             lease().unwrap_or(Value::Null),
             holders_of(&lab, ARP_VIP),
-            logs().join("\n")
+            logs(&dirs).join("\n")
         )
     };
 
@@ -230,12 +243,7 @@ fn arp_static_pod_shares_the_lease_with_kube_vip() {
     within(CONVERGE, "kube-vip leads", ctx, || {
         kv.leading().then_some(())
     });
-    let mut vs: Vec<Vipr> = (0..3)
-        .map(|i| {
-            let env = lab_env(&pod, &format!("node{i}"), &dirs[i], &kubeconfig);
-            Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
-        })
-        .collect();
+    let mut vs: Vec<Vipr> = start_nodes(&lab, &pod, &dirs, &kubeconfig);
     // Well past one lease duration of vipr watching kube-vip renew: nobody takes the VIP.
     let t0 = Instant::now();
     while t0.elapsed() < LEASE + Duration::from_secs(5) {
@@ -308,7 +316,7 @@ fn arp_static_pod_shares_the_lease_with_kube_vip() {
     );
     assert!(holders_of(&lab, ARP_VIP).is_empty(), "{}", ctx());
 
-    assert_warnings(&logs(), &container_env(&pod, "n"), IGNORED);
+    assert_warnings(&logs(&dirs), &container_env(&pod, "n"), IGNORED);
 }
 
 /// What vipr names as ignored in these manifests: nothing, every setting they carry is
@@ -339,22 +347,12 @@ fn bgp_static_pod_announces_from_every_node() {
     );
     let frr = Frr::start(&lab.router, &conf);
     let dirs: Vec<TempDir> = (0..3).map(|_| workdir()).collect();
-    let _vs: Vec<Vipr> = (0..3)
-        .map(|i| {
-            let env = lab_env(&pod, &format!("node{i}"), &dirs[i], &kubeconfig);
-            Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
-        })
-        .collect();
-    let logs = || -> Vec<String> {
-        dirs.iter()
-            .map(|d| std::fs::read_to_string(d.join("vipr.log")).unwrap_or_default())
-            .collect()
-    };
+    let _vs: Vec<Vipr> = start_nodes(&lab, &pod, &dirs, &kubeconfig);
     let ctx = || {
         format!(
             "{}\n{}",
             frr.vtysh("show bgp ipv4 unicast"),
-            logs().join("\n")
+            logs(&dirs).join("\n")
         )
     };
     within(
@@ -372,7 +370,7 @@ fn bgp_static_pod_announces_from_every_node() {
         || (frr_paths(&frr, &format!("{svc}/32")).len() == 3).then_some(()),
     );
     api.wait_ingress("web", &[&svc]);
-    assert_warnings(&logs(), &container_env(&pod, "n"), IGNORED);
+    assert_warnings(&logs(&dirs), &container_env(&pod, "n"), IGNORED);
 }
 
 #[test]
@@ -382,24 +380,14 @@ fn services_election_daemonset_spreads_services() {
     let api = ApiServer::start(&lab.router);
     let kubeconfig = api.kubeconfig();
     let dirs: Vec<TempDir> = (0..3).map(|_| workdir()).collect();
-    let _vs: Vec<Vipr> = (0..3)
-        .map(|i| {
-            let env = lab_env(&ds, &format!("node{i}"), &dirs[i], &kubeconfig);
-            Vipr::start(&lab.nodes[i], &env, &[], &dirs[i].join("vipr.log"))
-        })
-        .collect();
-    let logs = || -> Vec<String> {
-        dirs.iter()
-            .map(|d| std::fs::read_to_string(d.join("vipr.log")).unwrap_or_default())
-            .collect()
-    };
+    let _vs: Vec<Vipr> = start_nodes(&lab, &ds, &dirs, &kubeconfig);
     let ips = ["10.55.0.201", "10.55.0.202", "10.55.0.203"];
     for (n, ip) in ips.iter().enumerate() {
         service_with_endpoint(&api, &format!("svc{n}"), ip);
     }
     let ctx = || {
         let h: Vec<_> = ips.iter().map(|ip| holders_of(&lab, ip)).collect();
-        format!("holders: {h:?}\n{}", logs().join("\n"))
+        format!("holders: {h:?}\n{}", logs(&dirs).join("\n"))
     };
     within(
         CONVERGE * 2,
@@ -432,5 +420,5 @@ fn services_election_daemonset_spreads_services() {
         let want = format!("kubevip-default.svc{n}");
         assert!(names.contains(&want.as_str()), "no Lease {want}: {names:?}");
     }
-    assert_warnings(&logs(), &container_env(&ds, "n"), IGNORED);
+    assert_warnings(&logs(&dirs), &container_env(&ds, "n"), IGNORED);
 }

@@ -23,14 +23,6 @@ use k8s_common::*;
 use serde_json::{json, Value};
 use testbed::{Lab, Netns};
 
-fn ip_json(args: &[&str]) -> Value {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip");
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
 /// The addresses on `dev` in `ns`.
 fn addrs_on(ns: &Netns, dev: &str) -> Vec<String> {
     let v = ip_json(&["-j", "-n", &ns.name, "addr", "show", "dev", dev]);

@@ -231,6 +231,12 @@ impl Vipr {
         entry(status, "peers", addr)
     }
 
+    /// Why VIP `ip` is held back, per `/status` (`None`: served, unknown, or no status).
+    pub fn held_back(&self, ip: &str) -> Option<String> {
+        let st = self.status()?;
+        Vipr::vip(&st, ip)["held_back"].as_str().map(str::to_string)
+    }
+
     /// The status entry of VIP `addr`, or `Null` while there is none (as [`Vipr::peer`]).
     pub fn vip(status: &Value, addr: &str) -> Value {
         entry(status, "vips", addr)
@@ -595,4 +601,13 @@ fn entry(status: &Value, list: &str, addr: &str) -> Value {
         .and_then(|a| a.iter().find(|e| e["address"] == addr))
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+/// `ip ARGS` (with `-j`) parsed as JSON; `Null` when it prints nothing usable.
+pub fn ip_json(args: &[&str]) -> Value {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
