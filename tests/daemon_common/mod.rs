@@ -611,3 +611,32 @@ pub fn ip_json(args: &[&str]) -> Value {
         .expect("run ip");
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
+
+/// BIRD's "since" column for protocol `n0`, and its state.
+pub fn bird_session(bird: &Bird) -> (String, String) {
+    let out = bird.birdc("show protocols n0");
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| c.first() == Some(&"n0") && c.len() >= 5)
+        .map(|c| (c[3].to_string(), c[4].to_string()))
+        .unwrap_or_default()
+}
+
+/// Whether two [`bird_session`] readings show the same session: the same state, and "since"
+/// within 100 ms (BIRD prints the time from its monotonic clock plus an offset it keeps
+/// re-reading: the same moment may show one millisecond apart; a reset moves it by seconds).
+pub fn same_session(a: &(String, String), b: &(String, String)) -> bool {
+    let ms = |t: &str| -> Option<i64> {
+        let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
+        let mut v = 0i64;
+        for p in hms.split(':') {
+            v = v * 60 + p.parse::<i64>().ok()?;
+        }
+        Some(v * 1000 + format!("{frac:0<3}")[..3].parse::<i64>().ok()?)
+    };
+    a.0 == b.0
+        && match (ms(&a.1), ms(&b.1)) {
+            (Some(x), Some(y)) => (x - y).abs() <= 100,
+            _ => a.1 == b.1,
+        }
+}
