@@ -288,11 +288,17 @@ pub fn parse_peers(
                 "peer #{n} ({address}): expected address:AS:password:multihop[:port]"
             ));
         }
-        let remote_as = parse_asn(&f[1]).map_err(|e| match after_password {
-            true => cut(format!(
-                "peer #{n} ({address}): the AS (not shown) is not an AS number"
-            )),
-            false => format!("peer #{n} ({address}): AS {e}"),
+        // The AS text is shown only when it is one plain word: a bracket may have pulled later
+        // fields (a password among them) into it, and those come with ':' (fuzzing found it).
+        let as_shaped = |t: &str| t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.');
+        let remote_as = parse_asn(&f[1]).map_err(|e| {
+            if after_password || !as_shaped(f[1].trim()) {
+                cut(format!(
+                    "peer #{n} ({address}): the AS (not shown) is not an AS number"
+                ))
+            } else {
+                format!("peer #{n} ({address}): AS {e}")
+            }
         })?;
         // A password with ':' shifts its pieces into the fields after it: those are shown
         // only when the password field is empty, and their errors hint at the cause.
@@ -622,6 +628,11 @@ mod tests {
                 "BFD multiplier",
             ),
             ("10.0.0.1:65000:pw:true:179::true", "single-hop"),
+            // Found by fuzzing: a bracket in the AS pulled the password into the AS field.
+            (
+                "10.0.0.1:6[000:pw:true:db8::1]>6se:179::true;300;300;3",
+                "the AS (not shown)",
+            ),
         ] {
             let e = parse(input, BfdSpec::default()).unwrap_err();
             assert!(e.contains(needle), "{input}: {e}");
