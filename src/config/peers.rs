@@ -273,9 +273,12 @@ pub fn parse_peers(
             } else {
                 why_not_ip(addr_text)
             };
-            // The first entry's address is never part of a password; a later one is shown
-            // only when it has an address's shape.
-            if n == 1 || !after_password || ipv4_shaped(addr_text) {
+            // Shown only when it cannot hold a password: an IPv4 shape, or one plain word
+            // first in its entry. Text with ':' may be a bracket that swallowed the fields
+            // after it (fuzzing found one), so an IPv6 typo gets the reason, not the text.
+            let plain = !addr_text.contains(':')
+                && addr_text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+            if ipv4_shaped(addr_text) || (plain && (n == 1 || !after_password)) {
                 cut(format!(
                     "peer #{n}: the address {addr_text:?} is not an IP address: {why}"
                 ))

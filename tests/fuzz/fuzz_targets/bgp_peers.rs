@@ -33,6 +33,31 @@ fuzz_target!(|data: &[u8]| {
     let Ok(peers) = std::str::from_utf8(data) else {
         return;
     };
+    match parse(peers) {
+        Ok(c) => {
+            for (i, p) in c.bgp.peers.iter().enumerate() {
+                assert!(p.remote_as != 0, "{p:?}");
+                assert!(c.bgp.peers[..i].iter().all(|q| q.address != p.address));
+            }
+        }
+        Err(msg) => {
+            for pw in passwords(peers) {
+                if !msg.contains(pw) {
+                    continue;
+                }
+                // The same input with another password of the same shape: if its error
+                // still has the word, the word is the message's own ("addresse" in
+                // "addresses"), not the password.
+                let other = peers.replace(pw, &"Q".repeat(pw.len()));
+                let own = parse(&other).err().is_some_and(|m| m.contains(pw));
+                assert!(own, "a password in an error: {msg}");
+            }
+        }
+    }
+});
+
+/// `vipr manager`'s configuration with these peers, or its error text.
+fn parse(peers: &str) -> Result<Config, String> {
     let mut l = Layers::default();
     for (k, v) in [
         ("bgp_enable", "true"),
@@ -44,18 +69,5 @@ fuzz_target!(|data: &[u8]| {
         let key = keys::find(k).expect("known key");
         l.set(key, v.to_string(), Origin::Env(k.to_string()));
     }
-    match Config::from_layers(&l, "node") {
-        Ok(c) => {
-            for (i, p) in c.bgp.peers.iter().enumerate() {
-                assert!(p.remote_as != 0, "{p:?}");
-                assert!(c.bgp.peers[..i].iter().all(|q| q.address != p.address));
-            }
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            for pw in passwords(peers) {
-                assert!(!msg.contains(pw), "a password in an error: {msg}");
-            }
-        }
-    }
-});
+    Config::from_layers(&l, "node").map_err(|e| e.to_string())
+}
