@@ -51,11 +51,25 @@ pub struct NodeAddr {
     pub prefix_len: u8,
     /// Interface name.
     pub interface: String,
+    /// Put there as a local route (`ip route add local IP/32 dev IF table local proto 86`)
+    /// rather than an interface address: a VIP that only Services ask for in BGP mode. The
+    /// kernel accepts and answers traffic to it alike, but inserts a route in logarithmic
+    /// time where it inserts an address in time linear in the interface's addresses (10 000
+    /// addresses on `lo` cost seconds of kernel time, 100 000 minutes; the routes 0.1 s and 1 s).
+    pub route: bool,
 }
 
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} dev {}", self.ip, self.prefix_len, self.interface)
+        if self.route {
+            write!(
+                f,
+                "local {}/{} dev {} table local",
+                self.ip, self.prefix_len, self.interface
+            )
+        } else {
+            write!(f, "{}/{} dev {}", self.ip, self.prefix_len, self.interface)
+        }
     }
 }
 

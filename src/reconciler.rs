@@ -404,6 +404,7 @@ impl Reconciler {
             ip,
             prefix_len: 0,
             interface: String::new(),
+            route: false,
         };
         self.present
             .range(from..)
@@ -536,7 +537,10 @@ impl Reconciler {
         let v = v.map(|r| r.and_then(|()| self.interface(c, ip)));
         match v {
             Some(Ok(iface)) => {
-                let a = self.placed(c, ip).then(|| node_addr(&c.vips, ip, iface));
+                let route = self.as_route(c, ip);
+                let a = self
+                    .placed(c, ip)
+                    .then(|| node_addr(&c.vips, ip, iface, route));
                 self.verdicts.insert(ip, Ok(a));
             }
             Some(Err(e)) => {
@@ -600,6 +604,24 @@ impl Reconciler {
                 .is_some_and(|s| s.iter().any(|s| !matches!(s, VipSource::Service { .. })))
     }
 
+    /// Whether a placed VIP goes on the node as a local route rather than an address: in BGP
+    /// mode, one that only Services ask for, with a host-length `vip_subnet` (the
+    /// control-plane and configured VIPs stay addresses, where users look for them; an ARP
+    /// VIP must be an address of its interface to be answered with `arp_ignore=1`).
+    fn as_route(&self, c: &Settings, ip: IpAddr) -> bool {
+        let host = if ip.is_ipv4() {
+            c.vips.subnet_v4 == 32
+        } else {
+            c.vips.subnet_v6 == 128
+        };
+        c.mode == Mode::Bgp
+            && host
+            && self
+                .candidates
+                .get(&ip)
+                .is_some_and(|s| s.iter().all(|s| matches!(s, VipSource::Service { .. })))
+    }
+
     /// The host route of `ip`: announced while it is served and on the node (or served and
     /// not to be put on the node).
     fn route(&mut self, ip: IpAddr, served: bool, want: Option<&NodeAddr>) {
@@ -658,8 +680,9 @@ impl Reconciler {
     }
 }
 
-fn node_addr(v: &VipSettings, ip: IpAddr, interface: String) -> NodeAddr {
+fn node_addr(v: &VipSettings, ip: IpAddr, interface: String, route: bool) -> NodeAddr {
     NodeAddr {
+        route,
         ip,
         prefix_len: if ip.is_ipv4() {
             v.subnet_v4

@@ -248,6 +248,28 @@ fn a_burst_of_services_gets_distinct_addresses_from_three_nodes() {
     );
     assert_eq!(routes.len(), n, "only the Services' routes: {routes:?}");
     assert_eq!(c.claims().len(), n);
+    // In BGP mode a Service's VIP is a local route on each node (table local, proto 86), not
+    // an address of lo, and the router reaches it over its BGP route.
+    for node in &c.lab.nodes {
+        let routes = local_routes(node, "lo");
+        let addrs_lo = ip_json(&["-j", "-n", &node.name, "addr", "show", "dev", "lo"]);
+        for a in [&addrs[0], &addrs[n - 1]] {
+            assert!(routes.contains(&format!("{a}/32")), "{a}: {routes:?}");
+            assert!(
+                !addrs_lo.to_string().contains(&format!("\"{a}\"")),
+                "{addrs_lo}"
+            );
+        }
+    }
+    let ping = c
+        .lab
+        .router
+        .run(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &addrs[0]]);
+    assert!(
+        ping.status.success(),
+        "router cannot ping {}: {ping:?}",
+        addrs[0]
+    );
     // One Event per allocation, whichever node wrote it.
     for i in [0, 150, 299] {
         let ev = c.events("default", &format!("s{i}"), "IPAllocated");
@@ -277,6 +299,13 @@ fn a_burst_of_services_gets_distinct_addresses_from_three_nodes() {
         ctx,
         || (c.frr_routes().is_empty() && c.claims().is_empty()).then_some(()),
     );
+    within(Duration::from_secs(60), "local routes gone", ctx, || {
+        c.lab
+            .nodes
+            .iter()
+            .all(|n| local_routes(n, "lo").is_empty())
+            .then_some(())
+    });
     // The addresses are handed out again, lowest first.
     c.create(
         "default",

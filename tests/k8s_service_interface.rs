@@ -23,7 +23,8 @@ use k8s_common::*;
 use serde_json::{json, Value};
 use testbed::{Lab, Netns};
 
-/// The addresses on `dev` in `ns`.
+/// The addresses on `dev` in `ns`, and vipr's local routes there (a Service's VIP in BGP
+/// mode), without prefix lengths.
 fn addrs_on(ns: &Netns, dev: &str) -> Vec<String> {
     let v = ip_json(&["-j", "-n", &ns.name, "addr", "show", "dev", dev]);
     v.as_array()
@@ -31,6 +32,11 @@ fn addrs_on(ns: &Netns, dev: &str) -> Vec<String> {
         .flatten()
         .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
         .filter_map(|a| a["local"].as_str().map(str::to_string))
+        .chain(
+            local_routes(ns, dev)
+                .into_iter()
+                .filter_map(|r| r.split_once('/').map(|(a, _)| a.to_string())),
+        )
         .collect()
 }
 

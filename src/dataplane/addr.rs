@@ -23,7 +23,10 @@ use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
-use rtnetlink::{AddressMessageBuilder, Handle};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
 use tracing::warn;
 
 use super::nl;
@@ -178,7 +181,21 @@ impl AddrManager {
     pub async fn scan(&self) -> Result<(Vec<(IpAddr, bool)>, Vec<NodeAddr>), DataplaneError> {
         let links = self.links().await?;
         let dump = self.dump(None).await?;
-        Ok((globals_of(&dump, &links), self.owned_of(&dump, &links)))
+        let routes = self.local_routes().await?;
+        let mut owned = self.owned_of(&dump, &links);
+        for (ip, prefix_len, index) in routes {
+            if let Some(link) = links.iter().find(|l| l.index == index) {
+                let a = NodeAddr {
+                    ip,
+                    prefix_len,
+                    interface: link.name.clone(),
+                    route: true,
+                };
+                self.record(&a, true);
+                owned.push(a);
+            }
+        }
+        Ok((globals_of(&dump, &links), owned))
     }
 
     /// vipr's addresses in a dump: marked, or recorded in the state file.
@@ -193,6 +210,7 @@ impl AddrManager {
                 ip: k.ip,
                 prefix_len: k.prefix_len,
                 interface: link.name.clone(),
+                route: false,
             };
             if k.ours || recorded.contains(&a) {
                 out.push(a);
@@ -220,6 +238,9 @@ impl AddrManager {
     }
 
     async fn add_at(&self, a: &NodeAddr, index: u32) -> Result<bool, DataplaneError> {
+        if a.route {
+            return self.add_route_at(a, index).await;
+        }
         let mut req = self.handle.address().add(index, a.ip, a.prefix_len);
         let m = req.message_mut();
         m.attributes
@@ -246,6 +267,83 @@ impl AddrManager {
         }
     }
 
+    /// The local route that stands for `a` (`local IP/LEN dev IF table local proto MARKER
+    /// scope host`).
+    fn local_route(&self, a: &NodeAddr, index: u32) -> Result<RouteMessage, DataplaneError> {
+        Ok(RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(a.ip, a.prefix_len)
+            .map_err(|e| DataplaneError::Netlink {
+                context: format!("local route {a}"),
+                reason: e.to_string(),
+            })?
+            .table_id(LOCAL_TABLE.into())
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .protocol(RouteProtocol::Other(self.marker))
+            .output_interface(index)
+            .build())
+    }
+
+    async fn add_route_at(&self, a: &NodeAddr, index: u32) -> Result<bool, DataplaneError> {
+        let msg = self.local_route(a, index)?;
+        match self.handle.route().add(msg).execute().await {
+            Ok(()) => {
+                self.record(a, true);
+                Ok(true)
+            }
+            // The address is local already (an address of some interface, or a route of
+            // another instance): used, never taken.
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                let ours = self
+                    .local_routes()
+                    .await?
+                    .iter()
+                    .any(|(ip, len, i)| *ip == a.ip && *len == a.prefix_len && *i == index);
+                Ok(ours || self.read_state().contains(a))
+            }
+            Err(e) => Err(nl("local route add")(e)),
+        }
+    }
+
+    /// vipr's local routes (this instance's marker) of both families: address, prefix
+    /// length, interface index.
+    async fn local_routes(&self) -> Result<Vec<(IpAddr, u8, u32)>, DataplaneError> {
+        let _turn = self.dumping.lock().await;
+        let mut out = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut s = self.handle.route().get(msg).execute();
+            while let Some(m) = s.try_next().await.map_err(nl("route dump"))? {
+                if m.header.table != LOCAL_TABLE
+                    || m.header.kind != RouteType::Local
+                    || m.header.protocol != RouteProtocol::Other(self.marker)
+                {
+                    continue;
+                }
+                let mut dst = None;
+                let mut oif = None;
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(v)) => {
+                            dst = Some(IpAddr::V4(*v))
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(v)) => {
+                            dst = Some(IpAddr::V6(*v))
+                        }
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        _ => {}
+                    }
+                }
+                if let (Some(ip), Some(i)) = (dst, oif) {
+                    out.push((ip, m.header.destination_prefix_length, i));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes an address, but only if it is vipr's.
     pub async fn remove(&self, a: &NodeAddr) -> Result<(), DataplaneError> {
         let index = match self.index_of(&a.interface).await {
@@ -256,6 +354,21 @@ impl AddrManager {
             }
             Err(e) => return Err(e),
         };
+        if a.route {
+            // The kernel deletes only a route of this protocol: never another's.
+            let msg = self.local_route(a, index)?;
+            return match self.handle.route().del(msg).execute().await {
+                Ok(()) => {
+                    self.record(a, false);
+                    Ok(())
+                }
+                Err(e) if matches!(errno(&e), Some(libc::ESRCH) | Some(libc::ENOENT)) => {
+                    self.record(a, false);
+                    Ok(())
+                }
+                Err(e) => Err(nl("local route delete")(e)),
+            };
+        }
         let del = |msg| async {
             match self.handle.address().del(msg).execute().await {
                 Ok(()) => Ok(()),
@@ -401,7 +514,10 @@ impl AddrManager {
                 return (None, false);
             }
             let pending = std::mem::take(&mut r.pending);
-            let line = |a: &NodeAddr| format!("{} {}/{}\n", a.interface, a.ip, a.prefix_len);
+            let line = |a: &NodeAddr| {
+                let kind = if a.route { " route" } else { "" };
+                format!("{} {}/{}{kind}\n", a.interface, a.ip, a.prefix_len)
+            };
             let size = r.set().len();
             if whole || r.lines + pending.len() > 2 * size + 64 {
                 r.lines = size;
@@ -492,12 +608,23 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
+/// The kernel's local routing table (`RT_TABLE_LOCAL`).
+const LOCAL_TABLE: u8 = 255;
+
+/// A state file line: `IFACE IP/LEN`, with ` route` for a local route.
 fn parse_state_line(l: &str) -> Option<NodeAddr> {
-    let (iface, net) = l.trim().split_once(' ')?;
+    let mut w = l.split_whitespace();
+    let (iface, net) = (w.next()?, w.next()?);
+    let route = match w.next() {
+        None => false,
+        Some("route") => true,
+        Some(_) => return None,
+    };
     let (ip, len) = net.split_once('/')?;
     Some(NodeAddr {
         ip: ip.parse().ok()?,
         prefix_len: len.parse().ok()?,
         interface: iface.to_string(),
+        route,
     })
 }

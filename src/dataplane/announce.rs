@@ -125,6 +125,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             prefix_len: 32,
             interface: "eth0".into(),
+            route: false,
         }
     }
 

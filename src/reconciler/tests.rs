@@ -30,6 +30,7 @@ fn addr(ip: &str) -> NodeAddr {
         ip,
         prefix_len: if ip.is_ipv4() { 32 } else { 128 },
         interface: "lo".into(),
+        route: false,
     }
 }
 
@@ -159,6 +160,7 @@ fn static_and_dual_stack_vips_with_subnet() {
                 ip,
                 prefix_len: if ip.is_ipv4() { 24 } else { 64 },
                 interface: "eth0".into(),
+                route: false,
             },
             owned: true,
         });
@@ -240,7 +242,7 @@ fn service_vips_follow_external_traffic_policy_and_are_shared() {
         "ETP Local without a local endpoint is not served"
     );
     r.handle(Input::Added {
-        addr: addr("198.51.100.1"),
+        addr: svc_on("198.51.100.1", "lo"),
         owned: true,
     });
     // One of the two Services sharing the VIP goes: the VIP stays.
@@ -257,7 +259,7 @@ fn service_vips_follow_external_traffic_policy_and_are_shared() {
         a,
         vec![
             Action::Routes(RouteTable::new()),
-            Action::Remove(addr("198.51.100.1"))
+            Action::Remove(svc_on("198.51.100.1", "lo"))
         ]
     );
     // A local endpoint appears for the ETP Local Service.
@@ -515,13 +517,13 @@ fn bgp_service_vips_are_only_advertised_without_bgp_attach() {
     let a = r.handle(Input::Settings(on.clone()));
     assert_eq!(adds(&a), vec!["198.51.100.1"]);
     r.handle(Input::Added {
-        addr: addr("198.51.100.1"),
+        addr: svc_on("198.51.100.1", "lo"),
         owned: true,
     });
     // Switched off again: the address vipr put there goes, the route stays.
     let a = r.handle(Input::Settings(c));
-    assert_eq!(a, vec![Action::Remove(addr("198.51.100.1"))]);
-    r.handle(Input::Removed(addr("198.51.100.1")));
+    assert_eq!(a, vec![Action::Remove(svc_on("198.51.100.1", "lo"))]);
+    r.handle(Input::Removed(svc_on("198.51.100.1", "lo")));
     assert_eq!(r.owned(), vec![addr("192.0.2.10")]);
     // The Service goes: its route is withdrawn.
     let a = r.handle(Input::Services(services(vec![svc(
@@ -562,6 +564,14 @@ fn on(ip: &str, iface: &str) -> NodeAddr {
     }
 }
 
+/// A Service's VIP in BGP mode: a local route on `iface`.
+fn svc_on(ip: &str, iface: &str) -> NodeAddr {
+    NodeAddr {
+        route: true,
+        ..on(ip, iface)
+    }
+}
+
 /// kube-vip v1.2.3 `pkg/instance/instance.go`: a Service's VIP goes on the interface of its
 /// `kube-vip.io/serviceInterface`, else `vip_servicesinterface`, else `vip_interface`; the
 /// control-plane VIP stays on `vip_interface`. vipr allows the annotation only the
@@ -599,9 +609,9 @@ fn service_vips_go_on_the_services_interface_or_an_allowed_annotated_one() {
     assert_eq!(
         added,
         vec![
-            on("198.51.100.1", "svc0"),
-            on("198.51.100.2", "svc1"),
-            on("198.51.100.3", "lo"),
+            svc_on("198.51.100.1", "svc0"),
+            svc_on("198.51.100.2", "svc1"),
+            svc_on("198.51.100.3", "lo"),
         ]
     );
     let st = r.status();
@@ -613,7 +623,7 @@ fn service_vips_go_on_the_services_interface_or_an_allowed_annotated_one() {
     assert_eq!(held, Some(HeldBack::InterfaceNotAllowed("eth9".into())));
     // The annotation changes: the address moves.
     r.handle(Input::Added {
-        addr: on("198.51.100.1", "svc0"),
+        addr: svc_on("198.51.100.1", "svc0"),
         owned: true,
     });
     let a = r.handle(Input::Services(services(vec![
@@ -623,11 +633,11 @@ fn service_vips_go_on_the_services_interface_or_an_allowed_annotated_one() {
         named("tenant", "198.51.100.4", Some("eth9")),
     ])));
     assert!(
-        a.contains(&Action::Remove(on("198.51.100.1", "svc0"))),
+        a.contains(&Action::Remove(svc_on("198.51.100.1", "svc0"))),
         "{a:?}"
     );
     assert!(
-        a.contains(&Action::Add(on("198.51.100.1", "svc1"))),
+        a.contains(&Action::Add(svc_on("198.51.100.1", "svc1"))),
         "{a:?}"
     );
 }

@@ -269,18 +269,10 @@ pub fn ns_run(ns: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("ip netns exec {ns} {args:?}: {e}"))
 }
 
-/// The addresses on `lo` of a namespace as `ADDR/LEN` (from `ip -j addr show dev lo`).
+/// The VIPs on `lo` of a namespace as `ADDR/LEN`: its addresses (`ip -j addr show dev lo`)
+/// and vipr's local routes there (Service VIPs in BGP mode, [`local_routes`]).
 pub fn lo_addrs(ns: &Netns) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-j", "-n", &ns.name, "addr", "show", "dev", "lo"])
-        .output()
-        .expect("ip -j addr");
-    assert!(
-        out.status.success(),
-        "ip addr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j is JSON");
+    let v = ip_json(&["-j", "-n", &ns.name, "addr", "show", "dev", "lo"]);
     let mut addrs = Vec::new();
     for link in v.as_array().into_iter().flatten() {
         for a in link["addr_info"].as_array().into_iter().flatten() {
@@ -289,7 +281,30 @@ pub fn lo_addrs(ns: &Netns) -> Vec<String> {
             }
         }
     }
+    addrs.extend(local_routes(ns, "lo"));
     addrs
+}
+
+/// vipr's local routes on `dev` (table local, protocol 86) as `ADDR/LEN`, both families:
+/// where vipr puts a VIP that only Services ask for in BGP mode.
+pub fn local_routes(ns: &Netns, dev: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for fam in ["-4", "-6"] {
+        let v = ip_json(&[
+            "-j", fam, "-n", &ns.name, "route", "show", "table", "local", "dev", dev, "proto", "86",
+        ]);
+        for r in v.as_array().into_iter().flatten() {
+            if let Some(d) = r["dst"].as_str() {
+                let host = if fam == "-4" { "/32" } else { "/128" };
+                out.push(if d.contains('/') {
+                    d.to_string()
+                } else {
+                    format!("{d}{host}")
+                });
+            }
+        }
+    }
+    out
 }
 
 /// How often `addr` (e.g. `"192.0.2.10/32"`) is on `lo`.
