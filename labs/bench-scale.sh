@@ -77,12 +77,15 @@ echo "hostname router" > "$F/zebra.conf"
 frr_daemons vbs-r "$F"
 
 start_vipr() {
+  local wrap
   for i in 1 2 3; do
+    # WRAP1="heaptrack -o FILE" (or perf record ...): node1's vipr runs under it.
+    wrap=""; if [ "$i" = 1 ]; then wrap=${WRAP1:-}; fi
     ip netns exec vbs-n$i env bgp_enable=true svc_enable=true bgp_as=65001 bgp_routerid=10.60.0.1$i \
       bgp_peers=10.60.0.1:65000::false bgp_hold_time=3 bgp_keepalive_interval=1 vip_nodename=node$i \
       vipr_bfd='true;50;50;3' k8s_config_file="$KC" vipr_state_dir="$D/s$i" \
       prometheus_server=127.0.0.1:2112 vip_loglevel=info \
-      "$VIPR" manager >> "$D/vipr$i.log" 2>&1 &
+      $wrap "$VIPR" manager >> "$D/vipr$i.log" 2>&1 &
     echo $! > "$D/vipr$i.pid"
   done
 }
