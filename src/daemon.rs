@@ -106,8 +106,7 @@ impl Wiring<'_> {
             self.speaker.clone(),
             self.cancel.clone(),
         ));
-        self.tasks
-            .spawn(crate::memory::trim(self.cancel.clone()));
+        self.tasks.spawn(crate::memory::trim(self.cancel.clone()));
         self.tasks.spawn(http::follow(
             self.s.http.subscribe(),
             first,

@@ -641,3 +641,47 @@ fn service_vips_go_on_the_services_interface_or_an_allowed_annotated_one() {
         "{a:?}"
     );
 }
+
+/// In BGP mode a VIP only Services ask for is a local route (the kernel inserts routes in
+/// log time, addresses in time linear in the interface's); the control-plane VIP, a VIP a
+/// Service shares with it, a `vip_subnet` wider than a host, and every ARP VIP stay
+/// addresses.
+#[test]
+fn only_bgp_service_vips_with_host_prefixes_become_local_routes() {
+    let routes_of = |extra: &[(&str, &str)]| {
+        let mut r = Reconciler::new();
+        let mut c = vec![("svc_enable", "true")];
+        c.extend_from_slice(extra);
+        let mut a = r.handle(Input::Settings(config(&c)));
+        a.extend(r.handle(Input::Services(services(vec![
+            svc("web", "198.51.100.1", false, false),
+            svc("cp", "192.0.2.10", false, false),
+        ]))));
+        let mut v: Vec<(String, bool)> = a
+            .iter()
+            .filter_map(|a| match a {
+                Action::Add(n) => Some((n.ip.to_string(), n.route)),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let s = |ip: &str, route| (ip.to_string(), route);
+    assert_eq!(
+        routes_of(&[]),
+        vec![s("192.0.2.10", false), s("198.51.100.1", true)]
+    );
+    assert_eq!(
+        routes_of(&[("vip_subnet", "24")]),
+        vec![s("192.0.2.10", false), s("198.51.100.1", false)]
+    );
+    let arp = routes_of(&[
+        ("bgp_enable", "false"),
+        ("vip_arp", "true"),
+        ("vip_interface", "eth0"),
+        ("vip_leaderelection", "false"),
+    ]);
+    assert!(arp.contains(&s("192.0.2.10", false)), "{arp:?}");
+    assert!(arp.iter().all(|(_, route)| !route), "{arp:?}");
+}
