@@ -148,7 +148,11 @@ for SIZE in $SIZES; do
     eval "c$i=$(cpu_ms_of "$p")"
   done
   sleep "$IDLE"
-  for i in 1 2 3; do eval "IDLE_CPU=\"\$IDLE_CPU \$(( \$(cpu_ms_of \$(cat $D/vipr$i.pid)) - c$i ))\""; done
+  STEADY=""
+  for i in 1 2 3; do
+    eval "IDLE_CPU=\"\$IDLE_CPU \$(( \$(cpu_ms_of \$(cat $D/vipr$i.pid)) - c$i ))\""
+    STEADY="$STEADY $(( $(proc_field "$(cat "$D/vipr$i.pid")" VmRSS) / 1024 ))"
+  done
 
   # Churn.
   : > "$F/bgpd.log"
@@ -178,7 +182,7 @@ PY
   fi
   stop_vipr
   labs/k8s/apiserver.sh stop "$D/k8s" >/dev/null
-  echo "$SIZE|$CREATE_S|$ALL|${RSS# }|${HWM# }|${IDLE_CPU# }|$P50|$P99|$SEEN/$MOVES|${CHURN_CPU# }|$WPM|$BFD|$B_SYNC|$B_RSS|$B_IDLE" >> "$RESULTS"
+  echo "$SIZE|$CREATE_S|$ALL|${RSS# }|${HWM# }|${IDLE_CPU# }|$P50|$P99|$SEEN/$MOVES|${CHURN_CPU# }|$WPM|$BFD|$B_SYNC|$B_RSS|$B_IDLE|${STEADY# }" >> "$RESULTS"
 done
 
 STAMP=$(date +%F)
@@ -186,10 +190,10 @@ STAMP=$(date +%F)
   echo "vipr cluster-scale benchmark, $(date -u +%FT%TZ), $(uname -r), $(nproc) cores, kube-apiserver 1.20.2 (${VIPR_APISERVER_ARGS:-watch cache on}), FRR 8.4.4, 3 vipr nodes"
   echo "Services with 10 endpoints each (core/v1 Endpoints), 10 % externalTrafficPolicy: Local; idle CPU over $IDLE s; churn $RATE changes/s for $CHURN s"
   echo
-  echo "| Services | objects created in | vipr start -> all routes at FRR | RSS per node after sync (MiB) | peak RSS (MiB) | idle CPU per node (ms over $IDLE s) | churn: change -> route at FRR p50 / p99 (ms) | changes seen | CPU per node in churn (%) | API writes/min (3 nodes) | BFD downs | kube-rs reflector: sync (s) | reflector RSS (MiB) | reflector idle CPU (ms) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  while IFS='|' read -r size cr all rss hwm idle p50 p99 seen cpu wpm bfd bs br bi; do
-    echo "| $size | $cr s | $all s | $rss | $hwm | $idle | $p50 / $p99 | $seen | $cpu | $wpm | $bfd | $bs | $br | $bi |"
+  echo "| Services | objects created in | vipr start -> all routes at FRR | RSS per node after sync (MiB) | peak RSS (MiB) | RSS after $IDLE s idle (MiB) | idle CPU per node (ms over $IDLE s) | churn: change -> route at FRR p50 / p99 (ms) | changes seen | CPU per node in churn (%) | API writes/min (3 nodes) | BFD downs | kube-rs reflector: sync (s) | reflector RSS (MiB) | reflector idle CPU (ms) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  while IFS='|' read -r size cr all rss hwm idle p50 p99 seen cpu wpm bfd bs br bi steady; do
+    echo "| $size | $cr s | $all s | $rss | $hwm | $steady | $idle | $p50 / $p99 | $seen | $cpu | $wpm | $bfd | $bs | $br | $bi |"
   done < "$RESULTS"
 } | tee "$OUT/bench-scale-$STAMP.txt"
 python3 - "$RESULTS" "$OUT/bench-scale-$STAMP.svg" <<'PY'

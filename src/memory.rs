@@ -13,12 +13,16 @@ use tokio_util::sync::CancellationToken;
 /// How often free heap pages are handed back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(20);
 
-/// Caps malloc's arenas; call before the runtime starts its threads.
+/// Caps malloc's arenas and fixes its mmap threshold; call before the runtime starts its
+/// threads. glibc raises the threshold each time a large mapped block is freed (up to
+/// 32 MiB), after which the initial list's page buffers (about 1 MiB each) come from the
+/// heap and leave holes there; fixed at 128 KiB they are mapped and unmapped whole.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a malloc tunable; no memory is touched.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
