@@ -143,6 +143,9 @@ pub struct ServiceVip {
     /// The interface its annotation `kube-vip.io/serviceInterface` names (tenant input:
     /// the reconciler puts the VIP there only if the configuration allows that interface).
     pub interface: Option<String>,
+    /// The BGP attribute sets its annotation `vipr.io/bgp-attributes` names (tenant input:
+    /// used only when its pool allows them, `crate::route_attrs::choose`).
+    pub bgp_attributes: Option<Vec<String>>,
 }
 
 impl ServiceVip {
@@ -460,6 +463,7 @@ mod tests {
             status_ips: vec![],
             force_election: false,
             interface: None,
+            bgp_attributes: None,
         }
     }
 
