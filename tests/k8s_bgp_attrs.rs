@@ -63,7 +63,8 @@ fn text(v: &Value, a: &str, b: &str) -> String {
     v[a][b].as_str().unwrap_or_default().to_string()
 }
 
-/// The attributes of a path that the test compares.
+/// The attributes of a path that the test compares (FRR prints an empty AS path as
+/// `Local`).
 #[derive(Debug, PartialEq)]
 struct Seen {
     communities: String,
@@ -79,7 +80,8 @@ fn seen(p: &Value) -> Seen {
         large: text(p, "largeCommunity", "string"),
         as_path: text(p, "aspath", "string"),
         med: p["metric"].as_u64(),
-        local_pref: p["localpref"].as_u64(),
+        // FRR 8.4 names LOCAL_PREF `locPrf` and MED `metric` here.
+        local_pref: p["locPrf"].as_u64(),
     }
 }
 
@@ -113,17 +115,18 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
             std::fs::write(&files[i], yaml(i, &state, &kc, SETS_BASE)).unwrap();
             Vipr::start(
                 &lab.nodes[i],
-                &[(
-                    "PATH".to_string(),
-                    "/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-                )]
-                .into(),
+                &Default::default(),
                 &["--config", files[i].to_str().unwrap()],
                 &dirs[i].join("vipr.log"),
             )
         })
         .collect();
-    let ctx = || format!("{}\n{}", vipr[0].log(), vipr[1].log());
+    let ctx = || {
+        dirs.iter()
+            .map(|d| std::fs::read_to_string(d.join("vipr.log")).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
 
     for (name, ip, asked) in [
         ("plain", "198.51.100.10", None),
@@ -164,17 +167,25 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
     }
     let s = want("198.51.100.11/32", &n0, &|s| s.communities != "");
     assert_eq!(
-        (s.communities.as_str(), s.med, s.as_path.as_str(), s.large.as_str()),
+        (
+            s.communities.as_str(),
+            s.med,
+            s.as_path.as_str(),
+            s.large.as_str()
+        ),
         ("65000:200", Some(20), "65001", ""),
         "the set the Service chose"
     );
     // iBGP from node1: LOCAL_PREF, and an empty AS path whatever the prepend.
     let s = want("198.51.100.10/32", &n1, &|s| s.communities != "");
-    assert_eq!((s.local_pref, s.as_path.as_str()), (Some(200), ""));
+    assert_eq!((s.local_pref, s.as_path.as_str()), (Some(200), "Local"));
     let s = want("198.51.100.11/32", &n1, &|s| s.communities != "");
     assert_eq!(s.local_pref, Some(50));
     let s = want("198.51.100.12/32", &n1, &|s| s.communities != "");
-    assert_eq!((s.local_pref, s.communities.as_str()), (Some(200), "65000:100 no-export"));
+    assert_eq!(
+        (s.local_pref, s.communities.as_str()),
+        (Some(200), "65000:100 no-export")
+    );
     // The control-plane VIP.
     let cp = format!("{VIP4}/32");
     let s = want(&cp, &n1, &|s| s.communities != "");
@@ -217,6 +228,7 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
 
     // The pool's set changes: routes re-advertised with it, sessions untouched.
     let before = [dropped(&frr, &n0), dropped(&frr, &n1)];
+    assert!(before.iter().all(|d| *d != u64::MAX), "{before:?}");
     for i in 0..2 {
         let state = dirs[i].join("state");
         vipr[i].reload(&files[i], &yaml(i, &state, &kc, SETS_BASE_CHANGED), 1);
