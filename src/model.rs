@@ -440,6 +440,9 @@ pub struct VipState {
     pub interface: Option<String>,
     /// Advertised over BGP.
     pub advertised: bool,
+    /// The attribute sets its route carries (`crate::route_attrs`; empty: the global
+    /// attributes, or not advertised).
+    pub attribute_sets: Vec<String>,
     /// Held back, and why (e.g. the health check failing).
     pub held_back: Option<HeldBack>,
 }

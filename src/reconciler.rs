@@ -632,41 +632,14 @@ impl Reconciler {
         Some(a)
     }
 
-    /// The attribute sets of `ip`'s route: the control-plane VIP's
-    /// (`vipr_control_plane_bgp_attributes`); none for a static VIP (the global
-    /// attributes); for a Service's address what [`route_attrs::choose`] gives it from its
-    /// pool and annotation, the pool's own sets when Services sharing the address choose
-    /// differently.
+    /// The attribute sets of `ip`'s route ([`route_attrs::sets_of`]).
     fn attr_names(&self, c: &Settings, ip: IpAddr) -> Vec<String> {
         let sources = self
             .candidates
             .get(&ip)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        if sources.contains(&VipSource::ControlPlane) {
-            return c.attr_sets.control_plane.clone();
-        }
-        if sources.contains(&VipSource::Static) {
-            return Vec::new();
-        }
-        let pool = route_attrs::pool_of(&c.services.pools, ip);
-        let mut chosen: Option<&[String]> = None;
-        for s in sources {
-            let VipSource::Service { namespace, name } = s else {
-                continue;
-            };
-            let asked = self
-                .services
-                .get(&format!("{namespace}/{name}"))
-                .and_then(|s| s.bgp_attributes.as_deref());
-            let (names, _) = route_attrs::choose(pool, asked);
-            match chosen {
-                None => chosen = Some(names),
-                Some(c) if c == names => {}
-                Some(_) => return route_attrs::choose(pool, None).0.to_vec(),
-            }
-        }
-        chosen.unwrap_or_default().to_vec()
+        route_attrs::sets_of(ip, sources, &self.services, &c.services.pools, &c.attr_sets)
     }
 
     fn update_state(&mut self, ip: IpAddr) {
@@ -688,6 +661,12 @@ impl Reconciler {
                 .next()
                 .map(|(a, _)| a.interface.clone()),
             advertised: self.table.get(&ipnet::IpNet::from(ip)).is_some(),
+            attribute_sets: match &self.settings {
+                Some(c) if self.table.get(&ipnet::IpNet::from(ip)).is_some() => {
+                    self.attr_names(c, ip)
+                }
+                _ => Vec::new(),
+            },
             held_back,
         };
         if self.states.get(&ip).is_none_or(|s| **s != state) {

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use bgp::{Community, LargeCommunity, RouteAttrs};
 
 use crate::ipam::pools::Pool;
+use crate::model::{Services, VipSource};
 
 /// The Service annotation naming the attribute sets its routes carry (comma separated).
 pub const ANNOTATION: &str = "vipr.io/bgp-attributes";
@@ -235,6 +236,43 @@ pub fn choose<'a>(
             too_many,
         }),
     )
+}
+
+/// The attribute sets of the route of `ip`, served for `sources`: the control-plane VIP's
+/// (`vipr_control_plane_bgp_attributes`); none for a static VIP (the global attributes);
+/// for a Service's address what [`choose`] gives it from its pool and annotation, the
+/// pool's own sets when Services sharing the address choose differently (no tenant
+/// overrides another's choice).
+pub fn sets_of(
+    ip: std::net::IpAddr,
+    sources: &[VipSource],
+    services: &Services,
+    pools: &[Pool],
+    sets: &AttrSets,
+) -> Vec<String> {
+    if sources.contains(&VipSource::ControlPlane) {
+        return sets.control_plane.clone();
+    }
+    if sources.contains(&VipSource::Static) {
+        return Vec::new();
+    }
+    let pool = pool_of(pools, ip);
+    let mut chosen: Option<&[String]> = None;
+    for s in sources {
+        let VipSource::Service { namespace, name } = s else {
+            continue;
+        };
+        let asked = services
+            .get(&format!("{namespace}/{name}"))
+            .and_then(|s| s.bgp_attributes.as_deref());
+        let (names, _) = choose(pool, asked);
+        match chosen {
+            None => chosen = Some(names),
+            Some(c) if c == names => {}
+            Some(_) => return choose(pool, None).0.to_vec(),
+        }
+    }
+    chosen.unwrap_or_default().to_vec()
 }
 
 /// The first `vipr_pools` pool holding `ip` (the order allocation searches them in).

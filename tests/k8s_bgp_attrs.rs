@@ -226,6 +226,16 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
         );
     }
 
+    // /status names the sets each route carries.
+    let st = vipr[0].wait_status("attribute sets in /status", |s| {
+        Vipr::vip(s, "198.51.100.11")["bgp_attributes"] == json!(["backup"])
+    });
+    assert_eq!(
+        Vipr::vip(&st, "198.51.100.12")["bgp_attributes"],
+        json!(["base"])
+    );
+    assert_eq!(Vipr::vip(&st, VIP4)["bgp_attributes"], json!(["cp"]));
+
     // The pool's set changes: routes re-advertised with it, sessions untouched.
     let before = [dropped(&frr, &n0), dropped(&frr, &n1)];
     assert!(before.iter().all(|d| *d != u64::MAX), "{before:?}");

@@ -91,6 +91,19 @@ fn each_vip_carries_its_pools_its_services_or_its_own_attributes() {
         ["65000:100"],
         "static"
     );
+    let sets = |ip: &str| {
+        r.status()[&ip.parse::<IpAddr>().unwrap()]
+            .attribute_sets
+            .clone()
+    };
+    assert_eq!(
+        sets("198.51.100.3"),
+        ["base"],
+        "status: what the route carries"
+    );
+    assert_eq!(sets("198.51.100.2"), ["backup"]);
+    assert_eq!(sets("192.0.2.10"), ["cp"]);
+    assert!(sets("203.0.113.9").is_empty());
 
     // The pool's set changes (a reload): its routes carry the new one, nothing withdrawn.
     let before = t.clone();
