@@ -373,6 +373,26 @@ mod tests {
     }
 
     #[test]
+    fn a_two_octet_session_prepends_as_trans_and_the_real_as_in_as4_path() {
+        let mut c = ctx();
+        c.four_octet_as = false;
+        c.local_as = 4_200_000_001;
+        let mut t = RouteTable::new();
+        t.announce([host(1)], attrs("65001:100", 2));
+        let mut r = AdjRibOut::new(c, vec![Family::Ipv4Unicast], Arc::new(t));
+        let d = DecodeCtx {
+            four_octet_as: false,
+            ibgp: false,
+        };
+        let m = std::iter::from_fn(|| r.next_message())
+            .map(|b| parse_update(&b[HEADER_LEN..], &d).unwrap())
+            .find(|m| !m.announced.is_empty())
+            .unwrap();
+        assert_eq!(m.attrs.as_path.unwrap()[0].asns, vec![23456; 3]);
+        assert_eq!(m.attrs.as4_path.unwrap()[0].asns, vec![4_200_000_001; 3]);
+    }
+
+    #[test]
     fn packs_one_hundred_thousand_routes_into_few_messages() {
         let mut t = RouteTable::new();
         t.announce(
