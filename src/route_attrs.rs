@@ -198,7 +198,11 @@ impl std::fmt::Display for Refused {
 /// (`asked`) when its pool allows every name of it (its `bgp-allowed` sets and its own
 /// `bgp-attributes`), else — and without an annotation — the pool's `bgp-attributes`
 /// (empty: the global attributes). A refused choice changes nothing else: the address is
-/// advertised as if the Service had not asked (see the README for why).
+/// advertised as if the Service had not asked. The address was granted and the pool's
+/// sets are the admin's for every Service of the pool, so the tenant gets nothing it was
+/// not granted, and a typo in an optional annotation never takes a Service down (MetalLB
+/// v0.16.1 likewise never lets advertisement attributes decide whether an allocated
+/// address is announced).
 pub fn choose<'a>(
     pool: Option<&'a Pool>,
     asked: Option<&'a [String]>,
