@@ -55,6 +55,7 @@ mod model;
 mod peers;
 mod reconciler;
 mod restart;
+mod route_attrs;
 mod statedir;
 mod status;
 

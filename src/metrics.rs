@@ -494,6 +494,7 @@ mod tests {
             sources,
             interface: None,
             advertised: false,
+            attribute_sets: Vec::new(),
             held_back: None,
         }
     }

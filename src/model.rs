@@ -157,6 +157,9 @@ pub struct ServiceVip {
     /// The interface its annotation `kube-vip.io/serviceInterface` names (tenant input:
     /// the reconciler puts the VIP there only if the configuration allows that interface).
     pub interface: Option<String>,
+    /// The BGP attribute sets its annotation `vipr.io/bgp-attributes` names (tenant input:
+    /// used only when its pool allows them, `crate::route_attrs::choose`).
+    pub bgp_attributes: Option<Vec<String>>,
 }
 
 impl ServiceVip {
@@ -451,6 +454,9 @@ pub struct VipState {
     pub interface: Option<String>,
     /// Advertised over BGP.
     pub advertised: bool,
+    /// The attribute sets its route carries (`crate::route_attrs`; empty: the global
+    /// attributes, or not advertised).
+    pub attribute_sets: Vec<String>,
     /// Held back, and why (e.g. the health check failing).
     pub held_back: Option<HeldBack>,
 }
@@ -474,6 +480,7 @@ mod tests {
             status_ips: vec![],
             force_election: false,
             interface: None,
+            bgp_attributes: None,
         }
     }
 

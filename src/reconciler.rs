@@ -24,6 +24,7 @@ use crate::config::{
 };
 pub use crate::model::{Health, Leadership};
 use crate::model::{HeldBack, NodeAddr, ServiceVip, Services, Serving, VipSource, VipState};
+use crate::route_attrs::{self, AttrSets};
 
 /// The configuration the reconciler follows: the sections it reads, assembled by the shell
 /// from their `watch`es.
@@ -39,8 +40,10 @@ pub struct Settings {
     pub services: Arc<ServiceSettings>,
     /// Lease election.
     pub arp: Arc<ArpSettings>,
-    /// Attributes of every route.
+    /// Attributes of every route without attribute sets of its own.
     pub attrs: RouteAttrs,
+    /// Named attribute sets (pools, Services, the control-plane VIP).
+    pub attr_sets: AttrSets,
 }
 
 impl From<&Config> for Settings {
@@ -52,6 +55,7 @@ impl From<&Config> for Settings {
             services: Arc::new(c.services.clone()),
             arp: Arc::new(c.arp.clone()),
             attrs: c.bgp.attrs.clone(),
+            attr_sets: c.bgp.attr_sets.clone(),
         }
     }
 }
@@ -143,8 +147,9 @@ pub struct Reconciler {
     /// Addresses kept on the node without announcements after their Lease was lost
     /// (`vip_preserve_on_leadership_loss`), until another holder is seen.
     quiet: BTreeSet<NodeAddr>,
-    /// The attributes of every route (shared).
-    attrs: Option<Arc<RouteAttrs>>,
+    /// The attributes of each combination of attribute sets in use (the empty one: the
+    /// global attributes), shared by its routes; emptied when the settings change.
+    attrs: BTreeMap<Vec<String>, Arc<RouteAttrs>>,
     /// The routes, kept up to date VIP by VIP.
     table: RouteTable,
     /// The table changed since it was last emitted (or never was).
@@ -177,7 +182,7 @@ impl Reconciler {
             errors: BTreeMap::new(),
             failed: BTreeSet::new(),
             quiet: BTreeSet::new(),
-            attrs: None,
+            attrs: BTreeMap::new(),
             table: RouteTable::new(),
             table_dirty: false,
             emitted: false,
@@ -195,10 +200,8 @@ impl Reconciler {
                 } else if self.health == Health::NotChecked {
                     self.health = Health::Unknown;
                 }
-                // One attribute set for every route: they pack into the same UPDATEs.
-                if self.attrs.as_deref() != Some(&c.attrs) {
-                    self.attrs = Some(Arc::new(c.attrs.clone()));
-                }
+                // Every route is decided again below, with the attributes of these settings.
+                self.attrs.clear();
                 self.settings = Some(c);
                 self.rebuild_candidates();
                 Dirty::All
@@ -629,14 +632,36 @@ impl Reconciler {
             Some(a) => self.present.contains_key(a),
             None => served,
         };
-        let changed = match (announce, &self.attrs) {
-            (true, Some(attrs)) => {
-                let attrs = attrs.clone();
-                self.table.announce_shared([ipnet::IpNet::from(ip)], attrs) > 0
-            }
-            _ => self.table.withdraw([ipnet::IpNet::from(ip)]) > 0,
+        let attrs = if announce { self.route_attrs(ip) } else { None };
+        // A route whose attributes changed is simply announced again: the speaker sends it
+        // with the new ones (an implicit withdraw, RFC 4271 §3.1), the session stays up.
+        let changed = match attrs {
+            Some(attrs) => self.table.announce_shared([ipnet::IpNet::from(ip)], attrs) > 0,
+            None => self.table.withdraw([ipnet::IpNet::from(ip)]) > 0,
         };
         self.table_dirty |= changed;
+    }
+
+    /// The attributes of `ip`'s route, shared with every route of the same sets.
+    fn route_attrs(&mut self, ip: IpAddr) -> Option<Arc<RouteAttrs>> {
+        let c = self.settings.as_ref()?;
+        let names = self.attr_names(c, ip);
+        if let Some(a) = self.attrs.get(&names) {
+            return Some(a.clone());
+        }
+        let a = Arc::new(c.attr_sets.merged(&names, &c.attrs));
+        self.attrs.insert(names, a.clone());
+        Some(a)
+    }
+
+    /// The attribute sets of `ip`'s route ([`route_attrs::sets_of`]).
+    fn attr_names(&self, c: &Settings, ip: IpAddr) -> Vec<String> {
+        let sources = self
+            .candidates
+            .get(&ip)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        route_attrs::sets_of(ip, sources, &self.services, &c.services.pools, &c.attr_sets)
     }
 
     fn update_state(&mut self, ip: IpAddr) {
@@ -658,6 +683,12 @@ impl Reconciler {
                 .next()
                 .map(|(a, _)| a.interface.clone()),
             advertised: self.table.get(&ipnet::IpNet::from(ip)).is_some(),
+            attribute_sets: match &self.settings {
+                Some(c) if self.table.get(&ipnet::IpNet::from(ip)).is_some() => {
+                    self.attr_names(c, ip)
+                }
+                _ => Vec::new(),
+            },
             held_back,
         };
         if self.states.get(&ip).is_none_or(|s| **s != state) {
@@ -695,3 +726,5 @@ fn node_addr(v: &VipSettings, ip: IpAddr, interface: String, route: bool) -> Nod
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attrs;

@@ -121,6 +121,9 @@ pub struct VipView {
     pub advertised_to: Vec<IpAddr>,
     /// Why it is not advertised, if it is not.
     pub held_back: Option<String>,
+    /// The BGP attribute sets its route carries (empty: the global attributes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_attributes: Vec<String>,
 }
 
 /// The whole document.
@@ -248,6 +251,7 @@ pub fn build(
                 interface: v.interface.clone(),
                 advertised_to: to,
                 held_back: v.held_back.as_ref().map(|h| h.to_string()),
+                bgp_attributes: v.attribute_sets.clone(),
             }
         })
         .collect();

@@ -88,6 +88,12 @@ fn bad_environment_values_exit_2_naming_variable_and_value() {
         ("vip_subnet", "40"),
         ("address", "192.0.2.300"),
         ("control_plane_health_check_address", "ftp://x"),
+        (
+            "vipr_bgp_attribute_sets",
+            "gold;communities=65000:no-exprot",
+        ),
+        ("vipr_bgp_attribute_sets", "gold;large-communities=65000:1"),
+        ("vipr_control_plane_bgp_attributes", "silver"),
     ] {
         let mut env = good_env();
         env.insert(key, bad);

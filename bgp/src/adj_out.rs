@@ -95,15 +95,21 @@ impl AdjRibOut {
         self.queue.pop_front()
     }
 
-    /// Diffs `sent` against `desired`, groups changed prefixes by attribute set and family,
-    /// and encodes them: withdrawals first, then announcements.
+    /// Diffs `sent` against `desired`, groups changed prefixes by attribute set (by value:
+    /// equal attributes share UPDATEs whichever `Arc` carries them, different ones never
+    /// do, RFC 4271 §4.3: one set of path attributes per UPDATE) and family, and encodes
+    /// them: withdrawals first, then announcements. A prefix whose attributes changed is
+    /// announced again with the new ones, which replaces the old route at the peer (the
+    /// implicit withdraw of RFC 4271 §3.1): no withdrawal is sent for it.
     fn flush_diff(&mut self) {
         let old = self.sent.clone();
         let new = self.desired.clone();
         let mut withdraw: HashMap<Family, Vec<IpNet>> = HashMap::new();
-        // Keyed by the attribute Arc's address: routes announced together share one Arc.
-        let mut announce: HashMap<(Family, usize), (Arc<RouteAttrs>, Vec<IpNet>)> = HashMap::new();
-        let mut order: Vec<(Family, usize)> = Vec::new();
+        // Keyed by the attributes' value; the last key is remembered by the Arc's address, so
+        // a run of routes sharing one Arc (the usual case) hashes the attributes once.
+        let mut announce: HashMap<(Family, Arc<RouteAttrs>), Vec<IpNet>> = HashMap::new();
+        let mut order: Vec<(Family, Arc<RouteAttrs>)> = Vec::new();
+        let mut last: Option<(Family, *const RouteAttrs, (Family, Arc<RouteAttrs>))> = None;
         RouteTable::diff(&old, &new, |p, was, now| {
             let f = Family::of(p);
             let was = was.map(|a| self.sendable(p, a));
@@ -116,14 +122,20 @@ impl AdjRibOut {
             match now {
                 Some((a, true)) => {
                     self.advertised += 1;
-                    let key = (f, Arc::as_ptr(a) as usize);
+                    let key = match &last {
+                        Some((lf, ptr, key)) if *lf == f && *ptr == Arc::as_ptr(a) => key.clone(),
+                        _ => {
+                            let key = (f, a.clone());
+                            last = Some((f, Arc::as_ptr(a), key.clone()));
+                            key
+                        }
+                    };
                     announce
                         .entry(key)
-                        .or_insert_with(|| {
-                            order.push(key);
-                            (a.clone(), Vec::new())
+                        .or_insert_with_key(|k| {
+                            order.push(k.clone());
+                            Vec::new()
                         })
-                        .1
                         .push(*p);
                 }
                 Some((_, false)) => {
@@ -145,8 +157,8 @@ impl AdjRibOut {
             }
         }
         for key in order {
-            let (attrs, prefixes) = &announce[&key];
-            if let Ok((msgs, _)) = self.ctx.announce(key.0, attrs, prefixes) {
+            let prefixes = &announce[&key];
+            if let Ok((msgs, _)) = self.ctx.announce(key.0, &key.1, prefixes) {
                 self.queue.extend(msgs);
             }
         }
@@ -256,6 +268,128 @@ mod tests {
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].announced.len(), 3);
         assert_eq!(r.advertised(), 3);
+    }
+
+    fn attrs(c: &str, prepend: u8) -> RouteAttrs {
+        RouteAttrs {
+            communities: vec![c.parse().unwrap()],
+            large_communities: vec!["65001:1:2".parse().unwrap()],
+            med: Some(7),
+            as_path_prepend: prepend,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn different_attributes_go_in_different_updates_equal_ones_share() {
+        let mut t = RouteTable::new();
+        t.announce([host(1)], attrs("65001:100", 0));
+        t.announce([host(2)], attrs("65001:200", 2));
+        // Equal value, another Arc: packed with host(1).
+        t.announce([host(3)], attrs("65001:100", 0));
+        let mut r = AdjRibOut::new(ctx(), vec![Family::Ipv4Unicast], Arc::new(t));
+        let msgs = drain(&mut r);
+        let updates: Vec<_> = msgs.iter().filter(|m| !m.announced.is_empty()).collect();
+        assert_eq!(updates.len(), 2, "{msgs:?}");
+        let of = |h: IpNet| {
+            updates
+                .iter()
+                .find(|m| m.announced.contains(&h))
+                .expect("announced")
+        };
+        assert_eq!(of(host(1)).announced, vec![host(1), host(3)]);
+        assert_eq!(
+            of(host(1)).attrs.communities,
+            vec!["65001:100".parse().unwrap()]
+        );
+        let two = of(host(2));
+        assert_eq!(two.announced, vec![host(2)]);
+        assert_eq!(two.attrs.communities, vec!["65001:200".parse().unwrap()]);
+        assert_eq!(
+            two.attrs.large_communities,
+            vec!["65001:1:2".parse().unwrap()]
+        );
+        assert_eq!(two.attrs.med, Some(7));
+        // eBGP: our AS once plus twice prepended.
+        let path: Vec<u32> = two.attrs.as_path.as_ref().unwrap()[0].asns.clone();
+        assert_eq!(path, vec![65001, 65001, 65001]);
+        let path: Vec<u32> = of(host(1)).attrs.as_path.as_ref().unwrap()[0].asns.clone();
+        assert_eq!(path, vec![65001]);
+    }
+
+    #[test]
+    fn changed_attributes_are_announced_again_without_a_withdrawal() {
+        let mut t = RouteTable::new();
+        t.announce([host(1), host(2)], attrs("65001:100", 0));
+        let mut r = AdjRibOut::new(ctx(), vec![Family::Ipv4Unicast], Arc::new(t.clone()));
+        drain(&mut r);
+        t.announce([host(2)], attrs("65001:300", 1));
+        // Same value again for host(1): not a change.
+        t.announce([host(1)], attrs("65001:100", 0));
+        r.set_desired(Arc::new(t));
+        let msgs = drain(&mut r);
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(msgs[0].withdrawn.is_empty());
+        assert_eq!(msgs[0].announced, vec![host(2)]);
+        assert_eq!(
+            msgs[0].attrs.communities,
+            vec!["65001:300".parse().unwrap()]
+        );
+        assert_eq!(r.advertised(), 2);
+    }
+
+    #[test]
+    fn ibgp_never_prepends_and_sends_local_pref() {
+        let mut c = ctx();
+        c.ibgp = true;
+        let mut t = RouteTable::new();
+        t.announce(
+            [host(1)],
+            RouteAttrs {
+                local_pref: Some(250),
+                ..attrs("65001:100", 3)
+            },
+        );
+        t.announce([host(2)], attrs("65001:100", 3));
+        let mut r = AdjRibOut::new(c, vec![Family::Ipv4Unicast], Arc::new(t));
+        let d = DecodeCtx {
+            four_octet_as: true,
+            ibgp: true,
+        };
+        let msgs: Vec<_> = std::iter::from_fn(|| r.next_message())
+            .map(|b| parse_update(&b[HEADER_LEN..], &d).unwrap())
+            .filter(|m| !m.announced.is_empty())
+            .collect();
+        assert_eq!(msgs.len(), 2);
+        for m in &msgs {
+            assert!(m.attrs.as_path.as_ref().unwrap().is_empty(), "{m:?}");
+            let want = if m.announced == vec![host(1)] {
+                250
+            } else {
+                100
+            };
+            assert_eq!(m.attrs.local_pref, Some(want));
+        }
+    }
+
+    #[test]
+    fn a_two_octet_session_prepends_as_trans_and_the_real_as_in_as4_path() {
+        let mut c = ctx();
+        c.four_octet_as = false;
+        c.local_as = 4_200_000_001;
+        let mut t = RouteTable::new();
+        t.announce([host(1)], attrs("65001:100", 2));
+        let mut r = AdjRibOut::new(c, vec![Family::Ipv4Unicast], Arc::new(t));
+        let d = DecodeCtx {
+            four_octet_as: false,
+            ibgp: false,
+        };
+        let m = std::iter::from_fn(|| r.next_message())
+            .map(|b| parse_update(&b[HEADER_LEN..], &d).unwrap())
+            .find(|m| !m.announced.is_empty())
+            .unwrap();
+        assert_eq!(m.attrs.as_path.unwrap()[0].asns, vec![23456; 3]);
+        assert_eq!(m.attrs.as4_path.unwrap()[0].asns, vec![4_200_000_001; 3]);
     }
 
     #[test]

@@ -81,6 +81,27 @@ impl Community {
     pub const GRACEFUL_SHUTDOWN: Community = Community(0xFFFF_0000);
     /// RFC 1997: NO_EXPORT 65535:65281.
     pub const NO_EXPORT: Community = Community(0xFFFF_FF01);
+    /// RFC 1997: NO_ADVERTISE 65535:65282.
+    pub const NO_ADVERTISE: Community = Community(0xFFFF_FF02);
+    /// RFC 1997: NO_EXPORT_SUBCONFED 65535:65283 (FRR's `local-AS`).
+    pub const NO_EXPORT_SUBCONFED: Community = Community(0xFFFF_FF03);
+    /// RFC 3765: NOPEER 65535:65284.
+    pub const NO_PEER: Community = Community(0xFFFF_FF04);
+    /// RFC 7999 §5: BLACKHOLE 65535:666.
+    pub const BLACKHOLE: Community = Community(0xFFFF_029A);
+
+    /// The well-known communities by the names FRR prints and accepts (`no-export`,
+    /// `no-advertise`, `local-AS`, `no-peer`, `blackhole`, `graceful-shutdown`), plus
+    /// `no-export-subconfed` (RFC 1997's name). Case and `_` for `-` do not matter.
+    pub const WELL_KNOWN: [(&'static str, Community); 7] = [
+        ("no-export", Community::NO_EXPORT),
+        ("no-advertise", Community::NO_ADVERTISE),
+        ("no-export-subconfed", Community::NO_EXPORT_SUBCONFED),
+        ("local-as", Community::NO_EXPORT_SUBCONFED),
+        ("no-peer", Community::NO_PEER),
+        ("blackhole", Community::BLACKHOLE),
+        ("graceful-shutdown", Community::GRACEFUL_SHUTDOWN),
+    ];
 
     /// Builds `high:low`.
     pub fn new(high: u16, low: u16) -> Community {
@@ -97,11 +118,17 @@ impl fmt::Display for Community {
 impl FromStr for Community {
     type Err = ParseCommunityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseCommunityError {
+        let err = || {
+            ParseCommunityError {
             what: "community",
             input: s.to_string(),
-            expected: "ASN:VALUE with both parts in 0..=65535",
+            expected: "ASN:VALUE with both parts in 0..=65535, or a well-known name (no-export, no-advertise, no-export-subconfed, local-AS, no-peer, blackhole, graceful-shutdown)",
+        }
         };
+        let name = s.trim().to_ascii_lowercase().replace('_', "-");
+        if let Some((_, c)) = Community::WELL_KNOWN.iter().find(|(n, _)| *n == name) {
+            return Ok(*c);
+        }
         let (a, b) = s.trim().split_once(':').ok_or_else(err)?;
         Ok(Community::new(
             a.parse().map_err(|_| err())?,
@@ -164,6 +191,10 @@ pub struct RouteAttrs {
     /// Explicit next hop; `None` means the session's local address (or the peer's configured
     /// next hop for that family).
     pub next_hop: Option<IpAddr>,
+    /// How many extra times our AS is put in front of the AS_PATH (RFC 4271 §5.1.2 / §9.1.2.2
+    /// a: a longer path is less preferred), on eBGP sessions only: an iBGP peer would see
+    /// its own AS and drop the route as a loop.
+    pub as_path_prepend: u8,
 }
 
 impl RouteAttrs {
@@ -325,6 +356,20 @@ mod tests {
         assert_eq!(l.to_string(), "4200000001:1:2");
         assert!("1:2".parse::<LargeCommunity>().is_err());
         assert!("1:2:x".parse::<LargeCommunity>().is_err());
+        for (name, c) in [
+            ("no-export", "65535:65281"),
+            ("NO_EXPORT", "65535:65281"),
+            ("no-advertise", "65535:65282"),
+            ("local-AS", "65535:65283"),
+            ("no-export-subconfed", "65535:65283"),
+            ("no-peer", "65535:65284"),
+            ("blackhole", "65535:666"),
+            ("graceful-shutdown", "65535:0"),
+        ] {
+            assert_eq!(name.parse::<Community>().unwrap().to_string(), c, "{name}");
+        }
+        let e = "no-exprot".parse::<Community>().unwrap_err().to_string();
+        assert!(e.contains("no-exprot") && e.contains("well-known"), "{e}");
     }
 
     #[test]

@@ -391,6 +391,7 @@ fn check_capture(name: &str, ibgp: bool, asn: u32) {
             communities: a.communities.clone(),
             large_communities: a.large_communities.clone(),
             next_hop: None,
+            as_path_prepend: 0,
         };
         let (ours, _) = ctx_out.announce(fam, &attrs, &u.announced).unwrap();
         let back = parse_update(&ours[0][19..], &dctx(true, ibgp)).unwrap();

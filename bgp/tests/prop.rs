@@ -50,6 +50,7 @@ fn attrs() -> impl Strategy<Value = RouteAttrs> {
                 communities,
                 large_communities,
                 next_hop: None,
+                as_path_prepend: 0,
             },
         )
 }
@@ -140,6 +141,7 @@ fn seeds() -> Vec<Vec<u8>> {
             local2: 3,
         }],
         next_hop: None,
+        as_path_prepend: 0,
     };
     let mut v: Vec<Vec<u8>> = Vec::new();
     for (f, p) in [

@@ -28,6 +28,23 @@ pub fn config(layers: &Layers, hostname: &str) -> Result<Config, ConfigError> {
         ));
     }
     let bgp = bgp(&r)?;
+    for p in &services.pools {
+        if let Some(n) = p
+            .bgp
+            .attributes
+            .iter()
+            .chain(&p.bgp.allowed)
+            .find(|n| !bgp.attr_sets.sets.contains_key(*n))
+        {
+            return Err(r.err(
+                "vipr_pools",
+                format!(
+                    "pool {}: attribute set {n:?} is not in vipr_bgp_attribute_sets",
+                    p.name
+                ),
+            ));
+        }
+    }
     let peer_source = peer_source(&r)?;
     if node.mode == Mode::Bgp && bgp.peers.is_empty() && peer_source == PeerSource::Static {
         return Err(ConfigError::Conflict(
@@ -500,10 +517,36 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
                 s.parse::<LargeCommunity>().map_err(|e| e.to_string())
             })?,
             next_hop: None,
+            as_path_prepend: 0,
         },
+        attr_sets: attr_sets(r)?,
         drain: Some(r.secs("vipr_drain_seconds", 0, 0, 3600)?).filter(|d| !d.is_zero()),
         mp_next_hop,
         peer_mp_next_hop,
+    })
+}
+
+/// `vipr_bgp_attribute_sets` and the control-plane VIP's choice of them.
+fn attr_sets(r: &Reader) -> Result<crate::route_attrs::AttrSets, ConfigError> {
+    let mut sets = std::collections::BTreeMap::new();
+    for (name, a) in r.list("vipr_bgp_attribute_sets", crate::route_attrs::parse_set)? {
+        if sets.insert(name.clone(), a).is_some() {
+            return Err(r.err(
+                "vipr_bgp_attribute_sets",
+                format!("two sets named {name:?}"),
+            ));
+        }
+    }
+    let control_plane = r.list("vipr_control_plane_bgp_attributes", |n| {
+        if sets.contains_key(n) {
+            Ok(n.to_string())
+        } else {
+            Err(format!("{n:?} is not in vipr_bgp_attribute_sets"))
+        }
+    })?;
+    Ok(crate::route_attrs::AttrSets {
+        sets,
+        control_plane,
     })
 }
 

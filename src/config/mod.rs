@@ -368,6 +368,9 @@ pub struct BgpSettings {
     /// Attributes of every route (`vipr_communities`, `vipr_large_communities`,
     /// `vipr_local_pref`, `vipr_med`).
     pub attrs: RouteAttrs,
+    /// Named attribute sets for pools, Services and the control-plane VIP
+    /// (`vipr_bgp_attribute_sets`, `vipr_control_plane_bgp_attributes`).
+    pub attr_sets: crate::route_attrs::AttrSets,
     /// RFC 8326 drain before withdrawing at shutdown (`vipr_drain_seconds`).
     pub drain: Option<Duration>,
     /// Node-wide MP-BGP next hop (`mpbgp_nexthop`, `mpbgp_ipv4`, `mpbgp_ipv6`).

@@ -525,6 +525,26 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vipr_bgp_attribute_sets",
+            "gold;communities=65000:100|no-export;large-communities=65000:1:2;local-pref=200;med=5;prepend=2,edge;communities=blackhole",
+            |c| {
+                let g = &c.bgp.attr_sets.sets["gold"];
+                c.bgp.attr_sets.sets.len() == 2
+                    && g.communities == [bgp::Community::new(65000, 100), bgp::Community::NO_EXPORT]
+                    && g.large_communities.len() == 1
+                    && (g.local_pref, g.med, g.as_path_prepend) == (Some(200), Some(5), 2)
+            },
+            Some("gold;communities=65000:no-export"),
+            &[],
+        ),
+        (
+            "vipr_control_plane_bgp_attributes",
+            "gold",
+            |c| c.bgp.attr_sets.control_plane == ["gold"],
+            Some("silver"),
+            &[("vipr_bgp_attribute_sets", "gold;med=1")],
+        ),
+        (
             "vipr_bgp_listen",
             "[::]:179",
             |c| c.bgp.listen.unwrap().port() == 179,
@@ -719,6 +739,55 @@ fn every_key_has_a_row_and_every_row_behaves() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn pools_may_name_only_attribute_sets_that_exist() {
+    let mut env = base();
+    env.insert("svc_enable", "true".into());
+    env.insert(
+        "vipr_bgp_attribute_sets",
+        "gold;med=1,backup;local-pref=50".into(),
+    );
+    env.insert(
+        "vipr_pools",
+        "198.51.100.0/24;name=web;bgp-attributes=gold;bgp-allowed=backup".into(),
+    );
+    let c = build(&env).unwrap();
+    assert_eq!(c.services.pools[0].bgp.attributes, ["gold"]);
+    assert_eq!(c.services.pools[0].bgp.allowed, ["backup"]);
+    for (key, value, says) in [
+        (
+            "vipr_pools",
+            "198.51.100.0/24;name=web;bgp-allowed=blackhole",
+            "\"blackhole\" is not in vipr_bgp_attribute_sets",
+        ),
+        (
+            "vipr_pools",
+            "198.51.100.0/24;bgp-attributes=a b",
+            "\"a b\" is not a set name",
+        ),
+        (
+            "vipr_bgp_attribute_sets",
+            "gold;med=1,gold;med=2",
+            "two sets named \"gold\"",
+        ),
+        (
+            "vipr_bgp_attribute_sets",
+            "gold;prepend=11",
+            "prepend=\"11\"",
+        ),
+        (
+            "vipr_bgp_attribute_sets",
+            "gold;large-communities=65000:1",
+            "65000:1",
+        ),
+    ] {
+        let mut env = env.clone();
+        env.insert(key, value.into());
+        let e = build(&env).expect_err(value).to_string();
+        assert!(e.contains(key) && e.contains(says), "{value}: {e}");
     }
 }
 

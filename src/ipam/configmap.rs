@@ -135,6 +135,8 @@ impl ConfigMapPools {
                     .is_some_and(|v| v == "true"),
             },
             descending: self.data.get("search-order").is_some_and(|v| v == "desc"),
+            // kube-vip-cloud-provider's ConfigMap has no BGP settings: the global attributes.
+            bgp: Default::default(),
         }))
     }
 }

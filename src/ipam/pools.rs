@@ -119,6 +119,15 @@ pub struct Skip {
     pub cidr_ends: bool,
 }
 
+/// The BGP attribute sets of a pool's routes (`crate::route_attrs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolBgp {
+    /// `bgp-attributes`: the sets every route of the pool carries (empty: the global ones).
+    pub attributes: Vec<String>,
+    /// `bgp-allowed`: further sets a Service of the pool may choose by annotation.
+    pub allowed: Vec<String>,
+}
+
 /// An address pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
@@ -136,6 +145,8 @@ pub struct Pool {
     pub skip: Skip,
     /// Search from the highest address down.
     pub descending: bool,
+    /// Its routes' BGP attribute sets.
+    pub bgp: PoolBgp,
 }
 
 impl Pool {
@@ -249,7 +260,9 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
 }
 
 /// Parses one `vipr_pools` entry: `BLOCK[|BLOCK…][;name=N][;namespaces=a|b][;auto-assign=BOOL]
-/// [;allow-share=BOOL]`; `index` (from 1) names it when it has no name.
+/// [;allow-share=BOOL][;bgp-attributes=SET|SET…][;bgp-allowed=SET|SET…]`; `index` (from 1)
+/// names it when it has no name. Whether the sets exist is checked with the whole
+/// configuration.
 pub fn parse_pool(entry: &str, index: usize) -> Result<Pool, String> {
     let mut parts = entry.split(';').map(str::trim);
     let addrs = parts.next().unwrap_or_default();
@@ -270,6 +283,7 @@ pub fn parse_pool(entry: &str, index: usize) -> Result<Pool, String> {
         allow_share: false,
         skip: Skip::default(),
         descending: false,
+        bgp: PoolBgp::default(),
     };
     for p in parts.filter(|p| !p.is_empty()) {
         let (k, v) = p
@@ -290,9 +304,26 @@ pub fn parse_pool(entry: &str, index: usize) -> Result<Pool, String> {
             }
             "auto-assign" => pool.auto_assign = parse_bool(k, v)?,
             "allow-share" => pool.allow_share = parse_bool(k, v)?,
+            "bgp-attributes" | "bgp-allowed" => {
+                let names = v
+                    .split('|')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| {
+                        crate::route_attrs::valid_name(n)
+                            .then(|| n.to_string())
+                            .ok_or_else(|| format!("{k}: {n:?} is not a set name"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if k == "bgp-attributes" {
+                    pool.bgp.attributes = names;
+                } else {
+                    pool.bgp.allowed = names;
+                }
+            }
             _ => {
                 return Err(format!(
-                    "unknown pool option {k:?} (name, namespaces, auto-assign, allow-share)"
+                    "unknown pool option {k:?} (name, namespaces, auto-assign, allow-share, bgp-attributes, bgp-allowed)"
                 ))
             }
         }

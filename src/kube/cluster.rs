@@ -35,9 +35,11 @@ use super::writer::{Job, StatusWrite};
 use crate::config::ServiceSettings;
 use crate::ipam::configmap::ConfigMapPools;
 use crate::ipam::plan::{Decision, Event as PlanEvent, Local, Pools, Write};
+use crate::ipam::pools::Pool;
 use crate::ipam::state::Allocator;
 use crate::ipam::{Claim, Pending};
 use crate::model::Services;
+use crate::route_attrs;
 
 /// The writes for each Service (`namespace/name`) or claim (`claim/<address>`).
 pub type Jobs = OrdMap<String, Arc<Vec<Job>>>;
@@ -436,6 +438,9 @@ impl Cluster {
                 }))
             }));
         }
+        if let (Some(r), Some(d)) = (rec.filter(|r| r.svc.selected), d) {
+            jobs.extend(bgp_attributes_refused(r, d, &self.alloc.pools().configured));
+        }
         let pending = d
             .filter(|d| d.served.is_empty())
             .and_then(|d| d.pending.clone());
@@ -496,6 +501,35 @@ impl Cluster {
             (Kind::Claims, self.claims.len()),
         ]
     }
+}
+
+/// A Warning Event per served address whose pool does not allow the attribute sets the
+/// Service's `vipr.io/bgp-attributes` names (tenant input: `route_attrs::choose`, the same
+/// decision the reconciler builds the route with).
+fn bgp_attributes_refused(r: &SvcRecord, d: &Decision, pools: &[Pool]) -> Vec<Job> {
+    let Some(asked) = &r.bgp_attributes else {
+        return Vec::new();
+    };
+    d.served
+        .iter()
+        .filter_map(|ip| {
+            let pool = route_attrs::pool_of(pools, *ip);
+            let (used, why) = route_attrs::choose(pool, Some(asked));
+            let why = why?;
+            let with = if used.is_empty() {
+                "the global attributes".to_string()
+            } else {
+                format!("the pool's attribute sets {}", used.join(", "))
+            };
+            Some(Job::Plan(Write::Event(PlanEvent {
+                holder: r.svc.holder.clone(),
+                warning: true,
+                reason: "BGPAttributesRefused",
+                message: format!("{why}; {ip} is advertised with {with}"),
+                key: format!("bgp-attributes/{ip}/{}", asked.join(",")),
+            })))
+        })
+        .collect()
 }
 
 /// Sets or removes one entry; true when it changed.

@@ -216,6 +216,7 @@ mod tests {
                 sources,
                 interface: on.then(|| "lo".to_string()),
                 advertised: on,
+                attribute_sets: Vec::new(),
                 held_back: held.then_some(HeldBack::NoEndpoint),
             }),
         )

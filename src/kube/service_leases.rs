@@ -203,6 +203,7 @@ mod tests {
                 status_ips: vec![],
                 force_election: false,
                 interface: None,
+                bgp_attributes: None,
             }),
         )
     }

@@ -173,6 +173,8 @@ pub struct SvcRecord {
     pub resource_version: String,
     /// `kube-vip.io/serviceInterface`, as written (checked by the reconciler).
     pub interface: Option<String>,
+    /// `vipr.io/bgp-attributes`, as written (checked against its pool).
+    pub bgp_attributes: Option<Vec<String>>,
 }
 
 /// What vipr keeps of a Service; `None` without a namespace, name and UID.
@@ -237,6 +239,8 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
             .map(str::trim)
             .filter(|i| !i.is_empty())
             .map(str::to_string),
+        bgp_attributes: annotation(svc, crate::route_attrs::ANNOTATION)
+            .and_then(crate::route_attrs::parse_annotation),
     })
 }
 
@@ -322,6 +326,7 @@ pub fn service_vip(
         status_ips: r.status_ips.clone(),
         force_election: r.force_election,
         interface: r.interface.clone(),
+        bgp_attributes: r.bgp_attributes.clone(),
     })
 }
 

@@ -47,13 +47,15 @@ pub struct Inputs {
 
 impl Inputs {
     fn settings(&mut self, mode: Mode) -> Settings {
+        let bgp = self.bgp.borrow_and_update().clone();
         Settings {
             mode,
             vips: self.vips.borrow_and_update().clone(),
             control_plane: self.control_plane.borrow_and_update().clone(),
             services: self.services_cfg.borrow_and_update().clone(),
             arp: self.arp.borrow_and_update().clone(),
-            attrs: self.bgp.borrow_and_update().attrs.clone(),
+            attrs: bgp.attrs.clone(),
+            attr_sets: bgp.attr_sets.clone(),
         }
     }
 }

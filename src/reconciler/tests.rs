@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::config::Layers;
 
-fn config(extra: &[(&str, &str)]) -> Settings {
+pub(super) fn config(extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [
         ("bgp_enable", "true"),
         ("cp_enable", "true"),
@@ -24,7 +24,7 @@ fn config(extra: &[(&str, &str)]) -> Settings {
     Settings::from(&Config::from_layers(&l, "n").unwrap())
 }
 
-fn addr(ip: &str) -> NodeAddr {
+pub(super) fn addr(ip: &str) -> NodeAddr {
     let ip: IpAddr = ip.parse().unwrap();
     NodeAddr {
         ip,
@@ -195,7 +195,12 @@ fn failed_add_is_retried_on_resync() {
     assert_eq!(again, vec![Action::Add(a)]);
 }
 
-fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::model::ServiceVip {
+pub(super) fn svc(
+    name: &str,
+    ip: &str,
+    local_only: bool,
+    local_endpoint: bool,
+) -> crate::model::ServiceVip {
     crate::model::ServiceVip {
         force_election: false,
         namespace: "default".into(),
@@ -210,10 +215,11 @@ fn svc(name: &str, ip: &str, local_only: bool, local_endpoint: bool) -> crate::m
         node_excluded: false,
         status_ips: vec![],
         interface: None,
+        bgp_attributes: None,
     }
 }
 
-fn services(v: Vec<crate::model::ServiceVip>) -> Services {
+pub(super) fn services(v: Vec<crate::model::ServiceVip>) -> Services {
     v.into_iter().map(|s| (s.key(), Arc::new(s))).collect()
 }
 

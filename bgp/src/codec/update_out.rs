@@ -118,7 +118,9 @@ impl EncodeCtx {
             1,
         );
         // RFC 4271 §5.1.2: iBGP sends an empty AS_PATH, eBGP prepends the local AS as an
-        // AS_SEQUENCE (segment type 2).
+        // AS_SEQUENCE (segment type 2), `1 + as_path_prepend` times.
+        // An AS_SEQUENCE holds at most 255 ASes (a one-octet count).
+        let copies = 1 + usize::from(attrs.as_path_prepend.min(254));
         let needs_as4_path = !self.ibgp && !self.four_octet_as && self.local_as > u16::MAX as u32;
         let as_path = if self.ibgp {
             if self.four_octet_as {
@@ -129,22 +131,22 @@ impl EncodeCtx {
         } else if self.four_octet_as {
             pa::AsPath::As4PathSegments(Box::new([pa::As4PathSegment::new(
                 pa::AsPathSegmentType::AsSequence,
-                vec![self.local_as],
+                vec![self.local_as; copies],
             )]))
         } else {
             // RFC 6793 §4.2.2: a 2-octet speaker sees AS_TRANS, the real AS rides in AS4_PATH.
             let as2 = u16::try_from(self.local_as).unwrap_or(AS_TRANS);
             pa::AsPath::As2PathSegments(Box::new([pa::As2PathSegment::new(
                 pa::AsPathSegmentType::AsSequence,
-                vec![as2],
+                vec![as2; copies],
             )]))
         };
         let as_path_len = if self.ibgp {
             0
         } else if self.four_octet_as {
-            6
+            2 + 4 * copies
         } else {
-            4
+            2 + 2 * copies
         };
         push(
             &mut head,
@@ -188,12 +190,14 @@ impl EncodeCtx {
             );
         }
         if needs_as4_path {
-            let seg =
-                pa::As4PathSegment::new(pa::AsPathSegmentType::AsSequence, vec![self.local_as]);
+            let seg = pa::As4PathSegment::new(
+                pa::AsPathSegmentType::AsSequence,
+                vec![self.local_as; copies],
+            );
             push(
                 &mut tail,
                 pa::PathAttributeValue::As4Path(pa::As4Path::new(vec![seg])),
-                6,
+                2 + 4 * copies,
             );
         }
         if !attrs.large_communities.is_empty() {

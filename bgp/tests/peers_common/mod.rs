@@ -97,6 +97,7 @@ pub fn attrs() -> RouteAttrs {
         communities: communities(),
         large_communities: large_communities(),
         next_hop: None,
+        as_path_prepend: 0,
     }
 }
 

@@ -458,3 +458,63 @@ fn disable_service_updates_writes_no_status_at_all() {
         .count();
     assert_eq!(statuses, 0, "{:?}", c.jobs());
 }
+
+#[test]
+fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
+    let mut c = Cluster::new(
+        "node-a",
+        settings(&["10.100.0.0/16;name=web;bgp-attributes=base;bgp-allowed=gold"]),
+        Local::default(),
+    );
+    c.service(Event::InitDone);
+    c.endpoints(Event::InitDone);
+    c.claim(Event::InitDone);
+    for (i, asked) in [(1, "gold"), (2, "gold, blackhole"), (3, "base")] {
+        let mut s = service(i, Some(&address(i)));
+        s.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(crate::route_attrs::ANNOTATION.into(), asked.into());
+        c.service(Event::Apply(s));
+        let holder = crate::ipam::Holder {
+            namespace: "default".into(),
+            name: format!("s{i}"),
+            uid: format!("u{i}"),
+        };
+        let ip: IpAddr = address(i).parse().unwrap();
+        c.claim(Event::Apply(claims::to_lease(
+            "kube-system",
+            ip,
+            "web",
+            &[holder],
+            Some("5".into()),
+        )));
+    }
+    c.process(SystemTime::UNIX_EPOCH);
+    let refused = |i: usize| -> Vec<String> {
+        c.jobs()
+            .get(&format!("default/s{i}"))
+            .into_iter()
+            .flat_map(|j| j.iter())
+            .filter_map(|j| match j {
+                Job::Plan(Write::Event(e)) if e.reason == "BGPAttributesRefused" => {
+                    assert!(e.warning);
+                    Some(e.message.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(c.vips().len(), 3, "served whatever they asked for");
+    assert!(refused(1).is_empty() && refused(3).is_empty());
+    let m = refused(2);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].contains("blackhole not allowed by pool web")
+            && m[0].contains("10.100.0.3")
+            && m[0].contains("pool's attribute sets base"),
+        "{}",
+        m[0]
+    );
+}
