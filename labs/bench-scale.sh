@@ -152,6 +152,7 @@ for SIZE in $SIZES; do
   for i in 1 2 3; do
     eval "IDLE_CPU=\"\$IDLE_CPU \$(( \$(cpu_ms_of \$(cat $D/vipr$i.pid)) - c$i ))\""
     STEADY="$STEADY $(( $(proc_field "$(cat "$D/vipr$i.pid")" VmRSS) / 1024 ))"
+    cp "/proc/$(cat "$D/vipr$i.pid")/smaps_rollup" "$D/smaps$i-$SIZE" 2>/dev/null || true
   done
 
   # Churn.
