@@ -219,6 +219,7 @@ pub fn peer(
 ) -> PeerConfig {
     PeerConfig {
         address,
+        interface: None,
         port,
         remote_as,
         local_as,
