@@ -57,6 +57,7 @@ mod reconciler;
 mod restart;
 mod statedir;
 mod status;
+mod unnumbered;
 
 use anyhow::Context;
 
