@@ -2,7 +2,8 @@
 //! (`unnumbered:IFACE` in `bgp_peers`) from its IPv6 Router Advertisements (RFC 4861 §6.1.2:
 //! ICMPv6 type 134, hop limit 255, link-local source), which FRR sends on every interface
 //! with a `neighbor IFACE interface`. A Router Solicitation (§6.3.7) asks for one at once
-//! when a listener starts and every 4 s while nothing is heard.
+//! when a listener starts and every 4 s while nothing is heard. vipr advertises too (every
+//! 10 s, Router Lifetime 0): FRR learns its neighbour's link-local address only from RAs.
 //!
 //! Owns the map interface → router link-local address, published on a watch channel that
 //! the peers task (`peers.rs`) follows: a new or changed address is a new session (the
@@ -11,7 +12,7 @@
 //!
 //! ```text
 //!  raw ICMPv6 socket per interface (SO_BINDTODEVICE, filter: type 134)
-//!      │ (interface, source, hop limit, bytes)      ──> Router Solicitation to ff02::2
+//!      │ (interface, source, hop limit, bytes)      ──> RS to ff02::2, RA to ff02::1
 //!      v
 //!  follow task: router_of() checks, Routers core ──watch<Arc<LinkRouters>>──> peers task
 //! ```
@@ -41,6 +42,9 @@ const ROUTER_ADVERTISEMENT: u8 = 134;
 const ROUTER_SOLICITATION: u8 = 133;
 /// RFC 4861 §10 RTR_SOLICITATION_INTERVAL: between solicitations while nothing is heard.
 const SOLICIT_EVERY: Duration = Duration::from_secs(4);
+/// Between our own Router Advertisements: FRR's interval on interfaces with unnumbered
+/// neighbours (10 s).
+const ADVERTISE_EVERY: Duration = Duration::from_secs(10);
 /// Routers heard within this long count as present: three of FRR's 10 s RA intervals.
 pub const WINDOW: Duration = Duration::from_secs(30);
 /// Linux `ICMP6_FILTER` (include/uapi/linux/icmpv6.h); libc does not define it.
@@ -321,6 +325,8 @@ fn open(interface: &str) -> io::Result<(AsyncFd<Socket>, u32)> {
     }
     bgp::socket::set_bfd_ttl(&sock, true, true)?;
     sock.set_multicast_hops_v6(255)?;
+    // Our own advertisements must not come back as a router's.
+    sock.set_multicast_loop_v6(false)?;
     sock.set_multicast_if_v6(index)?;
     sock.set_nonblocking(true)?;
     // SAFETY: a socket2 Socket owns its descriptor, keeps it open until dropped (with the
@@ -329,14 +335,26 @@ fn open(interface: &str) -> io::Result<(AsyncFd<Socket>, u32)> {
     Ok((fd, index))
 }
 
-/// RFC 4861 §4.1: type 133, code 0, checksum (the kernel fills it in), reserved.
+/// RFC 4861 §4.1 Router Solicitation to all routers (ff02::2): type 133, code 0,
+/// checksum (the kernel fills it in), reserved.
 fn solicit(sock: &Socket, index: u32) -> io::Result<()> {
-    let all_routers = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2), 0, 0, index);
-    sock.send_to(
-        &[ROUTER_SOLICITATION, 0, 0, 0, 0, 0, 0, 0],
-        &SocketAddr::V6(all_routers).into(),
-    )
-    .map(|_| ())
+    send(sock, index, 2, &[ROUTER_SOLICITATION, 0, 0, 0, 0, 0, 0, 0])
+}
+
+/// RFC 4861 §4.2 Router Advertisement to all nodes (ff02::1) with Router Lifetime 0 (not
+/// a default router, §6.2.3: nobody routes through it) and no options: how an FRR router
+/// learns our link-local address for its `neighbor IFACE interface` (zebra passes the
+/// source of RAs to bgpd, which accepts and opens sessions only with it), as two FRR
+/// routers do with each other.
+fn advertise(sock: &Socket, index: u32) -> io::Result<()> {
+    let mut ra = [0u8; 16];
+    ra[0] = ROUTER_ADVERTISEMENT;
+    send(sock, index, 1, &ra)
+}
+
+fn send(sock: &Socket, index: u32, group: u16, icmp: &[u8]) -> io::Result<()> {
+    let to = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, group), 0, 0, index);
+    sock.send_to(icmp, &SocketAddr::V6(to).into()).map(|_| ())
 }
 
 async fn receive(
@@ -348,16 +366,29 @@ async fn receive(
     let mut buf = [0u8; 1500];
     let mut found = false;
     let mut next_solicit = Instant::now();
+    let mut next_advert = Instant::now();
     loop {
-        if !found && Instant::now() >= next_solicit {
+        let now = Instant::now();
+        if now >= next_advert {
+            if let Err(e) = advertise(sock.get_ref(), index) {
+                debug!(%interface, error = %e, "BGP unnumbered: router advertisement not sent");
+            }
+            next_advert = now + ADVERTISE_EVERY;
+        }
+        if !found && now >= next_solicit {
             if let Err(e) = solicit(sock.get_ref(), index) {
                 debug!(%interface, error = %e, "BGP unnumbered: router solicitation not sent");
             }
-            next_solicit = Instant::now() + SOLICIT_EVERY;
+            next_solicit = now + SOLICIT_EVERY;
         }
+        let wake = if found {
+            next_advert
+        } else {
+            next_advert.min(next_solicit)
+        };
         let ready = tokio::select! {
             r = sock.readable() => r,
-            _ = tokio::time::sleep_until(next_solicit), if !found => continue,
+            _ = tokio::time::sleep_until(wake) => continue,
         };
         let mut guard = match ready {
             Ok(g) => g,
