@@ -199,9 +199,12 @@ fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
     );
     // vipr's view: two Established sessions with the ToRs' link-local addresses.
     vipr.wait_status("both unnumbered sessions Established with BFD Up", |s| {
-        tors.iter().all(|t| {
+        tors.iter().enumerate().all(|(i, t)| {
             let p = Vipr::peer(s, &t.ll);
-            p["state"] == "Established" && p["bfd"]["state"] == "Up"
+            p["state"] == "Established"
+                && p["bfd"]["state"] == "Up"
+                && p["interface"] == format!("up{}", i + 1)
+                && p["local_address"] == node_ll[i].as_str()
         })
     });
     // zebra installed the IPv4 route via the IPv6 link-local next hop; a ping answers.
@@ -274,4 +277,27 @@ fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
     eventually("ToR 2 has the route again", ctx, || {
         (!kernel_route(&tors[1].ns, VIP4).is_empty()).then_some(())
     });
+
+    // ToR 1's link-local address changes: vipr hears it in FRR's next RA (every 10 s) and
+    // peers with the new address; the route comes back with the same next hop.
+    let new_ll = "fe80::99";
+    tors[0].ns.sh(&format!(
+        "ip addr flush dev eth1 scope link && ip addr add {new_ll}/64 dev eth1"
+    ));
+    let t = Instant::now();
+    testbed::wait_for(Duration::from_secs(60), || {
+        let s = vipr.status()?;
+        let p = Vipr::peer(&s, new_ll);
+        (p["state"] == "Established" && Vipr::peer(&s, &tors[0].ll).is_null()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("vipr did not follow the new link-local address\n{}", ctx()));
+    eprintln!(
+        "MEASURED unnumbered: ToR 1 link-local changed -> vipr Established with the new one in {:?}",
+        t.elapsed()
+    );
+    testbed::wait_for(Duration::from_secs(60), || {
+        let nhs = best_next_hops(&tors[0].frr, &format!("{VIP4}/32"));
+        nhs.iter().any(|(ip, _, _)| *ip == node_ll[0]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("ToR 1 has no route after its address changed\n{}", ctx()));
 }
