@@ -106,8 +106,9 @@ fn gone_after(t0: Instant, mut present: impl FnMut() -> bool) -> Option<Duration
     None
 }
 
-#[test]
-fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
+/// The node namespace with `up1`/`up2` to two ToRs running FRR; the node's link-local
+/// address on each uplink.
+fn lab() -> (Netns, Vec<Tor>, Vec<String>) {
     let node = Netns::new("un-node");
     let mut tors = Vec::new();
     for (i, asn) in [(1, 65000u32), (2, 65002)] {
@@ -134,17 +135,14 @@ fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
     let node_ll: Vec<String> = (1..=2)
         .map(|i| link_local(&node, &format!("up{i}")))
         .collect();
-    // The ToRs' pings come back through the link they came in by.
-    for (i, t) in tors.iter().enumerate() {
-        node.sh(&format!(
-            "ip route add {}/32 via inet6 {} dev up{}",
-            t.v4,
-            t.ll,
-            i + 1
-        ));
-    }
+    (node, tors, node_ll)
+}
 
-    let dir = workdir();
+/// vipr with the two ToRs as unnumbered peers (BFD 100 ms × 3), hold time [`HOLD`].
+fn unnumbered_env(
+    dir: &testbed::TempDir,
+    tors: &[Tor],
+) -> std::collections::BTreeMap<String, String> {
     let mut env = base_env(&dir.join("state"));
     env.insert(
         "bgp_peers".into(),
@@ -157,24 +155,43 @@ fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
     env.insert("bgp_routerid".into(), "10.55.0.11".into());
     env.insert("bgp_hold_time".into(), HOLD.to_string());
     env.insert("bgp_keepalive_interval".into(), "10".into());
+    env
+}
+
+fn frr_ctx(tors: &[Tor], vipr: &Vipr) -> String {
+    tors.iter()
+        .map(|t| {
+            format!(
+                "--- ToR AS {}\n{}\n{}\n{}",
+                t.asn,
+                t.frr.vtysh("show bgp summary"),
+                t.frr.vtysh("show bfd peers brief"),
+                t.frr.logs()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n--- vipr\n"
+        + &vipr.log()
+}
+
+#[test]
+fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
+    let (node, tors, node_ll) = lab();
+    // The ToRs' pings come back through the link they came in by.
+    for (i, t) in tors.iter().enumerate() {
+        node.sh(&format!(
+            "ip route add {}/32 via inet6 {} dev up{}",
+            t.v4,
+            t.ll,
+            i + 1
+        ));
+    }
+    let dir = workdir();
+    let env = unnumbered_env(&dir, &tors);
     let t0 = Instant::now();
     let vipr = Vipr::start(&node, &env, &[], &dir.join("vipr.log"));
-    let ctx = || {
-        tors.iter()
-            .map(|t| {
-                format!(
-                    "--- ToR AS {}\n{}\n{}\n{}",
-                    t.asn,
-                    t.frr.vtysh("show bgp summary"),
-                    t.frr.vtysh("show bfd peers brief"),
-                    t.frr.logs()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n--- vipr\n"
-            + &vipr.log()
-    };
+    let ctx = || frr_ctx(&tors, &vipr);
 
     // Sessions up and both VIPs at both ToRs, next hop vipr's link-local address.
     for (i, t) in tors.iter().enumerate() {
@@ -300,4 +317,48 @@ fn two_tors_over_link_local_sessions_routes_ping_and_link_down() {
         nhs.iter().any(|(ip, _, _)| *ip == node_ll[0]).then_some(())
     })
     .unwrap_or_else(|| panic!("ToR 1 has no route after its address changed\n{}", ctx()));
+}
+
+/// The router connects to vipr (`vipr_bgp_listen`), and vipr's own connections are dropped:
+/// both sessions come up on the incoming connections, matched by link-local address and
+/// interface, with BFD.
+#[test]
+fn the_routers_incoming_connections_are_accepted_on_their_interfaces() {
+    let (node, tors, node_ll) = lab();
+    node.sh(
+        "nft -f - <<'EOF'\ntable inet vipr_out {\n chain o { type filter hook output priority 0; tcp dport 179 tcp flags syn drop; }\n}\nEOF",
+    );
+    let dir = workdir();
+    let mut env = unnumbered_env(&dir, &tors);
+    env.insert("vipr_bgp_listen".into(), "[::]:179".into());
+    let vipr = Vipr::start(&node, &env, &[], &dir.join("vipr.log"));
+    let ctx = || frr_ctx(&tors, &vipr);
+    for (i, t) in tors.iter().enumerate() {
+        let vip = format!("{VIP4}/32");
+        let nhs = eventually(&format!("{vip} at ToR {}", i + 1), ctx, || {
+            Some(best_next_hops(&t.frr, &vip)).filter(|n| !n.is_empty())
+        });
+        assert!(nhs.iter().any(|(ip, _, _)| *ip == node_ll[i]), "{nhs:?}");
+    }
+    vipr.wait_status("both sessions Established with BFD Up", |s| {
+        tors.iter().all(|t| {
+            let p = Vipr::peer(s, &t.ll);
+            p["state"] == "Established" && p["bfd"]["state"] == "Up"
+        })
+    });
+    // Every BGP connection on the node is one the routers opened: our port 179.
+    let ss = node.sh("ss -Htn state established '( sport = :179 or dport = :179 )'");
+    let conns: Vec<&str> = ss.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(conns.len(), 2, "{ss}");
+    for (i, t) in tors.iter().enumerate() {
+        assert!(
+            conns
+                .iter()
+                .any(|l| l.contains(&format!("[{}]%up{}:179", node_ll[i], i + 1))
+                    && l.contains(&t.ll)),
+            "no incoming connection from ToR {} on up{}:\n{ss}",
+            i + 1,
+            i + 1
+        );
+    }
 }
