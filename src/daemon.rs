@@ -146,6 +146,12 @@ impl Wiring<'_> {
             disc_tx,
             self.release.clone(),
         ));
+        let (routers_tx, routers_rx) = watch::channel(Arc::default());
+        self.tasks.spawn(crate::unnumbered::follow(
+            self.s.bgp.subscribe(),
+            routers_tx,
+            self.release.clone(),
+        ));
         let routes = dataplane::routes::RouteManager::new(self.node.instance.marker())
             .map_err(|e| DaemonError::Io("netlink", e))?;
         Ok(Some(tokio::spawn(peers::run(
@@ -154,6 +160,7 @@ impl Wiring<'_> {
                 control_plane: self.s.control_plane.subscribe(),
                 vips: self.s.vips.subscribe(),
                 discovered: disc_rx,
+                link_routers: routers_rx,
             },
             self.addrs.clone(),
             routes,

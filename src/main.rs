@@ -58,6 +58,7 @@ mod restart;
 mod route_attrs;
 mod statedir;
 mod status;
+mod unnumbered;
 
 use anyhow::Context;
 

@@ -26,6 +26,7 @@ use crate::config::{
 use crate::dataplane::addr::AddrManager;
 use crate::dataplane::routes::RouteManager;
 pub use crate::discovery::Discovered;
+use crate::unnumbered::LinkRouters;
 
 /// What the peers of this node are built from, besides the configuration: the node's
 /// addresses as the kernel has them (vipr's own excluded).
@@ -40,6 +41,8 @@ pub struct NodeFacts {
     /// The addresses of the interface that holds `bgp_sourceip`, when set (for
     /// `mpbgp_nexthop=auto_sourceip`).
     pub source_ip_interface: Vec<IpAddr>,
+    /// The router found on each interface of an unnumbered peer (`unnumbered.rs`).
+    pub link_routers: Arc<LinkRouters>,
 }
 
 impl NodeFacts {
@@ -68,6 +71,7 @@ impl NodeFacts {
             router_interface_v4,
             source_interface,
             source_ip_interface,
+            link_routers: Arc::default(),
         })
     }
 }
@@ -151,8 +155,25 @@ pub fn plan(
         .iter()
         .filter(|p| !bgp.peers.iter().any(|s| s.address == p.address))
         .map(|p| bgp.defaults.complete(p.clone()));
-    let mut out = Vec::new();
+    let mut out: Vec<PeerConfig> = Vec::new();
     for p in bgp.peers.iter().cloned().chain(provided) {
+        if let Some(iface) = &p.interface {
+            // BGP unnumbered: a session once the router of the link is known (and not
+            // already a peer through another interface: the speaker keys peers by
+            // address). No source and no node next hop: the session's own link-local
+            // address is the next hop of both families (RFC 8950, RFC 2545 §3).
+            let Some(router) = facts.link_routers.get(iface) else {
+                continue;
+            };
+            if out.iter().any(|q| q.address == IpAddr::V6(*router)) {
+                warn!(interface = %iface, %router, "BGP unnumbered: this router is already a peer through another interface; not peering here");
+                continue;
+            }
+            let p = p.with_neighbor(*router);
+            p.validate().map_err(|e| e.to_string())?;
+            out.push(p);
+            continue;
+        }
         let v4 = p.address.is_ipv4();
         let other = other_next_hop(bgp.mp_next_hop_of(p.address), !v4);
         let p = PeerConfig {
@@ -183,6 +204,8 @@ pub struct Inputs {
     pub vips: watch::Receiver<Arc<VipSettings>>,
     /// The provider's peers.
     pub discovered: watch::Receiver<Discovered>,
+    /// The routers of the unnumbered peers' interfaces.
+    pub link_routers: watch::Receiver<Arc<LinkRouters>>,
 }
 
 /// Follows the sections and the provider and applies the resulting peer set, router id and
@@ -218,8 +241,22 @@ pub async fn run(
             Discovered::Known(disc) => {
                 let mut retry = Duration::from_secs(1);
                 loop {
+                    let link_routers = i.link_routers.borrow_and_update().clone();
+                    for p in bgp.peers.iter().filter_map(|p| p.interface.as_ref()) {
+                        if !link_routers.contains_key(p) {
+                            info!(interface = %p, "BGP unnumbered: waiting for a router advertisement on the interface");
+                        }
+                    }
                     let planned = match NodeFacts::read(&bgp, &addrs).await {
-                        Ok(facts) => plan(&bgp, &vips, disc.as_deref(), &facts),
+                        Ok(facts) => plan(
+                            &bgp,
+                            &vips,
+                            disc.as_deref(),
+                            &NodeFacts {
+                                link_routers,
+                                ..facts
+                            },
+                        ),
                         Err(e) => Err(e),
                     };
                     match planned {
@@ -249,6 +286,7 @@ pub async fn run(
                                 Ok(()) = i.control_plane.changed() => continue 'outer,
                                 Ok(()) = i.vips.changed() => continue 'outer,
                                 Ok(()) = i.discovered.changed() => continue 'outer,
+                                Ok(()) = i.link_routers.changed() => continue 'outer,
                             }
                             retry = (retry * 2).min(Duration::from_secs(30));
                         }
@@ -263,6 +301,7 @@ pub async fn run(
             Ok(()) = i.vips.changed() => {}
             // A provider that has stopped leaves its last answer in place.
             Ok(()) = i.discovered.changed() => {}
+            Ok(()) = i.link_routers.changed() => {}
         }
     }
     for peer in added_routes {
@@ -360,6 +399,44 @@ mod tests {
                 .collect(),
             ..NodeFacts::default()
         }
+    }
+
+    #[test]
+    fn unnumbered_peers_are_sessions_once_their_router_is_known() {
+        let b = bgp(&[
+            (
+                "bgp_peers",
+                "unnumbered:eth1:65000,unnumbered:eth2:65000,192.0.2.1:65000::false",
+            ),
+            ("bgp_sourceip", "10.55.0.11"),
+        ]);
+        let mut f = facts(&[("10.55.0.11", false), ("2001:db8::11", false)]);
+        let (_, peers) = plan(&b, &[], None, &f).unwrap();
+        let addrs: Vec<String> = peers.iter().map(|p| p.address.to_string()).collect();
+        assert_eq!(addrs, ["192.0.2.1"], "no router known yet");
+        f.link_routers = Arc::new([("eth1".to_string(), "fe80::1".parse().unwrap())].into());
+        let (_, peers) = plan(&b, &[], None, &f).unwrap();
+        let p = &peers[0];
+        assert_eq!(p.address, "fe80::1".parse::<IpAddr>().unwrap());
+        assert_eq!(p.interface.as_deref(), Some("eth1"));
+        assert_eq!(
+            (p.source, p.next_hop_v4, p.next_hop_v6),
+            (None, None, None),
+            "the session's own link-local address is the next hop of both families"
+        );
+        assert_eq!(peers.len(), 2);
+        // The same router behind a second interface is one peer (the speaker keys by
+        // address): the first interface keeps it.
+        f.link_routers = Arc::new(
+            [
+                ("eth1".to_string(), "fe80::1".parse().unwrap()),
+                ("eth2".to_string(), "fe80::1".parse().unwrap()),
+            ]
+            .into(),
+        );
+        let (_, peers) = plan(&b, &[], None, &f).unwrap();
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[0].interface.as_deref(), Some("eth1"));
     }
 
     #[test]

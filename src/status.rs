@@ -42,6 +42,12 @@ pub struct PeerView {
     pub families: Vec<String>,
     /// Our address on the session.
     pub local_address: Option<String>,
+    /// BGP unnumbered: the interface the peer (a link-local address) is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Negotiated families whose routes are not sent for want of a next hop: `family: why`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_sent: Vec<String>,
     /// The peer's BFD session, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdView>,
@@ -217,6 +223,18 @@ pub fn build(
                 .map(|n| n.families.iter().map(|f| f.to_string()).collect())
                 .unwrap_or_default(),
             local_address: p.status.local.map(|l| l.ip().to_string()),
+            interface: p.config.interface.clone(),
+            not_sent: p
+                .status
+                .negotiated
+                .as_ref()
+                .map(|n| {
+                    n.without_next_hop
+                        .iter()
+                        .map(|(f, why)| format!("{f}: {why}"))
+                        .collect()
+                })
+                .unwrap_or_default(),
             bfd: p.status.bfd.as_ref().map(|b| BfdView::from(b, now)),
         })
         .collect();
@@ -234,10 +252,10 @@ pub fn build(
                     .iter()
                     .filter(|p| {
                         p.status.state == State::Established
-                            && p.status
-                                .negotiated
-                                .as_ref()
-                                .is_some_and(|n| n.families.contains(&fam))
+                            && p.status.negotiated.as_ref().is_some_and(|n| {
+                                n.families.contains(&fam)
+                                    && !n.without_next_hop.iter().any(|(f, _)| *f == fam)
+                            })
                     })
                     .map(|p| p.config.address)
                     .collect()
@@ -305,10 +323,11 @@ pub fn render(s: &Status) -> String {
         "PEER", "AS", "STATE", "BFD", "SINCE", "SENT", "FLAPS", "LAST ERROR"
     ));
     for p in &s.peers {
+        let name = bgp::config::peer_name(p.address, p.interface.as_deref());
         let addr = if p.port == 179 {
-            p.address.to_string()
+            name
         } else {
-            format!("{}:{}", p.address, p.port)
+            format!("{name}:{}", p.port)
         };
         out.push_str(&format!(
             "{:<26} {:>10} {:<12} {:<6} {:>10} {:>8} {:>6}  {}\n",
@@ -321,6 +340,12 @@ pub fn render(s: &Status) -> String {
             p.flaps,
             p.last_error.as_deref().unwrap_or("-")
         ));
+    }
+    for p in &s.peers {
+        for n in &p.not_sent {
+            let name = bgp::config::peer_name(p.address, p.interface.as_deref());
+            out.push_str(&format!("  {name}: not sent: {n}\n"));
+        }
     }
     if s.peers.iter().any(|p| p.bfd.is_some()) {
         out.push('\n');

@@ -188,6 +188,7 @@ mod tests {
             next_hop_v4: Some("10.55.0.11".parse().unwrap()),
             next_hop_v6: None,
             ipv4_over_ipv6_next_hop: false,
+            next_hop_link_local: None,
             default_local_pref: 100,
         }
     }

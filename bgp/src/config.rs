@@ -2,7 +2,7 @@
 //! the daemon builds these from its own config; the session core reads them.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use crate::types::Family;
@@ -88,8 +88,16 @@ pub const BFD_MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// [`SpeakerConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerConfig {
-    /// The neighbour's address; also the key of the peer in the speaker.
+    /// The neighbour's address; also the key of the peer in the speaker. For a peer on an
+    /// interface ([`PeerConfig::on_interface`]) the router's IPv6 link-local address, or
+    /// `::` while it is not known yet (such a config is not a session: see
+    /// [`PeerConfig::awaits_neighbor`]).
     pub address: IpAddr,
+    /// BGP unnumbered: the neighbour is the router at the other end of this interface,
+    /// reached over IPv6 link-local addresses (the interface is the addresses' scope; TCP
+    /// and BFD sockets are bound to it). IPv4 routes then go with an IPv6 next hop
+    /// (RFC 8950), as with FRR's `neighbor IFNAME interface`.
+    pub interface: Option<String>,
     /// TCP port of the neighbour (default 179). Honoured for active connects.
     pub port: u16,
     /// The neighbour's AS; an OPEN from another AS is refused with Bad Peer AS.
@@ -137,6 +145,7 @@ impl PeerConfig {
     pub fn new(address: IpAddr, remote_as: u32, local_as: u32) -> PeerConfig {
         PeerConfig {
             address,
+            interface: None,
             port: 179,
             remote_as,
             local_as,
@@ -158,6 +167,39 @@ impl PeerConfig {
         }
     }
 
+    /// BGP unnumbered: a peer on `interface` whose IPv6 link-local address is found on the
+    /// link (router advertisements, neighbour discovery) and filled in with
+    /// [`PeerConfig::with_neighbor`]. Defaults as [`PeerConfig::new`].
+    pub fn on_interface(interface: impl Into<String>, remote_as: u32, local_as: u32) -> PeerConfig {
+        PeerConfig {
+            interface: Some(interface.into()),
+            ..PeerConfig::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), remote_as, local_as)
+        }
+    }
+
+    /// A peer on an interface whose neighbour's link-local address is not known yet: no
+    /// session can start until [`PeerConfig::with_neighbor`] fills it in.
+    pub fn awaits_neighbor(&self) -> bool {
+        self.interface.is_some() && self.address.is_unspecified()
+    }
+
+    /// This peer on an interface with the neighbour found at `link_local`.
+    pub fn with_neighbor(&self, link_local: Ipv6Addr) -> PeerConfig {
+        PeerConfig {
+            address: IpAddr::V6(link_local),
+            ..self.clone()
+        }
+    }
+
+    /// The kernel's index of [`PeerConfig::interface`] (the scope of the link-local
+    /// addresses), looked up now: an interface can be renamed or recreated.
+    pub fn scope_id(&self) -> std::io::Result<u32> {
+        match &self.interface {
+            Some(name) => crate::socket::if_index(name),
+            None => Ok(0),
+        }
+    }
+
     /// eBGP multihop: a TTL above 1 was asked for (the peer is not directly connected).
     pub fn is_multihop(&self) -> bool {
         self.ttl.is_some_and(|t| t > 1)
@@ -168,9 +210,18 @@ impl PeerConfig {
         self.local_as == self.remote_as
     }
 
-    /// The socket address to connect to.
-    pub fn remote(&self) -> SocketAddr {
-        SocketAddr::new(self.address, self.port)
+    /// The socket address to connect to: with an interface, a link-local address scoped
+    /// to it (RFC 4007 §6).
+    pub fn remote(&self) -> std::io::Result<SocketAddr> {
+        match (self.address, &self.interface) {
+            (IpAddr::V6(a), Some(_)) => Ok(SocketAddr::V6(SocketAddrV6::new(
+                a,
+                self.port,
+                0,
+                self.scope_id()?,
+            ))),
+            (a, _) => Ok(SocketAddr::new(a, self.port)),
+        }
     }
 
     /// The TTL to send with: GTSM forces 255, otherwise the configured value or the default
@@ -204,6 +255,7 @@ impl PeerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, reason: &str| ConfigError {
             peer: self.address,
+            interface: self.interface.clone(),
             field,
             reason: reason.to_string(),
         };
@@ -260,6 +312,26 @@ impl PeerConfig {
         }
         if self.connect_retry_min.is_zero() || self.connect_retry_max < self.connect_retry_min {
             return Err(bad("connect_retry", "need 0 < min <= max"));
+        }
+        if let Some(name) = &self.interface {
+            // Linux IFNAMSIZ is 16 with the NUL; '/' and blanks are never in a name.
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ':', ' ', '\t', '\0']) {
+                return Err(bad("interface", "not a Linux interface name"));
+            }
+            match self.address {
+                IpAddr::V6(a) if a.is_unspecified() || a.is_unicast_link_local() => {}
+                _ => {
+                    return Err(bad(
+                        "interface",
+                        "a peer on an interface is reached at its IPv6 link-local address",
+                    ))
+                }
+            }
+        } else if matches!(self.address, IpAddr::V6(a) if a.is_unicast_link_local()) {
+            return Err(bad(
+                "interface",
+                "a link-local address needs the interface it is on",
+            ));
         }
         if let Some(src) = self.source {
             if src.is_ipv4() != self.address.is_ipv4() {
@@ -320,14 +392,26 @@ pub fn check_router_id(id: Ipv4Addr) -> Result<(), &'static str> {
 
 /// A peer configuration that cannot work, naming the peer and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("peer {peer}: {field}: {reason}")]
+#[error("peer {}: {field}: {reason}", peer_name(*peer, interface.as_deref()))]
 pub struct ConfigError {
     /// The peer's address.
     pub peer: IpAddr,
+    /// The peer's interface (BGP unnumbered).
+    pub interface: Option<String>,
     /// The offending field.
     pub field: &'static str,
     /// Why it is rejected.
     pub reason: String,
+}
+
+/// How logs and errors name a peer: its address, `fe80::1%eth1` on an interface, or
+/// `interface eth1` while its neighbour is not known.
+pub fn peer_name(address: IpAddr, interface: Option<&str>) -> String {
+    match interface {
+        Some(i) if address.is_unspecified() => format!("interface {i}"),
+        Some(i) => format!("{address}%{i}"),
+        None => address.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +440,39 @@ mod tests {
         assert!(c.validate().is_ok());
         c.source = Some("2001:db8::1".parse().unwrap());
         assert_eq!(c.validate().unwrap_err().field, "source");
+    }
+
+    #[test]
+    fn a_peer_on_an_interface_is_reached_at_a_link_local_address() {
+        let c = PeerConfig::on_interface("eth1", 65000, 65001);
+        assert!(c.awaits_neighbor());
+        assert!(c.validate().is_ok());
+        let r = c.with_neighbor("fe80::1".parse().unwrap());
+        assert!(!r.awaits_neighbor());
+        assert!(r.validate().is_ok());
+        let mut g = r.clone();
+        g.address = "2001:db8::1".parse().unwrap();
+        let e = g.validate().unwrap_err();
+        assert_eq!(e.field, "interface");
+        assert!(e.to_string().contains("2001:db8::1%eth1"), "{e}");
+        let mut n = c.clone();
+        n.interface = Some("a/b".into());
+        let e = n.validate().unwrap_err();
+        assert!(
+            e.to_string().starts_with("peer interface a/b: interface:"),
+            "{e}"
+        );
+        let bare = PeerConfig::new("fe80::1".parse().unwrap(), 65000, 65001);
+        assert_eq!(bare.validate().unwrap_err().field, "interface");
+        // Scoped to the interface's index: `lo` always exists.
+        let mut lo = r.clone();
+        lo.interface = Some("lo".into());
+        match lo.remote().unwrap() {
+            SocketAddr::V6(a) => assert_eq!(a.scope_id(), lo.scope_id().unwrap()),
+            a => panic!("{a}"),
+        }
+        lo.interface = Some("vipr-none0".into());
+        assert!(lo.remote().is_err());
     }
 
     #[test]

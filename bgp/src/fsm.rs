@@ -17,7 +17,7 @@ use crate::codec::open::{Capabilities, GrCapability, Negotiated, Open};
 use crate::codec::{self, DecodeCtx, EncodeCtx, Message, MessageType};
 use crate::config::{Identity, PeerConfig};
 use crate::stats::{State, Stats};
-use crate::types::{Family, RouteTable};
+use crate::types::{Family, RouteAttrs, RouteTable};
 
 /// Identifies one TCP connection of a session; never reused.
 pub type ConnId = u64;
@@ -782,6 +782,13 @@ impl Session {
         out.push(Output::CancelTimer(Timer::ConnectRetry));
         out.push(Output::SetTimer(Timer::Stable, STABLE_AFTER));
         let ctx = encode_ctx(&self.cfg, &neg, local.map(|l| l.ip()));
+        let mut neg = neg;
+        neg.without_next_hop = neg
+            .families
+            .iter()
+            .filter(|f| ctx.next_hop(**f, &RouteAttrs::default()).is_err())
+            .map(|f| (*f, no_next_hop_reason(*f, &neg)))
+            .collect();
         self.rib = Some(AdjRibOut::new(
             ctx,
             neg.families.clone(),
@@ -886,6 +893,18 @@ fn our_open(cfg: &PeerConfig, identity: Identity) -> Open {
     Open::new(cfg.local_as, cfg.hold_time, identity.router_id, caps)
 }
 
+/// Why a negotiated family has no next hop on this session (for the status).
+fn no_next_hop_reason(f: Family, neg: &Negotiated) -> &'static str {
+    match f {
+        Family::Ipv4Unicast if !neg.ipv4_over_ipv6_next_hop => {
+            "the session runs over IPv6 without an IPv4 next hop, and the peer did not offer \
+             extended next hop encoding (RFC 8950, capability 5) for an IPv6 one"
+        }
+        Family::Ipv4Unicast => "no IPv4 or IPv6 next hop on this session",
+        Family::Ipv6Unicast => "no IPv6 next hop on an IPv4 session: set an IPv6 next hop",
+    }
+}
+
 /// How this session writes UPDATEs: next hops from config or the local address.
 fn encode_ctx(cfg: &PeerConfig, neg: &Negotiated, local: Option<IpAddr>) -> EncodeCtx {
     let next_hop_v4 = cfg.next_hop_v4.map(IpAddr::V4).or(match local {
@@ -905,6 +924,10 @@ fn encode_ctx(cfg: &PeerConfig, neg: &Negotiated, local: Option<IpAddr>) -> Enco
         next_hop_v4,
         next_hop_v6,
         ipv4_over_ipv6_next_hop: neg.ipv4_over_ipv6_next_hop,
+        next_hop_link_local: match local {
+            Some(IpAddr::V6(a)) if a.is_unicast_link_local() => Some(a),
+            _ => None,
+        },
         default_local_pref: 100,
     }
 }

@@ -97,6 +97,8 @@ pub struct NegotiatedInfo {
     pub extended_messages: bool,
     /// Graceful restart families in effect.
     pub graceful_restart: Vec<Family>,
+    /// Negotiated families whose routes are not sent for want of a next hop, with why.
+    pub without_next_hop: Vec<(Family, &'static str)>,
 }
 
 impl From<&Negotiated> for NegotiatedInfo {
@@ -109,6 +111,7 @@ impl From<&Negotiated> for NegotiatedInfo {
             peer_hostname: n.peer_hostname.clone(),
             extended_messages: n.max_update_len > codec::MAX_LEN,
             graceful_restart: n.graceful_restart_families.clone(),
+            without_next_hop: n.without_next_hop.clone(),
         }
     }
 }
@@ -171,7 +174,10 @@ pub(crate) async fn run_peer(
         let _ = tokio::time::timeout(RESTART_ROUTES_WAIT, routes.changed()).await;
     }
     let bfd = match (cfg.bfd, bfd_hub) {
-        (Some(b), Some(hub)) => Some((spawn_session(cfg.address, cfg.source, b, hub), b)),
+        (Some(b), Some(hub)) => Some((
+            spawn_session(cfg.address, cfg.source, cfg.interface.clone(), b, hub),
+            b,
+        )),
         _ => None,
     };
     let seed = u64::from(u32::from(identity.router_id)) ^ (cfg.port as u64) << 32 ^ addr_seed(&cfg);
@@ -274,9 +280,16 @@ impl PeerTask {
                     h.stop(true).await;
                 }
                 self.bfd = match (new, hub) {
-                    (Some(n), Some(hub)) => {
-                        Some((spawn_session(self.cfg.address, self.cfg.source, n, hub), n))
-                    }
+                    (Some(n), Some(hub)) => Some((
+                        spawn_session(
+                            self.cfg.address,
+                            self.cfg.source,
+                            self.cfg.interface.clone(),
+                            n,
+                            hub,
+                        ),
+                        n,
+                    )),
                     _ => None,
                 };
                 self.bfd_failures = 0;
@@ -561,6 +574,9 @@ impl PeerTask {
                 }
                 Output::Established(neg) => {
                     info!(peer = %addr, hold = neg.hold_time, families = ?neg.families, "BGP session established");
+                    for (family, why) in &neg.without_next_hop {
+                        warn!(peer = %addr, %family, reason = why, "routes of this family are not sent to this peer");
+                    }
                     let info = NegotiatedInfo::from(neg.as_ref());
                     self.status.send_modify(|s| s.negotiated = Some(info));
                 }

@@ -167,10 +167,24 @@ pub fn syn_ttl<S: AsRawFd>(sock: &S) -> io::Result<Option<u8>> {
     })
 }
 
+/// The kernel's index of the interface `name` (`if_nametoindex`).
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid NUL-terminated string that outlives the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name}"),
+        )),
+        i => Ok(i),
+    }
+}
+
 /// Opens the active connection of a session with every per-peer option applied before the
 /// SYN (MD5 must be set before connecting).
 pub async fn connect(cfg: &PeerConfig, timeout: Duration) -> io::Result<TcpStream> {
-    let remote = cfg.remote();
+    let remote = cfg.remote()?;
     let v6 = remote.is_ipv6();
     let sock = Socket::new(
         Domain::for_address(remote),
@@ -183,6 +197,10 @@ pub async fn connect(cfg: &PeerConfig, timeout: Duration) -> io::Result<TcpStrea
         set_md5(&sock, v6, cfg.address, Some(pw.expose()))?;
     }
     set_peer_options(&sock, v6, cfg)?;
+    if let Some(iface) = &cfg.interface {
+        // BGP unnumbered: the session stays on its link whatever the routing table says.
+        sock.bind_device(Some(iface.as_bytes()))?;
+    }
     if let Some(src) = cfg.source {
         sock.bind(&SocketAddr::new(src, 0).into())?;
     }

@@ -64,6 +64,10 @@ pub enum SpeakerError {
     /// The router id is not a unicast IPv4 address.
     #[error("router id {0}: {1}")]
     BadRouterId(Ipv4Addr, &'static str),
+    /// A peer on an interface whose neighbour's link-local address is not known yet
+    /// ([`PeerConfig::awaits_neighbor`]).
+    #[error("peer on interface {0}: its link-local address is not known yet")]
+    AwaitsNeighbor(String),
     /// The speaker task has shut down.
     #[error("the speaker has shut down")]
     Gone,
@@ -507,6 +511,11 @@ impl SpeakerTask {
 
     fn spawn(&mut self, cfg: PeerConfig, gate: Option<JoinHandle<()>>) -> Result<(), SpeakerError> {
         cfg.validate()?;
+        if cfg.awaits_neighbor() {
+            return Err(SpeakerError::AwaitsNeighbor(
+                cfg.interface.clone().unwrap_or_default(),
+            ));
+        }
         let router_id = self.router_id.ok_or(SpeakerError::NoRouterId)?;
         if let (Some((l, _)), Some(pw)) = (&self.listener, &cfg.password) {
             let v6 = l.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
@@ -572,7 +581,13 @@ impl SpeakerTask {
 
     async fn incoming(&mut self, stream: TcpStream, remote: SocketAddr) {
         let ip = remote.ip().to_canonical();
-        match self.peers.get(&ip) {
+        // A link-local peer is that address on its own interface only (RFC 4007 §6): the
+        // same address on another link is another router.
+        let on_its_link = |cfg: &PeerConfig| match (remote, &cfg.interface) {
+            (SocketAddr::V6(r), Some(_)) => cfg.scope_id().is_ok_and(|i| i == r.scope_id()),
+            _ => true,
+        };
+        match self.peers.get(&ip).filter(|e| on_its_link(&e.cfg)) {
             Some(e) => {
                 let _ = e.cmd.send(PeerCmd::Incoming(stream)).await;
             }

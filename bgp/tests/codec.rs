@@ -32,6 +32,7 @@ fn ebgp_ctx() -> EncodeCtx {
         next_hop_v4: Some(IpAddr::V4(Ipv4Addr::new(10, 55, 0, 11))),
         next_hop_v6: Some("2001:db8:55::11".parse().unwrap()),
         ipv4_over_ipv6_next_hop: false,
+        next_hop_link_local: None,
         default_local_pref: 100,
     }
 }
@@ -383,6 +384,7 @@ fn check_capture(name: &str, ibgp: bool, asn: u32) {
             next_hop_v4: Some(IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))),
             next_hop_v6: Some("2001:db8:77::1".parse().unwrap()),
             ipv4_over_ipv6_next_hop: false,
+            next_hop_link_local: None,
             default_local_pref: 100,
         };
         let attrs = RouteAttrs {

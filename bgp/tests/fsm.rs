@@ -269,6 +269,7 @@ fn event27_update_is_counted_and_dropped() {
         next_hop_v4: Some("10.55.0.1".parse().unwrap()),
         next_hop_v6: None,
         ipv4_over_ipv6_next_hop: false,
+        next_hop_link_local: None,
         default_local_pref: 100,
     };
     let (msgs, _) = ctx

@@ -75,6 +75,7 @@ proptest! {
             next_hop_v4: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
             next_hop_v6: Some("2001:db8::1".parse().unwrap()),
             ipv4_over_ipv6_next_hop: false,
+            next_hop_link_local: None,
             default_local_pref: 100,
         };
         let dctx = DecodeCtx { four_octet_as: four, ibgp };
@@ -129,6 +130,7 @@ fn seeds() -> Vec<Vec<u8>> {
         next_hop_v4: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
         next_hop_v6: Some("2001:db8::1".parse().unwrap()),
         ipv4_over_ipv6_next_hop: false,
+        next_hop_link_local: None,
         default_local_pref: 100,
     };
     let a = RouteAttrs {

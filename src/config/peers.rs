@@ -2,7 +2,8 @@
 //! IPv6 addresses in brackets, empty password allowed (`192.0.2.1:65000::false`), the
 //! 6th field kube-vip's MP-BGP next hop options (`mpbgp_nexthop=fixed;mpbgp_ipv6=[2001:db8::1]`), the
 //! 7th field BFD as `enable;rx;tx;mult` (milliseconds), the same syntax as `vipr_bfd`, and
-//! vipr's 8th field GTSM as in `vipr_bgp_gtsm` (hops, like FRR's `ttl-security hops N`). Each
+//! vipr's 8th field GTSM as in `vipr_bgp_gtsm` (hops, like FRR's `ttl-security hops N`);
+//! kube-vip's `unnumbered:IFACE:AS:…` entries are peers on an interface (BGP unnumbered). Each
 //! entry becomes a [`PeerConfig`] here, the one place that decides where every field of a
 //! configured peer comes from (a struct literal: a new field is a compile error), validated
 //! by [`PeerConfig::validate`] once. Errors name the entry by position and address and never
@@ -14,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use bgp::{Family, PeerConfig, Secret};
+
+mod unnumbered;
 
 use super::reader::Reader;
 use super::{ConfigError, MpNextHop, MpNextHopMode, PeerDefaults, SessionSource};
@@ -219,6 +222,7 @@ pub fn peer(
 ) -> PeerConfig {
     PeerConfig {
         address,
+        interface: None,
         port,
         remote_as,
         local_as,
@@ -263,27 +267,42 @@ pub fn parse_peers(
             false => e,
         };
         let f = fields(entry).map_err(|e| cut(format!("peer #{n}: {e}")))?;
+        if f[0] == "unnumbered" {
+            let p = unnumbered::parse(n, &f[1..], local_as, bfd, d).map_err(cut)?;
+            if peers.iter().any(|q| q.interface == p.interface) {
+                return Err(format!(
+                    "peer #{n} (interface {}): listed twice",
+                    p.interface.as_deref().unwrap_or_default()
+                ));
+            }
+            after_password = f.get(3).is_some_and(|p| !p.is_empty()) || f.len() == 4;
+            peers.push(p);
+            continue;
+        }
         let bracketed = f[0].starts_with('[');
         let addr_text = f[0].trim_start_matches('[').trim_end_matches(']');
         let address: IpAddr = addr_text.parse().map_err(|_| {
-            let why = if !bracketed && f.len() > 2 && addr_text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                "IPv6 addresses go in [brackets], e.g. [2001:db8::1]:65000".to_string()
-            } else if addr_text == "unnumbered" {
-                "BGP unnumbered peers (unnumbered:IFACE:...) are not supported; give the peer's address".to_string()
-            } else {
-                why_not_ip(addr_text)
-            };
+            let why =
+                if !bracketed && f.len() > 2 && addr_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    "IPv6 addresses go in [brackets], e.g. [2001:db8::1]:65000".to_string()
+                } else {
+                    why_not_ip(addr_text)
+                };
             // Shown only when it cannot hold a password: an IPv4 shape, or one plain word
             // first in its entry. Text with ':' may be a bracket that swallowed the fields
             // after it (fuzzing found one), so an IPv6 typo gets the reason, not the text.
             let plain = !addr_text.contains(':')
-                && addr_text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+                && addr_text
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
             if ipv4_shaped(addr_text) || (plain && (n == 1 || !after_password)) {
                 cut(format!(
                     "peer #{n}: the address {addr_text:?} is not an IP address: {why}"
                 ))
             } else {
-                cut(format!("peer #{n}: the address (not shown) is not an IP address"))
+                cut(format!(
+                    "peer #{n}: the address (not shown) is not an IP address"
+                ))
             }
         })?;
         if f.len() < 2 {

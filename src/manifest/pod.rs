@@ -23,11 +23,14 @@ use crate::config::Mode;
 
 /// The capabilities `vipr manager` needs with these settings: NET_ADMIN always (VIP
 /// addresses and host routes over rtnetlink, IPVS/nftables), NET_RAW in ARP mode (gratuitous
-/// ARP and unsolicited NA on AF_PACKET / raw ICMPv6 sockets), NET_BIND_SERVICE when it listens
+/// ARP and unsolicited NA on AF_PACKET / raw ICMPv6 sockets; in BGP mode with an unnumbered
+/// peer, the raw ICMPv6 socket of its Router Advertisements), NET_BIND_SERVICE when it listens
 /// on a port below 1024 (BGP's 179 with `vipr_bgp_listen`, or `prometheus_server`).
 pub fn capabilities(o: &Options) -> Vec<&'static str> {
     let mut caps = vec!["NET_ADMIN"];
-    if o.cfg.node.mode == Mode::Arp {
+    let unnumbered =
+        o.cfg.node.mode == Mode::Bgp && o.cfg.bgp.peers.iter().any(|p| p.interface.is_some());
+    if o.cfg.node.mode == Mode::Arp || unnumbered {
         caps.push("NET_RAW");
     }
     let low = |p: Option<u16>| p.is_some_and(|p| p < 1024);

@@ -222,6 +222,15 @@ fn static_pod_bgp_is_host_network_least_capabilities_read_only_and_probed() {
 }
 
 #[test]
+fn bgp_unnumbered_peers_add_net_raw_for_router_advertisements() {
+    let mut args = BGP_CP.to_vec();
+    let last = args.len() - 1;
+    args[last] = "unnumbered:eth1:65000";
+    let spec = pod(&args).spec.unwrap();
+    assert_eq!(caps(container(&spec)).0, vec!["NET_ADMIN", "NET_RAW"]);
+}
+
+#[test]
 fn static_pod_arp_mounts_admin_conf_and_adds_net_raw() {
     let spec = pod(ARP_CP).spec.unwrap();
     let c = container(&spec);

@@ -304,14 +304,21 @@ impl BfdHandle {
     }
 }
 
-/// Starts the session with `peer` (sending from `source` when set) on `hub`.
-pub fn spawn_session(peer: IpAddr, source: Option<IpAddr>, cfg: BfdConfig, hub: Hub) -> BfdHandle {
+/// Starts the session with `peer` (sending from `source` when set; over `interface` when
+/// set: a link-local peer of BGP unnumbered, RFC 5881 §4 single hop on that link) on `hub`.
+pub fn spawn_session(
+    peer: IpAddr,
+    source: Option<IpAddr>,
+    interface: Option<String>,
+    cfg: BfdConfig,
+    hub: Hub,
+) -> BfdHandle {
     let (stop_tx, stop_rx) = oneshot::channel();
     let (cfg_tx, cfg_rx) = mpsc::channel(4);
     let (status_tx, status_rx) =
         watch::channel(BfdStatus::idle(cfg.min_tx, cfg.min_rx, cfg.multiplier));
     let task = runtime().spawn(run_session(
-        peer, source, cfg, hub, status_tx, stop_rx, cfg_rx,
+        peer, source, interface, cfg, hub, status_tx, stop_rx, cfg_rx,
     ));
     BfdHandle {
         stop: Some(stop_tx),
@@ -357,8 +364,10 @@ async fn sleep_until_opt(t: Option<Instant>) {
 }
 
 struct SessionShell {
+    /// Where packets go; with an interface, scoped to it when the socket is made.
     peer: SocketAddr,
     source: Option<IpAddr>,
+    interface: Option<String>,
     sock: Option<UdpSocket>,
     rng: u64,
     tx_at: Option<Instant>,
@@ -402,7 +411,18 @@ impl SessionShell {
 
     fn send(&mut self, p: &Packet) {
         if self.sock.is_none() {
-            match tx_socket(self.peer.ip(), self.source, &mut self.rng) {
+            let made = tx_socket(self.peer.ip(), self.source, &mut self.rng).and_then(|s| {
+                if let Some(i) = &self.interface {
+                    // Single hop on this link (RFC 5881 §4): bound to it, the link-local
+                    // destination scoped to it.
+                    s.bind_device(Some(i.as_bytes()))?;
+                    if let SocketAddr::V6(p) = &mut self.peer {
+                        p.set_scope_id(socket::if_index(i)?);
+                    }
+                }
+                Ok(s)
+            });
+            match made {
                 Ok(s) => self.sock = Some(s),
                 Err(e) => {
                     debug!(peer = %self.peer, error = %e, "BFD: no transmit socket yet");
@@ -413,14 +433,20 @@ impl SessionShell {
         if let Some(s) = &self.sock {
             if let Err(e) = s.try_send_to(&p.encode(), self.peer) {
                 debug!(peer = %self.peer, error = %e, "BFD send failed");
+                if self.interface.is_some() && e.kind() != io::ErrorKind::WouldBlock {
+                    // The interface may be gone or recreated: bind anew next time.
+                    self.sock = None;
+                }
             }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     peer: IpAddr,
     source: Option<IpAddr>,
+    interface: Option<String>,
     cfg: BfdConfig,
     hub: Hub,
     status: watch::Sender<BfdStatus>,
@@ -436,6 +462,7 @@ async fn run_session(
     let mut shell = SessionShell {
         peer: SocketAddr::new(peer, cfg.peer_port),
         source,
+        interface,
         sock: None,
         rng: xorshift(&mut rng),
         tx_at: None,

@@ -282,6 +282,10 @@ pub struct Negotiated {
     pub max_update_len: usize,
     /// IPv4 routes may carry an IPv6 next hop (RFC 8950 negotiated both ways).
     pub ipv4_over_ipv6_next_hop: bool,
+    /// Negotiated families this session has no next hop for, with why: their routes are not
+    /// sent (unless a route brings its own next hop). Filled in by the session core once
+    /// it knows its local address.
+    pub without_next_hop: Vec<(Family, &'static str)>,
     /// The peer's graceful restart capability, if it sent one.
     pub peer_graceful_restart: Option<GrCapability>,
     /// Families for which graceful restart is in effect (ours ∩ negotiated).
@@ -340,6 +344,7 @@ impl Negotiated {
                 super::MAX_LEN
             },
             ipv4_over_ipv6_next_hop: enh(&ours.caps) && enh(&theirs.caps),
+            without_next_hop: Vec::new(),
             peer_graceful_restart: theirs.caps.graceful_restart.clone(),
             graceful_restart_families: gr_families,
             peer_as: theirs.asn,

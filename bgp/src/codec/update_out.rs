@@ -35,6 +35,10 @@ pub struct EncodeCtx {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// RFC 8950 extended next hop negotiated for IPv4 unicast.
     pub ipv4_over_ipv6_next_hop: bool,
+    /// Our link-local address on the session's link (a session over link-local addresses,
+    /// BGP unnumbered): sent with every IPv6 next hop, after a global one (32 octets,
+    /// RFC 2545 §3, RFC 8950 §3), or alone (16 octets) when it is the next hop itself.
+    pub next_hop_link_local: Option<Ipv6Addr>,
     /// LOCAL_PREF for iBGP routes that do not set one.
     pub default_local_pref: u32,
 }
@@ -77,8 +81,9 @@ fn attr(value: pa::PathAttributeValue, value_len: usize) -> pa::PathAttribute {
 pub enum NextHop {
     /// IPv4 NLRI field with the NEXT_HOP attribute.
     Classic(Ipv4Addr),
-    /// MP_REACH_NLRI with a 16-octet next hop.
-    Mp(Ipv6Addr),
+    /// MP_REACH_NLRI with an IPv6 next hop: 16 octets, or 32 with a link-local address
+    /// after the global one (RFC 2545 §3).
+    Mp(Ipv6Addr, Option<Ipv6Addr>),
 }
 
 impl EncodeCtx {
@@ -88,12 +93,16 @@ impl EncodeCtx {
             Family::Ipv4Unicast => attrs.next_hop.or(self.next_hop_v4),
             Family::Ipv6Unicast => attrs.next_hop.or(self.next_hop_v6.map(IpAddr::V6)),
         };
+        let mp = |a: Ipv6Addr| {
+            let ll = self
+                .next_hop_link_local
+                .filter(|ll| *ll != a && !a.is_unicast_link_local());
+            NextHop::Mp(a, ll)
+        };
         match (family, nh) {
             (Family::Ipv4Unicast, Some(IpAddr::V4(a))) => Ok(NextHop::Classic(a)),
-            (Family::Ipv4Unicast, Some(IpAddr::V6(a))) if self.ipv4_over_ipv6_next_hop => {
-                Ok(NextHop::Mp(a))
-            }
-            (Family::Ipv6Unicast, Some(IpAddr::V6(a))) => Ok(NextHop::Mp(a)),
+            (Family::Ipv4Unicast, Some(IpAddr::V6(a))) if self.ipv4_over_ipv6_next_hop => Ok(mp(a)),
+            (Family::Ipv6Unicast, Some(IpAddr::V6(a))) => Ok(mp(a)),
             _ => Err(EncodeError::NoNextHop),
         }
     }
@@ -242,21 +251,22 @@ impl EncodeCtx {
                     ))));
                 }
             }
-            NextHop::Mp(gnh) => {
+            NextHop::Mp(gnh, lnh) => {
                 // MP_REACH_NLRI: AFI, SAFI, next hop length, next hop, reserved (RFC 4760 §3),
                 // with a 4-octet attribute header to be safe while packing.
-                let base = HEADER_LEN + 2 + 2 + attrs_len + 4 + 2 + 1 + 1 + 16 + 1;
+                let nh_len = if lnh.is_some() { 32 } else { 16 };
+                let base = HEADER_LEN + 2 + 2 + attrs_len + 4 + 2 + 1 + 1 + nh_len + 1;
                 for chunk in pack(&ok, base, self.max_len) {
-                    let value_len = 5 + 16 + chunk.iter().map(nlri_len).sum::<usize>();
+                    let value_len = 5 + nh_len + chunk.iter().map(nlri_len).sum::<usize>();
                     let reach = match family {
                         Family::Ipv4Unicast => pa::MpReach::Ipv4Unicast {
                             next_hop: IpAddr::V6(gnh),
-                            next_hop_local: None,
+                            next_hop_local: lnh,
                             nlri: chunk.iter().filter_map(v4_addr).collect(),
                         },
                         Family::Ipv6Unicast => pa::MpReach::Ipv6Unicast {
                             next_hop_global: gnh,
-                            next_hop_local: None,
+                            next_hop_local: lnh,
                             nlri: chunk.iter().filter_map(v6_addr).collect(),
                         },
                     };

@@ -133,7 +133,6 @@ fn bgp_peers_errors_name_the_address_and_hint_at_separators_in_passwords() {
             "2001:db8::1:65000::false",
             "IPv6 addresses go in [brackets]",
         ),
-        ("unnumbered:eth0:65000", "BGP unnumbered peers"),
         (
             "192.0.2.1:65000::maybe",
             "multihop \"maybe\" is not true or false",
