@@ -146,7 +146,7 @@ pub const KEYS: &[Key] = &[
     k(Bgp, "mpbgp_ipv6", &[], "with mpbgp_nexthop=fixed: next hop of IPv6 routes over IPv4 sessions"),
     k(Vips, "vip_servicesinterface", &["serviceInterface"], "interface for Service VIPs (vip_interface when unset)"),
     k(Vips, "vipr_service_interfaces", &[], "more interfaces a Service may name in kube-vip.io/serviceInterface, comma list (vip_interface and vip_servicesinterface always may)"),
-    k(Vips, "bgp_attach_ip_to_interface", &["bgpAttachIPToInterface"], "BGP mode: put Service VIPs on vip_interface too (true); false: only advertise them (kube-vip's default)"),
+    k(Vips, "bgp_attach_ip_to_interface", &["bgpAttachIPToInterface"], "BGP mode: put Service VIPs on vip_interface too, as local routes (table local, proto 86) (true); false: only advertise them (kube-vip's default)"),
     k(ControlPlane, "control_plane_health_check_ca_path", &["controlPlaneHealthCheckCAPath"], "verify an https health URL's certificate against this CA (PEM); unset: not verified"),
     // ARP / leader election (kube-vip).
     k(Node, "vip_arp", &["arp"], "ARP/NDP mode"),
