@@ -13,13 +13,8 @@ use bgp::codec::{self, decode, DecodeCtx, EncodeCtx, Message, Notification, Rece
 use bgp::{Community, Family, LargeCommunity, RouteAttrs};
 use ipnet::IpNet;
 
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+mod fsm_common;
+use fsm_common::hex;
 
 const MARKER: &str = "ffffffffffffffffffffffffffffffff";
 

@@ -154,6 +154,22 @@ fn ipv4_shaped(s: &str) -> bool {
 /// The hint after an error in a peer entry whose password may have been cut: kube-vip's
 /// format splits entries on `,` and fields on `:` (`pkg/kubevip/config_bgp.go`,
 /// `ParseBGPPeerConfig`, v1.2.3), so neither can be in a password.
+/// An error about a field after the password, with the hint that the password may have been
+/// cut (without showing any of it).
+fn password_hint(has_pw: bool, e: String) -> String {
+    match has_pw {
+        true => format!("{e}; does the password {CUT_PASSWORD}"),
+        false => e,
+    }
+}
+
+/// The 3rd field of an entry: the TCP MD5 password, none when empty.
+fn password_field(f: &[String]) -> Option<Secret> {
+    f.get(2)
+        .filter(|p| !p.is_empty())
+        .map(|p| Secret::new(p.clone()))
+}
+
 const CUT_PASSWORD: &str =
     "contain ':' or ','? bgp_peers cannot carry them in a password: it splits on them, as kube-vip does";
 
@@ -330,14 +346,8 @@ pub fn parse_peers(
             true => String::new(),
             false => format!(" {v:?}"),
         };
-        let hint = |e: String| match has_pw {
-            true => format!("{e}; does the password {CUT_PASSWORD}"),
-            false => e,
-        };
-        let password = f
-            .get(2)
-            .filter(|p| !p.is_empty())
-            .map(|p| Secret::new(p.clone()));
+        let hint = |e: String| password_hint(has_pw, e);
+        let password = password_field(&f);
         let multihop = match f.get(3) {
             Some(m) => parse_bool(m).ok_or_else(|| {
                 hint(format!(

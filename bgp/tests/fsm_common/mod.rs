@@ -69,3 +69,12 @@ pub fn notification(outs: &[Output]) -> Option<Notification> {
 pub fn frame(conn: u64, b: Bytes) -> Input {
     Input::Frame { conn, frame: b }
 }
+
+/// Bytes from hex text (whitespace ignored): the byte vectors of the codec tests.
+pub fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

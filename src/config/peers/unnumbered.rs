@@ -3,9 +3,9 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use bgp::{PeerConfig, Secret};
+use bgp::PeerConfig;
 
-use super::{parse_asn, parse_bool, parse_gtsm, peer, BfdSpec, CUT_PASSWORD};
+use super::{parse_asn, parse_bool, parse_gtsm, password_field, password_hint, peer, BfdSpec};
 use crate::config::PeerDefaults;
 
 /// kube-vip v1.2.3's unnumbered entry (`pkg/kubevip/config_bgp.go`, `ParseBGPPeerConfig`):
@@ -47,14 +47,8 @@ pub(super) fn parse(
         })?,
     };
     let has_pw = f.get(2).is_some_and(|p| !p.is_empty());
-    let hint = |e: String| match has_pw {
-        true => format!("{e}; does the password {CUT_PASSWORD}"),
-        false => e,
-    };
-    let password = f
-        .get(2)
-        .filter(|p| !p.is_empty())
-        .map(|p| Secret::new(p.clone()));
+    let hint = |e: String| password_hint(has_pw, e);
+    let password = password_field(f);
     match f.get(3).map(|m| parse_bool(m)) {
         None | Some(Some(false)) => {}
         Some(Some(true)) => {
