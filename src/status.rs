@@ -144,6 +144,9 @@ pub struct Status {
     /// Address pools and their use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<PoolView>,
+    /// Configured peers whose node selector leaves this node out, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected_out: Vec<crate::peers::SelectedOut>,
 }
 
 /// A Service without an address.
@@ -187,6 +190,7 @@ pub fn build(
     peers: &[PeerInfo],
     vips: &[VipState],
     alloc: &Allocations,
+    selected_out: &[crate::peers::SelectedOut],
 ) -> Status {
     let now = SystemTime::now();
     let mut pv: Vec<PeerView> = peers
@@ -275,6 +279,7 @@ pub fn build(
                 used: p.used as u64,
             })
             .collect(),
+        selected_out: selected_out.to_vec(),
     }
 }
 
@@ -316,6 +321,12 @@ pub fn render(s: &Status) -> String {
             p.prefixes_sent,
             p.flaps,
             p.last_error.as_deref().unwrap_or("-")
+        ));
+    }
+    for o in &s.selected_out {
+        out.push_str(&format!(
+            "{:<26} {:>10} {:<12} not selected: {}\n",
+            o.address, "-", "-", o.reason
         ));
     }
     if s.peers.iter().any(|p| p.bfd.is_some()) {
@@ -541,6 +552,7 @@ pub(crate) mod tests {
             &[peer_with_bfd()],
             &[],
             &Allocations::default(),
+            &[],
         );
         let b = s.peers[0].bfd.as_ref().unwrap();
         assert_eq!(b.state.as_str(), "Up");

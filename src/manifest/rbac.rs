@@ -9,6 +9,7 @@
 //! | BGP + `vip_leaderelection` + `vipr_bgp_leader_only` | the control-plane Lease as in ARP mode | leases create; get/list/watch/update on `vip_leasename` in its namespace |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
+//! | `bgp_peers` with a `node_selector` (BGP, no `vipr_node_labels`) | a watch on its own Node (`metadata.name=`), its labels | nodes get/list/watch |
 //! | `enable_node_labeling` | GET of its own Node, merge patch of its labels | nodes get/patch |
 //!
 //! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
@@ -202,6 +203,10 @@ pub fn grants(o: &Options) -> Vec<Grant> {
         (
             lb_nodes,
             "lb_enable: control-plane Nodes as load-balancer backends",
+        ),
+        (
+            c.node.mode == Mode::Bgp && c.bgp.node_labels.is_none() && c.bgp.has_selectors(),
+            "bgp_peers node_selector: this node's labels",
         ),
     ]
     .into_iter()
