@@ -1,0 +1,190 @@
+//! Rack-aware peers (issue 17) against a real kube-apiserver and four real FRR ToRs: one
+//! configuration for every node, each node peering only with its rack's ToRs by the labels
+//! of its Node object, followed live.
+//!
+//! ```text
+//!   rack r1: ToR 10.55.0.2, ToR 10.55.0.3 ─┐ br0 ├─ node0 10.55.0.11 (rack=r1)
+//!   rack r2: ToR 10.55.0.4, ToR 10.55.0.5 ─┤     ├─ node1 10.55.0.12 (rack=r1)
+//!   kube-apiserver 10.55.0.1 ──────────────┘     ├─ node2 10.55.0.13 (rack=r2)
+//!                                                └─ node3 10.55.0.14 (rack=r2)
+//! ```
+//!
+//! Every vipr runs the same YAML file (four peers, a `node_selector` per rack). Each ToR's
+//! FRR lists all four nodes as passive neighbours, so a session at a ToR is vipr's choice.
+//! - every node is Established with exactly its rack's two ToRs;
+//! - relabelling node0 to rack r2 (a merge patch of its Node) moves its two sessions to
+//!   r2's ToRs, and `vipr status` names the r1 ToRs as selected out by the label;
+//! - no other session resets: FRR's `connectionsEstablished` and
+//!   `bgpTimerUpEstablishedEpoch` of every other (ToR, node) pair are unchanged.
+//!
+//! Needs root; see `daemon_common`.
+
+mod daemon_common;
+mod k8s_common;
+
+use std::collections::BTreeMap;
+
+use daemon_common::*;
+use k8s_common::*;
+use serde_json::json;
+use testbed::{Frr, Lab};
+
+const NODES: usize = 4;
+/// The ToRs' last octets, rack r1 first.
+const TORS: [u8; 4] = [2, 3, 4, 5];
+
+const CONFIG: &str = "bgp_enable: true
+cp_enable: true
+address: 192.0.2.10
+bgp_as: 65001
+bgp_hold_time: 3
+bgp_keepalive_interval: 1
+bgp_peers:
+  - {address: 10.55.0.2, as: 65000, node_selector: {matchLabels: {rack: r1}}}
+  - {address: 10.55.0.3, as: 65000, node_selector: {matchLabels: {rack: r1}}}
+  - {address: 10.55.0.4, as: 65000, node_selector: {matchLabels: {rack: r2}}}
+  - {address: 10.55.0.5, as: 65000, node_selector: {matchLabels: {rack: r2}}}
+";
+
+fn tor_addr(t: u8) -> String {
+    format!("10.55.0.{t}")
+}
+
+fn rack_of_tor(t: u8) -> &'static str {
+    if t <= 3 {
+        "r1"
+    } else {
+        "r2"
+    }
+}
+
+/// (ToR, node) → (connectionsEstablished, bgpTimerUpEstablishedEpoch) of the Established
+/// sessions.
+type Sessions = BTreeMap<(u8, usize), (u64, u64)>;
+
+fn sessions(frrs: &[Frr]) -> Sessions {
+    let mut out = Sessions::new();
+    for (t, frr) in TORS.iter().zip(frrs) {
+        for n in 0..NODES {
+            let v = frr_neighbor(frr, &Lab::node_v4(n).to_string());
+            if v["bgpState"] == "Established" {
+                let c = v["connectionsEstablished"].as_u64().unwrap_or(0);
+                let e = v["bgpTimerUpEstablishedEpoch"].as_u64().unwrap_or(0);
+                out.insert((*t, n), (c, e));
+            }
+        }
+    }
+    out
+}
+
+/// The (ToR, node) pairs that should be up for these racks of the nodes.
+fn expected(racks: &[&str; NODES]) -> Vec<(u8, usize)> {
+    let mut v = Vec::new();
+    for t in TORS {
+        for (n, r) in racks.iter().enumerate() {
+            if rack_of_tor(t) == *r {
+                v.push((t, n));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn one_configuration_every_node_peers_with_its_racks_tors_and_follows_a_relabel() {
+    let lab = Lab::new(NODES);
+    let api = ApiServer::start(&lab.router);
+    let tors: Vec<_> = TORS.iter().map(|t| lab_tor(&lab, *t)).collect();
+    let nodes: Vec<String> = (0..NODES).map(|n| Lab::node_v4(n).to_string()).collect();
+    let frrs: Vec<Frr> = TORS
+        .iter()
+        .zip(&tors)
+        .map(|(t, ns)| Frr::start(ns, &frr_router_conf(&tor_addr(*t), &nodes)))
+        .collect();
+    let mut racks = ["r1", "r1", "r2", "r2"];
+    for (n, r) in racks.iter().enumerate() {
+        api.create(
+            "/api/v1/nodes",
+            &json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": format!("node{n}"), "labels": {"rack": r}}}),
+        );
+    }
+    let dir = workdir();
+    let file = dir.join("vipr.yaml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let vs: Vec<Vipr> = (0..NODES)
+        .map(|n| {
+            let mut env = base_env(&dir.join(&format!("state{n}")));
+            env.remove("bgp_peers");
+            env.remove("address");
+            env.insert(
+                "k8s_config_file".into(),
+                api.kubeconfig().to_str().unwrap().to_string(),
+            );
+            env.insert("vip_nodename".into(), format!("node{n}"));
+            Vipr::start(
+                &lab.nodes[n],
+                &env,
+                &["--config", file.to_str().unwrap()],
+                &dir.join(&format!("vipr{n}.log")),
+            )
+        })
+        .collect();
+    let ctx = || {
+        format!(
+            "sessions {:?}\n{}",
+            sessions(&frrs),
+            vs.iter().map(|v| v.log()).collect::<Vec<_>>().join("\n")
+        )
+    };
+    let want = expected(&racks);
+    let before = eventually("every node Established with its rack's ToRs", ctx, || {
+        let s = sessions(&frrs);
+        (s.keys().copied().collect::<Vec<_>>() == want).then_some(s)
+    });
+
+    // Relabel node0: r1 → r2.
+    racks[0] = "r2";
+    api.merge_patch(
+        "/api/v1/nodes/node0",
+        &json!({"metadata": {"labels": {"rack": "r2"}}}),
+    );
+    let want = expected(&racks);
+    let after = eventually("node0's sessions moved to rack r2's ToRs", ctx, || {
+        let s = sessions(&frrs);
+        (s.keys().copied().collect::<Vec<_>>() == want).then_some(s)
+    });
+    // The other nodes' sessions never reset.
+    for (pair, was) in &before {
+        if pair.1 != 0 {
+            assert_eq!(
+                after.get(pair),
+                Some(was),
+                "session {pair:?} was reset\n{}",
+                ctx()
+            );
+        }
+    }
+    // node0's old sessions ended with a Cease from vipr (peer de-configured), not a
+    // failure.
+    for t in [2u8, 3] {
+        let v = frr_neighbor(&frrs[(t - 2) as usize], &nodes[0]);
+        assert_ne!(v["bgpState"], "Established", "{v:#}");
+        let why = v["lastResetDueTo"].as_str().unwrap_or_default().to_string();
+        assert!(
+            why.contains("Notification received"),
+            "ToR {t}: {why}\n{v:#}"
+        );
+        let code = v["lastNotificationReason"].as_str().unwrap_or_default();
+        assert!(code.contains("Cease"), "ToR {t}: {code}\n{v:#}");
+    }
+    let st = vs[0].wait_status("the r1 ToRs selected out", |s| {
+        s["selected_out"].as_array().is_some_and(|o| o.len() == 2)
+    });
+    for o in st["selected_out"].as_array().unwrap() {
+        assert_eq!(
+            o["reason"], "label rack=r2, the peer wants rack=r1",
+            "{st:#}"
+        );
+    }
+}
