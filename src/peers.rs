@@ -206,25 +206,41 @@ pub struct SelectedOut {
 
 /// Rack-aware peering: the BGP section with only the configured peers whose node selector
 /// matches this node's labels (`vipr_node_labels` when set, else `node`: the Node's labels,
-/// `None` while not read), and the others with the reason.
-pub fn select(bgp: &BgpSettings, node: Option<&Labels>) -> (BgpSettings, Vec<SelectedOut>) {
+/// `None` while not read) and whose `password_secret` has been read from `secrets` (the
+/// password filled in); the others with the reason (never a password).
+pub fn select(
+    bgp: &BgpSettings,
+    node: Option<&Labels>,
+    secrets: &crate::kube::secret::Values,
+) -> (BgpSettings, Vec<SelectedOut>) {
     let labels = bgp.node_labels.as_ref().or(node);
     let mut out = Vec::new();
     let mut kept = bgp.clone();
-    kept.peers.retain(|p| {
-        let Some(sel) = bgp
-            .peer_extras
-            .get(&p.address)
-            .and_then(|e| e.node_selector.as_ref())
-        else {
-            return true;
-        };
-        let why = match labels {
-            Some(l) => sel.mismatch(l),
-            None => Some(
+    kept.peers.retain_mut(|p| {
+        let extras = bgp.peer_extras.get(&p.address);
+        let why = match (extras.and_then(|e| e.node_selector.as_ref()), labels) {
+            (None, _) => None,
+            (Some(sel), Some(l)) => sel.mismatch(l),
+            (Some(_), None) => Some(
                 "this node's labels are not known yet (its Node object has not been read)".into(),
             ),
         };
+        let why = why.or_else(|| {
+            let r = extras.and_then(|e| e.password_secret.as_ref())?;
+            match secrets.get(&(r.namespace.clone(), r.name.clone())) {
+                Some(Some(keys)) => match keys.get(&r.key) {
+                    Some(v) => {
+                        p.password = Some(v.clone());
+                        None
+                    }
+                    None => Some(format!(
+                        "the password's {r} is not in the Secret (or not text)"
+                    )),
+                },
+                Some(None) => Some(format!("the password's {r}: no such Secret (yet)")),
+                None => Some(format!("the password's {r} has not been read yet")),
+            }
+        });
         match why {
             None => true,
             Some(reason) => {
@@ -274,6 +290,9 @@ pub async fn run(
     // This node's labels, followed once a peer has a node selector.
     let (labels_tx, mut labels) = watch::channel::<crate::kube::node::Labels>(None);
     let mut following_labels = false;
+    // The Secrets of peers' passwords, each followed once named.
+    let (secrets_tx, mut secrets) = watch::channel(crate::kube::secret::Values::new());
+    let mut followed: BTreeSet<(String, String)> = BTreeSet::new();
     'outer: loop {
         let bgp = i.bgp.borrow_and_update().clone();
         if bgp.has_selectors() && bgp.node_labels.is_none() && !following_labels {
@@ -290,8 +309,28 @@ pub async fn run(
                 None => warn!("peers have a node_selector but there is no Kubernetes client: set vipr_node_labels"),
             }
         }
+        for r in bgp.password_secrets() {
+            let id = (r.namespace.clone(), r.name.clone());
+            match (&i.client, followed.contains(&id)) {
+                (_, true) => {}
+                (Some(c), false) => {
+                    tokio::spawn(crate::kube::secret::follow(
+                        c.clone(),
+                        id.0.clone(),
+                        id.1.clone(),
+                        secrets_tx.clone(),
+                        cancel.child_token(),
+                    ));
+                    followed.insert(id);
+                }
+                (None, false) => {
+                    warn!(secret = %r, "a peer's password is in a Secret but there is no Kubernetes client")
+                }
+            }
+        }
         let node_labels = labels.borrow_and_update().clone();
-        let (bgp, out) = select(&bgp, node_labels.as_deref());
+        let values = secrets.borrow_and_update().clone();
+        let (bgp, out) = select(&bgp, node_labels.as_deref(), &values);
         let bgp = Arc::new(bgp);
         let vips: Vec<IpAddr> = configured_vips(
             &i.control_plane.borrow_and_update(),
@@ -354,6 +393,7 @@ pub async fn run(
                                 Ok(()) = i.vips.changed() => continue 'outer,
                                 Ok(()) = i.discovered.changed() => continue 'outer,
                                 Ok(()) = labels.changed() => continue 'outer,
+                                Ok(()) = secrets.changed() => continue 'outer,
                             }
                             retry = (retry * 2).min(Duration::from_secs(30));
                         }
@@ -370,6 +410,8 @@ pub async fn run(
             Ok(()) = i.discovered.changed() => {}
             // Relabelled: level-triggered, only the peers whose selection changed move.
             Ok(()) = labels.changed() => {}
+            // A password changed: that peer's session resets with it, no other.
+            Ok(()) = secrets.changed() => {}
         }
     }
     for peer in added_routes {

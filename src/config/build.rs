@@ -434,7 +434,8 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
     // The file's peers given as mappings: checked even when a higher layer's bgp_peers wins.
     let mut peer_extras = std::collections::BTreeMap::new();
     if let Some(f) = &r.layers.file_peers {
-        let parsed = super::peer_map::parse(f, local_as, bfd, &defaults)?;
+        let secret_ns = r.string("cp_namespace", "kube-system");
+        let parsed = super::peer_map::parse(f, local_as, bfd, &defaults, &secret_ns)?;
         let file_wins = r
             .layers
             .get("bgp_peers")

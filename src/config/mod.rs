@@ -392,6 +392,14 @@ impl BgpSettings {
         self.peer_extras.values().any(|e| e.node_selector.is_some())
     }
 
+    /// The Secrets configured peers take their password from.
+    pub fn password_secrets(&self) -> std::collections::BTreeSet<&peer_map::SecretRef> {
+        self.peer_extras
+            .values()
+            .filter_map(|e| e.password_secret.as_ref())
+            .collect()
+    }
+
     /// The MP-BGP next hop settings of the peer at `addr`: its own, else the node's.
     pub fn mp_next_hop_of(&self, addr: IpAddr) -> MpNextHop {
         self.peer_mp_next_hop
@@ -604,6 +612,7 @@ impl Config {
             || (self.node.mode == Mode::Bgp
                 && self.bgp.node_labels.is_none()
                 && self.bgp.has_selectors())
+            || (self.node.mode == Mode::Bgp && !self.bgp.password_secrets().is_empty())
     }
 
     /// Every VIP this node serves from configuration (control plane first, then static).

@@ -1,7 +1,7 @@
 //! `bgp_peers` in the YAML file as a list whose items are kube-vip's strings or mappings
 //! with every option of a peer (`address`, `as`, `port`, `password`, `multihop`, `gtsm`,
 //! `source` or `source_interface`, `local_as`, `hold_time`, `keepalive`, `passive`, `bfd`,
-//! `graceful_restart`, `families`, `node_selector`). Each item becomes the one
+//! `graceful_restart`, `families`, `node_selector`, `password_secret`). Each item becomes the one
 //! [`PeerConfig`] (built by [`super::peers::peer`], validated by [`PeerConfig::validate`])
 //! plus its [`PeerExtras`]: what the session is not made of but the node decides (the node
 //! selector, the source interface). Errors name the file, the line, the peer (position and
@@ -118,6 +118,29 @@ pub struct PeerExtras {
     /// Take the session's source address from this interface (its first address of the
     /// peer's family).
     pub source_interface: Option<String>,
+    /// The TCP MD5 password is a key of a Kubernetes Secret (read through the API).
+    pub password_secret: Option<SecretRef>,
+}
+
+/// A key of a Kubernetes Secret (`password_secret: {name, key}`, in `cp_namespace`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    /// The Secret's namespace (`cp_namespace`).
+    pub namespace: String,
+    /// The Secret's name.
+    pub name: String,
+    /// The key in its `data`.
+    pub key: String,
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Secret {}/{} key {}",
+            self.namespace, self.name, self.key
+        )
+    }
 }
 
 /// A configured peer: its session and what the node decides.
@@ -129,6 +152,7 @@ const KEYS: &[&str] = &[
     "as",
     "port",
     "password",
+    "password_secret",
     "multihop",
     "gtsm",
     "source",
@@ -143,12 +167,14 @@ const KEYS: &[&str] = &[
     "node_selector",
 ];
 
-/// Parses every item. `local_as` is `bgp_as`, `bfd` `vipr_bfd`; `d` the node-wide defaults.
+/// Parses every item. `local_as` is `bgp_as`, `bfd` `vipr_bfd`; `d` the node-wide defaults;
+/// `secret_ns` the namespace of `password_secret`s (`cp_namespace`).
 pub fn parse(
     f: &FilePeers,
     local_as: u32,
     bfd: BfdSpec,
     d: &PeerDefaults,
+    secret_ns: &str,
 ) -> Result<Vec<FilePeer>, ConfigError> {
     let mut out: Vec<FilePeer> = Vec::new();
     for (i, item) in f.items.iter().enumerate() {
@@ -164,7 +190,7 @@ pub fn parse(
                 .into_iter()
                 .map(|p| (p, PeerExtras::default()))
                 .collect(),
-            Tree::Map(m) => vec![one(&f.path, n, m, local_as, bfd, d)?],
+            Tree::Map(m) => vec![one(&f.path, n, m, local_as, bfd, d, secret_ns)?],
             _ => {
                 return Err(err(format!(
                     "peer #{n}: expected a mapping (address: ..., as: ...) or kube-vip's address:AS:password:multihop"
@@ -189,6 +215,7 @@ fn one(
     local_as: u32,
     base_bfd: BfdSpec,
     d: &PeerDefaults,
+    secret_ns: &str,
 ) -> Result<FilePeer, ConfigError> {
     let map_line = m.first().map_or(0, |(k, _)| k.referenced.line());
     let addr_text = get(m, "address").and_then(|(_, v)| scalar(&v.value));
@@ -290,6 +317,20 @@ fn one(
         .ok_or_else(|| "expected 1..=65535".to_string()))
     .unwrap_or(179);
     let password = parse!("password", |v: &str| Ok::<_, String>(Secret::new(v)));
+    let password_secret = match get(m, "password_secret") {
+        None => None,
+        Some((l, v)) => {
+            Some(secret_of(&v.value, secret_ns).map_err(|e| at(l, "password_secret", e))?)
+        }
+    };
+    if password.is_some() && password_secret.is_some() {
+        let l = get(m, "password_secret").map_or(map_line, |(l, _)| l);
+        return Err(at(
+            l,
+            "password_secret",
+            "password and password_secret exclude each other: give one".into(),
+        ));
+    }
     let ttl = parse!("multihop", |v: &str| match parse_bool(v) {
         Some(true) => Ok(Some(255)),
         Some(false) => Ok(None),
@@ -424,6 +465,7 @@ fn one(
         PeerExtras {
             node_selector,
             source_interface,
+            password_secret,
         },
     ))
 }
@@ -473,6 +515,56 @@ fn bfd_of(t: &Tree, base: BfdSpec) -> Result<BfdSpec, String> {
         }
         _ => Err("expected enable;rx;tx;mult as in vipr_bfd, or a mapping".into()),
     }
+}
+
+/// `password_secret:` `{name, key}` of a Secret in `ns`.
+fn secret_of(t: &Tree, ns: &str) -> Result<SecretRef, String> {
+    let Tree::Map(m) = t else {
+        return Err("expected a mapping {name: SECRET, key: KEY}".into());
+    };
+    let mut name = None;
+    let mut key = None;
+    for (k, v) in m {
+        let v = scalar(&v.value).map(str::trim);
+        match k.value.as_str() {
+            "name" => name = v,
+            "key" => key = v,
+            other => {
+                return Err(format!(
+                    "unknown key {other:?}; password_secret takes name, key"
+                ))
+            }
+        }
+    }
+    let name = name.filter(|n| !n.is_empty()).ok_or("name is missing")?;
+    let key = key.filter(|n| !n.is_empty()).ok_or("key is missing")?;
+    let dns = |s: &str| {
+        s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+    };
+    if !dns(name) {
+        return Err(format!(
+            "name {name:?} is not a Secret name (a DNS subdomain)"
+        ));
+    }
+    if key.len() > 253
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "key {key:?}: letters, digits, '-', '_' and '.' only"
+        ));
+    }
+    Ok(SecretRef {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        key: key.to_string(),
+    })
 }
 
 /// `families:` a list of `ipv4-unicast` / `ipv6-unicast` (or `ipv4`, `ipv6`).

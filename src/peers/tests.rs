@@ -120,14 +120,14 @@ fn node_selectors_pick_the_racks_peers() {
             .map(|p| p.address.to_string())
             .collect::<Vec<_>>()
     };
-    let (r1, out) = select(&b, Some(&labels("rack=r1")));
+    let (r1, out) = select(&b, Some(&labels("rack=r1")), &Default::default());
     assert_eq!(addrs(&r1), ["198.51.100.1", "192.0.2.1"]);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].address.to_string(), "192.0.2.2");
     assert_eq!(out[0].reason, "label rack=r1, the peer wants rack=r2");
-    let (r2, _) = select(&b, Some(&labels("rack=r2")));
+    let (r2, _) = select(&b, Some(&labels("rack=r2")), &Default::default());
     assert_eq!(addrs(&r2), ["198.51.100.1", "192.0.2.2"]);
-    let (none, out) = select(&b, None);
+    let (none, out) = select(&b, None, &Default::default());
     assert_eq!(addrs(&none), ["198.51.100.1"]);
     assert!(
         out.iter().all(|o| o.reason.contains("not known yet")),
@@ -136,7 +136,7 @@ fn node_selectors_pick_the_racks_peers() {
     // vipr_node_labels wins over the Node's labels.
     let mut fixed = b.clone();
     fixed.node_labels = Some(labels("rack=r2"));
-    let (r, _) = select(&fixed, Some(&labels("rack=r1")));
+    let (r, _) = select(&fixed, Some(&labels("rack=r1")), &Default::default());
     assert_eq!(addrs(&r), ["198.51.100.1", "192.0.2.2"]);
     let mut f = facts(&[("10.55.0.11", false)]);
     f.peer_interfaces.insert(
@@ -227,4 +227,48 @@ fn mpbgp_next_hop_modes_pick_the_other_familys_next_hop() {
         nh(&own, &f),
         ((None, v6("2001:db8:98::6")), (v6("198.51.100.4"), None))
     );
+}
+
+/// A password from a Secret: the peer waits for it (the reason names the Secret and key),
+/// then runs with it; the reason never carries a value.
+#[test]
+fn a_password_secret_holds_the_peer_until_read() {
+    let yaml =
+        "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\ncp_namespace: infra\nbgp_peers:
+  - {address: 192.0.2.1, as: 65001, password_secret: {name: bgp-auth, key: tor-a}}
+  - {address: 192.0.2.2, as: 65001}
+";
+    let mut l = Layers::default();
+    l.add_yaml("f.yaml", yaml).unwrap();
+    let c = Config::from_layers(&l, "n").unwrap();
+    assert!(c.needs_api());
+    let b = c.bgp;
+    let mut values = crate::kube::secret::Values::new();
+    let (kept, out) = select(&b, None, &values);
+    assert_eq!(kept.peers.len(), 1);
+    assert_eq!(
+        out[0].reason,
+        "the password's Secret infra/bgp-auth key tor-a has not been read yet"
+    );
+    let id = ("infra".to_string(), "bgp-auth".to_string());
+    values.insert(id.clone(), None);
+    assert!(select(&b, None, &values).1[0]
+        .reason
+        .contains("no such Secret"));
+    let keys = |k: &str, v: &str| {
+        Some(std::sync::Arc::new(
+            [(k.to_string(), bgp::Secret::new(v))].into_iter().collect(),
+        ))
+    };
+    values.insert(id.clone(), keys("other", "pw-123"));
+    let (_, out) = select(&b, None, &values);
+    assert!(out[0].reason.contains("not in the Secret") && !out[0].reason.contains("pw-123"));
+    values.insert(id, keys("tor-a", "pw-123"));
+    let (kept, out) = select(&b, None, &values);
+    assert!(out.is_empty());
+    assert_eq!(
+        kept.peers[0].password.as_ref().map(|p| p.expose()),
+        Some("pw-123")
+    );
+    assert_eq!(kept.peers[1].password, None);
 }

@@ -133,7 +133,7 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
     let e = err("bgp_peers:\n  - 192.0.2.9:65009::false\n  - address: 192.0.2.1\n    as: 65000\n    hold_tme: 9\n");
     assert_eq!(
         e,
-        "config file /etc/vipr.yaml: line 9: bgp_peers: peer #2 (192.0.2.1): unknown key: \"hold_tme\"; a peer takes address, as, port, password, multihop, gtsm, source, source_interface, local_as, hold_time, keepalive, passive, bfd, graceful_restart, families, node_selector"
+        "config file /etc/vipr.yaml: line 9: bgp_peers: peer #2 (192.0.2.1): unknown key: \"hold_tme\"; a peer takes address, as, port, password, password_secret, multihop, gtsm, source, source_interface, local_as, hold_time, keepalive, passive, bfd, graceful_restart, families, node_selector"
     );
     let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: pw-xyz\n    hold_time: 2\n");
     assert_eq!(
@@ -181,6 +181,18 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
         e.contains("password: expected a value") && !e.contains("pw-xyz"),
         "{e}"
     );
+    // password_secret: exclusive with password, its fields checked.
+    let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: pw-xyz\n    password_secret: {name: bgp, key: a}\n");
+    assert!(e.contains("line 9: bgp_peers: peer #1 (192.0.2.1): password_secret: password and password_secret exclude each other") && !e.contains("pw-xyz"), "{e}");
+    let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password_secret: {name: Bad_Name, key: a}\n");
+    assert!(
+        e.contains("password_secret: name \"Bad_Name\" is not a Secret name"),
+        "{e}"
+    );
+    let e = err(
+        "bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password_secret: {name: bgp}\n",
+    );
+    assert!(e.contains("password_secret: key is missing"), "{e}");
     // vipr_node_labels names the bad label.
     let e = load("vipr_node_labels: {rack: -r1}\n", &[])
         .unwrap_err()
