@@ -188,3 +188,66 @@ fn one_configuration_every_node_peers_with_its_racks_tors_and_follows_a_relabel(
         );
     }
 }
+
+/// A peer's TCP MD5 password from a Secret key (`password_secret`): the peer waits, named
+/// in `vipr status` with the Secret, until the Secret exists; then the session comes up with
+/// FRR's `neighbor ... password`; the password is never in vipr's log or status.
+#[test]
+fn a_password_from_a_secret_brings_the_session_up_once_the_secret_exists() {
+    const PW: &str = "pw-Zq7-rack";
+    let lab = Lab::new(1);
+    let api = ApiServer::start(&lab.router);
+    let tor = lab_tor(&lab, 2);
+    let node = Lab::node_v4(0).to_string();
+    let conf = frr_router_conf("10.55.0.2", &[node.clone()]).replace(
+        &format!(" neighbor {node} passive\n"),
+        &format!(" neighbor {node} passive\n neighbor {node} password {PW}\n"),
+    );
+    let frr = Frr::start(&tor, &conf);
+    let dir = workdir();
+    let file = dir.join("vipr.yaml");
+    std::fs::write(
+        &file,
+        "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\nbgp_as: 65001\n\
+         bgp_hold_time: 3\nbgp_keepalive_interval: 1\nbgp_peers:\n\
+         \x20 - {address: 10.55.0.2, as: 65000, password_secret: {name: tor-auth, key: tor1}}\n",
+    )
+    .unwrap();
+    let mut env = base_env(&dir.join("state"));
+    env.remove("bgp_peers");
+    env.remove("address");
+    env.insert(
+        "k8s_config_file".into(),
+        api.kubeconfig().to_str().unwrap().to_string(),
+    );
+    env.insert("vip_nodename".into(), "node0".into());
+    let v = Vipr::start(
+        &lab.nodes[0],
+        &env,
+        &["--config", file.to_str().unwrap()],
+        &dir.join("vipr.log"),
+    );
+    let st = v.wait_status("the peer waiting for its Secret", |s| {
+        s["selected_out"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Secret kube-system/tor-auth key tor1: no such Secret"))
+    });
+    assert_eq!(Vipr::peer(&st, "10.55.0.2"), serde_json::Value::Null);
+    api.create(
+        "/api/v1/namespaces/kube-system/secrets",
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "tor-auth", "namespace": "kube-system"},
+                "stringData": {"tor1": PW}}),
+    );
+    eventually(
+        "the MD5-signed session at FRR",
+        || v.log(),
+        || (frr_neighbor(&frr, &node)["bgpState"] == "Established").then_some(()),
+    );
+    let st = v.wait_status("Established", |s| {
+        Vipr::peer(s, "10.55.0.2")["state"] == "Established"
+    });
+    assert!(st["selected_out"].is_null(), "{st:#}");
+    assert!(!st.to_string().contains(PW));
+    assert!(!v.log().contains(PW), "the password is in the log");
+}

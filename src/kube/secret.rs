@@ -33,21 +33,33 @@ pub async fn follow(
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api, cfg).default_backoff().boxed();
     let id = (namespace, name);
+    // Whether the current (re)list found the Secret: an empty list means it does not exist.
+    let mut listed = false;
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
             ev = events.next() => match ev { Some(e) => e, None => return },
         };
         let new: Keys = match ev {
-            Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => Some(Arc::new(
-                s.data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k, bgp::Secret::new(String::from_utf8(v.0).ok()?))))
-                    .collect(),
-            )),
+            Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => {
+                listed = true;
+                Some(Arc::new(
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            Some((k, bgp::Secret::new(String::from_utf8(v.0).ok()?)))
+                        })
+                        .collect(),
+                ))
+            }
             Ok(watcher::Event::Delete(_)) => None,
-            Ok(_) => continue,
+            Ok(watcher::Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(watcher::Event::InitDone) if !listed => None,
+            Ok(watcher::Event::InitDone) => continue,
             Err(e) => {
                 warn!(secret = %format!("{}/{}", id.0, id.1), error = %e, "Secret watch failed; retrying (keeping the last value)");
                 continue;
