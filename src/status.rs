@@ -18,7 +18,7 @@ pub struct PeerView {
     pub address: IpAddr,
     /// Neighbour port.
     pub port: u16,
-    /// Neighbour AS.
+    /// Neighbour AS (0: `as: external`, any AS but ours).
     pub remote_as: u32,
     /// Our AS.
     pub local_as: u32,
@@ -314,7 +314,10 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!(
             "{:<26} {:>10} {:<12} {:<6} {:>10} {:>8} {:>6}  {}\n",
             addr,
-            p.remote_as,
+            match p.remote_as {
+                0 => "external".to_string(),
+                a => a.to_string(),
+            },
             p.state,
             p.bfd.as_ref().map(|b| b.state.as_str()).unwrap_or("-"),
             duration(p.state_seconds),

@@ -202,3 +202,28 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
         "{e}"
     );
 }
+
+/// The README's "Peers per rack" example (notes/h17a.md) parses as it says.
+#[test]
+fn the_readme_two_rack_example_parses() {
+    let yaml = "bgp_enable: true
+svc_enable: true
+bgp_as: 65001
+vipr_pools: [203.0.113.0/24]
+bgp_peers:
+  - {address: 192.0.2.1, as: 65000, hold_time: 9, keepalive: 3, node_selector: {matchLabels: {rack: r1}}}
+  - {address: 192.0.2.2, as: 65000, hold_time: 9, keepalive: 3, node_selector: {matchLabels: {rack: r1}}}
+  - {address: 198.51.100.1, as: 65000, hold_time: 9, keepalive: 3, node_selector: {matchLabels: {rack: r2}}}
+  - {address: 198.51.100.2, as: 65000, hold_time: 9, keepalive: 3, node_selector: {matchLabels: {rack: r2}}}
+";
+    let mut l = Layers::default();
+    l.add_yaml("vipr.yaml", yaml).unwrap();
+    let c = Config::from_layers(&l, "n").unwrap();
+    assert_eq!(c.bgp.peers.len(), 4);
+    assert!(c
+        .bgp
+        .peers
+        .iter()
+        .all(|p| p.hold_time == 9 && p.keepalive == Some(3)));
+    assert_eq!(c.bgp.peer_extras.len(), 4);
+}
