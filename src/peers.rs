@@ -2,11 +2,14 @@
 //! source, listener), the control-plane and VIP sections (a VIP is never a router id) and
 //! the provider's discovered peers (crate `providers`), and applies the resulting sessions
 //! to the speaker, changing only what changed. Multihop peers from a provider are kept
-//! reachable with a host route when only the default route covers them.
+//! reachable with a host route when only the default route covers them. Rack-aware peering:
+//! configured peers with a node selector are kept only while this node's labels (its Node
+//! object, followed here, or `vipr_node_labels`) match, and peers whose password is in a
+//! Secret wait until it is read ([`select`]); a relabel is one more level-triggered pass.
 //!
-//! Split in two: [`NodeFacts`] are read from the node's interfaces (async, netlink), and
-//! [`plan`] turns the sections, the discovery and those facts into the router id and the
-//! peers (pure).
+//! Split in three: [`select`] (pure) keeps the configured peers this node takes,
+//! [`NodeFacts`] are read from the node's interfaces (async, netlink), and [`plan`] turns the
+//! sections, the discovery and those facts into the router id and the peers (pure).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -276,6 +279,7 @@ pub struct Inputs {
 /// listener to the speaker. `known` tells readiness whether the peer source has answered;
 /// `peer_addrs` gets the peers' addresses (never a Service's VIP).
 /// At cancellation the host routes vipr added are removed.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut i: Inputs,
     addrs: AddrManager,

@@ -199,7 +199,7 @@ fn a_password_from_a_secret_brings_the_session_up_once_the_secret_exists() {
     let api = ApiServer::start(&lab.router);
     let tor = lab_tor(&lab, 2);
     let node = Lab::node_v4(0).to_string();
-    let conf = frr_router_conf("10.55.0.2", &[node.clone()]).replace(
+    let conf = frr_router_conf("10.55.0.2", std::slice::from_ref(&node)).replace(
         &format!(" neighbor {node} passive\n"),
         &format!(" neighbor {node} passive\n neighbor {node} password {PW}\n"),
     );

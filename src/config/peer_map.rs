@@ -23,8 +23,11 @@ use super::{ConfigError, PeerDefaults};
 /// lists and mappings with where each item is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tree {
-    /// A scalar.
+    /// A string scalar, exactly as written.
     Scalar(String),
+    /// A number or a boolean the YAML parser typed, in its canonical spelling (`1.10` is
+    /// `1.1`, `0x1F` is `31`): not necessarily as written, so never a password.
+    Typed(String),
     /// `~` or nothing.
     Null,
     /// A list.
@@ -42,16 +45,16 @@ impl<'de> Deserialize<'de> for Tree {
                 f.write_str("a value, a list or a mapping")
             }
             fn visit_bool<E>(self, v: bool) -> Result<Tree, E> {
-                Ok(Tree::Scalar(v.to_string()))
+                Ok(Tree::Typed(v.to_string()))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Tree, E> {
-                Ok(Tree::Scalar(v.to_string()))
+                Ok(Tree::Typed(v.to_string()))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Tree, E> {
-                Ok(Tree::Scalar(v.to_string()))
+                Ok(Tree::Typed(v.to_string()))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Tree, E> {
-                Ok(Tree::Scalar(v.to_string()))
+                Ok(Tree::Typed(v.to_string()))
             }
             fn visit_str<E>(self, v: &str) -> Result<Tree, E> {
                 Ok(Tree::Scalar(v.to_string()))
@@ -86,12 +89,12 @@ impl Tree {
     /// else.
     pub fn joined(&self) -> Option<String> {
         match self {
-            Tree::Scalar(s) => Some(s.clone()),
+            Tree::Scalar(s) | Tree::Typed(s) => Some(s.clone()),
             Tree::Null => Some(String::new()),
             Tree::List(items) => items
                 .iter()
                 .map(|i| match &i.value {
-                    Tree::Scalar(s) => Some(s.clone()),
+                    Tree::Scalar(s) | Tree::Typed(s) => Some(s.clone()),
                     _ => None,
                 })
                 .collect::<Option<Vec<_>>>()
@@ -254,6 +257,13 @@ fn one(
             None => Ok(None),
             Some((kl, v)) => match &v.value {
                 Tree::Scalar(s) => Ok(Some((kl, s.as_str()))),
+                // A password is text as written: YAML would turn `1.10` into 1.1.
+                Tree::Typed(_) if key == "password" => Err(at(
+                    kl,
+                    key,
+                    "quote it: YAML reads an unquoted number or true/false as a value of its own, not as the text written".into(),
+                )),
+                Tree::Typed(s) => Ok(Some((kl, s.as_str()))),
                 Tree::Null => Ok(None),
                 _ => Err(at(
                     kl,
@@ -482,7 +492,7 @@ fn get<'a>(
 
 fn scalar(t: &Tree) -> Option<&str> {
     match t {
-        Tree::Scalar(s) => Some(s),
+        Tree::Scalar(s) | Tree::Typed(s) => Some(s),
         _ => None,
     }
 }
@@ -491,7 +501,7 @@ fn scalar(t: &Tree) -> Option<&str> {
 /// (`enabled`, `rx`, `tx`, `multiplier`; missing ones from `vipr_bfd`).
 fn bfd_of(t: &Tree, base: BfdSpec) -> Result<BfdSpec, String> {
     match t {
-        Tree::Scalar(s) => BfdSpec::parse(s, base),
+        Tree::Scalar(s) | Tree::Typed(s) => BfdSpec::parse(s, base),
         Tree::Map(m) => {
             let mut parts = [String::new(), String::new(), String::new(), String::new()];
             for (k, v) in m {

@@ -181,6 +181,22 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
         e.contains("password: expected a value") && !e.contains("pw-xyz"),
         "{e}"
     );
+    // An unquoted number is not the text written: refused for a password, never shown.
+    let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: 1.10\n");
+    assert!(
+        e.contains("line 8: bgp_peers: peer #1 (192.0.2.1): password: quote it")
+            && !e.contains("1.1"),
+        "{e}"
+    );
+    let c = load(
+        "bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: '1.10'\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.bgp.peers[0].password.as_ref().map(|p| p.expose()),
+        Some("1.10")
+    );
     // password_secret: exclusive with password, its fields checked.
     let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: pw-xyz\n    password_secret: {name: bgp, key: a}\n");
     assert!(e.contains("line 9: bgp_peers: peer #1 (192.0.2.1): password_secret: password and password_secret exclude each other") && !e.contains("pw-xyz"), "{e}");
