@@ -225,7 +225,7 @@ pub fn select(
             (None, _) => None,
             (Some(sel), Some(l)) => sel.mismatch(l),
             (Some(_), None) => Some(
-                "this node's labels are not known yet (its Node object has not been read)".into(),
+                "this node's labels are not known yet (its Node object has not been read, or there is none)".into(),
             ),
         };
         let why = why.or_else(|| {

@@ -232,19 +232,22 @@ fn one(
     };
     for (k, v) in m {
         if !KEYS.contains(&k.value.as_str()) {
-            let shown = if k.value.len() <= 40
-                && k.value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                format!("{:?}", k.value)
-            } else {
-                "(not shown)".into()
+            // Repeated only when it is a near miss of a key (else it may be a misplaced
+            // value, a password among them), as the file's settings are.
+            let key = k.value.to_ascii_lowercase();
+            let near = KEYS
+                .iter()
+                .map(|known| (super::source::edits(&key, known), *known))
+                .filter(|(d, known)| *d <= (known.len() / 4).max(1))
+                .min();
+            let reason = match near {
+                Some((_, known)) => format!("{:?} (did you mean {known}?)", k.value),
+                None => "(not repeated here: it may be a value)".into(),
             };
             return Err(at(
                 k.referenced.line(),
                 "unknown key",
-                format!("{shown}; a peer takes {}", KEYS.join(", ")),
+                format!("{reason}; a peer takes {}", KEYS.join(", ")),
             ));
         }
         if m.iter().filter(|(o, _)| o.value == k.value).count() > 1 {

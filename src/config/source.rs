@@ -419,7 +419,7 @@ fn near_miss(key: &str) -> Option<&'static str> {
 }
 
 /// Levenshtein distance.
-fn edits(a: &str, b: &str) -> usize {
+pub(super) fn edits(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -133,7 +133,7 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
     let e = err("bgp_peers:\n  - 192.0.2.9:65009::false\n  - address: 192.0.2.1\n    as: 65000\n    hold_tme: 9\n");
     assert_eq!(
         e,
-        "config file /etc/vipr.yaml: line 9: bgp_peers: peer #2 (192.0.2.1): unknown key: \"hold_tme\"; a peer takes address, as, port, password, password_secret, multihop, gtsm, source, source_interface, local_as, hold_time, keepalive, passive, bfd, graceful_restart, families, node_selector"
+        "config file /etc/vipr.yaml: line 9: bgp_peers: peer #2 (192.0.2.1): unknown key: \"hold_tme\" (did you mean hold_time?); a peer takes address, as, port, password, password_secret, multihop, gtsm, source, source_interface, local_as, hold_time, keepalive, passive, bfd, graceful_restart, families, node_selector"
     );
     let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: pw-xyz\n    hold_time: 2\n");
     assert_eq!(
@@ -179,6 +179,12 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
     let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: [pw-xyz]\n");
     assert!(
         e.contains("password: expected a value") && !e.contains("pw-xyz"),
+        "{e}"
+    );
+    // A key far from every peer key may be a misplaced value: not repeated.
+    let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    Zq7pw9X: 1\n");
+    assert!(
+        e.contains("unknown key: (not repeated here: it may be a value)") && !e.contains("Zq7pw9X"),
         "{e}"
     );
     // An unquoted number is not the text written: refused for a password, never shown.
