@@ -17,6 +17,9 @@
 //! - no other session resets: FRR's `connectionsEstablished` and
 //!   `bgpTimerUpEstablishedEpoch` of every other (ToR, node) pair are unchanged.
 //!
+//! And a peer's password from a Secret (`password_secret`): the peer waits, named in the
+//! status, until the Secret exists; then the MD5-signed session comes up at FRR.
+//!
 //! Needs root; see `daemon_common`.
 
 mod daemon_common;
