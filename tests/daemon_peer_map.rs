@@ -160,3 +160,32 @@ fn node_labels_from_the_configuration_select_peers_with_their_own_timers_and_as(
         0
     );
 }
+
+/// A bad peer mapping stops `vipr manager` with exit status 2 and a message naming the
+/// file, the line, the peer and the key, never the password.
+#[test]
+fn a_bad_peer_mapping_exits_2_naming_file_line_peer_and_key() {
+    let dir = workdir();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\nbgp_peers:\n\
+         \x20 - 10.55.0.9:65000::false\n\
+         \x20 - address: 10.55.0.2\n    as: 65000\n    password: Zq7-secret\n    keepalive: 40\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(vipr_bin())
+        .args(["manager", "--config", file.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!(
+        "config file {}: line 9: bgp_peers: peer #2 (10.55.0.2): keepalive: 40 must be less than the hold time (30)",
+        file.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("Zq7"), "{err}");
+}
