@@ -189,3 +189,60 @@ fn a_bad_peer_mapping_exits_2_naming_file_line_peer_and_key() {
     assert!(err.contains(&want), "{err}");
     assert!(!err.contains("Zq7"), "{err}");
 }
+
+/// Without Kubernetes a relabel is a reload: `vipr_node_labels` changed in the file and
+/// SIGHUP moves the node from rack r1's ToR (A) to rack r2's (C, here as a plain eBGP peer)
+/// while the session with B (no selector) is not reset.
+#[test]
+fn a_reload_with_new_node_labels_moves_only_the_selected_sessions() {
+    let lab = Lab::new(1);
+    let (tor_a, tor_b, tor_c) = (lab_tor(&lab, 2), lab_tor(&lab, 3), lab_tor(&lab, 4));
+    let fa = tor(&tor_a, A, 65000);
+    let fb = tor(&tor_b, B, 65000);
+    let fc = tor(&tor_c, C, 65000);
+    let conf = |rack: &str| {
+        format!(
+            "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\nbgp_as: 65001\n\
+             vipr_node_labels: {{rack: {rack}}}\nbgp_peers:\n\
+             \x20 - {{address: {A}, as: 65000, node_selector: {{matchLabels: {{rack: r1}}}}}}\n\
+             \x20 - {{address: {B}, as: 65000}}\n\
+             \x20 - {{address: {C}, as: 65000, node_selector: {{matchLabels: {{rack: r2}}}}}}\n"
+        )
+    };
+    let dir = workdir();
+    let file = dir.join("vipr.yaml");
+    std::fs::write(&file, conf("r1")).unwrap();
+    let mut env = base_env(&dir.join("state"));
+    env.remove("bgp_peers");
+    env.remove("address");
+    let mut v = Vipr::start(
+        &lab.nodes[0],
+        &env,
+        &["--config", file.to_str().unwrap()],
+        &dir.join("vipr.log"),
+    );
+    let n0 = Lab::node_v4(0).to_string();
+    let ctx = || v.log();
+    eventually("A and B Established", ctx, || {
+        (established(&fa, &n0) && established(&fb, &n0)).then_some(())
+    });
+    assert!(!established(&fc, &n0));
+    let b_before = frr_neighbor(&fb, &n0);
+    assert!(
+        b_before["bgpTimerUpEstablishedEpoch"]
+            .as_u64()
+            .is_some_and(|e| e > 0)
+            && b_before["connectionsEstablished"].as_u64() == Some(1),
+        "{b_before:#}"
+    );
+    v.reload(&file, &conf("r2"), 1);
+    let ctx = || v.log();
+    eventually("C Established, A down", ctx, || {
+        (established(&fc, &n0) && !established(&fa, &n0)).then_some(())
+    });
+    let b_after = frr_neighbor(&fb, &n0);
+    for k in ["connectionsEstablished", "bgpTimerUpEstablishedEpoch"] {
+        assert_eq!(b_before[k], b_after[k], "B's session was reset ({k})");
+    }
+    assert_eq!(b_after["bgpState"], "Established");
+}

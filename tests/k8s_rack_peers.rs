@@ -73,6 +73,8 @@ fn sessions(frrs: &[Frr]) -> Sessions {
             if v["bgpState"] == "Established" {
                 let c = v["connectionsEstablished"].as_u64().unwrap_or(0);
                 let e = v["bgpTimerUpEstablishedEpoch"].as_u64().unwrap_or(0);
+                // The witnesses of "never reset" must exist to prove anything.
+                assert!(c >= 1 && e > 0, "FRR's counters: {v:#}");
                 out.insert((*t, n), (c, e));
             }
         }
