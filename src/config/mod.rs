@@ -12,6 +12,7 @@
 //! - [`build`]: the sections from the layers;
 //! - [`peers`]: kube-vip's `bgp_peers` into [`bgp::PeerConfig`]s;
 //! - [`peer_map`]: the file's `bgp_peers` items given as mappings (every option of a peer);
+//! - [`peer_values`]: the YAML tree of those mappings and their nested values;
 //! - [`selector`]: node selectors of peers and the node labels they match;
 //! - [`sections`]: one `watch` per section, and what SIGHUP applies.
 
@@ -19,6 +20,7 @@ pub mod build;
 pub mod keys;
 pub mod kubevip;
 pub mod peer_map;
+pub mod peer_values;
 pub mod peers;
 pub mod reader;
 pub mod sections;

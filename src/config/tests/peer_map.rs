@@ -249,3 +249,49 @@ bgp_peers:
         .all(|p| p.hold_time == 9 && p.keepalive == Some(3)));
     assert_eq!(c.bgp.peer_extras.len(), 4);
 }
+
+/// A group shares its keys (the rack's node selector, timers) with its peers; a member's own
+/// key wins; errors name the member as `n.m`.
+#[test]
+fn a_group_shares_its_keys_with_its_peers() {
+    let yaml = "bgp_peers:
+  - peers:
+      - {address: 192.0.2.1}
+      - {address: 192.0.2.2, hold_time: 30}
+    as: 65000
+    hold_time: 9
+    keepalive: 3
+    node_selector: {matchLabels: {rack: r1}}
+  - {address: 198.51.100.1, as: 65000}
+";
+    let c = load(yaml, &[]).unwrap();
+    let p = &c.bgp.peers;
+    assert_eq!(p.len(), 3);
+    assert_eq!(
+        (p[0].remote_as, p[0].hold_time, p[0].keepalive),
+        (65000, 9, Some(3))
+    );
+    assert_eq!(p[1].hold_time, 30, "the member's own hold time");
+    let sel = |a: &str| {
+        c.bgp
+            .peer_extras
+            .get(&a.parse().unwrap())
+            .and_then(|e| e.node_selector.clone())
+    };
+    assert_eq!(sel("192.0.2.1"), sel("192.0.2.2"));
+    assert!(sel("192.0.2.1").is_some() && sel("198.51.100.1").is_none());
+    let e = err("bgp_peers:\n  - peers:\n      - {address: 192.0.2.1}\n      - {address: 192.0.2.2, keepalive: 40}\n    as: 65000\n");
+    assert!(
+        e.contains("line 8: bgp_peers: peer #1.2 (192.0.2.2): keepalive: 40 must be less"),
+        "{e}"
+    );
+    let e = err(
+        "bgp_peers:\n  - peers: [{address: 192.0.2.1}]\n    address: 192.0.2.9\n    as: 65000\n",
+    );
+    assert!(e.contains("line 7: bgp_peers: group #1: address:"), "{e}");
+    let e = err("bgp_peers:\n  - peers: [192.0.2.1:65000::false]\n    as: 65000\n");
+    assert!(
+        e.contains("group #1: peer #1.1: a group's peers are mappings"),
+        "{e}"
+    );
+}
