@@ -248,6 +248,28 @@ bgp_peers:
         .iter()
         .all(|p| p.hold_time == 9 && p.keepalive == Some(3)));
     assert_eq!(c.bgp.peer_extras.len(), 4);
+    // The same with one group per rack.
+    let groups = "bgp_enable: true
+svc_enable: true
+bgp_as: 65001
+vipr_pools: [203.0.113.0/24]
+bgp_peers:
+  - node_selector: {matchLabels: {rack: r1}}
+    as: 65000
+    hold_time: 9
+    keepalive: 3
+    peers: [{address: 192.0.2.1}, {address: 192.0.2.2}]
+  - node_selector: {matchLabels: {rack: r2}}
+    as: 65000
+    hold_time: 9
+    keepalive: 3
+    peers: [{address: 198.51.100.1}, {address: 198.51.100.2}]
+";
+    let mut l = Layers::default();
+    l.add_yaml("vipr.yaml", groups).unwrap();
+    let g = Config::from_layers(&l, "n").unwrap();
+    assert_eq!(g.bgp.peers, c.bgp.peers);
+    assert_eq!(g.bgp.peer_extras, c.bgp.peer_extras);
 }
 
 /// A group shares its keys (the rack's node selector, timers) with its peers; a member's own
