@@ -616,4 +616,26 @@ pub(crate) mod tests {
             "{m}"
         );
     }
+
+    /// Peers a node's labels leave out: in the document and one line each in the tables.
+    #[test]
+    fn selected_out_peers_show_with_their_reason() {
+        let out = [crate::peers::SelectedOut {
+            address: "192.0.2.2".parse().unwrap(),
+            reason: "label rack=r1, the peer wants rack=r2".into(),
+        }];
+        let s = build("n", "bgp", true, &[], &[], &Allocations::default(), &out);
+        let doc = serde_json::to_value(&s).unwrap();
+        assert_eq!(doc["selected_out"][0]["address"], "192.0.2.2");
+        let text = render(&s);
+        assert!(
+            text.contains("not selected: label rack=r1, the peer wants rack=r2"),
+            "{text}"
+        );
+        let none = build("n", "bgp", true, &[], &[], &Allocations::default(), &[]);
+        assert!(serde_json::to_value(&none)
+            .unwrap()
+            .get("selected_out")
+            .is_none());
+    }
 }
