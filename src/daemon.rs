@@ -67,6 +67,11 @@ struct Channels {
         watch::Receiver<crate::reconciler::VipStates>,
     ),
     peers_known: (watch::Sender<bool>, watch::Receiver<bool>),
+    /// Configured peers this node's labels leave out, for `/status`.
+    selected_out: (
+        watch::Sender<Arc<Vec<peers::SelectedOut>>>,
+        watch::Receiver<Arc<Vec<peers::SelectedOut>>>,
+    ),
     services: (watch::Sender<Services>, watch::Receiver<Services>),
     leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
     writes: Arc<kube::writer::WriteCounts>,
@@ -121,6 +126,7 @@ impl Wiring<'_> {
                 node: self.node.name.clone(),
                 mode: self.node.mode.name(),
                 peers_known: c.peers_known.1.clone(),
+                selected_out: c.selected_out.1.clone(),
                 settings: self.s.http.subscribe(),
                 heartbeats: Arc::new([speaker, bfd, c.reconciler_alive.1.clone()]),
             },
@@ -133,6 +139,7 @@ impl Wiring<'_> {
         &self,
         known: watch::Sender<bool>,
         peer_addrs: watch::Sender<Addrs>,
+        selected_out: watch::Sender<Arc<Vec<peers::SelectedOut>>>,
     ) -> Result<Option<JoinHandle<()>>, DaemonError> {
         if self.node.mode != Mode::Bgp {
             known.send_replace(true);
@@ -161,12 +168,15 @@ impl Wiring<'_> {
                 vips: self.s.vips.subscribe(),
                 discovered: disc_rx,
                 link_routers: routers_rx,
+                client: self.client.clone(),
+                node: self.node.name.clone(),
             },
             self.addrs.clone(),
             routes,
             self.speaker.clone(),
             known,
             peer_addrs,
+            selected_out,
             self.release.clone(),
         ))))
     }
@@ -359,6 +369,7 @@ impl Daemon {
             pending: watch::channel(kube::watch::PendingServices::default()),
             vips: watch::channel(crate::reconciler::VipStates::default()),
             peers_known: watch::channel(false),
+            selected_out: watch::channel(Arc::default()),
             services: watch::channel(Services::default()),
             leadership: watch::channel(Leadership::default()),
             writes: Arc::default(),
@@ -377,7 +388,11 @@ impl Daemon {
             c.health.0.clone(),
             w.cancel.clone(),
         ));
-        let peers = w.bgp(c.peers_known.0.clone(), c.peer_addrs.0.clone())?;
+        let peers = w.bgp(
+            c.peers_known.0.clone(),
+            c.peer_addrs.0.clone(),
+            c.selected_out.0.clone(),
+        )?;
         let elections = w.kube(&c);
         let lb = w.lb(&c.leadership.1);
         if let (true, Some(client)) = (node.node_labeling, &client) {

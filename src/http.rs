@@ -64,6 +64,8 @@ pub struct AppState {
     pub mode: &'static str,
     /// The peer source (static config or a provider) has answered.
     pub peers_known: watch::Receiver<bool>,
+    /// Configured peers this node's labels leave out.
+    pub selected_out: watch::Receiver<Arc<Vec<crate::peers::SelectedOut>>>,
     /// The HTTP section: who may read `/status`.
     pub settings: watch::Receiver<Arc<HttpSettings>>,
     /// The long-lived tasks' heartbeats, for `/healthz`.
@@ -149,6 +151,7 @@ async fn status(
         &peers,
         &vips,
         &alloc,
+        &s.selected_out.borrow(),
     ))
     .into_response()
 }

@@ -2,13 +2,16 @@
 //! source, listener), the control-plane and VIP sections (a VIP is never a router id) and
 //! the provider's discovered peers (crate `providers`), and applies the resulting sessions
 //! to the speaker, changing only what changed. Multihop peers from a provider are kept
-//! reachable with a host route when only the default route covers them.
+//! reachable with a host route when only the default route covers them. Rack-aware peering:
+//! configured peers with a node selector are kept only while this node's labels (its Node
+//! object, followed here, or `vipr_node_labels`) match, and peers whose password is in a
+//! Secret wait until it is read ([`select`]); a relabel is one more level-triggered pass.
 //!
-//! Split in two: [`NodeFacts`] are read from the node's interfaces (async, netlink), and
-//! [`plan`] turns the sections, the discovery and those facts into the router id and the
-//! peers (pure).
+//! Split in three: [`select`] (pure) keeps the configured peers this node takes,
+//! [`NodeFacts`] are read from the node's interfaces (async, netlink), and [`plan`] turns the
+//! sections, the discovery and those facts into the router id and the peers (pure).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::config::selector::Labels;
 use crate::config::{
     configured_vips, BgpSettings, ControlPlane, MpNextHop, MpNextHopMode, RouterId, SessionSource,
     VipSettings,
@@ -43,6 +47,9 @@ pub struct NodeFacts {
     pub source_ip_interface: Vec<IpAddr>,
     /// The router found on each interface of an unnumbered peer (`unnumbered.rs`).
     pub link_routers: Arc<LinkRouters>,
+    /// The addresses of the interfaces configured peers take their source from
+    /// (`source_interface`), by name; a missing interface has none.
+    pub peer_interfaces: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl NodeFacts {
@@ -66,12 +73,22 @@ impl NodeFacts {
             }
             _ => Vec::new(),
         };
+        let mut peer_interfaces = BTreeMap::new();
+        for i in bgp
+            .peer_extras
+            .values()
+            .filter_map(|e| e.source_interface.as_ref())
+        {
+            let a = addrs.addrs_of(i).await.unwrap_or_default();
+            peer_interfaces.insert(i.clone(), a);
+        }
         Ok(NodeFacts {
             globals,
             router_interface_v4,
             source_interface,
             source_ip_interface,
             link_routers: Arc::default(),
+            peer_interfaces,
         })
     }
 }
@@ -176,8 +193,15 @@ pub fn plan(
         }
         let v4 = p.address.is_ipv4();
         let other = other_next_hop(bgp.mp_next_hop_of(p.address), !v4);
+        // A peer's own source interface, else the node-wide source.
+        let own_if = bgp
+            .peer_extras
+            .get(&p.address)
+            .and_then(|e| e.source_interface.as_ref())
+            .and_then(|i| facts.peer_interfaces.get(i))
+            .and_then(|a| a.iter().copied().find(|a| a.is_ipv4() == v4));
         let p = PeerConfig {
-            source: p.source.or_else(|| configured_source(v4)),
+            source: p.source.or(own_if).or_else(|| configured_source(v4)),
             next_hop_v4: p.next_hop_v4.or(match other {
                 Some(IpAddr::V4(a)) => Some(a),
                 _ => None,
@@ -194,6 +218,67 @@ pub fn plan(
     Ok((router_id, out))
 }
 
+/// A configured peer this node does not peer with, and why (`vipr status`; node labels
+/// are not secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SelectedOut {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// Why: the label that does not match, or that the labels are not known.
+    pub reason: String,
+}
+
+/// Rack-aware peering: the BGP section with only the configured peers whose node selector
+/// matches this node's labels (`vipr_node_labels` when set, else `node`: the Node's labels,
+/// `None` while not read) and whose `password_secret` has been read from `secrets` (the
+/// password filled in); the others with the reason (never a password).
+pub fn select(
+    bgp: &BgpSettings,
+    node: Option<&Labels>,
+    secrets: &crate::kube::secret::Values,
+) -> (BgpSettings, Vec<SelectedOut>) {
+    let labels = bgp.node_labels.as_ref().or(node);
+    let mut out = Vec::new();
+    let mut kept = bgp.clone();
+    kept.peers.retain_mut(|p| {
+        let extras = bgp.peer_extras.get(&p.address);
+        let why = match (extras.and_then(|e| e.node_selector.as_ref()), labels) {
+            (None, _) => None,
+            (Some(sel), Some(l)) => sel.mismatch(l),
+            (Some(_), None) => Some(
+                "this node's labels are not known yet (its Node object has not been read, or there is none)".into(),
+            ),
+        };
+        let why = why.or_else(|| {
+            let r = extras.and_then(|e| e.password_secret.as_ref())?;
+            match secrets.get(&(r.namespace.clone(), r.name.clone())) {
+                Some(Some(keys)) => match keys.get(&r.key) {
+                    Some(v) => {
+                        p.password = Some(v.clone());
+                        None
+                    }
+                    None => Some(format!(
+                        "the password's {r} is not in the Secret (or not text)"
+                    )),
+                },
+                Some(None) => Some(format!("the password's {r}: no such Secret (yet)")),
+                None => Some(format!("the password's {r} has not been read yet")),
+            }
+        });
+        match why {
+            None => true,
+            Some(reason) => {
+                out.push(SelectedOut {
+                    address: p.address,
+                    reason,
+                });
+                false
+            }
+        }
+    });
+    (kept, out)
+}
+
 /// What the peers task follows.
 pub struct Inputs {
     /// The BGP section.
@@ -206,12 +291,18 @@ pub struct Inputs {
     pub discovered: watch::Receiver<Discovered>,
     /// The routers of the unnumbered peers' interfaces.
     pub link_routers: watch::Receiver<Arc<LinkRouters>>,
+    /// The API client, to follow this node's labels when a peer has a node selector and
+    /// `vipr_node_labels` is not set.
+    pub client: Option<::kube::Client>,
+    /// This node's name.
+    pub node: String,
 }
 
 /// Follows the sections and the provider and applies the resulting peer set, router id and
 /// listener to the speaker. `known` tells readiness whether the peer source has answered;
 /// `peer_addrs` gets the peers' addresses (never a Service's VIP).
 /// At cancellation the host routes vipr added are removed.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut i: Inputs,
     addrs: AddrManager,
@@ -219,11 +310,55 @@ pub async fn run(
     speaker: Speaker,
     known: watch::Sender<bool>,
     peer_addrs: watch::Sender<Arc<BTreeSet<IpAddr>>>,
+    selected_out: watch::Sender<Arc<Vec<SelectedOut>>>,
     cancel: CancellationToken,
 ) {
     let mut added_routes: BTreeSet<IpAddr> = BTreeSet::new();
+    // This node's labels, followed once a peer has a node selector.
+    let (labels_tx, mut labels) = watch::channel::<crate::kube::node::Labels>(None);
+    let mut following_labels = false;
+    // The Secrets of peers' passwords, each followed once named.
+    let (secrets_tx, mut secrets) = watch::channel(crate::kube::secret::Values::new());
+    let mut followed: BTreeSet<(String, String)> = BTreeSet::new();
     'outer: loop {
         let bgp = i.bgp.borrow_and_update().clone();
+        if bgp.has_selectors() && bgp.node_labels.is_none() && !following_labels {
+            match &i.client {
+                Some(c) => {
+                    tokio::spawn(crate::kube::node::labels(
+                        c.clone(),
+                        i.node.clone(),
+                        labels_tx.clone(),
+                        cancel.child_token(),
+                    ));
+                    following_labels = true;
+                }
+                None => warn!("peers have a node_selector but there is no Kubernetes client: set vipr_node_labels"),
+            }
+        }
+        for r in bgp.password_secrets() {
+            let id = (r.namespace.clone(), r.name.clone());
+            match (&i.client, followed.contains(&id)) {
+                (_, true) => {}
+                (Some(c), false) => {
+                    tokio::spawn(crate::kube::secret::follow(
+                        c.clone(),
+                        id.0.clone(),
+                        id.1.clone(),
+                        secrets_tx.clone(),
+                        cancel.child_token(),
+                    ));
+                    followed.insert(id);
+                }
+                (None, false) => {
+                    warn!(secret = %r, "a peer's password is in a Secret but there is no Kubernetes client")
+                }
+            }
+        }
+        let node_labels = labels.borrow_and_update().clone();
+        let values = secrets.borrow_and_update().clone();
+        let (bgp, out) = select(&bgp, node_labels.as_deref(), &values);
+        let bgp = Arc::new(bgp);
         let vips: Vec<IpAddr> = configured_vips(
             &i.control_plane.borrow_and_update(),
             &i.vips.borrow_and_update(),
@@ -260,7 +395,19 @@ pub async fn run(
                         Err(e) => Err(e),
                     };
                     match planned {
-                        Ok((router_id, want)) => {
+                        Ok((router_id, mut want)) => {
+                            // A provider's peer at a selected-out address stays out too.
+                            want.retain(|p| !out.iter().any(|o| o.address == p.address));
+                            selected_out.send_if_modified(|cur| {
+                                let changed = **cur != out;
+                                if changed {
+                                    for o in out.iter().filter(|o| !cur.contains(o)) {
+                                        info!(peer = %o.address, reason = %o.reason, "peer not selected for this node");
+                                    }
+                                    *cur = Arc::new(out.clone());
+                                }
+                                changed
+                            });
                             let addrs: BTreeSet<IpAddr> = want.iter().map(|p| p.address).collect();
                             peer_addrs.send_if_modified(|cur| {
                                 let changed = **cur != addrs;
@@ -287,6 +434,8 @@ pub async fn run(
                                 Ok(()) = i.vips.changed() => continue 'outer,
                                 Ok(()) = i.discovered.changed() => continue 'outer,
                                 Ok(()) = i.link_routers.changed() => continue 'outer,
+                                Ok(()) = labels.changed() => continue 'outer,
+                                Ok(()) = secrets.changed() => continue 'outer,
                             }
                             retry = (retry * 2).min(Duration::from_secs(30));
                         }
@@ -302,6 +451,10 @@ pub async fn run(
             // A provider that has stopped leaves its last answer in place.
             Ok(()) = i.discovered.changed() => {}
             Ok(()) = i.link_routers.changed() => {}
+            // Relabelled: level-triggered, only the peers whose selection changed move.
+            Ok(()) = labels.changed() => {}
+            // A password changed: that peer's session resets with it, no other.
+            Ok(()) = secrets.changed() => {}
         }
     }
     for peer in added_routes {
@@ -366,223 +519,4 @@ async fn apply_peers(speaker: &Speaker, want: Vec<PeerConfig>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Config, Layers};
-
-    fn bgp(extra: &[(&str, &str)]) -> BgpSettings {
-        let mut env: std::collections::HashMap<String, String> = [
-            ("bgp_enable", "true"),
-            ("cp_enable", "true"),
-            ("address", "192.0.2.10"),
-            (
-                "bgp_peers",
-                "192.0.2.1:65000::false,[2001:db8::1]:65000::false",
-            ),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let mut l = Layers::default();
-        l.add_env(|n| env.get(n).cloned()).unwrap();
-        Config::from_layers(&l, "n").unwrap().bgp
-    }
-
-    fn facts(globals: &[(&str, bool)]) -> NodeFacts {
-        NodeFacts {
-            globals: globals
-                .iter()
-                .map(|(a, lo)| (a.parse().unwrap(), *lo))
-                .collect(),
-            ..NodeFacts::default()
-        }
-    }
-
-    #[test]
-    fn unnumbered_peers_are_sessions_once_their_router_is_known() {
-        let b = bgp(&[
-            (
-                "bgp_peers",
-                "unnumbered:eth1:65000,unnumbered:eth2:65000,192.0.2.1:65000::false",
-            ),
-            ("bgp_sourceip", "10.55.0.11"),
-        ]);
-        let mut f = facts(&[("10.55.0.11", false), ("2001:db8::11", false)]);
-        let (_, peers) = plan(&b, &[], None, &f).unwrap();
-        let addrs: Vec<String> = peers.iter().map(|p| p.address.to_string()).collect();
-        assert_eq!(addrs, ["192.0.2.1"], "no router known yet");
-        f.link_routers = Arc::new([("eth1".to_string(), "fe80::1".parse().unwrap())].into());
-        let (_, peers) = plan(&b, &[], None, &f).unwrap();
-        let p = &peers[0];
-        assert_eq!(p.address, "fe80::1".parse::<IpAddr>().unwrap());
-        assert_eq!(p.interface.as_deref(), Some("eth1"));
-        assert_eq!(
-            (p.source, p.next_hop_v4, p.next_hop_v6),
-            (None, None, None),
-            "the session's own link-local address is the next hop of both families"
-        );
-        assert_eq!(peers.len(), 2);
-        // The same router behind a second interface is one peer (the speaker keys by
-        // address): the first interface keeps it.
-        f.link_routers = Arc::new(
-            [
-                ("eth1".to_string(), "fe80::1".parse().unwrap()),
-                ("eth2".to_string(), "fe80::1".parse().unwrap()),
-            ]
-            .into(),
-        );
-        let (_, peers) = plan(&b, &[], None, &f).unwrap();
-        assert_eq!(peers.len(), 2);
-        assert_eq!(peers[0].interface.as_deref(), Some("eth1"));
-    }
-
-    #[test]
-    fn router_id_and_next_hops_come_from_the_node_but_never_from_a_vip() {
-        let vip: IpAddr = "192.0.2.10".parse().unwrap();
-        let f = facts(&[
-            ("192.0.2.10", true),
-            ("203.0.113.5", true),
-            ("10.55.0.11", false),
-            ("2001:db8:55::11", false),
-        ]);
-        let (id, peers) = plan(&bgp(&[]), &[vip], None, &f).unwrap();
-        assert_eq!(id, "10.55.0.11".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(
-            peers[0].next_hop_v6,
-            Some("2001:db8:55::11".parse().unwrap())
-        );
-        assert_eq!(peers[0].next_hop_v4, None);
-        assert_eq!(peers[1].next_hop_v4, Some("10.55.0.11".parse().unwrap()));
-        // Only loopback addresses: the non-VIP one.
-        let (id, _) = plan(
-            &bgp(&[]),
-            &[vip],
-            None,
-            &facts(&[("192.0.2.10", true), ("203.0.113.5", true)]),
-        )
-        .unwrap();
-        assert_eq!(id, "203.0.113.5".parse::<Ipv4Addr>().unwrap());
-        assert!(plan(&bgp(&[]), &[vip], None, &facts(&[("192.0.2.10", true)])).is_err());
-        let (id, _) = plan(&bgp(&[("bgp_routerid", "192.0.2.99")]), &[vip], None, &f).unwrap();
-        assert_eq!(id, "192.0.2.99".parse::<Ipv4Addr>().unwrap());
-    }
-
-    #[test]
-    fn configured_source_applies_per_family_and_static_peers_win() {
-        let f = facts(&[("10.55.0.11", false)]);
-        let b = bgp(&[("bgp_sourceip", "10.55.0.11")]);
-        let mut d = Discovery {
-            router_id: Some("192.0.2.77".parse().unwrap()),
-            ..Discovery::default()
-        };
-        d.peers
-            .push(PeerConfig::new("192.0.2.1".parse().unwrap(), 64999, 65100));
-        d.peers.push(PeerConfig {
-            ttl: Some(255),
-            ..PeerConfig::new("169.254.255.1".parse().unwrap(), 65530, 65100)
-        });
-        let (id, peers) = plan(&b, &[], Some(&d), &f).unwrap();
-        assert_eq!(
-            id,
-            "192.0.2.77".parse::<Ipv4Addr>().unwrap(),
-            "the provider's router id"
-        );
-        let addrs: Vec<String> = peers.iter().map(|p| p.address.to_string()).collect();
-        assert_eq!(addrs, ["192.0.2.1", "2001:db8::1", "169.254.255.1"]);
-        assert_eq!(peers[0].remote_as, 65000, "the configured peer wins");
-        assert_eq!(peers[0].source, Some("10.55.0.11".parse().unwrap()));
-        assert_eq!(
-            peers[1].source, None,
-            "an IPv4 source is not for an IPv6 peer"
-        );
-        let m = &peers[2];
-        assert_eq!(
-            (m.local_as, m.hold_time, m.source),
-            (65100, 30, Some("10.55.0.11".parse().unwrap()))
-        );
-    }
-
-    /// kube-vip v1.2.3 `FindMpbgpAddresses`: the next hop of the other family per mode; the
-    /// session's own family is left to the session (its local address).
-    #[test]
-    fn mpbgp_next_hop_modes_pick_the_other_familys_next_hop() {
-        let f = NodeFacts {
-            source_interface: vec![
-                "10.66.0.11".parse().unwrap(),
-                "2001:db8:66::11".parse().unwrap(),
-            ],
-            source_ip_interface: vec![
-                "10.77.0.11".parse().unwrap(),
-                "2001:db8:77::11".parse().unwrap(),
-            ],
-            ..facts(&[("10.55.0.11", false), ("2001:db8:55::11", false)])
-        };
-        let nh = |extra: &[(&str, &str)], f: &NodeFacts| {
-            let (_, p) = plan(&bgp(extra), &[], None, f).unwrap();
-            (
-                (p[0].next_hop_v4, p[0].next_hop_v6.map(|a| a.to_string())),
-                (p[1].next_hop_v4.map(|a| a.to_string()), p[1].next_hop_v6),
-            )
-        };
-        let v6 = |s: &str| Some(s.to_string());
-        // Fixed: each family's own address; the session's family untouched.
-        let fixed = [
-            ("mpbgp_nexthop", "fixed"),
-            ("mpbgp_ipv4", "198.51.100.4"),
-            ("mpbgp_ipv6", "2001:db8:99::6"),
-        ];
-        assert_eq!(
-            nh(&fixed, &f),
-            ((None, v6("2001:db8:99::6")), (v6("198.51.100.4"), None))
-        );
-        // Fixed with one address: the other family falls back to vipr's own choice (the
-        // source interface's address first).
-        assert_eq!(
-            nh(
-                &[("mpbgp_nexthop", "fixed"), ("mpbgp_ipv6", "2001:db8:99::6")],
-                &f
-            )
-            .1,
-            (v6("10.66.0.11"), None)
-        );
-        // auto_sourceip: the interface holding bgp_sourceip.
-        assert_eq!(
-            nh(
-                &[
-                    ("mpbgp_nexthop", "auto_sourceip"),
-                    ("bgp_sourceip", "10.77.0.11")
-                ],
-                &f
-            ),
-            ((None, v6("2001:db8:77::11")), (v6("10.77.0.11"), None))
-        );
-        // auto_sourceif: bgp_sourceif's; without an address of the family, none.
-        let b = [("mpbgp_nexthop", "auto_sourceif"), ("bgp_sourceif", "eth1")];
-        assert_eq!(
-            nh(&b, &f),
-            ((None, v6("2001:db8:66::11")), (v6("10.66.0.11"), None))
-        );
-        let only_v4 = NodeFacts {
-            source_interface: vec!["10.66.0.11".parse().unwrap()],
-            ..f.clone()
-        };
-        assert_eq!(nh(&b, &only_v4).0, (None, None));
-        // A peer's own 6th field wins over the node's, part by part.
-        let own = [
-            ("mpbgp_nexthop", "fixed"),
-            ("mpbgp_ipv4", "198.51.100.4"),
-            ("mpbgp_ipv6", "2001:db8:99::6"),
-            (
-                "bgp_peers",
-                "192.0.2.1:65000::false::mpbgp_ipv6=[2001:db8:98::6],[2001:db8::1]:65000::false",
-            ),
-        ];
-        assert_eq!(
-            nh(&own, &f),
-            ((None, v6("2001:db8:98::6")), (v6("198.51.100.4"), None))
-        );
-    }
-}
+mod tests;

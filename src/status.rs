@@ -18,7 +18,7 @@ pub struct PeerView {
     pub address: IpAddr,
     /// Neighbour port.
     pub port: u16,
-    /// Neighbour AS.
+    /// Neighbour AS (0: `as: external`, any AS but ours).
     pub remote_as: u32,
     /// Our AS.
     pub local_as: u32,
@@ -153,6 +153,9 @@ pub struct Status {
     /// Address pools and their use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<PoolView>,
+    /// Configured peers whose node selector leaves this node out, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected_out: Vec<crate::peers::SelectedOut>,
 }
 
 /// A Service without an address.
@@ -196,6 +199,7 @@ pub fn build(
     peers: &[PeerInfo],
     vips: &[VipState],
     alloc: &Allocations,
+    selected_out: &[crate::peers::SelectedOut],
 ) -> Status {
     let now = SystemTime::now();
     let mut pv: Vec<PeerView> = peers
@@ -297,6 +301,7 @@ pub fn build(
                 used: p.used as u64,
             })
             .collect(),
+        selected_out: selected_out.to_vec(),
     }
 }
 
@@ -332,7 +337,10 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!(
             "{:<26} {:>10} {:<12} {:<6} {:>10} {:>8} {:>6}  {}\n",
             addr,
-            p.remote_as,
+            match p.remote_as {
+                0 => "external".to_string(),
+                a => a.to_string(),
+            },
             p.state,
             p.bfd.as_ref().map(|b| b.state.as_str()).unwrap_or("-"),
             duration(p.state_seconds),
@@ -346,6 +354,12 @@ pub fn render(s: &Status) -> String {
             let name = bgp::config::peer_name(p.address, p.interface.as_deref());
             out.push_str(&format!("  {name}: not sent: {n}\n"));
         }
+    }
+    for o in &s.selected_out {
+        out.push_str(&format!(
+            "{:<26} {:>10} {:<12} not selected: {}\n",
+            o.address, "-", "-", o.reason
+        ));
     }
     if s.peers.iter().any(|p| p.bfd.is_some()) {
         out.push('\n');
@@ -570,6 +584,7 @@ pub(crate) mod tests {
             &[peer_with_bfd()],
             &[],
             &Allocations::default(),
+            &[],
         );
         let b = s.peers[0].bfd.as_ref().unwrap();
         assert_eq!(b.state.as_str(), "Up");
@@ -629,5 +644,27 @@ pub(crate) mod tests {
             m.contains("vipr_bfd_session_info{peer=\"192.0.2.1\",state=\"Up\"} 1"),
             "{m}"
         );
+    }
+
+    /// Peers a node's labels leave out: in the document and one line each in the tables.
+    #[test]
+    fn selected_out_peers_show_with_their_reason() {
+        let out = [crate::peers::SelectedOut {
+            address: "192.0.2.2".parse().unwrap(),
+            reason: "label rack=r1, the peer wants rack=r2".into(),
+        }];
+        let s = build("n", "bgp", true, &[], &[], &Allocations::default(), &out);
+        let doc = serde_json::to_value(&s).unwrap();
+        assert_eq!(doc["selected_out"][0]["address"], "192.0.2.2");
+        let text = render(&s);
+        assert!(
+            text.contains("not selected: label rack=r1, the peer wants rack=r2"),
+            "{text}"
+        );
+        let none = build("n", "bgp", true, &[], &[], &Allocations::default(), &[]);
+        assert!(serde_json::to_value(&none)
+            .unwrap()
+            .get("selected_out")
+            .is_none());
     }
 }

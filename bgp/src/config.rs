@@ -102,6 +102,10 @@ pub struct PeerConfig {
     pub port: u16,
     /// The neighbour's AS; an OPEN from another AS is refused with Bad Peer AS.
     pub remote_as: u32,
+    /// FRR's `remote-as external`: accept the AS the OPEN carries when it is not `local_as`
+    /// (an OPEN with `local_as` is refused with Bad Peer AS, RFC 4271 §6.2); `remote_as` is
+    /// then not used. (`remote-as internal` is `remote_as == local_as`.)
+    pub remote_as_external: bool,
     /// Our AS on this session (4-octet allowed, RFC 6793).
     pub local_as: u32,
     /// TCP MD5 signature password (RFC 2385).
@@ -148,6 +152,7 @@ impl PeerConfig {
             interface: None,
             port: 179,
             remote_as,
+            remote_as_external: false,
             local_as,
             password: None,
             ttl: None,
@@ -207,7 +212,15 @@ impl PeerConfig {
 
     /// iBGP when both ends are in the same AS.
     pub fn is_ibgp(&self) -> bool {
-        self.local_as == self.remote_as
+        !self.remote_as_external && self.local_as == self.remote_as
+    }
+
+    /// Whether an OPEN may carry `asn` (RFC 4271 §6.2: otherwise Bad Peer AS).
+    pub fn accepts_as(&self, asn: u32) -> bool {
+        match self.remote_as_external {
+            true => asn != self.local_as,
+            false => asn == self.remote_as,
+        }
     }
 
     /// The socket address to connect to: with an interface, a link-local address scoped
@@ -273,7 +286,7 @@ impl PeerConfig {
                 ));
             }
         }
-        if self.local_as == 0 || self.remote_as == 0 {
+        if self.local_as == 0 || (self.remote_as == 0 && !self.remote_as_external) {
             return Err(bad("as", "AS 0 is reserved (RFC 7607)"));
         }
         if self.families.is_empty() {
@@ -440,6 +453,20 @@ mod tests {
         assert!(c.validate().is_ok());
         c.source = Some("2001:db8::1".parse().unwrap());
         assert_eq!(c.validate().unwrap_err().field, "source");
+    }
+
+    /// FRR's `remote-as external`: any AS but ours; the session is eBGP.
+    #[test]
+    fn external_accepts_any_as_but_ours() {
+        let mut c = PeerConfig::new("192.0.2.1".parse().unwrap(), 65000, 65001);
+        assert!(c.accepts_as(65000) && !c.accepts_as(65002));
+        c.remote_as_external = true;
+        c.remote_as = 0;
+        assert!(c.validate().is_ok());
+        assert!(c.accepts_as(65000) && c.accepts_as(4_200_000_000));
+        assert!(!c.accepts_as(65001));
+        assert!(!c.is_ibgp());
+        assert_eq!(c.effective_ttl(), 1);
     }
 
     #[test]

@@ -689,7 +689,7 @@ impl Session {
     /// Event 19 BGPOpen in OpenSent: check the OPEN against the config (§6.2), resolve a
     /// collision (§6.8), then send KEEPALIVE and go to OpenConfirm.
     fn open_received(&mut self, id: ConnId, open: Open, out: &mut Vec<Output>) {
-        if open.asn != self.cfg.remote_as {
+        if !self.cfg.accepts_as(open.asn) {
             return self.fail(
                 id,
                 Notification::new(n::code::OPEN, n::open::BAD_PEER_AS),

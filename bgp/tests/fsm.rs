@@ -131,6 +131,33 @@ fn event19_open_from_the_wrong_as_gets_bad_peer_as() {
     assert_eq!(s.state(), State::Active);
 }
 
+/// `remote-as external` (FRR): any AS but ours is accepted; ours gets Bad Peer AS.
+#[test]
+fn event19_external_accepts_any_as_but_ours() {
+    let external = PeerConfig {
+        remote_as: 0,
+        remote_as_external: true,
+        ..cfg()
+    };
+    let open = |asn: u32| {
+        let mut s = Session::new(Arc::new(external.clone()), ident(), table(&[]), 1);
+        s.handle(Input::Start);
+        s.handle(Input::Connected {
+            conn: 1,
+            local: LOCAL.parse().unwrap(),
+        });
+        (
+            s.handle(frame(1, peer_open(asn, 90, [10, 55, 0, 1]))),
+            s.state(),
+        )
+    };
+    let (outs, _) = open(65099);
+    assert_eq!(sent(&outs), vec![Message::Keepalive]);
+    let (outs, state) = open(external.local_as);
+    assert_eq!(notification(&outs), Some(Notification::new(2, 2)));
+    assert_eq!(state, State::Active);
+}
+
 #[test]
 fn event19_open_negotiates_hold_time_and_answers_keepalive() {
     let mut s = Session::new(Arc::new(cfg()), ident(), table(&[]), 1);

@@ -448,6 +448,25 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
             peers::parse_peers(v, local_as, bfd, &defaults)
         })?
         .unwrap_or_default();
+    // The file's peers given as mappings: checked even when a higher layer's bgp_peers wins.
+    let mut peer_extras = std::collections::BTreeMap::new();
+    if let Some(f) = &r.layers.file_peers {
+        let secret_ns = r.string("cp_namespace", "kube-system");
+        let parsed = super::peer_map::parse(f, local_as, bfd, &defaults, &secret_ns)?;
+        let file_wins = r
+            .layers
+            .get("bgp_peers")
+            .is_some_and(|raw| matches!(raw.origin, super::Origin::File { .. }));
+        if file_wins {
+            peers = Vec::new();
+            for (p, extras) in parsed {
+                if extras != Default::default() {
+                    peer_extras.insert(p.address, extras);
+                }
+                peers.push(p);
+            }
+        }
+    }
     let legacy_as = r.parse("bgp_peeras", parse_asn)?.unwrap_or(65000);
     let legacy_pass = r.parse("bgp_peerpass", |v| Ok(bgp::Secret::new(v)))?;
     let legacy_multihop = r.bool("bgp_multihop", false)?;
@@ -505,6 +524,8 @@ fn bgp(r: &Reader) -> Result<BgpSettings, ConfigError> {
         router_id,
         source,
         peers,
+        peer_extras,
+        node_labels: r.parse("vipr_node_labels", super::selector::parse_labels)?,
         defaults,
         listen: r.parse("vipr_bgp_listen", listen_addr)?,
         attrs: RouteAttrs {

@@ -11,14 +11,20 @@
 //! - [`reader`]: typed access to the layers, checking every layer's value;
 //! - [`build`]: the sections from the layers;
 //! - [`peers`]: kube-vip's `bgp_peers` into [`bgp::PeerConfig`]s;
+//! - [`peer_map`]: the file's `bgp_peers` items given as mappings (every option of a peer);
+//! - [`peer_values`]: the YAML tree of those mappings and their nested values;
+//! - [`selector`]: node selectors of peers and the node labels they match;
 //! - [`sections`]: one `watch` per section, and what SIGHUP applies.
 
 pub mod build;
 pub mod keys;
 pub mod kubevip;
+pub mod peer_map;
+pub mod peer_values;
 pub mod peers;
 pub mod reader;
 pub mod sections;
+pub mod selector;
 pub mod source;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -377,9 +383,28 @@ pub struct BgpSettings {
     pub mp_next_hop: MpNextHop,
     /// Configured peers' own MP-BGP next hop settings (6th `bgp_peers` field), unmerged.
     pub peer_mp_next_hop: Vec<(IpAddr, MpNextHop)>,
+    /// What configured peers given as mappings in the file have besides their session
+    /// (node selector, source interface), by address.
+    pub peer_extras: std::collections::BTreeMap<IpAddr, peer_map::PeerExtras>,
+    /// This node's labels from the configuration (`vipr_node_labels`): when set, node
+    /// selectors match these instead of the Node object's.
+    pub node_labels: Option<selector::Labels>,
 }
 
 impl BgpSettings {
+    /// Whether a configured peer has a node selector.
+    pub fn has_selectors(&self) -> bool {
+        self.peer_extras.values().any(|e| e.node_selector.is_some())
+    }
+
+    /// The Secrets configured peers take their password from.
+    pub fn password_secrets(&self) -> std::collections::BTreeSet<&peer_map::SecretRef> {
+        self.peer_extras
+            .values()
+            .filter_map(|e| e.password_secret.as_ref())
+            .collect()
+    }
+
     /// The MP-BGP next hop settings of the peer at `addr`: its own, else the node's.
     pub fn mp_next_hop_of(&self, addr: IpAddr) -> MpNextHop {
         self.peer_mp_next_hop
@@ -588,6 +613,11 @@ impl Config {
             || matches!(self.peer_source, PeerSource::Annotations { .. })
             || (self.lb.enabled && self.lb.backends.is_empty())
             || self.node.node_labeling
+            // Node selectors of peers match the Node's labels unless vipr_node_labels is set.
+            || (self.node.mode == Mode::Bgp
+                && self.bgp.node_labels.is_none()
+                && self.bgp.has_selectors())
+            || (self.node.mode == Mode::Bgp && !self.bgp.password_secrets().is_empty())
     }
 
     /// Every VIP this node serves from configuration (control plane first, then static).

@@ -241,6 +241,7 @@ pub fn peer(
         interface: None,
         port,
         remote_as,
+        remote_as_external: false,
         local_as,
         password,
         ttl: multihop.then_some(255),
@@ -268,6 +269,18 @@ pub fn parse_peers(
     bfd: BfdSpec,
     d: &PeerDefaults,
 ) -> Result<Vec<PeerConfig>, String> {
+    parse_peers_from(s, 1, local_as, bfd, d)
+}
+
+/// [`parse_peers`] of a value whose first entry is peer number `first` (an item of the
+/// file's `bgp_peers` list).
+pub fn parse_peers_from(
+    s: &str,
+    first: usize,
+    local_as: u32,
+    bfd: BfdSpec,
+    d: &PeerDefaults,
+) -> Result<Vec<PeerConfig>, String> {
     let mut peers: Vec<PeerConfig> = Vec::new();
     // Whether the previous entry had a password, which a ',' in it would have cut: this
     // entry may then begin with the rest of it, and is not quoted.
@@ -276,7 +289,7 @@ pub fn parse_peers(
         if entry.is_empty() {
             continue;
         }
-        let n = i + 1;
+        let n = i + first;
         // The hint for an entry that may begin with the rest of the previous password.
         let cut = |e: String| match after_password {
             true => format!("{e}; does peer #{}'s password {CUT_PASSWORD}", n - 1),
@@ -308,10 +321,8 @@ pub fn parse_peers(
             // first in its entry. Text with ':' may be a bracket that swallowed the fields
             // after it (fuzzing found one), so an IPv6 typo gets the reason, not the text.
             let plain = !addr_text.contains(':')
-                && addr_text
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
-            if ipv4_shaped(addr_text) || (plain && (n == 1 || !after_password)) {
+                && addr_text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+            if ipv4_shaped(addr_text) || (plain && (n == first || !after_password)) {
                 cut(format!(
                     "peer #{n}: the address {addr_text:?} is not an IP address: {why}"
                 ))

@@ -18,8 +18,11 @@ use std::path::Path;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use serde_saphyr::Spanned;
+
 use super::keys::{self, Key};
 use super::kubevip;
+use super::peer_map::{FilePeers, Tree};
 use super::ConfigError;
 
 /// Where a raw value came from.
@@ -64,6 +67,8 @@ pub struct Layers {
     /// kube-vip's variables vipr does not implement ([`super::kubevip`]), kept to be
     /// warned about or refused.
     unsupported: BTreeMap<&'static str, Vec<Raw>>,
+    /// `bgp_peers` of the file when an item is a mapping (its text value is then empty).
+    pub file_peers: Option<FilePeers>,
     /// Settings for another machine (`vipr manifest`): files the settings name are on the
     /// node, not here, so they are not read (only the daemon's own start reads them).
     pub elsewhere: bool,
@@ -243,6 +248,10 @@ impl Layers {
         let values = serde_saphyr::from_str::<FileMap>(text).map_err(file_error);
         LISTS.with(|l| l.borrow_mut().clear());
         let values = values?;
+        self.file_peers = values.1.map(|items| FilePeers {
+            path: path.to_string(),
+            items,
+        });
         let mut entries = Vec::new();
         let mut unsupported = Vec::new();
         for (name, value) in values.0 {
@@ -410,7 +419,7 @@ fn near_miss(key: &str) -> Option<&'static str> {
 }
 
 /// Levenshtein distance.
-fn edits(a: &str, b: &str) -> usize {
+pub(super) fn edits(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -481,8 +490,8 @@ thread_local! {
 }
 
 /// Pass 2: every key with its text (`None` for a value that is neither a scalar nor a list
-/// of scalars); list items joined with commas.
-struct FileMap(Vec<(String, Option<String>)>);
+/// of scalars); list items joined with commas; `bgp_peers` as items when one is a mapping.
+struct FileMap(Vec<(String, Option<String>)>, Option<Vec<Spanned<Tree>>>);
 
 impl<'de> Deserialize<'de> for FileMap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FileMap, D::Error> {
@@ -494,9 +503,44 @@ impl<'de> Deserialize<'de> for FileMap {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<FileMap, A::Error> {
                 let mut out = Vec::new();
+                let mut trees = None;
                 while let Some(k) = m.next_key::<String>()? {
                     let list = LISTS.with(|l| l.borrow().contains(&k));
-                    let v = if list {
+                    let v = if k == "bgp_peers" && list {
+                        // Items may be mappings (a peer with every option).
+                        let items = m.next_value::<Vec<Spanned<Tree>>>()?;
+                        let texts: Option<Vec<String>> = items
+                            .iter()
+                            .map(|i| match &i.value {
+                                Tree::Scalar(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        match texts {
+                            Some(t) => Some(t.join(",")),
+                            None => {
+                                trees = Some(items);
+                                Some(String::new())
+                            }
+                        }
+                    } else if k == "vipr_node_labels" {
+                        // A mapping of labels, or `key=value` text.
+                        match m.next_value::<Tree>()? {
+                            Tree::Map(kv) => Some(
+                                kv.iter()
+                                    .map(|(k, v)| {
+                                        format!(
+                                            "{}={}",
+                                            k.value,
+                                            v.value.joined().unwrap_or_default()
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                            ),
+                            t => t.joined(),
+                        }
+                    } else if list {
                         Some(m.next_value::<Vec<String>>()?.join(","))
                     } else {
                         // A key is repeated only when it names a setting (else it may be a value).
@@ -508,7 +552,7 @@ impl<'de> Deserialize<'de> for FileMap {
                     };
                     out.push((k, v));
                 }
-                Ok(FileMap(out))
+                Ok(FileMap(out, trees))
             }
         }
         d.deserialize_map(V)

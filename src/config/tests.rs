@@ -573,6 +573,18 @@ fn rows() -> Vec<(
             &[("vipr_graceful_restart", "true")],
         ),
         (
+            "vipr_node_labels",
+            "rack=r1,topology.kubernetes.io/zone=a",
+            |c| {
+                c.bgp
+                    .node_labels
+                    .as_ref()
+                    .is_some_and(|l| l["rack"] == "r1" && l.len() == 2)
+            },
+            Some("rack"),
+            &[],
+        ),
+        (
             "vipr_bfd",
             "true;100;100;3",
             |c| {
@@ -1258,6 +1270,7 @@ fn every_setting_reaches_exactly_its_section() {
 
 mod errors;
 mod unnumbered;
+mod peer_map;
 
 /// kube-vip's variables vipr does not implement ([`kubevip`]): each warned once, or refused.
 mod kube_vip_unsupported {

@@ -9,6 +9,8 @@
 //! | BGP + `vip_leaderelection` + `vipr_bgp_leader_only` | the control-plane Lease as in ARP mode | leases create; get/list/watch/update on `vip_leasename` in its namespace |
 //! | `annotation` (BGP) | a watch on its own Node (`metadata.name=`) | nodes get/list/watch |
 //! | `lb_enable` without `vipr_lb_backends` | control-plane Node reflector | nodes get/list/watch |
+//! | `bgp_peers` with a `node_selector` (BGP, no `vipr_node_labels`) | a watch on its own Node (`metadata.name=`), its labels | nodes get/list/watch |
+//! | `bgp_peers` with a `password_secret` (BGP) | a watch on each Secret (`metadata.name=`) | secrets get/list/watch on those names, in `cp_namespace` |
 //! | `enable_node_labeling` | GET of its own Node, merge patch of its labels | nodes get/patch |
 //!
 //! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
@@ -203,6 +205,10 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             lb_nodes,
             "lb_enable: control-plane Nodes as load-balancer backends",
         ),
+        (
+            c.node.mode == Mode::Bgp && c.bgp.node_labels.is_none() && c.bgp.has_selectors(),
+            "bgp_peers node_selector: this node's labels",
+        ),
     ]
     .into_iter()
     .filter_map(|(on, why)| on.then_some(why))
@@ -215,6 +221,26 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             vec![],
             &["get", "list", "watch"],
             why.join("; "),
+        ));
+    }
+    // Peers' passwords in Secrets: only those Secrets, by name, in their namespace.
+    let mut secrets: BTreeMap<&String, Vec<String>> = BTreeMap::new();
+    if c.node.mode == Mode::Bgp {
+        for r in c.bgp.password_secrets() {
+            let names = secrets.entry(&r.namespace).or_default();
+            if !names.contains(&r.name) {
+                names.push(r.name.clone());
+            }
+        }
+    }
+    for (ns, names) in secrets {
+        g.push(grant(
+            Some(ns),
+            "",
+            "secrets",
+            names,
+            &["get", "list", "watch"],
+            "bgp_peers password_secret: the Secrets holding peers' TCP MD5 passwords (a watch on metadata.name=)",
         ));
     }
     if c.node.node_labeling {

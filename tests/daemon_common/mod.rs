@@ -655,3 +655,25 @@ pub fn same_session(a: &(String, String), b: &(String, String)) -> bool {
             _ => a.1 == b.1,
         }
 }
+
+/// Another router on the lab's bridge (a ToR switch): a namespace whose `eth0` is on `br0`
+/// at `10.55.0.n/24` (`n` in 2..=10: between the lab router and the nodes). Its veth goes
+/// with the namespace on `Drop`.
+pub fn lab_tor(lab: &Lab, n: u8) -> Netns {
+    assert!((2..=10).contains(&n), "ToR addresses are 10.55.0.2 to .10");
+    let ns = Netns::new("vt");
+    lab.router.sh(&format!(
+        "ip link add tor{n} type veth peer name eth0 netns {} && \
+         ip link set tor{n} master br0 && ip link set tor{n} up",
+        ns.name
+    ));
+    ns.sh(&format!(
+        "ip link set eth0 up && ip addr add 10.55.0.{n}/24 dev eth0"
+    ));
+    ns
+}
+
+/// FRR's `show bgp neighbors json` entry of `peer` (`Null` when unknown).
+pub fn frr_neighbor(frr: &Frr, peer: &str) -> Value {
+    frr.vtysh_json(&format!("show bgp neighbors {peer} json"))[peer].clone()
+}

@@ -179,9 +179,17 @@ fn file_errors_say_what_is_wrong_in_the_files_terms() {
         err("bgp_as: {a: 1}\n"),
         "config file f.yaml: line 1 column 9 (in bgp_as): expected a value (text or a number), not a mapping or a list"
     );
-    assert_eq!(
-        err("bgp_peers:\n  - 192.0.2.1:65000::false\n  - {a: 2}\n"),
-        "config file f.yaml: line 3 column 5 (in bgp_peers): expected a value (text or a number), not a mapping or a list"
+    // A mapping in bgp_peers is a peer with every option (`peer_map`): its keys are checked.
+    let mut l = Layers::default();
+    l.add_yaml(
+        "f.yaml",
+        "bgp_enable: true\nbgp_peers:\n  - 192.0.2.1:65000::false\n  - {a: 2}\nvipr_static_vips: 192.0.2.10\n",
+    )
+    .unwrap();
+    let e = Config::from_layers(&l, "n").unwrap_err().to_string();
+    assert!(
+        e.starts_with("config file f.yaml: line 4: bgp_peers: peer #2: unknown key: \"a\""),
+        "{e}"
     );
     assert_eq!(
         err("- bgp_as\n"),

@@ -278,3 +278,39 @@ fn rbac_is_least_privilege_for_each_mode() {
         vec![]
     );
 }
+
+/// Peers from the YAML file: a node selector needs this node's Node (get/list/watch), a
+/// `password_secret` exactly its Secrets by name in `cp_namespace`, nothing else.
+#[test]
+fn file_peers_with_selectors_and_secrets_get_only_their_objects() {
+    let yaml = "bgp_enable: true\ncp_enable: true\naddress: 192.0.2.10\ncp_namespace: infra\nbgp_peers:
+  - {address: 192.0.2.1, as: 65001, password_secret: {name: bgp-auth, key: a}, node_selector: {matchLabels: {rack: r1}}}
+  - {address: 192.0.2.2, as: 65001, password_secret: {name: bgp-auth, key: b}}
+";
+    let mut l = Layers::default();
+    l.add_yaml("f.yaml", yaml).unwrap();
+    let cfg = Config::from_layers(&l, "n").unwrap();
+    let o = Options {
+        kind: Kind::Rbac,
+        set: Vec::new(),
+        cfg,
+        flags: Generator::default(),
+        ignored: Vec::new(),
+    };
+    let g: Vec<(Option<String>, &str, Vec<String>, Vec<&str>)> = crate::manifest::rbac::grants(&o)
+        .into_iter()
+        .map(|g| (g.namespace, g.resource, g.names, g.verbs.to_vec()))
+        .collect();
+    assert_eq!(
+        g,
+        vec![
+            (None, "nodes", vec![], vec!["get", "list", "watch"]),
+            (
+                Some("infra".into()),
+                "secrets",
+                vec!["bgp-auth".into()],
+                vec!["get", "list", "watch"]
+            ),
+        ]
+    );
+}
