@@ -83,7 +83,7 @@ start() {
   [ -n "$ns" ] && run=(ip netns exec "$ns")
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/sa.key" -out "$dir/sa.crt" -days 2 -subj /CN=sa >/dev/null 2>&1
   printf 'testtoken,admin,admin,system:masters\nviprtoken,vipr,vipr\n' > "$dir/tokens.csv"
-  "${run[@]}" etcd --data-dir "$dir/etcd" --listen-client-urls http://127.0.0.1:23790 \
+  "${run[@]}" etcd --data-dir "$dir/etcd" --quota-backend-bytes 8589934592 --listen-client-urls http://127.0.0.1:23790 \
     --advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800 \
     > "$dir/etcd.log" 2>&1 &
   echo $! > "$dir/etcd.pid"
