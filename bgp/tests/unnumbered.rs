@@ -16,7 +16,6 @@ use ipnet::IpNet;
 mod fsm_common;
 use fsm_common::*;
 
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -69,6 +69,7 @@ pub type FilePeer = (PeerConfig, PeerExtras);
 /// The keys of a peer mapping.
 const KEYS: &[&str] = &[
     "address",
+    "interface",
     "as",
     "port",
     "password",
@@ -125,8 +126,13 @@ pub fn parse(
             }
         };
         for p in new {
-            if out.iter().any(|(o, _)| o.address == p.0.address) {
-                return Err(err(format!("peer #{n} ({}): listed twice", p.0.address)));
+            let same = |o: &PeerConfig| match (&o.interface, &p.0.interface) {
+                (None, None) => o.address == p.0.address,
+                (a, b) => a == b,
+            };
+            if out.iter().any(|(o, _)| same(o)) {
+                let name = bgp::config::peer_name(p.0.address, p.0.interface.as_deref());
+                return Err(err(format!("peer #{n} ({name}): listed twice")));
             }
             out.push(p);
         }
@@ -150,10 +156,10 @@ fn group(path: &str, n: usize, m: &[Entry]) -> Result<Vec<(String, Vec<Entry>)>,
     for e in m {
         match e.0.value.as_str() {
             "peers" => members = Some(&e.1),
-            "address" => {
+            k @ ("address" | "interface") => {
                 return Err(at(
                     e.0.referenced.line(),
-                    "address: a group's address is each member's: give it in peers".into(),
+                    format!("{k}: a group's {k} is each member's: give it in peers"),
                 ))
             }
             k if KEYS.contains(&k) => shared.push(e),
@@ -209,9 +215,11 @@ fn one(
 ) -> Result<FilePeer, ConfigError> {
     let map_line = m.first().map_or(0, |(k, _)| k.referenced.line());
     let addr_text = get(m, "address").and_then(|(_, v)| scalar(&v.value));
-    let who = match addr_text.and_then(|a| a.parse::<IpAddr>().ok()) {
-        Some(a) => format!("peer #{n} ({a})"),
-        None => format!("peer #{n}"),
+    let iface_text = get(m, "interface").and_then(|(_, v)| scalar(&v.value));
+    let who = match (addr_text.and_then(|a| a.parse::<IpAddr>().ok()), iface_text) {
+        (Some(a), _) => format!("peer #{n} ({a})"),
+        (None, Some(i)) if interface_name(i).is_ok() => format!("peer #{n} (interface {i})"),
+        _ => format!("peer #{n}"),
     };
     let at = |line: u64, key: &str, reason: String| ConfigError::File {
         path: path.to_string(),
@@ -277,12 +285,24 @@ fn one(
             }
         };
     }
+    // BGP unnumbered: the router on an interface, found from its Router Advertisements
+    // (`unnumbered.rs`); its address is unknown (`::`) until then.
+    let interface = parse!("interface", interface_name);
+    if interface.is_some() && addr_text.is_some() {
+        let l = get(m, "interface").map_or(map_line, |(l, _)| l);
+        return Err(at(
+            l,
+            "interface",
+            "address and interface exclude each other: give one".into(),
+        ));
+    }
     let address: IpAddr = match field("address")? {
+        None if interface.is_some() => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         None => {
             return Err(at(
                 map_line,
                 "address",
-                "missing: every peer needs one".into(),
+                "missing: every peer needs one (or an interface, for BGP unnumbered)".into(),
             ))
         }
         Some((l, v)) => v.trim().parse().map_err(|_| {
@@ -349,13 +369,7 @@ fn one(
         .trim()
         .parse::<IpAddr>()
         .map_err(|_| format!("not an IP address: {}", peers::why_not_ip(v))));
-    let source_interface = parse!("source_interface", |v: &str| {
-        let v = v.trim();
-        match !v.is_empty() && v.len() <= 15 && !v.contains(['/', ' ']) {
-            true => Ok(v.to_string()),
-            false => Err("expected an interface name (1..=15 characters, no '/' or spaces)".into()),
-        }
-    });
+    let source_interface = parse!("source_interface", interface_name);
     if source.is_some() && source_interface.is_some() {
         let l = get(m, "source_interface").map_or(map_line, |(l, _)| l);
         return Err(at(
@@ -441,6 +455,27 @@ fn one(
         d,
     );
     p.remote_as_external = external;
+    if let Some(i) = &interface {
+        // On the link, as `unnumbered:` entries: one hop, the session's own link-local
+        // address the next hop of both families; what the node decides per peer is keyed
+        // by address, which such a peer has only once its router is heard.
+        for key in [
+            "multihop",
+            "source",
+            "source_interface",
+            "node_selector",
+            "password_secret",
+        ] {
+            if let Some((l, _)) = get(m, key) {
+                return Err(at(
+                    l,
+                    key,
+                    "not for a peer on an interface (BGP unnumbered)".into(),
+                ));
+            }
+        }
+        p.interface = Some(i.clone());
+    }
     p.ttl = ttl;
     p.source = source;
     p.hold_time = hold;
@@ -468,6 +503,17 @@ fn one(
             password_secret,
         },
     ))
+}
+
+/// An interface name as the kernel takes it.
+fn interface_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    match !v.is_empty() && v.len() <= 15 && !v.contains(['/', ' ', ':']) {
+        true => Ok(v.to_string()),
+        false => {
+            Err("expected an interface name (1..=15 characters, no '/', ':' or spaces)".into())
+        }
+    }
 }
 
 /// The line of a key and its value.

@@ -321,7 +321,9 @@ pub fn parse_peers_from(
             // first in its entry. Text with ':' may be a bracket that swallowed the fields
             // after it (fuzzing found one), so an IPv6 typo gets the reason, not the text.
             let plain = !addr_text.contains(':')
-                && addr_text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+                && addr_text
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
             if ipv4_shaped(addr_text) || (plain && (n == first || !after_password)) {
                 cut(format!(
                     "peer #{n}: the address {addr_text:?} is not an IP address: {why}"

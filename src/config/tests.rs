@@ -1269,8 +1269,8 @@ fn every_setting_reaches_exactly_its_section() {
 }
 
 mod errors;
-mod unnumbered;
 mod peer_map;
+mod unnumbered;
 
 /// kube-vip's variables vipr does not implement ([`kubevip`]): each warned once, or refused.
 mod kube_vip_unsupported {

@@ -133,7 +133,7 @@ fn errors_name_file_line_peer_and_key_never_the_password() {
     let e = err("bgp_peers:\n  - 192.0.2.9:65009::false\n  - address: 192.0.2.1\n    as: 65000\n    hold_tme: 9\n");
     assert_eq!(
         e,
-        "config file /etc/vipr.yaml: line 9: bgp_peers: peer #2 (192.0.2.1): unknown key: \"hold_tme\" (did you mean hold_time?); a peer takes address, as, port, password, password_secret, multihop, gtsm, source, source_interface, local_as, hold_time, keepalive, passive, bfd, graceful_restart, families, node_selector"
+        "config file /etc/vipr.yaml: line 9: bgp_peers: peer #2 (192.0.2.1): unknown key: \"hold_tme\" (did you mean hold_time?); a peer takes address, interface, as, port, password, password_secret, multihop, gtsm, source, source_interface, local_as, hold_time, keepalive, passive, bfd, graceful_restart, families, node_selector"
     );
     let e = err("bgp_peers:\n  - address: 192.0.2.1\n    as: 65000\n    password: pw-xyz\n    hold_time: 2\n");
     assert_eq!(
@@ -316,4 +316,55 @@ fn a_group_shares_its_keys_with_its_peers() {
         e.contains("group #1: peer #1.1: a group's peers are mappings"),
         "{e}"
     );
+}
+
+/// BGP unnumbered in a mapping: `interface` instead of `address`, the router's address
+/// unknown (`::`) until its Router Advertisement is heard; the options that need an address
+/// or a second hop are refused, as for kube-vip's `unnumbered:` entries.
+#[test]
+fn a_mapping_may_name_an_interface_instead_of_an_address() {
+    let c = load(
+        "bgp_peers:\n  - {interface: eth1, as: external, hold_time: 30, keepalive: 10, bfd: {rx: 100, tx: 100, multiplier: 3}}\n  - {interface: eth2, as: 65002}\n",
+        &[],
+    )
+    .unwrap();
+    let p = &c.bgp.peers;
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0].interface.as_deref(), Some("eth1"));
+    assert!(p[0].awaits_neighbor() && p[0].remote_as_external);
+    assert_eq!((p[0].hold_time, p[0].keepalive), (30, Some(10)));
+    assert!(p[0].bfd.is_some());
+    assert_eq!(
+        (p[1].interface.as_deref(), p[1].remote_as),
+        (Some("eth2"), 65002)
+    );
+    for (yaml, want) in [
+        (
+            "bgp_peers:\n  - {interface: eth1, address: 192.0.2.1, as: 65000}\n",
+            "line 6: bgp_peers: peer #1 (192.0.2.1): interface: address and interface exclude each other",
+        ),
+        (
+            "bgp_peers:\n  - {interface: eth1, as: 65000, multihop: true}\n",
+            "peer #1 (interface eth1): multihop: not for a peer on an interface",
+        ),
+        (
+            "bgp_peers:\n  - {interface: eth1, as: 65000, node_selector: {matchLabels: {rack: r1}}}\n",
+            "peer #1 (interface eth1): node_selector: not for a peer on an interface",
+        ),
+        (
+            "bgp_peers:\n  - {interface: eth1/x, as: 65000}\n",
+            "peer #1: interface: \"eth1/x\": expected an interface name",
+        ),
+        (
+            "bgp_peers:\n  - {as: 65000}\n",
+            "address: missing: every peer needs one (or an interface",
+        ),
+        (
+            "bgp_peers:\n  - {interface: eth1, peers: [{as: 65000}]}\n",
+            "group #1: interface: a group's interface is each member's",
+        ),
+    ] {
+        let e = err(yaml);
+        assert!(e.contains(want), "{yaml}: {e}");
+    }
 }
