@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "labs/test.sh needs root (network namespaces)" >&2; exit 1; fi
 labs/install-deps.sh
-# The Kubernetes tests need a real kube-apiserver: built once from Debian's source package
-# (about 9 minutes on 2 cores) and cached under ~/.cache/vipr.
-labs/k8s/apiserver.sh build
+# The Kubernetes tests need a real kube-apiserver, and the cluster test (tests/cluster_k8s.rs)
+# kubelet, kube-controller-manager and kube-scheduler: built once from Debian's source
+# package in one go and cached under ~/.cache/vipr.
+labs/k8s/apiserver.sh all
 before=$(ip netns list | awk '{print $1}' | sort)
 export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets --locked
