@@ -300,6 +300,15 @@ impl Cluster {
     }
 }
 
+/// Sets the flag when dropped, so a pinger thread ends also when an assertion fails.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -326,7 +335,18 @@ fn vipr_in_a_real_cluster() {
         tmp.path.to_str().unwrap(),
     ]);
     eprintln!("image: {} (built in {:?})", out.trim(), t0.elapsed());
-    let c = Cluster::start(&[tmp.join("pause.tar"), tmp.join("vipr-1.tar")]);
+    // The same binary under a second tag, for the rolling update.
+    run(&[
+        "image",
+        bin.to_str().unwrap(),
+        "2",
+        tmp.path.to_str().unwrap(),
+    ]);
+    let c = Cluster::start(&[
+        tmp.join("pause.tar"),
+        tmp.join("vipr-1.tar"),
+        tmp.join("vipr-2.tar"),
+    ]);
 
     // (a) The kubeadm-style static pod on every node, rendered once, copied as is.
     let pod = vipr_manifest(&[
@@ -436,6 +456,7 @@ fn vipr_in_a_real_cluster() {
     let stop = AtomicBool::new(false);
     let (sent, received, gone) = std::thread::scope(|s| {
         let pinger = s.spawn(|| c.ping(&ip, &stop));
+        let _stop = StopOnDrop(&stop);
         let ok = wait_for(SLOW, || c.ping_once(&ip).then_some(()));
         assert!(ok.is_some(), "{ip} does not answer pings\n{}", c.logs());
         let (_, pod1) = pods.iter().find(|(n, _)| n == "node1").unwrap();
@@ -471,5 +492,52 @@ fn vipr_in_a_real_cluster() {
     assert!(
         (sent - received) * 10 < sent,
         "the VIP kept answering: {received} of {sent} pings answered"
+    );
+
+    // (d) A rolling update of the DaemonSet to a new image tag (one node at a time, as the
+    // rendered DaemonSet's default strategy does it) while the router pings every 10 ms.
+    let ds = "/apis/apps/v1/namespaces/kube-system/daemonsets/vipr";
+    let image2 = IMAGE.replace(":1", ":2");
+    let stop = AtomicBool::new(false);
+    let (sent, received, took) = std::thread::scope(|s| {
+        let pinger = s.spawn(|| c.ping(&ip, &stop));
+        let _stop = StopOnDrop(&stop);
+        let t = Instant::now();
+        // A strategic merge patch, as `kubectl set image` sends: the container list is
+        // merged by name (a JSON merge patch would replace it).
+        let (code, v) = c.api.request(
+            "PATCH",
+            ds,
+            Some(&json!({"spec": {"template": {"spec": {"containers": [{"name": "vipr", "image": image2}]}}}})),
+            "application/strategic-merge-patch+json",
+        );
+        assert_eq!(code, 200, "PATCH {ds}: {v:#}");
+        let updated = wait_for(SLOW, || {
+            let on_new = c
+                .vipr_pods()
+                .iter()
+                .filter(|p| p["spec"]["containers"][0]["image"] == image2.as_str())
+                .count();
+            (on_new == 3 && c.ready_vipr_pods().len() == 3).then_some(())
+        });
+        assert!(
+            updated.is_some(),
+            "the rolling update did not finish\n{}",
+            c.logs()
+        );
+        let took = t.elapsed();
+        c.wait_paths(&format!("{ip}/32"), 3, SLOW);
+        stop.store(true, Ordering::SeqCst);
+        let (sent, received) = pinger.join().expect("ping thread");
+        (sent, received, took)
+    });
+    eprintln!(
+        "rolling update to {image2}: done in {took:?}; ping every 10 ms: {sent} sent, {} lost",
+        sent - received
+    );
+    assert!(sent > 50, "the pinger ran: {sent} sent");
+    assert!(
+        (sent - received) * 10 < sent,
+        "the VIP kept answering through the update: {received} of {sent} pings answered"
     );
 }
