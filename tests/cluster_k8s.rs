@@ -5,15 +5,22 @@
 //! static binary with umoci, `labs/image-rootfs.sh` as the Dockerfile), deployed exactly as
 //! `vipr manifest` renders it:
 //!
-//! - the kubeadm-style static pod on every node: the control-plane VIP reaches FRR over
-//!   three paths; removing the manifests withdraws it;
+//! - the kubeadm-style static pod on every node (BGP, health check on the node's own API
+//!   endpoint 127.0.0.1:6443): the control-plane VIP reaches FRR over three paths; node1's
+//!   endpoint gone, node1's path goes and comes back with it; removing the manifests
+//!   withdraws the VIP;
 //! - `vipr manifest rbac` + `vipr manifest daemonset` with Services: the DaemonSet controller
 //!   places a pod on each node, the pods run under their ServiceAccount (in-cluster config
 //!   through the `kubernetes` Service), pass their probes, log the one-line start (read
 //!   through the API, as `kubectl logs` does); a LoadBalancer Service gets its address from
 //!   the pool and three paths at FRR, and answers pings;
 //! - `kubectl delete pod` of one node's vipr: that node's path goes at once (SIGTERM
-//!   withdraws), the VIP keeps answering, the DaemonSet brings the pod and the path back.
+//!   withdraws), the VIP keeps answering (a 10 ms ping from the router), the DaemonSet brings
+//!   the pod and the path back;
+//! - a rolling update of the DaemonSet to a new image tag under the same ping;
+//! - ARP mode as a static pod on every node: one holder of the VIP (Lease through admin.conf
+//!   and the node's API endpoint), the router reaches it; the holder's static pod removed,
+//!   another node takes over.
 //!
 //! ```text
 //!   router ns: FRR AS 65000, kube-apiserver + etcd, controller-manager, scheduler (10.55.0.1)
@@ -38,6 +45,7 @@ use serde_json::{json, Value};
 use testbed::{wait_for, Frr, Lab, TempDir};
 
 const CP_VIP: &str = "192.0.2.10";
+const ARP_VIP: &str = "10.55.0.200";
 const POOL: &str = "198.51.100.32/29";
 const IMAGE: &str = "docker.io/library/vipr:1";
 /// Pods start in seconds; the first start of a node (containerd, kubelet, Node Ready) in
@@ -139,6 +147,28 @@ impl Cluster {
         }
         eprintln!("cluster: 3 Ready nodes after {:?}", t0.elapsed());
         c
+    }
+
+    /// (Re)start node `i`'s API endpoint 127.0.0.1:6443.
+    fn relay(&self, i: usize) {
+        let api_dir = self.api.kubeconfig().parent().unwrap().to_path_buf();
+        run(&[
+            "api-relay",
+            api_dir.to_str().unwrap(),
+            self.node_dir(i).to_str().unwrap(),
+            &self.lab.nodes[i].name,
+        ]);
+    }
+
+    /// The nodes whose eth0 holds `ip`.
+    fn holders(&self, ip: &str) -> Vec<usize> {
+        (0..3)
+            .filter(|&i| {
+                self.lab.nodes[i]
+                    .sh("ip -4 -o addr show dev eth0")
+                    .contains(&format!(" {ip}/"))
+            })
+            .collect()
     }
 
     fn node_dir(&self, i: usize) -> PathBuf {
@@ -359,6 +389,12 @@ fn vipr_in_a_real_cluster() {
         "65001",
         "--bgppeers",
         "10.55.0.1:65000::false",
+        "--control-plane-health-check-address",
+        "https://127.0.0.1:6443/livez",
+        "--control-plane-health-check-period-seconds",
+        "1",
+        "--control-plane-health-check-failure-threshold",
+        "2",
         "--image",
         IMAGE,
     ]);
@@ -373,6 +409,27 @@ fn vipr_in_a_real_cluster() {
     );
     let ok = wait_for(SLOW, || (c.ready_vipr_pods().len() == 3).then_some(()));
     assert!(ok.is_some(), "3 ready mirror pods\n{}", c.logs());
+    // The health check gates each node on its own API endpoint (127.0.0.1:6443): node1's
+    // goes, node1's path goes; it comes back, the path comes back.
+    let relay = std::fs::read_to_string(c.node_dir(1).join("api-relay.pid")).unwrap();
+    // SAFETY: plain kill(2) of the relay cluster.sh started for this test.
+    unsafe { libc::kill(relay.trim().parse().unwrap(), libc::SIGKILL) };
+    let n1 = Lab::node_v4(1).to_string();
+    let ok = wait_for(SLOW, || {
+        (!c.paths(&format!("{CP_VIP}/32")).contains(&n1)).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "node1's path stayed without its API endpoint\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        c.paths(&format!("{CP_VIP}/32")).len(),
+        2,
+        "the other nodes stay"
+    );
+    c.relay(1);
+    c.wait_paths(&format!("{CP_VIP}/32"), 3, SLOW);
     for i in 0..3 {
         std::fs::remove_file(c.node_dir(i).join("manifests/vipr.yaml")).unwrap();
     }
@@ -539,5 +596,58 @@ fn vipr_in_a_real_cluster() {
     assert!(
         (sent - received) * 10 < sent,
         "the VIP kept answering through the update: {received} of {sent} pings answered"
+    );
+
+    // (e) ARP mode as a static pod: the DaemonSet goes, the same pod manifest in ARP mode on
+    // every node; one holder (Lease), the router reaches the VIP; the holder's static pod
+    // removed (as kubeadm stops one), another node takes over.
+    c.api.delete(ds);
+    let ok = wait_for(SLOW, || c.vipr_pods().is_empty().then_some(()));
+    assert!(ok.is_some(), "the DaemonSet's pods are gone\n{}", c.logs());
+    let arp = vipr_manifest(&[
+        "pod",
+        "--vip",
+        ARP_VIP,
+        "--controlplane",
+        "--arp",
+        "--interface",
+        "eth0",
+        "--leaderElection",
+        "--image",
+        IMAGE,
+    ]);
+    for i in 0..3 {
+        std::fs::write(c.node_dir(i).join("manifests/vipr.yaml"), &arp).unwrap();
+    }
+    let first = wait_for(SLOW, || match c.holders(ARP_VIP)[..] {
+        [h] => c.ping_once(ARP_VIP).then_some(h),
+        _ => None,
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "one holder of {ARP_VIP}: {:?}\n{}",
+            c.holders(ARP_VIP),
+            c.logs()
+        )
+    });
+    let ok = wait_for(SLOW, || (c.ready_vipr_pods().len() == 3).then_some(()));
+    assert!(ok.is_some(), "3 ready ARP pods\n{}", c.logs());
+    assert_eq!(c.holders(ARP_VIP), [first], "still one holder");
+    let t = Instant::now();
+    std::fs::remove_file(c.node_dir(first).join("manifests/vipr.yaml")).unwrap();
+    let next = wait_for(SLOW, || match c.holders(ARP_VIP)[..] {
+        [h] if h != first => c.ping_once(ARP_VIP).then_some(h),
+        _ => None,
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no takeover from node{first}: {:?}\n{}",
+            c.holders(ARP_VIP),
+            c.logs()
+        )
+    });
+    eprintln!(
+        "ARP: node{first} held {ARP_VIP}; its static pod removed, node{next} holds it and answers {:?} later",
+        t.elapsed()
     );
 }

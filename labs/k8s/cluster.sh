@@ -8,6 +8,7 @@
 #   labs/k8s/cluster.sh control API_DIR NS        # controller-manager + scheduler in NS
 #   labs/k8s/cluster.sh node API_DIR DIR NS NAME IP  # containerd + kubelet of node NAME (address IP) in NS
 #   labs/k8s/cluster.sh load DIR TAR              # import an OCI archive into the node's containerd
+#   labs/k8s/cluster.sh api-relay API_DIR DIR NS  # (re)start the node's 127.0.0.1:6443 (node does it)
 #   labs/k8s/cluster.sh stop-node DIR NS          # stop the node's kubelet, pods and containerd
 #
 # API_DIR is apiserver.sh's directory (kubeconfig, sa.key, certs/); every component uses its
@@ -18,7 +19,9 @@
 #   `nsenter --net` (not `ip netns exec`, which remounts /sys and hides the cgroup v1 mounts
 #   runc needs), and in a mount namespace of their own where /run/vipr, /var/log/pods and
 #   /var/log/containers are the node's directories (a hostPath is the node's, as on separate
-#   machines); containerd has its own root, state, socket and runc root.
+#   machines); containerd has its own root, state, socket and runc root. /etc/kubernetes is
+#   the node's too, holding admin.conf (the admin kubeconfig) as kubeadm leaves it, and
+#   127.0.0.1:6443 relays to the API server, standing in for the node's own API server.
 # - kubelets do not manage cgroups (--cgroups-per-qos=false): three kubelets share the
 #   machine's cgroup tree.
 # - containerd's CRI plugin runs with restrict_oom_score_adj (these machines withhold
@@ -103,7 +106,9 @@ control() {
 
 node() {
   local api=$1 dir=$2 ns=$3 name=$4 ip=$5 B; B=$(bins)
-  mkdir -p "$dir"/{containerd,cni,manifests,kubelet,runc} "$dir"/fs/{run-vipr,pods,containers}
+  mkdir -p "$dir"/{containerd,cni,manifests,kubelet,runc} "$dir"/fs/{run-vipr,pods,containers,etc-kubernetes}
+  # kubeadm's admin.conf, which the static pod of `vipr manifest pod` mounts.
+  cp "$api/kubeconfig" "$dir/fs/etc-kubernetes/admin.conf"
   cat > "$dir/containerd.toml" <<EOF
 version = 2
 root = "$dir/containerd/root"
@@ -134,15 +139,17 @@ EOF
   # a node without a default route gets as far as the DNAT).
   local host; host=$(sed -n 's|^ *server: https://\(.*\):\([0-9]*\)$|\1 \2|p' "$api/kubeconfig")
   ip -n "$ns" route replace 10.96.0.0/12 via "${host% *}"
+  api_relay "$api" "$dir" "$ns"
   ip netns exec "$ns" nft -f - <<EOF
 table ip vipr-lab {
   chain out { type nat hook output priority -100; ip daddr 10.96.0.1 tcp dport 443 dnat to ${host% *}:${host#* }; }
 }
 EOF
   nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private sh -c "
-    mkdir -p /run/vipr /var/log/pods /var/log/containers &&
+    mkdir -p /run/vipr /var/log/pods /var/log/containers /etc/kubernetes &&
     mount --bind '$dir/fs/run-vipr' /run/vipr && mount --bind '$dir/fs/pods' /var/log/pods &&
     mount --bind '$dir/fs/containers' /var/log/containers &&
+    mount --bind '$dir/fs/etc-kubernetes' /etc/kubernetes &&
     exec containerd --config '$dir/containerd.toml'" > "$dir/containerd.log" 2>&1 &
   local cpid=$!
   echo $cpid > "$dir/containerd.pid"
@@ -157,6 +164,17 @@ EOF
     --node-status-update-frequency 2s --sync-frequency 5s --image-gc-high-threshold 100 \
     --eviction-hard '' --v 1 > "$dir/kubelet.log" 2>&1 &
   echo $! > "$dir/kubelet.pid"
+}
+
+# The node's own API endpoint, as on a kubeadm control-plane node (127.0.0.1:6443, which
+# vipr's control plane uses with admin.conf): a TCP relay to the API server.
+api_relay() {
+  local api=$1 dir=$2 ns=$3 host
+  host=$(sed -n 's|^ *server: https://\(.*\):\([0-9]*\)$|\1:\2|p' "$api/kubeconfig")
+  ip netns exec "$ns" socat TCP-LISTEN:6443,bind=127.0.0.1,reuseaddr,fork "TCP:$host" \
+    > "$dir/api-relay.log" 2>&1 &
+  echo $! > "$dir/api-relay.pid"
+  wait_for 10 "the API relay of $ns" ip netns exec "$ns" curl -sk -o /dev/null https://127.0.0.1:6443/livez
 }
 
 load() {
@@ -181,13 +199,18 @@ stop_node() {
   ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
   wait_for 10 "the processes of $ns to exit" no_pids "$ns" || true
   ids=$(grep -oE '\b[0-9a-f]{64}\b' "$dir/containerd.log" 2>/dev/null | sort -u || true)
-  local c id
+  # A killed container's cgroup may stay busy for a moment (its processes not yet reaped).
+  wait_for 10 "the cgroups of $ns's containers to go" rm_cgroups $ids || true
+}
+rm_cgroups() {
+  local c id left=0
   for c in /sys/fs/cgroup/*/k8s.io; do
-    for id in $ids; do
-      [ -d "$c/$id" ] && rmdir "$c/$id" 2>/dev/null || true
+    for id in "$@"; do
+      [ -d "$c/$id" ] && { rmdir "$c/$id" 2>/dev/null || left=1; }
     done
     rmdir "$c" 2>/dev/null || true
   done
+  return $left
 }
 no_pids() { [ -z "$(ip netns pids "$1" 2>/dev/null)" ]; }
 
@@ -196,6 +219,7 @@ case "${1:-}" in
   control) shift; control "$@" ;;
   node) shift; node "$@" ;;
   load) shift; load "$@" ;;
+  api-relay) shift; api_relay "$@" ;;
   stop-node) shift; stop_node "$@" ;;
-  *) echo "usage: $0 image BINARY TAG OUT | control API_DIR NS | node API_DIR DIR NS NAME IP | load DIR TAR | stop-node DIR NS" >&2; exit 2 ;;
+  *) echo "usage: $0 image BINARY TAG OUT | control API_DIR NS | node API_DIR DIR NS NAME IP | load DIR TAR | api-relay API_DIR DIR NS | stop-node DIR NS" >&2; exit 2 ;;
 esac
