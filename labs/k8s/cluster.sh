@@ -9,6 +9,7 @@
 #   labs/k8s/cluster.sh node API_DIR DIR NS NAME IP  # containerd + kubelet of node NAME (address IP) in NS
 #   labs/k8s/cluster.sh load DIR TAR              # import an OCI archive into the node's containerd
 #   labs/k8s/cluster.sh api-relay API_DIR DIR NS  # (re)start the node's 127.0.0.1:6443 (node does it)
+#   labs/k8s/cluster.sh api-relay-stop DIR        # stop it (and its open connections)
 #   labs/k8s/cluster.sh stop-node DIR NS          # stop the node's kubelet, pods and containerd
 #
 # API_DIR is apiserver.sh's directory (kubeconfig, sa.key, certs/); every component uses its
@@ -177,6 +178,14 @@ api_relay() {
   wait_for 10 "the API relay of $ns" ip netns exec "$ns" curl -sk -o /dev/null https://127.0.0.1:6443/livez
 }
 
+# Stop it: the relay and the children it forked for open connections (a kept-alive
+# connection would otherwise go on reaching the API server).
+api_relay_stop() {
+  local pid; pid=$(cat "$1/api-relay.pid")
+  pkill -KILL -P "$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 load() {
   local dir=$1 tar=$2
   ctr --address "$dir/containerd.sock" images import --base-name "$(base_name "$tar")" "$tar" >/dev/null
@@ -220,6 +229,7 @@ case "${1:-}" in
   node) shift; node "$@" ;;
   load) shift; load "$@" ;;
   api-relay) shift; api_relay "$@" ;;
+  api-relay-stop) shift; api_relay_stop "$@" ;;
   stop-node) shift; stop_node "$@" ;;
-  *) echo "usage: $0 image BINARY TAG OUT | control API_DIR NS | node API_DIR DIR NS NAME IP | load DIR TAR | api-relay API_DIR DIR NS | stop-node DIR NS" >&2; exit 2 ;;
+  *) echo "usage: $0 image BINARY TAG OUT | control API_DIR NS | node API_DIR DIR NS NAME IP | load DIR TAR | api-relay API_DIR DIR NS | api-relay-stop DIR | stop-node DIR NS" >&2; exit 2 ;;
 esac
