@@ -13,10 +13,14 @@ labs/k8s/apiserver.sh all
 before=$(ip netns list | awk '{print $1}' | sort)
 export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets --locked
-cargo test --workspace --all-targets --locked -- --include-ignored "$@"
 # The container image's binary: statically linked, run from an empty read-only root as the
 # image and the rendered pods run it (the Dockerfile itself needs Docker, which CI lacks).
 labs/image-check.sh --fast
+# Kept, stripped as the release profile strips, for the cluster test's OCI image (else the
+# test relinks it itself); cargo test links target/debug/vipr dynamically again.
+strip -o target/vipr-image target/debug/vipr
+VIPR_IMAGE_BIN=$PWD/target/vipr-image \
+  cargo test --workspace --all-targets --locked -- --include-ignored "$@"
 # Every decoder under libFuzzer for a short while (labs/fuzz.sh; the long run is manual).
 FUZZ_JOBS=2 labs/fuzz.sh "${VIPR_FUZZ_SECONDS:-20}"
 # Leave nothing behind.
