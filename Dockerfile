@@ -52,13 +52,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
            CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
            RUSTFLAGS='-C target-feature=+crt-static'; \
     cargo build --release --locked -p vipr --target "$T"; \
-    cp "target/$T/release/vipr" /vipr; \
-    mkdir -p /rootfs/run/vipr
+    labs/image-rootfs.sh /rootfs "target/$T/release/vipr" /etc/ssl/certs/ca-certificates.crt
 
+# The image's files are labs/image-rootfs.sh's (also used by the OCI build without Docker,
+# labs/k8s/cluster.sh image, which reads USER, ENTRYPOINT and CMD from here).
 FROM scratch
-COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /rootfs/ /
-COPY --from=build /vipr /vipr
 USER 65532:65532
 ENTRYPOINT ["/vipr"]
 CMD ["--help"]

@@ -54,10 +54,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The image's file system, plus what a container runtime adds (/etc/hosts, /proc, /dev).
-mkdir -p "$R/etc/ssl/certs" "$R/run/vipr" "$R/proc" "$R/dev" "$R/tmp"
-cp "$BIN" "$R/vipr"
-cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/"
+# The image's file system (labs/image-rootfs.sh, as the Dockerfile builds it), plus what a
+# container runtime adds (/etc/hosts, /proc, /dev).
+labs/image-rootfs.sh "$R" "$BIN"
+mkdir -p "$R/proc" "$R/dev" "$R/tmp"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$R/etc/hosts"
 
 out=$(chroot --userspec=65532:65532 "$R" /vipr version) || fail "vipr version as 65532"

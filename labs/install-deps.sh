@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what vipr's tests and labs need on a fresh Debian 12 machine (root): the real BGP
-# peers (BIRD 2, FRR, GoBGP, ExaBGP) and network tools. Idempotent: skips what is present.
+# peers (BIRD 2, FRR, GoBGP, ExaBGP), network tools, and the cluster lab's container runtime
+# (containerd, runc, CNI plugins) and OCI image tool (umoci). Idempotent: skips what is present.
 set -euo pipefail
 
 PKGS=(bird2 frr gobgpd exabgp iputils-arping iputils-ping ipv6toolkit nftables socat tcpdump
       curl jq ipvsadm busybox-static kmod cpio rsync iproute2 procps psmisc
-      etcd-server golang-go openssl qemu-system-x86)
+      etcd-server golang-go openssl qemu-system-x86
+      containerd runc umoci containernetworking-plugins)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -3,7 +3,7 @@
 #   labs/run.sh demo               the main job: up bgp-ecmp, show it, SIGTERM one node, show again, down
 #   labs/run.sh up LAB             build it, wait until it has converged, print what to look at
 #   labs/run.sh down [LAB]         tear it down (any lab; also run by `up` on failure)
-# LAB is bgp-ecmp, arp-failover or equinix-metal. VIPR_BIN=/path/to/vipr skips the release
+# LAB is bgp-ecmp, arp-failover, equinix-metal or cluster. VIPR_BIN=/path/to/vipr skips the release
 # build (the tests pass their debug binary); VIPR_LAB_KEEP=1 keeps a lab that failed to come up. Labs that need Kubernetes start a real
 # kube-apiserver 1.20.2 + etcd in vlab-tor (labs/k8s/apiserver.sh; built once, ~9 min).
 #
@@ -21,6 +21,18 @@
 #   vlab-n1       vlab-n2       vlab-n3    vlab-client 10.55.0.100
 #   vipr vip_arp, lease 2 s / renew 1 s / retry 0.5 s: VIP 10.55.0.200 and 2001:db8:55::200 on
 #   the holder's eth0, announced by gratuitous ARP / unsolicited NA
+#
+# cluster: a real Kubernetes 1.20.2 cluster (labs/k8s/cluster.sh), vipr from its OCI image as
+# `vipr manifest rbac` + `vipr manifest daemonset` render it, no hand edits
+#
+#            vlab-tor  FRR AS 65000, kube-apiserver, controller-manager, scheduler; 10.55.0.1
+#           /        |        \
+#   vlab-n1       vlab-n2       vlab-n3        containerd + kubelet: Nodes node1-3 (10.55.0.11-13)
+#   DaemonSet vipr (BGP, AS 65001): control-plane VIP 192.0.2.10; Service kube-system/demo
+#   (selecting the vipr pods, port 2112) with its address from the pool 198.51.100.32/29.
+#   The image is built from a static vipr: VIPR_IMAGE_BIN=/path/to/static/vipr, or else the
+#   Dockerfile's build (release, crt-static; minutes the first time). kubelet,
+#   controller-manager and scheduler are built once (~10 min) and cached like the API server.
 #
 # equinix-metal: peers from a metadata service, multihop with MD5, as on Equinix Metal
 #
@@ -57,6 +69,11 @@ down() {
   all=$(ip netns list 2>/dev/null | awk '$1 ~ /^vlab-/ {print $1}')
   for ns in $all; do
     case $ns in vlab-n*) ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true ;; esac
+  done
+  local i
+  for i in $(seq 1 $NODES); do
+    [ -f "$LAB_DIR/vlab-n$i/node/containerd.toml" ] &&
+      labs/k8s/cluster.sh stop-node "$LAB_DIR/vlab-n$i/node" "vlab-n$i" >/dev/null 2>&1 || true
   done
   [ -d "$K8S" ] && labs/k8s/apiserver.sh stop "$K8S" >/dev/null 2>&1 || true
   [ -n "$all" ] && sleep 0.5
@@ -148,8 +165,8 @@ bgp_multipath() {
 has_multipath() { [ "$(bgp_multipath "$1" "$2")" = "$3" ]; }
 
 # --- bgp-ecmp -------------------------------------------------------------------------------
-up_bgp_ecmp() {
-  segment
+# FRR on vlab-tor: AS 65000, the nodes in AS 65001, ECMP over all of them.
+tor_frr() {
   local c="hostname tor
 router bgp 65000
  bgp router-id 10.55.0.1
@@ -165,6 +182,11 @@ router bgp 65000
     c+=$'\n'" address-family $af unicast"$'\n'"  maximum-paths 8"$'\n'"  neighbor nodes activate"$'\n'" exit-address-family"
   done
   frr vlab-tor "$c"
+}
+
+up_bgp_ecmp() {
+  segment
+  tor_frr
   apiserver
   for i in $(seq 1 $NODES); do
     vipr "$i" bgp_enable=true cp_enable=true svc_enable=true address=192.0.2.10,2001:db8:ff::10 \
@@ -346,12 +368,92 @@ Things to look at:
 EOF
 }
 
+# --- cluster --------------------------------------------------------------------------------
+count_ready_nodes() { kubectl_ get nodes --no-headers 2>/dev/null | awk '$2 == "Ready"' | wc -l; }
+nodes_ready() { [ "$(count_ready_nodes)" = "$NODES" ]; }
+pods_ready() {
+  [ "$(kubectl_ -n kube-system get pods -l app.kubernetes.io/name=vipr --no-headers 2>/dev/null |
+       awk '$2 == "1/1" && $3 == "Running"' | wc -l)" = "$NODES" ]
+}
+svc_ip() { kubectl_ -n kube-system get svc demo -o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null; }
+svc_paths() { local ip; ip=$(svc_ip); [ -n "$ip" ] && has_paths vlab-tor "$ip/32" $NODES; }
+
+up_cluster() {
+  local bin=${VIPR_IMAGE_BIN:-} t0
+  if [ -z "$bin" ]; then
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked -q \
+      --target x86_64-unknown-linux-gnu -p vipr
+    bin=$ROOT/target/x86_64-unknown-linux-gnu/release/vipr
+  fi
+  labs/k8s/apiserver.sh node-bins >/dev/null
+  labs/k8s/cluster.sh image "$bin" lab "$LAB_DIR/images" >/dev/null
+  t0=$SECONDS
+  segment
+  tor_frr
+  apiserver
+  labs/k8s/cluster.sh control "$K8S" vlab-tor
+  for i in $(seq 1 $NODES); do
+    labs/k8s/cluster.sh node "$K8S" "$LAB_DIR/vlab-n$i/node" "vlab-n$i" "node$i" "10.55.0.1$i"
+    for img in pause vipr-lab; do labs/k8s/cluster.sh load "$LAB_DIR/vlab-n$i/node" "$LAB_DIR/images/$img.tar"; done
+  done
+  wait_for 120 "$NODES Ready nodes" nodes_ready
+  for i in $(seq 1 $NODES); do
+    kubectl_ label node "node$i" node-role.kubernetes.io/control-plane= node-role.kubernetes.io/master= >/dev/null
+  done
+  CLUSTER_START=$((SECONDS - t0))
+  local flags=(--controlplane --vip 192.0.2.10 --services --bgp --localAS 65001
+               --bgppeers 10.55.0.1:65000::false --vipr-pools 198.51.100.32/29 --image docker.io/library/vipr:lab)
+  "$VIPR" manifest rbac "${flags[@]}" > "$LAB_DIR/rbac.yaml"
+  "$VIPR" manifest daemonset "${flags[@]}" > "$LAB_DIR/daemonset.yaml"
+  kubectl_ apply -f "$LAB_DIR/rbac.yaml" -f "$LAB_DIR/daemonset.yaml" >/dev/null
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: demo
+  namespace: kube-system
+spec:
+  type: LoadBalancer
+  selector:
+    app.kubernetes.io/name: vipr
+  ports:
+  - port: 2112
+EOF
+  wait_for 120 "$NODES ready vipr pods" pods_ready
+  wait_for 60 "3 paths to 192.0.2.10 at FRR" has_paths vlab-tor 192.0.2.10/32 $NODES
+  wait_for 60 "the Service's address and 3 paths at FRR" svc_paths
+}
+
+show_cluster() {
+  echo "== the cluster (Nodes Ready $CLUSTER_START s after the start) and vipr's pods"
+  kubectl_ get nodes -o wide
+  kubectl_ -n kube-system get pods -o wide
+  echo "== FRR (vlab-tor): the control-plane VIP and the Service's address, one next hop per node"
+  vtysh vlab-tor -c 'show ip route 192.0.2.10/32'
+  vtysh vlab-tor -c "show ip route $(svc_ip)/32"
+  kubectl_ -n kube-system get svc demo
+}
+
+look_cluster() {
+  local pod; pod=$(kubectl_ -n kube-system get pods -l app.kubernetes.io/name=vipr -o name | head -1)
+  cat <<EOF
+Things to look at (kubectl here: ip netns exec vlab-tor kubectl --kubeconfig $K8S/kubeconfig):
+  kubectl -n kube-system logs $pod
+  ip netns exec vlab-tor ping -i 0.01 $(svc_ip)          # keep it running, then in another shell:
+  kubectl -n kube-system delete $pod       # that node's path goes at once; the DaemonSet brings it back
+  ip netns exec vlab-tor vtysh --vty_socket $LAB_DIR/frr-vlab-tor -c 'show ip route 192.0.2.10/32'
+  ls $LAB_DIR/vlab-n1/node/            # node1: kubelet.log, containerd.log, manifests/ (static pods)
+  ctr --address $LAB_DIR/vlab-n1/node/containerd.sock -n k8s.io containers ls
+  labs/run.sh down cluster
+EOF
+}
+
 # --- main -----------------------------------------------------------------------------------
 need_root
 lab=${2:-}
 case "${1:-demo}" in
   up)
-    case $lab in bgp-ecmp|arp-failover|equinix-metal) ;; *) echo "usage: labs/run.sh up bgp-ecmp|arp-failover|equinix-metal" >&2; exit 2 ;; esac
+    case $lab in bgp-ecmp|arp-failover|equinix-metal|cluster) ;; *) echo "usage: labs/run.sh up bgp-ecmp|arp-failover|equinix-metal|cluster" >&2; exit 2 ;; esac
     fn=${lab//-/_}
     trap 'rc=$?; if [ $rc != 0 ]; then echo "labs/run.sh: $lab failed; vipr logs:" >&2; tail -n 5 $LAB_DIR/vlab-n*/vipr.log >&2 || true; [ -n "${VIPR_LAB_KEEP:-}" ] || down; fi' EXIT
     build; down; "up_$fn"
@@ -374,5 +476,5 @@ case "${1:-demo}" in
     vtysh vlab-tor -c 'show ip route 192.0.2.10/32'
     vtysh vlab-tor -c 'show ip route 198.51.100.10/32'
     ;;
-  *) echo "usage: labs/run.sh demo | up LAB | down [LAB]   (LAB: bgp-ecmp, arp-failover, equinix-metal)" >&2; exit 2 ;;
+  *) echo "usage: labs/run.sh demo | up LAB | down [LAB]   (LAB: bgp-ecmp, arp-failover, equinix-metal, cluster)" >&2; exit 2 ;;
 esac

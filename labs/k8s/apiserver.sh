@@ -6,9 +6,13 @@
 #
 #   labs/k8s/apiserver.sh build                 # build and cache the binaries (~9 min the first time)
 #   labs/k8s/apiserver.sh elector               # print the path of vipr-elector (built by build)
+#   labs/k8s/apiserver.sh node-bins             # build and cache kubelet, kube-controller-manager,
+#                                               # kube-scheduler, pause (the cluster lab; ~10 min); print their dir
+#   labs/k8s/apiserver.sh all                   # build and cache everything above in one go (CI)
 #   labs/k8s/apiserver.sh start DIR [ADDR] [NS] # start etcd + apiserver; writes DIR/kubeconfig
 #   labs/k8s/apiserver.sh stop DIR              # stop both, remove DIR
 #
+# Kubelets (labs/k8s/cluster.sh) are reached at their InternalIP: node names resolve nowhere.
 # VIPR_APISERVER_ARGS: extra kube-apiserver flags (word-split), e.g. --watch-cache=false.
 # ADDR is the address the API server binds (default 127.0.0.1); NS runs both inside that
 # network namespace (etcd on the namespace's own loopback). Tokens (DIR/tokens.csv):
@@ -23,6 +27,9 @@ BIN=$CACHE/kube-apiserver-$VERSION-r$RECIPE
 # Bump when labs/k8s/elector/main.go changes.
 ELECTOR_RECIPE=1
 ELECTOR=$CACHE/vipr-elector-$VERSION-e$ELECTOR_RECIPE
+# kubelet, kube-controller-manager and kube-scheduler for the cluster lab (labs/k8s/cluster.sh).
+NODE_RECIPE=1
+NODE_BINS=$CACHE/kube-node-$VERSION-n$NODE_RECIPE
 PORT=${VIPR_APISERVER_PORT:-16443}
 
 # Debian's kubernetes source, unpacked in a temporary directory with the vendored reflect2 fixed;
@@ -49,20 +56,34 @@ source_tree() {
   mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
 }
 
-# kube-apiserver and vipr-elector (labs/k8s/elector: client-go's Lease election as kube-vip
-# runs it), from one unpacked source tree; each is built only when not cached.
-build() {
-  if [ -x "$BIN" ] && [ -x "$ELECTOR" ]; then echo "$BIN"; return; fi
+# Builds what is missing from the cache, from one unpacked source tree and one `make` (so
+# shared packages compile once): with API=1 kube-apiserver and vipr-elector
+# (labs/k8s/elector: client-go's Lease election as kube-vip runs it), with NODE=1 kubelet,
+# kube-controller-manager, kube-scheduler and Kubernetes' pause (the sandbox image's
+# program, build/pause/linux/pause.c, linked statically) into NODE_BINS/.
+build_bins() {
+  local api=$1 node=$2 what=()
+  [ "$api" = 1 ] && [ ! -x "$BIN" ] && what+=(cmd/kube-apiserver)
+  [ "$node" = 1 ] && [ ! -x "$NODE_BINS/pause" ] && what+=(cmd/kubelet cmd/kube-controller-manager cmd/kube-scheduler)
+  if ((${#what[@]} == 0)) && { [ "$api" != 1 ] || [ -x "$ELECTOR" ]; }; then return; fi
   local W; W=$(mktemp -d /tmp/vipr-k8s-build.XXXX)
   local here; here=$(cd "$(dirname "$0")" && pwd)
   (
     source_tree "$W"
     mkdir -p "$CACHE"
-    if [ ! -x "$BIN" ]; then
-      env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$W/home" make WHAT=cmd/kube-apiserver >/dev/null
+    if ((${#what[@]})); then
+      env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$W/home" make WHAT="${what[*]}" >/dev/null
+    fi
+    if [[ " ${what[*]} " == *" cmd/kube-apiserver "* ]]; then
       cp _output/bin/kube-apiserver "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
     fi
-    if [ ! -x "$ELECTOR" ]; then
+    if [[ " ${what[*]} " == *" cmd/kubelet "* ]]; then
+      rm -rf "$NODE_BINS.tmp" && mkdir "$NODE_BINS.tmp"
+      cp _output/bin/kubelet _output/bin/kube-controller-manager _output/bin/kube-scheduler "$NODE_BINS.tmp/"
+      gcc -Os -static -DVERSION=v3.4.1-vipr -o "$NODE_BINS.tmp/pause" build/pause/linux/pause.c
+      rm -rf "$NODE_BINS" && mv "$NODE_BINS.tmp" "$NODE_BINS"
+    fi
+    if [ "$api" = 1 ] && [ ! -x "$ELECTOR" ]; then
       # GOPATH mode from the tree's place in GOPATH, so the vendored client-go is used.
       mkdir -p cmd/vipr-elector && cp "$here/elector/main.go" cmd/vipr-elector/
       (cd .go/src/k8s.io/kubernetes && env GOPATH="$OLDPWD/.go" GO111MODULE=off CGO_ENABLED=0 \
@@ -71,8 +92,10 @@ build() {
     fi
   )
   rm -rf "$W"
-  echo "$BIN"
 }
+
+build() { build_bins 1 0; echo "$BIN"; }
+node_bins() { build_bins 0 1; echo "$NODE_BINS"; }
 
 start() {
   local dir=$1 addr=${2:-127.0.0.1} ns=${3:-}
@@ -93,6 +116,7 @@ start() {
     --service-account-signing-key-file "$dir/sa.key" \
     --service-account-issuer https://kubernetes.default.svc --cert-dir "$dir/certs" \
     --service-cluster-ip-range 10.96.0.0/12,fd00:10:96::/112 --feature-gates IPv6DualStack=true,ServiceLBNodePortControl=true \
+    --kubelet-preferred-address-types InternalIP,Hostname \
     ${VIPR_APISERVER_ARGS:-} \
     > "$dir/apiserver.log" 2>&1 &
   echo $! > "$dir/apiserver.pid"
@@ -145,7 +169,9 @@ stop() {
 case "${1:-}" in
   build) build ;;
   elector) build >/dev/null; echo "$ELECTOR" ;;
+  node-bins) node_bins ;;
+  all) build_bins 1 1 ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 build | elector | start DIR [ADDR] [NETNS] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 build | elector | node-bins | all | start DIR [ADDR] [NETNS] | stop DIR" >&2; exit 2 ;;
 esac
