@@ -25,6 +25,8 @@
 //!  bgp ───────────> peers task ─set_peer/set_router_id/set_listen─┐    │ set_routes
 //!            └────> reconciler (route attributes, drain)         v    v
 //!  peer_source ───> discovery ─watch<Discovered>─> peers task   bgp::Speaker ─watch<RouteTable>─> peer tasks ─> routers
+//!  bgp ───────────> RA listener (unnumbered peers' links) ─watch<LinkRouters>─> peers task
+//!                   this Node's labels, peers' password Secrets (watches) ─> peers task
 //!  arp ───────────> elections, announcer, reconciler
 //!  lb ────────────> lb task
 //!  http ──────────> http task (/metrics /status /healthz /readyz) <─watch<VipStates>─ reconciler
