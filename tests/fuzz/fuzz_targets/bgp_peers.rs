@@ -15,6 +15,8 @@ mod model;
 mod ipam;
 #[path = "../../../src/instance.rs"]
 mod instance;
+#[path = "../../../src/route_attrs.rs"]
+mod route_attrs;
 
 use config::{keys, Config, Layers, Origin};
 use libfuzzer_sys::fuzz_target;

@@ -14,6 +14,8 @@ mod model;
 mod ipam;
 #[path = "../../../src/instance.rs"]
 mod instance;
+#[path = "../../../src/route_attrs.rs"]
+mod route_attrs;
 
 use config::{Config, Layers};
 use libfuzzer_sys::fuzz_target;
