@@ -147,8 +147,9 @@ pub struct ServiceVip {
     /// `kube-vip.io/allow-reconcile-without-endpoints: "true"` on an
     /// `externalTrafficPolicy: Cluster` Service: served without any endpoint.
     pub without_endpoints: bool,
-    /// This node is labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
-    pub node_excluded: bool,
+    /// This node serves no Service VIP: labelled
+    /// `node.kubernetes.io/exclude-from-external-load-balancers`, or cordoned.
+    pub node_excluded: Option<Exclusion>,
     /// The ingress IPs currently in the Service's status.
     pub status_ips: Vec<IpAddr>,
     /// Annotated `kube-vip.io/forcePerServiceElection: "true"`: a Lease of its own with
@@ -196,12 +197,12 @@ impl ServiceVip {
 
     /// Kubernetes' `node.kubernetes.io/exclude-from-external-load-balancers` (any value, as
     /// MetalLB v0.16.1 `internal/k8s/nodes/nodes.go` `IsNodeExcludedFromBalancers` and the
-    /// service controller read it): this node announces no Service VIP.
+    /// service controller read it), or a cordoned node (`vipr_withdraw_cordoned`): this
+    /// node announces no Service VIP.
     pub fn node_ok(&self) -> Result<(), HeldBack> {
-        if self.node_excluded {
-            Err(HeldBack::NodeExcluded)
-        } else {
-            Ok(())
+        match self.node_excluded {
+            Some(x) => Err(HeldBack::NodeExcluded(x)),
+            None => Ok(()),
         }
     }
 
@@ -224,6 +225,17 @@ impl ServiceVip {
 /// a consumer diffs two snapshots in time proportional to what changed between them.
 pub type Services = imbl::OrdMap<String, Arc<ServiceVip>>;
 
+/// Why this node serves no Service VIP at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    /// Labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
+    Label,
+    /// Cordoned: `spec.unschedulable` (`kubectl cordon`, the first step of `kubectl
+    /// drain`), while `vipr_withdraw_cordoned` is on. The routes go before the pods are
+    /// evicted, so traffic moves to the other nodes while this one still answers.
+    Cordoned,
+}
+
 /// Why a VIP is not served (or not advertised) on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeldBack {
@@ -237,8 +249,8 @@ pub enum HeldBack {
     NoLocalEndpoint,
     /// No ready endpoint anywhere, and not `kube-vip.io/allow-reconcile-without-endpoints`.
     NoEndpoint,
-    /// This node is labelled `node.kubernetes.io/exclude-from-external-load-balancers`.
-    NodeExcluded,
+    /// This node serves no Service VIP (labelled, or cordoned).
+    NodeExcluded(Exclusion),
     /// The address could not be put on the interface (retried at the next resync).
     AddFailed(String),
     /// The Service may not have this address.
@@ -260,8 +272,11 @@ impl fmt::Display for HeldBack {
             HeldBack::NoEndpoint => f.write_str(
                 "no ready endpoint in the cluster (kube-vip.io/allow-reconcile-without-endpoints is not \"true\")",
             ),
-            HeldBack::NodeExcluded => f.write_str(
+            HeldBack::NodeExcluded(Exclusion::Label) => f.write_str(
                 "this node is labelled node.kubernetes.io/exclude-from-external-load-balancers",
+            ),
+            HeldBack::NodeExcluded(Exclusion::Cordoned) => f.write_str(
+                "this node is cordoned (spec.unschedulable: kubectl cordon or drain; vipr_withdraw_cordoned)",
             ),
             HeldBack::AddFailed(e) => write!(f, "cannot add address: {e}"),
             HeldBack::Refused(r) => write!(f, "refused: {r}"),
@@ -476,7 +491,7 @@ mod tests {
             local_endpoint: local,
             endpoint_anywhere: anywhere,
             without_endpoints: allowed,
-            node_excluded: false,
+            node_excluded: None,
             status_ips: vec![],
             force_election: false,
             interface: None,
@@ -518,11 +533,23 @@ mod tests {
         // Excluded from external load balancers: no Service VIP, except as the holder of
         // the one Services Lease.
         let mut x = svc(false, false, true, false);
-        x.node_excluded = true;
+        x.node_excluded = Some(Exclusion::Label);
         for (mode, election, want) in [
-            (Mode::Bgp, None, Err(HeldBack::NodeExcluded)),
-            (Mode::Arp, None, Err(HeldBack::NodeExcluded)),
-            (Mode::Arp, Some(true), Err(HeldBack::NodeExcluded)),
+            (
+                Mode::Bgp,
+                None,
+                Err(HeldBack::NodeExcluded(Exclusion::Label)),
+            ),
+            (
+                Mode::Arp,
+                None,
+                Err(HeldBack::NodeExcluded(Exclusion::Label)),
+            ),
+            (
+                Mode::Arp,
+                Some(true),
+                Err(HeldBack::NodeExcluded(Exclusion::Label)),
+            ),
             (Mode::Arp, Some(false), Ok(())),
         ] {
             let s = Serving {

@@ -400,6 +400,7 @@ fn services(r: &Reader) -> Result<ServiceSettings, ConfigError> {
         pool_configmap: configmap,
         claims_namespace: r.string("vipr_claims_namespace", "kube-system"),
         status_updates: !r.bool("disable_service_updates", false)?,
+        withdraw_cordoned: r.bool("vipr_withdraw_cordoned", true)?,
     })
 }
 

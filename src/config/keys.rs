@@ -203,6 +203,7 @@ pub const KEYS: &[Key] = &[
     k(Services, "vipr_pools_required", &[], "refuse every Service address when no pool is defined (false: without pools, addresses are served as requested)"),
     k(Services, "vipr_pool_configmap", &[], "kube-vip-cloud-provider's ConfigMap of pools, namespace/name (kube-system/kubevip); empty: none"),
     k(Http, "vipr_status_allow", &[], "networks whose clients may read /status besides this host, comma list of CIDRs (empty: this host only; 0.0.0.0/0,::/0: anyone)"),
+    k(Services, "vipr_withdraw_cordoned", &[], "a cordoned node (kubectl cordon, kubectl drain) announces no Service VIP (true; false: only the exclude-from-external-load-balancers label withdraws, as MetalLB and kube-vip)"),
     k(Services, "vipr_claims_namespace", &[], "namespace of the address claims (Leases named vipr-addr-*) (kube-system)"),
 ];
 

@@ -259,6 +259,9 @@ pub struct ServiceSettings {
     /// `disable_service_updates`, kube-vip v1.2.3 `pkg/services/services.go`
     /// `configureService`: `if !DisableServiceUpdates { updateStatus }`).
     pub status_updates: bool,
+    /// A cordoned node (`spec.unschedulable`) serves no Service VIP
+    /// (`vipr_withdraw_cordoned`).
+    pub withdraw_cordoned: bool,
 }
 
 /// Where the BGP Identifier comes from.

@@ -711,6 +711,13 @@ fn rows() -> Vec<(
             None,
             &[],
         ),
+        (
+            "vipr_withdraw_cordoned",
+            "false",
+            |c| !c.services.withdraw_cordoned,
+            Some("sometimes"),
+            &[],
+        ),
     ]
 }
 

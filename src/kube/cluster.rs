@@ -38,7 +38,7 @@ use crate::ipam::plan::{Decision, Event as PlanEvent, Local, Pools, Write};
 use crate::ipam::pools::Pool;
 use crate::ipam::state::Allocator;
 use crate::ipam::{Claim, Pending};
-use crate::model::Services;
+use crate::model::{Exclusion, Services};
 use crate::route_attrs;
 
 /// The writes for each Service (`namespace/name`) or claim (`claim/<address>`).
@@ -117,8 +117,9 @@ pub struct Cluster {
     claims: Cache<Claim>,
     configmap: Cache<BTreeMap<String, String>>,
     members: Cache<(String, SystemTime)>,
-    /// This node's Node, kept only while it is labelled [`LABEL_EXCLUDE_LB`].
-    node_obj: Cache<()>,
+    /// This node's Node, kept only while it excludes this node from serving Services
+    /// (labelled [`LABEL_EXCLUDE_LB`], or cordoned).
+    node_obj: Cache<Exclusion>,
     alloc: Allocator,
     /// The Service key each UID has, and the UID that owns each key now.
     keys: HashMap<String, String>,
@@ -235,24 +236,32 @@ impl Cluster {
             .collect()
     }
 
-    /// An event of this node's Node: excluded from external load balancers or not (a
-    /// change re-derives every Service; it is rare).
+    /// An event of this node's Node: excluded from external load balancers, cordoned
+    /// (with `vipr_withdraw_cordoned`), or neither (a change re-derives every Service; it
+    /// is rare).
     pub fn node(&mut self, ev: Event<Node>) {
+        let cordoned_withdraws = self.settings.withdraw_cordoned;
         let ch = self.node_obj.apply(ev, |n| {
-            n.metadata
+            let labelled = n
+                .metadata
                 .labels
                 .as_ref()
-                .is_some_and(|l| l.contains_key(LABEL_EXCLUDE_LB))
-                .then_some(())
+                .is_some_and(|l| l.contains_key(LABEL_EXCLUDE_LB));
+            let cordoned = n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+            if labelled {
+                Some(Exclusion::Label)
+            } else {
+                (cordoned && cordoned_withdraws).then_some(Exclusion::Cordoned)
+            }
         });
         if !ch.is_empty() {
             self.dirty.extend(self.owner.keys().cloned());
         }
     }
 
-    /// Whether this node is excluded from external load balancers.
-    pub fn excluded(&self) -> bool {
-        self.node_obj.len() > 0
+    /// Why this node serves no Service, if it serves none.
+    pub fn excluded(&self) -> Option<Exclusion> {
+        self.node_obj.values().next().copied()
     }
 
     /// A claim event.

@@ -199,7 +199,7 @@ mod tests {
                 local_endpoint: false,
                 endpoint_anywhere: false,
                 without_endpoints: false,
-                node_excluded: false,
+                node_excluded: None,
                 status_ips: vec![],
                 force_election: false,
                 interface: None,

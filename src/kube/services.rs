@@ -303,7 +303,7 @@ pub fn service_vip(
     d: &Decision,
     local_endpoint: bool,
     endpoint_anywhere: bool,
-    node_excluded: bool,
+    node_excluded: Option<crate::model::Exclusion>,
 ) -> Option<ServiceVip> {
     if d.served.is_empty() && d.refused.is_empty() {
         return None;

@@ -212,7 +212,7 @@ pub(super) fn svc(
         local_endpoint,
         endpoint_anywhere: true,
         without_endpoints: false,
-        node_excluded: false,
+        node_excluded: None,
         status_ips: vec![],
         interface: None,
         bgp_attributes: None,

@@ -26,6 +26,7 @@ fn settings(pools: &[&str]) -> ServiceSettings {
         pool_configmap: None,
         claims_namespace: "kube-system".into(),
         status_updates: true,
+        withdraw_cordoned: true,
     }
 }
 
@@ -347,7 +348,7 @@ fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_sta
     assert_eq!(eligible(&c), 0);
     assert_eq!(
         c.vips()["default/s7"].eligible(),
-        Err(crate::model::HeldBack::NodeExcluded)
+        Err(crate::model::HeldBack::NodeExcluded(Exclusion::Label))
     );
     assert!(
         c.vips()["default/s7"].backends().is_ok(),
@@ -365,6 +366,67 @@ fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_sta
     c.node(Event::Apply(node(serde_json::json!({"other": "x"}))));
     c.process(SystemTime::UNIX_EPOCH);
     assert_eq!(eligible(&c), before);
+}
+
+fn cordoned(unschedulable: bool, labels: serde_json::Value) -> Node {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "node-a", "labels": labels},
+        "spec": {"unschedulable": unschedulable},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_cordoned_node_serves_no_service_unless_told_otherwise() {
+    let mut c = synced();
+    let eligible = |c: &Cluster| c.vips().values().filter(|v| v.eligible().is_ok()).count();
+    let before = eligible(&c);
+    assert!(before > 0);
+    // kubectl cordon (the first step of kubectl drain): every Service withdrawn here.
+    c.node(Event::Apply(cordoned(true, serde_json::json!({}))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(eligible(&c), 0);
+    let why = c.vips()["default/s7"].eligible().unwrap_err();
+    assert_eq!(
+        why,
+        crate::model::HeldBack::NodeExcluded(Exclusion::Cordoned)
+    );
+    assert!(why.to_string().contains("cordoned"), "{why}");
+    assert!(
+        c.vips()["default/s7"].backends().is_ok(),
+        "status still written"
+    );
+    // Labelled as well: the label is the reason said.
+    c.node(Event::Apply(cordoned(
+        true,
+        serde_json::json!({"node.kubernetes.io/exclude-from-external-load-balancers": ""}),
+    )));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(
+        c.vips()["default/s7"].eligible(),
+        Err(crate::model::HeldBack::NodeExcluded(Exclusion::Label))
+    );
+    // Uncordoned and unlabelled: every Service back.
+    c.node(Event::Apply(cordoned(false, serde_json::json!({}))));
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(eligible(&c), before);
+
+    // vipr_withdraw_cordoned=false: a cordoned node keeps serving, as MetalLB v0.16.1 and
+    // kube-vip v1.2.3 do.
+    let mut s = settings(&[]);
+    s.withdraw_cordoned = false;
+    let mut c = Cluster::new("node-a", s, Local::default());
+    for i in 0..N {
+        c.service(Event::Apply(service(i, Some(&address(i)))));
+    }
+    c.service(Event::InitDone);
+    c.endpoints(Event::InitDone);
+    c.claim(Event::InitDone);
+    c.node(Event::Apply(cordoned(true, serde_json::json!({}))));
+    c.node(Event::InitDone);
+    c.process(SystemTime::UNIX_EPOCH);
+    assert_eq!(c.excluded(), None);
+    assert!(c.vips().values().all(|v| v.node_ok().is_ok()));
 }
 
 #[test]

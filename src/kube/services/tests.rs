@@ -17,6 +17,7 @@ fn settings(f: &Filter) -> ServiceSettings {
         pool_configmap: None,
         claims_namespace: "kube-system".into(),
         status_updates: true,
+        withdraw_cordoned: true,
     }
 }
 
