@@ -402,7 +402,8 @@ up_cluster() {
   done
   CLUSTER_START=$((SECONDS - t0))
   local flags=(--controlplane --vip 192.0.2.10 --services --bgp --localAS 65001
-               --bgppeers 10.55.0.1:65000::false --vipr-pools 198.51.100.32/29 --image docker.io/library/vipr:lab)
+               --bgppeers 10.55.0.1:65000::false --vipr-pools 198.51.100.32/29 --vipr-graceful-restart true
+               --image docker.io/library/vipr:lab)
   "$VIPR" manifest rbac "${flags[@]}" > "$LAB_DIR/rbac.yaml"
   "$VIPR" manifest daemonset "${flags[@]}" > "$LAB_DIR/daemonset.yaml"
   kubectl_ apply -f "$LAB_DIR/rbac.yaml" -f "$LAB_DIR/daemonset.yaml" >/dev/null
@@ -441,6 +442,8 @@ Things to look at (kubectl here: ip netns exec vlab-tor kubectl --kubeconfig $K8
   kubectl -n kube-system logs $pod
   ip netns exec vlab-tor ping -i 0.01 $(svc_ip)          # keep it running, then in another shell:
   kubectl -n kube-system delete $pod       # that node's path goes at once; the DaemonSet brings it back
+  kubectl -n kube-system rollout restart ds/vipr   # graceful restart: each vipr restarts in place, FRR keeps 3 paths
+  kubectl drain node2 --ignore-daemonsets  # cordoned: node2's Service path goes at once; then kubectl uncordon node2
   ip netns exec vlab-tor vtysh --vty_socket $LAB_DIR/frr-vlab-tor -c 'show ip route 192.0.2.10/32'
   ls $LAB_DIR/vlab-n1/node/            # node1: kubelet.log, containerd.log, manifests/ (static pods)
   ctr --address $LAB_DIR/vlab-n1/node/containerd.sock -n k8s.io containers ls

@@ -438,6 +438,9 @@ impl Daemon {
                     if restart::upgrade_intent(&self.sections.node.state_dir) {
                         info!("SIGTERM with an upgrade intent: restarting in place");
                         self.restart.request();
+                    } else if let Some(g) = self.rolling_update().await {
+                        info!(template_generation = %g, "SIGTERM during a rolling update of this DaemonSet: restarting in place (graceful restart)");
+                        self.restart.request();
                     } else {
                         info!("SIGTERM: shutting down");
                     }
@@ -454,6 +457,19 @@ impl Daemon {
         }
         self.shutdown().await;
         Ok(())
+    }
+
+    /// At SIGTERM, in BGP mode with graceful restart on and vipr's DaemonSet named: the
+    /// DaemonSet's new template generation when this pod is being replaced by it
+    /// ([`crate::kube::rollout`]; within a second, else a real shutdown).
+    async fn rolling_update(&self) -> Option<String> {
+        let ds = self.sections.node.daemonset.as_ref()?;
+        let gr = self.sections.bgp.borrow().graceful_restart();
+        if self.sections.node.mode != Mode::Bgp || !gr {
+            return None;
+        }
+        let client = self.client.clone()?;
+        crate::kube::rollout::replaced_by(client, ds, Duration::from_secs(1)).await
     }
 
     /// SIGHUP: reads the configuration again and publishes every section that changed; a
@@ -492,10 +508,9 @@ impl Daemon {
         self.cancel.cancel();
         // The reconciler withdraws routes, sends Cease and removes addresses; only then are
         // the Leases released, so the next holder never overlaps with this one.
-        if tokio::time::timeout(Duration::from_millis(2500), self.reconciler)
-            .await
-            .is_err()
-        {
+        let drain = self.sections.bgp.borrow().drain.unwrap_or_default();
+        let budget = Duration::from_millis(2500) + drain + crate::reconciler::shell::LINGER;
+        if tokio::time::timeout(budget, self.reconciler).await.is_err() {
             warn!("shutdown took too long; exiting anyway");
         }
         // The load balancer removes its own services (it was cancelled together with the

@@ -29,7 +29,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::config::keys::{flag_name, Key, KEYS};
 use crate::config::kubevip::Ignored;
-use crate::config::{Config, ConfigError, Layers, Origin};
+use crate::config::{Config, ConfigError, Layers, Mode, Origin};
 
 /// Where kubeadm writes the admin kubeconfig (also the daemon's `k8s_config_file` default).
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
@@ -190,6 +190,15 @@ impl Options {
                 kubevip::spellings("vip_nodename")
             )));
         }
+        if let Some((k, _)) = set
+            .iter()
+            .find(|(k, _)| matches!(k.name, "vipr_daemonset" | "vipr_pod_template_generation"))
+        {
+            return Err(ManifestError::Usage(format!(
+                "{} is not a manifest setting: `vipr manifest daemonset` renders it (the DaemonSet's own name, the pod's pod-template-generation label) when graceful restart is on",
+                k.name
+            )));
+        }
         if kind == Kind::Pod && in_cluster {
             return usage("--inCluster: a static pod cannot use a ServiceAccount (the API server rejects its mirror pod); use `vipr manifest daemonset --inCluster`, or the pod's kubeconfig from the host");
         }
@@ -255,9 +264,16 @@ impl Options {
     }
 
     /// Whether the daemon talks to the Kubernetes API with these settings
-    /// ([`Config::needs_api`]).
+    /// ([`Config::needs_api`]; a DaemonSet with graceful restart reads itself at SIGTERM).
     pub fn needs_api(&self) -> bool {
-        self.cfg.needs_api()
+        self.cfg.needs_api() || (self.kind == Kind::DaemonSet && self.rollout_restart())
+    }
+
+    /// BGP with graceful restart: a DaemonSet's rolling update is a restart in place, so
+    /// the DaemonSet names itself to its pods and may be read by them
+    /// (`crate::kube::rollout`).
+    pub fn rollout_restart(&self) -> bool {
+        self.cfg.node.mode == Mode::Bgp && self.cfg.bgp.graceful_restart()
     }
 
     /// The kubeconfig on the host (and at the same path in the container), when the pod takes

@@ -17,7 +17,13 @@
 //! - `kubectl delete pod` of one node's vipr: that node's path goes at once (SIGTERM
 //!   withdraws), the VIP keeps answering (a 10 ms ping from the router), the DaemonSet brings
 //!   the pod and the path back;
-//! - a rolling update of the DaemonSet to a new image tag under the same ping;
+//! - `kubectl drain` of node1 (the DaemonSet pod stays, the node is cordoned): node1's path
+//!   goes at once, the VIP keeps answering; `kubectl uncordon` brings it back;
+//! - a rolling update of the DaemonSet to a new image tag under the same ping, graceful
+//!   restart off (each node withdraws first); the DaemonSet rendered with graceful restart
+//!   applied; `kubectl delete pod` still withdraws at once; a rolling update with graceful
+//!   restart on: every vipr restarts in place, FRR keeps all three paths, the ping loses
+//!   nothing;
 //! - ARP mode as a static pod on every node: one holder of the VIP (Lease through admin.conf
 //!   and the node's API endpoint), the router reaches it; the holder's static pod removed,
 //!   another node takes over.
@@ -36,13 +42,12 @@ mod cluster_common;
 mod daemon_common;
 mod k8s_common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster_common::*;
 use daemon_common::*;
 use k8s_common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use testbed::{wait_for, Lab};
 
 const CP_VIP: &str = "192.0.2.10";
@@ -200,95 +205,172 @@ fn vipr_in_a_real_cluster() {
         t3.elapsed()
     );
 
+    let prefix = format!("{ip}/32");
+    let n = |i: usize| Lab::node_v4(i).to_string();
+
     // (c) `kubectl delete pod` of node1's vipr while the router pings the Service every
     // 10 ms: node1's path goes at once (SIGTERM withdraws), the VIP keeps answering, and
     // the DaemonSet brings the pod and the path back.
-    let stop = AtomicBool::new(false);
-    let (sent, received, gone) = std::thread::scope(|s| {
-        let pinger = s.spawn(|| c.ping(&ip, &stop));
-        let _stop = StopOnDrop(&stop);
-        let ok = wait_for(SLOW, || c.ping_once(&ip).then_some(()));
-        assert!(ok.is_some(), "{ip} does not answer pings\n{}", c.logs());
-        let (_, pod1) = pods.iter().find(|(n, _)| n == "node1").unwrap();
+    let pod1 = c.pod_on("node1");
+    let (gone, w) = c.watched(&ip, || {
         let t = Instant::now();
         c.api
             .delete(&format!("/api/v1/namespaces/kube-system/pods/{pod1}"));
         let gone = wait_for(Duration::from_secs(10), || {
-            (!c.paths(&format!("{ip}/32"))
-                .contains(&Lab::node_v4(1).to_string()))
-            .then(|| t.elapsed())
+            (!c.paths(&prefix).contains(&n(1))).then(|| t.elapsed())
         });
         let back = wait_for(SLOW, || {
             let p = c.ready_vipr_pods();
-            (p.len() == 3 && !p.iter().any(|(_, n)| n == pod1)).then_some(())
+            (p.len() == 3 && !p.iter().any(|(_, n)| *n == pod1)).then_some(())
         });
         assert!(
             back.is_some(),
             "the DaemonSet did not replace {pod1}\n{}",
             c.logs()
         );
-        c.wait_paths(&format!("{ip}/32"), 3, SLOW);
-        assert!(c.ping_once(&ip), "{ip} answers after the pod came back");
-        stop.store(true, Ordering::SeqCst);
-        let (sent, received) = pinger.join().expect("ping thread");
-        (sent, received, gone)
+        c.wait_paths(&prefix, 3, SLOW);
+        (gone, t.elapsed())
     });
+    let (gone, back) = gone;
     let gone = gone.unwrap_or_else(|| panic!("node1's path stayed after its pod was deleted"));
-    eprintln!(
-        "delete pod: node1's path gone after {gone:?}; ping every 10 ms: {sent} sent, {} lost",
-        sent - received
-    );
-    assert!(sent > 50, "the pinger ran: {sent} sent");
-    assert!(
-        (sent - received) * 10 < sent,
-        "the VIP kept answering: {received} of {sent} pings answered"
-    );
+    eprintln!("delete pod: node1's path gone after {gone:?}, back (new pod, its route at FRR) after {back:?}; {w:?}");
+    assert!(w.sent > 50, "the pinger ran: {w:?}");
+    assert!(w.lost * 10 < w.sent, "the VIP kept answering: {w:?}");
+
+    // (c2) `kubectl drain` of node1 (its vipr is a DaemonSet pod, which drain leaves): the
+    // node is cordoned and its vipr withdraws at once (vipr_withdraw_cordoned); uncordoned,
+    // the path comes back.
+    let (gone, w) = c.watched(&ip, || {
+        let t = Instant::now();
+        let (ok, out) = kubectl(
+            &c.lab.router,
+            &c.api,
+            &["drain", "node1", "--ignore-daemonsets", "--timeout=60s"],
+        );
+        assert!(ok, "kubectl drain node1: {out}");
+        let gone = wait_for(Duration::from_secs(10), || {
+            (!c.paths(&prefix).contains(&n(1))).then(|| t.elapsed())
+        });
+        assert_eq!(c.paths(&prefix).len(), 2, "the other nodes stay");
+        let (ok, out) = kubectl(&c.lab.router, &c.api, &["uncordon", "node1"]);
+        assert!(ok, "kubectl uncordon node1: {out}");
+        c.wait_paths(&prefix, 3, SLOW);
+        gone
+    });
+    let gone =
+        gone.unwrap_or_else(|| panic!("node1's path stayed after kubectl drain\n{}", c.logs()));
+    eprintln!("kubectl drain node1: its path gone after {gone:?}; {w:?}");
+    assert!(w.lost * 10 < w.sent, "the VIP kept answering: {w:?}");
 
     // (d) A rolling update of the DaemonSet to a new image tag (one node at a time, as the
-    // rendered DaemonSet's default strategy does it) while the router pings every 10 ms.
+    // rendered DaemonSet's default strategy does it), graceful restart off: each node
+    // withdraws before its vipr stops, the router moves to the other two.
     let ds = "/apis/apps/v1/namespaces/kube-system/daemonsets/vipr";
-    let image2 = IMAGE.replace(":1", ":2");
-    let stop = AtomicBool::new(false);
-    let (sent, received, took) = std::thread::scope(|s| {
-        let pinger = s.spawn(|| c.ping(&ip, &stop));
-        let _stop = StopOnDrop(&stop);
-        let t = Instant::now();
+    let image = |p: &Value| {
+        p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let set_image = |tag: &str| {
         // A strategic merge patch, as `kubectl set image` sends: the container list is
         // merged by name (a JSON merge patch would replace it).
         let (code, v) = c.api.request(
             "PATCH",
             ds,
-            Some(&json!({"spec": {"template": {"spec": {"containers": [{"name": "vipr", "image": image2}]}}}})),
+            Some(&json!({"spec": {"template": {"spec": {"containers": [{"name": "vipr", "image": tag}]}}}})),
             "application/strategic-merge-patch+json",
         );
         assert_eq!(code, 200, "PATCH {ds}: {v:#}");
-        let updated = wait_for(SLOW, || {
-            let on_new = c
-                .vipr_pods()
-                .iter()
-                .filter(|p| p["spec"]["containers"][0]["image"] == image2.as_str())
-                .count();
-            (on_new == 3 && c.ready_vipr_pods().len() == 3).then_some(())
-        });
-        assert!(
-            updated.is_some(),
-            "the rolling update did not finish\n{}",
-            c.logs()
-        );
+    };
+    let image2 = IMAGE.replace(":1", ":2");
+    let (took, off) = c.watched(&ip, || {
+        let t = Instant::now();
+        set_image(&image2);
+        c.wait_rolled("to vipr:2", |p| image(p) == image2);
         let took = t.elapsed();
-        c.wait_paths(&format!("{ip}/32"), 3, SLOW);
-        stop.store(true, Ordering::SeqCst);
-        let (sent, received) = pinger.join().expect("ping thread");
-        (sent, received, took)
+        c.wait_paths(&prefix, 3, SLOW);
+        took
     });
-    eprintln!(
-        "rolling update to {image2}: done in {took:?}; ping every 10 ms: {sent} sent, {} lost",
-        sent - received
-    );
-    assert!(sent > 50, "the pinger ran: {sent} sent");
+    eprintln!("rolling update to {image2}, graceful restart off: done in {took:?}; {off:?}");
+    assert!(off.sent > 50, "the pinger ran: {off:?}");
     assert!(
-        (sent - received) * 10 < sent,
-        "the VIP kept answering through the update: {received} of {sent} pings answered"
+        off.lost * 10 < off.sent,
+        "the VIP kept answering through the update: {off:?}"
+    );
+
+    // (d2) The same DaemonSet rendered with graceful restart (it names itself to its pods,
+    // and may read itself): applied, it rolls out.
+    let gr = [&flags[..], &["--vipr-graceful-restart", "true"]].concat();
+    let gr_image: Vec<&str> = gr
+        .iter()
+        .map(|f| if *f == IMAGE { image2.as_str() } else { f })
+        .collect();
+    c.apply(
+        "rbac-gr.yaml",
+        &vipr_manifest(&[&["rbac"][..], &gr_image].concat()),
+    );
+    c.apply(
+        "ds-gr.yaml",
+        &vipr_manifest(&[&["daemonset"][..], &gr_image].concat()),
+    );
+    let has_gr = |p: &Value| {
+        p["spec"]["containers"][0]["env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v["name"] == "vipr_daemonset"))
+    };
+    c.wait_rolled("to graceful restart", has_gr);
+    c.wait_paths(&prefix, 3, SLOW);
+
+    // (c3) With graceful restart on, `kubectl delete pod` is still a real stop (the
+    // DaemonSet's template is this pod's): withdrawn at once.
+    let pod2 = c.pod_on("node2");
+    let t = Instant::now();
+    c.api
+        .delete(&format!("/api/v1/namespaces/kube-system/pods/{pod2}"));
+    let gone = wait_for(Duration::from_secs(10), || {
+        (!c.paths(&prefix).contains(&n(2))).then(|| t.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "graceful restart on: node2's path stayed after kubectl delete pod\n{}",
+            c.logs()
+        )
+    });
+    eprintln!("graceful restart on, delete pod: node2's path gone after {gone:?}");
+    c.wait_rolled("node2's pod back", |p| {
+        p["metadata"]["name"] != pod2.as_str()
+    });
+    c.wait_paths(&prefix, 3, SLOW);
+
+    // (d3) A rolling update with graceful restart on: each vipr of the old template sees
+    // its DaemonSet moved on and restarts in place; FRR keeps every path and the ping loses
+    // nothing.
+    let (took, on) = c.watched(&ip, || {
+        let t = Instant::now();
+        set_image(IMAGE);
+        c.wait_rolled("back to vipr:1", |p| image(p) == IMAGE);
+        let took = t.elapsed();
+        c.wait_paths(&prefix, 3, SLOW);
+        took
+    });
+    eprintln!("rolling update to {IMAGE}, graceful restart on: done in {took:?}; {on:?}");
+    for (node, pod) in c.ready_vipr_pods() {
+        let (ok, log) = kubectl(&c.lab.router, &c.api, &["-n", "kube-system", "logs", &pod]);
+        assert!(ok, "kubectl logs {pod}: {log}");
+        assert!(
+            log.contains("restarted in place"),
+            "{node}'s new vipr did not follow a restart in place:\n{log}"
+        );
+    }
+    assert!(on.sent > 50, "the pinger ran: {on:?}");
+    assert_eq!(
+        on.fewest_paths, 3,
+        "FRR kept every path through the update: {on:?}"
+    );
+    assert_eq!(
+        on.lost, 0,
+        "the VIP lost nothing through the update: {on:?}"
     );
 
     // (e) ARP mode as a static pod: the DaemonSet goes, the same pod manifest in ARP mode on

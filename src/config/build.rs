@@ -227,6 +227,34 @@ fn node(r: &Reader, hostname: &str) -> Result<NodeSettings, ConfigError> {
         })?,
         log_json,
         node_labeling: r.bool("enable_node_labeling", false)?,
+        daemonset: daemonset(r)?,
+    })
+}
+
+/// `vipr_daemonset` (`namespace/name`) with `vipr_pod_template_generation`: both or none
+/// (an empty generation, as the downward API gives for a pod without the label, is none).
+fn daemonset(r: &Reader) -> Result<Option<crate::config::DaemonSetRef>, ConfigError> {
+    let ds = r.parse("vipr_daemonset", |v| match v.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err("expected namespace/name, e.g. kube-system/vipr".to_string()),
+    })?;
+    let generation = r
+        .parse("vipr_pod_template_generation", |v| match v {
+            "" => Ok(None),
+            v => v.parse::<u64>().map(|_| Some(v.to_string())).map_err(|_| {
+                "expected the pod's pod-template-generation label, a number".to_string()
+            }),
+        })?
+        .flatten();
+    Ok(match (ds, generation) {
+        (Some((namespace, name)), Some(template_generation)) => Some(crate::config::DaemonSetRef {
+            namespace,
+            name,
+            template_generation,
+        }),
+        _ => None,
     })
 }
 

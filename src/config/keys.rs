@@ -191,6 +191,8 @@ pub const KEYS: &[Key] = &[
     k(Vips, "vipr_static_vips", &[], "extra VIPs to serve, comma list"),
     k(Bgp, "vipr_drain_seconds", &[], "on shutdown, re-advertise with GRACEFUL_SHUTDOWN (RFC 8326) this long before withdrawing (0)"),
     k(Node, "vipr_instance", &[], "name of this vipr when several run on one node, e.g. control-plane and services: each has its own address marker, state directory, nftables table and Lease identity (empty: the default instance)"),
+    k(Node, "vipr_daemonset", &[], "namespace/name of the DaemonSet this vipr runs in (rendered by vipr manifest daemonset with graceful restart): with vipr_graceful_restart, a SIGTERM during its rolling update is a restart in place"),
+    k(Node, "vipr_pod_template_generation", &[], "this pod's pod-template-generation label (rendered from the downward API with vipr_daemonset)"),
     k(Node, "vipr_state_dir", &[], "where vipr records the addresses it added (/run/vipr; /run/vipr/<vipr_instance> for a named instance)"),
     k(Node, "vipr_log_format", &[], "text or json (text)"),
     k(PeerSource, "vipr_peers_from", &[], "static, equinix-metal or annotations (static)"),

@@ -122,6 +122,22 @@ pub struct NodeSettings {
     pub log_json: bool,
     /// Label this node's Node with the VIPs it serves (`enable_node_labeling`).
     pub node_labeling: bool,
+    /// The DaemonSet this vipr runs in, `(namespace, name)`, and this pod's
+    /// `pod-template-generation` label (`vipr_daemonset`, `vipr_pod_template_generation`,
+    /// both rendered by `vipr manifest daemonset`): a SIGTERM during its rolling update is a
+    /// restart in place when graceful restart is on ([`crate::kube::rollout`]).
+    pub daemonset: Option<DaemonSetRef>,
+}
+
+/// vipr's own DaemonSet and the template generation of this pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSetRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// This pod's `pod-template-generation` label.
+    pub template_generation: String,
 }
 
 /// Where VIP addresses are put, and the VIPs served without a source of their own.
@@ -395,6 +411,13 @@ pub struct BgpSettings {
 }
 
 impl BgpSettings {
+    /// Whether graceful restart is advertised, to every peer or to a configured one: then a
+    /// rolling update of vipr's DaemonSet is a restart in place.
+    pub fn graceful_restart(&self) -> bool {
+        self.defaults.graceful_restart.is_some()
+            || self.peers.iter().any(|p| p.graceful_restart.is_some())
+    }
+
     /// Whether a configured peer has a node selector.
     pub fn has_selectors(&self) -> bool {
         self.peer_extras.values().any(|e| e.node_selector.is_some())

@@ -129,5 +129,8 @@ pub fn fixed_differences(old: &NodeSettings, new: &NodeSettings) -> Vec<&'static
     if old.node_labeling != new.node_labeling {
         out.push("enable_node_labeling");
     }
+    if old.daemonset != new.daemonset {
+        out.push("vipr_daemonset/vipr_pod_template_generation");
+    }
     out
 }

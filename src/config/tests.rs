@@ -712,6 +712,20 @@ fn rows() -> Vec<(
             &[],
         ),
         (
+            "vipr_daemonset",
+            "kube-system/vipr",
+            |c| c.node.daemonset.as_ref().is_some_and(|d| d.namespace == "kube-system" && d.name == "vipr" && d.template_generation == "3"),
+            Some("vipr"),
+            &[("vipr_pod_template_generation", "3")],
+        ),
+        (
+            "vipr_pod_template_generation",
+            "7",
+            |c| c.node.daemonset.as_ref().is_some_and(|d| d.template_generation == "7"),
+            Some("seven"),
+            &[("vipr_daemonset", "kube-system/vipr")],
+        ),
+        (
             "vipr_withdraw_cordoned",
             "false",
             |c| !c.services.withdraw_cordoned,

@@ -81,17 +81,31 @@ fn labels(o: &Options) -> BTreeMap<String, String> {
 /// Secret (DaemonSet) or not at all (the static pod reads its host file); then the warned
 /// kube-vip variables that kube-vip's flags set ([`super::kubevip::rendered`]).
 pub fn env(o: &Options) -> Vec<EnvVar> {
-    let mut env = vec![EnvVar {
-        name: "vip_nodename".into(),
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.into(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
-                field_path: "spec.nodeName".into(),
+                field_path: path.into(),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         ..Default::default()
-    }];
+    };
+    let mut env = vec![field("vip_nodename", "spec.nodeName")];
+    // A DaemonSet with graceful restart: its own name and the pod's template generation,
+    // so that a SIGTERM of its rolling update is a restart in place (`kube::rollout`).
+    if o.kind == Kind::DaemonSet && o.rollout_restart() {
+        env.push(EnvVar {
+            name: "vipr_daemonset".into(),
+            value: Some(format!("{NAMESPACE}/{}", o.flags.name)),
+            ..Default::default()
+        });
+        env.push(field(
+            "vipr_pod_template_generation",
+            "metadata.labels['pod-template-generation']",
+        ));
+    }
     for (k, v) in &o.set {
         if secret::is_secret(k, v) {
             if o.kind == Kind::DaemonSet {

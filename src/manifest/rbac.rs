@@ -3,7 +3,7 @@
 //!
 //! | setting | calls | rule |
 //! |---|---|---|
-//! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap; a watch on its own Node (`metadata.name=`, the exclude-from-external-load-balancers label) | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap`, nodes get/list/watch |
+//! | `svc_enable` | Service reflector, GET of a claim's holder, merge patch of the allocation annotation; status merge patch; EndpointSlice v1 reflector, or core/v1 Endpoints where discovery.k8s.io/v1 is not served (< 1.21); Events; address claims; the pool ConfigMap; a watch on its own Node (`metadata.name=`, the exclude-from-external-load-balancers label, `spec.unschedulable`) | services get/list/watch/patch, services/status patch, endpointslices and endpoints list/watch, events create, leases get/list/watch/create/update/delete in `vipr_claims_namespace`, configmaps get/list/watch of `vipr_pool_configmap`, nodes get/list/watch |
 //! | ARP + `vip_leaderelection` | per Lease: get, create, replace (update), a watch on `metadata.name=` (list/watch) | leases create; get/list/watch/update on the named Leases (`vip_leasename`, `svc_leasename`) in their namespace (`cp_namespace` unless the setting says `namespace/name`) |
 //! | ... + `svc_election` or `per_service_election_on_demand` | the same per Service (`kubevip-<namespace>.<service>`, in `cp_namespace`); a labelled list and a conditional delete of the Leases of deleted Services | leases get/list/watch/create/update/delete in `cp_namespace` (names unknown in advance), nowhere else |
 //! | BGP + `vip_leaderelection` + `vipr_bgp_leader_only` | the control-plane Lease as in ARP mode | leases create; get/list/watch/update on `vip_leasename` in its namespace |
@@ -12,6 +12,7 @@
 //! | `bgp_peers` with a `node_selector` (BGP, no `vipr_node_labels`) | a watch on its own Node (`metadata.name=`), its labels | nodes get/list/watch |
 //! | `bgp_peers` with a `password_secret` (BGP) | a watch on each Secret (`metadata.name=`) | secrets get/list/watch on those names, in `cp_namespace` |
 //! | `enable_node_labeling` | GET of its own Node, merge patch of its labels | nodes get/patch |
+//! | BGP + `vipr_graceful_restart` | at SIGTERM, a GET of its own DaemonSet (`vipr_daemonset`) | daemonsets get on that name, in its namespace |
 //!
 //! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
 //! `svc_namespace`), into one ClusterRole otherwise. API discovery (`/apis/...`, used to tell
@@ -195,7 +196,7 @@ pub fn grants(o: &Options) -> Vec<Grant> {
     let why: Vec<&'static str> = [
         (
             c.services.enabled,
-            "svc_enable: this node's label node.kubernetes.io/exclude-from-external-load-balancers",
+            "svc_enable: this node's label node.kubernetes.io/exclude-from-external-load-balancers and whether it is cordoned",
         ),
         (
             annotations,
@@ -241,6 +242,16 @@ pub fn grants(o: &Options) -> Vec<Grant> {
             names,
             &["get", "list", "watch"],
             "bgp_peers password_secret: the Secrets holding peers' TCP MD5 passwords (a watch on metadata.name=)",
+        ));
+    }
+    if c.node.mode == Mode::Bgp && c.bgp.graceful_restart() {
+        g.push(grant(
+            Some(&NAMESPACE.to_string()),
+            "apps",
+            "daemonsets",
+            vec![o.flags.name.clone()],
+            &["get"],
+            "vipr_graceful_restart: at SIGTERM, its own DaemonSet's template generation (a rolling update restarts in place)",
         ));
     }
     if c.node.node_labeling {

@@ -267,12 +267,14 @@ impl Cluster {
         out.status.success()
     }
 
-    /// Pings from the router to `ip` every 10 ms until `stop` is set; (sent, received).
+    /// Pings from the router to `ip` every 10 ms until `stop` is set: (sent, lost), where
+    /// lost counts the requests without a reply up to the last one answered (the one in
+    /// flight when ping is stopped is not a loss).
     pub fn ping(&self, ip: &str, stop: &AtomicBool) -> (u32, u32) {
         let child = self
             .lab
             .router
-            .command(&["ping", "-i", "0.01", "-W", "1", "-w", "600", "-q", ip])
+            .command(&["ping", "-n", "-i", "0.01", "-W", "1", "-w", "600", ip])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("ping");
@@ -284,20 +286,93 @@ impl Cluster {
         unsafe { libc::kill(pid, libc::SIGINT) };
         let text =
             String::from_utf8_lossy(&child.wait_with_output().expect("ping").stdout).into_owned();
-        let nums: Vec<u32> = text
+        let sent: u32 = text
             .lines()
             .find(|l| l.contains("transmitted"))
-            .map(|l| {
-                l.split(|c: char| !c.is_ascii_digit())
-                    .filter_map(|w| w.parse().ok())
-                    .collect()
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let answered: std::collections::BTreeSet<u32> = text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| {
+                l.split("icmp_seq=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
             })
-            .unwrap_or_default();
-        (
-            nums.first().copied().unwrap_or(0),
-            nums.get(1).copied().unwrap_or(0),
-        )
+            .collect();
+        let last = answered.iter().next_back().copied().unwrap_or(sent);
+        (sent, last - answered.len() as u32)
     }
+
+    /// Runs `f` while the router pings `ip` every 10 ms and FRR's paths to `ip/32` are
+    /// sampled: what it returned, and what the ping and the samples saw.
+    pub fn watched<T>(&self, ip: &str, f: impl FnOnce() -> T) -> (T, Watched) {
+        let stop = AtomicBool::new(false);
+        let prefix = format!("{ip}/32");
+        std::thread::scope(|s| {
+            let pinger = s.spawn(|| self.ping(ip, &stop));
+            let sampler = s.spawn(|| {
+                let mut fewest = usize::MAX;
+                while !stop.load(Ordering::SeqCst) {
+                    fewest = fewest.min(self.paths(&prefix).len());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                fewest
+            });
+            let _stop = StopOnDrop(&stop);
+            let ok = wait_for(SLOW, || self.ping_once(ip).then_some(()));
+            assert!(ok.is_some(), "{ip} does not answer pings\n{}", self.logs());
+            let out = f();
+            stop.store(true, Ordering::SeqCst);
+            let (sent, lost) = pinger.join().expect("ping thread");
+            let fewest_paths = sampler.join().expect("sampler thread");
+            (
+                out,
+                Watched {
+                    sent,
+                    lost,
+                    fewest_paths,
+                },
+            )
+        })
+    }
+
+    /// The one vipr pod of the DaemonSet on `node`.
+    pub fn pod_on(&self, node: &str) -> String {
+        self.ready_vipr_pods()
+            .into_iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| panic!("no ready vipr pod on {node}\n{}", self.logs()))
+    }
+
+    /// Waits until the DaemonSet's three pods are ready and all satisfy `new`.
+    pub fn wait_rolled(&self, what: &str, new: impl Fn(&Value) -> bool) {
+        let ok = wait_for(SLOW, || {
+            let pods = self.vipr_pods();
+            (pods.len() == 3 && pods.iter().all(&new) && self.ready_vipr_pods().len() == 3)
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{what}: the rollout did not finish\n{}",
+            self.logs()
+        );
+    }
+}
+
+/// What a 10 ms ping from the router and FRR's paths showed while something happened.
+#[derive(Debug)]
+pub struct Watched {
+    /// Pings sent.
+    pub sent: u32,
+    /// Pings without a reply (before the last one answered).
+    pub lost: u32,
+    /// The fewest paths to the VIP FRR had in any sample (every 50 ms).
+    pub fewest_paths: usize,
 }
 
 /// Sets the flag when dropped, so a pinger thread ends also when an assertion fails.

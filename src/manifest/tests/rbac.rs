@@ -314,3 +314,64 @@ fn file_peers_with_selectors_and_secrets_get_only_their_objects() {
         ]
     );
 }
+
+#[test]
+fn a_daemonset_with_graceful_restart_names_itself_and_may_read_only_itself() {
+    let gr = [
+        "--bgp",
+        "--localAS",
+        "65001",
+        "--bgppeers",
+        "192.0.2.1:65000::false",
+        "--vipr-graceful-restart",
+        "true",
+        "--vipr-static-vips",
+        "198.51.100.1",
+    ];
+    let ds = daemonset(&gr);
+    let spec = ds.spec.unwrap().template.spec.unwrap();
+    let c = container(&spec);
+    assert_eq!(env_map(c)["vipr_daemonset"], "kube-system/vipr");
+    let gen = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "vipr_pod_template_generation")
+        .expect("the template generation from the downward API");
+    assert_eq!(
+        gen.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.labels['pod-template-generation']"
+    );
+    // It reads itself at SIGTERM: the ServiceAccount is mounted even though nothing else
+    // of these settings calls the API.
+    assert_eq!(spec.automount_service_account_token, Some(true));
+    assert!(rbac_rules(&gr).contains(&rule(
+        "kube-system",
+        "apps",
+        "daemonsets",
+        &["vipr"],
+        &["get"]
+    )));
+    // Without graceful restart: neither.
+    let plain = &gr[..5];
+    let plain = [plain, &gr[7..]].concat();
+    let ds = daemonset(&plain);
+    let c = ds.spec.unwrap().template.spec.unwrap();
+    assert!(!env_map(container(&c)).contains_key("vipr_daemonset"));
+    assert!(!rbac_rules(&plain).iter().any(|r| r.2 == "daemonsets"));
+    // Rendered, never given.
+    let mut given = gr.to_vec();
+    given.extend(["--vipr-daemonset", "kube-system/other"]);
+    let e = opts(&[&["daemonset"][..], &given].concat()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("vipr_daemonset is not a manifest setting"),
+        "{e}"
+    );
+}
