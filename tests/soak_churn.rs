@@ -38,9 +38,12 @@ const THREADS: usize = 4;
 /// Service names per thread: each name cycles create → annotate → delete.
 const NAMES: usize = 12;
 
-/// Connections to the API server a healthy vipr may hold: the Service and endpoint watches,
-/// and the status writer's pool (8 writes at once), plus slack for one being replaced.
-const API_CONNS: usize = 12;
+/// Connections to the API server a healthy vipr may hold: its six watches (Services,
+/// endpoints, address claims, member Leases, its Node, the pool ConfigMap), the writer's
+/// writes in flight (`CONCURRENCY` in src/kube/writer.rs: 64; HTTP/1.1, and the client's
+/// pool keeps idle connections for 90 s after a burst), plus one being replaced. A leak
+/// grows past any bound; the other sockets are counted apart, without slack.
+const API_CONNS: usize = 6 + 64 + 1;
 
 /// vipr's TCP connections to the API server (its HTTP pool, bounded; counted apart from the
 /// sockets that would reveal a leak).
