@@ -9,6 +9,10 @@
 //!   client's neighbour entry to another node's MAC (gratuitous ARP) within seconds;
 //! - equinix-metal: both multihop MD5 routers see three paths; the nodes route to the
 //!   peers through host routes via the gateway;
+//! - cluster: three Ready Nodes, the DaemonSet's pods, three paths to the control-plane VIP
+//!   and to the Service's pooled address; `kubectl rollout restart ds/vipr` keeps all three
+//!   paths at FRR (graceful restart), `kubectl drain` takes node2's Service path away and
+//!   `kubectl uncordon` brings it back;
 //! - after `down` no `vlab-*` namespace and no lab directory is left.
 //!
 //! The containerlab topologies (`labs/clab/*.clab.yml`) cannot run without Docker: they are
@@ -170,7 +174,71 @@ fn every_namespace_lab_comes_up_and_goes_down() {
     }
     down("equinix-metal");
     eprintln!("equinix-metal: {:?}", t.elapsed());
+
+    // cluster: the lab users try first, with what its instructions promise.
+    let t = std::time::Instant::now();
+    let text = up("cluster");
+    let svc = sh(&format!(
+        "{KUBECTL} -n kube-system get svc demo -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}'"
+    ));
+    assert!(
+        svc.starts_with("198.51.100."),
+        "the Service's address: {svc:?}\n{text}"
+    );
+    let svc = format!("{svc}/32");
+    for p in ["192.0.2.10/32", svc.as_str()] {
+        assert_eq!(active_nexthops("vlab-tor", p), 3, "{p}\n{text}");
+    }
+    // `kubectl rollout restart ds/vipr`: with graceful restart every vipr restarts in
+    // place and FRR keeps all three paths throughout.
+    let gen = || {
+        sh(&format!("{KUBECTL} -n kube-system get ds vipr -o jsonpath='{{.status.updatedNumberScheduled}}/{{.metadata.generation}}/{{.status.observedGeneration}}'"))
+    };
+    let before = sh(&format!(
+        "{KUBECTL} -n kube-system get pods -l app.kubernetes.io/name=vipr -o name"
+    ));
+    assert!(sh(&format!("{KUBECTL} -n kube-system rollout restart ds/vipr")).contains("restarted"));
+    let mut fewest = 3;
+    let rolled = wait_for(Duration::from_secs(180), || {
+        fewest = fewest.min(active_nexthops("vlab-tor", &svc));
+        let now = sh(&format!(
+            "{KUBECTL} -n kube-system get pods -l app.kubernetes.io/name=vipr -o name"
+        ));
+        let ready = sh(&format!("{KUBECTL} -n kube-system get pods -l app.kubernetes.io/name=vipr --no-headers | grep -c ' 1/1 *Running'"));
+        (ready == "3" && now.lines().all(|p| !before.contains(p))).then_some(())
+    });
+    assert!(
+        rolled.is_some(),
+        "rollout restart did not finish: {}",
+        gen()
+    );
+    assert_eq!(fewest, 3, "FRR lost a path during the rollout restart");
+    // `kubectl drain node2 --ignore-daemonsets`: cordoned, node2's Service path goes.
+    let out = sh(&format!("{KUBECTL} drain node2 --ignore-daemonsets 2>&1"));
+    assert!(out.contains("drained"), "{out}");
+    let two = wait_for(Duration::from_secs(10), || {
+        (active_nexthops("vlab-tor", &svc) == 2).then_some(())
+    });
+    assert!(two.is_some(), "node2's path stayed after kubectl drain");
+    assert_eq!(
+        active_nexthops("vlab-tor", "192.0.2.10/32"),
+        3,
+        "the control-plane VIP stays"
+    );
+    sh(&format!("{KUBECTL} uncordon node2"));
+    let three = wait_for(Duration::from_secs(10), || {
+        (active_nexthops("vlab-tor", &svc) == 3).then_some(())
+    });
+    assert!(
+        three.is_some(),
+        "node2's path did not come back after uncordon"
+    );
+    down("cluster");
+    eprintln!("cluster: {:?}", t.elapsed());
 }
+
+/// kubectl of the cluster lab (`labs/run.sh up cluster`).
+const KUBECTL: &str = "ip netns exec vlab-tor kubectl --kubeconfig /tmp/vipr-lab/k8s/kubeconfig";
 
 /// Every `*.clab.yml` parses, names its nodes and links consistently, and every file it
 /// references (startup-config, binds) exists, as do the configs those name.

@@ -33,6 +33,11 @@ pub const RESYNC: Duration = Duration::from_secs(10);
 /// another node: it goes at once.)
 pub const LINGER: Duration = Duration::from_secs(1);
 
+/// At a start that finds VIPs of an earlier run: how long to wait for the first view of the
+/// Services (the caches synced) before deciding them. Shorter than the wait of a restarted
+/// session for its first routes (`bgp::session::RESTART_ROUTES_WAIT`, 3 s).
+const FIRST_SERVICES_WAIT: Duration = Duration::from_secs(2);
+
 /// BGP mode: addresses whose routes are withdrawn, to be removed at their deadline
 /// ([`LINGER`]), oldest first.
 #[derive(Default)]
@@ -127,6 +132,16 @@ pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: Cancell
             count = observed.len(),
             "found VIP addresses from an earlier run"
         );
+    }
+    // Addresses from an earlier run (a restart in place, a crash, a pod replaced): the
+    // Service VIPs among them can only be judged once the Services are known, else they
+    // would go and come back, and after a restart in place the first route table (and the
+    // End-of-RIB after it) would lack them, so the router drops their stale routes.
+    if !observed.is_empty() && i.services_cfg.borrow().enabled {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::timeout(FIRST_SERVICES_WAIT, i.services.changed()) => {}
+        }
     }
     let mut pending: VecDeque<Action> = VecDeque::new();
     pending.extend(core.handle(Input::Observed(observed)));
