@@ -207,8 +207,8 @@ fn allocation_from_a_pool_costs_the_new_service_and_its_claim() {
     for (k, ip) in claims.iter().enumerate() {
         let holder = crate::ipam::Holder {
             namespace: "default".into(),
-            name: format!("s{}", 1000 + k),
-            uid: format!("u{}", 1000 + k),
+            name: format!("s{}", 1000 + k).into(),
+            uid: format!("u{}", 1000 + k).into(),
         };
         let lease = claims::to_lease("kube-system", *ip, "pool1", &[holder], Some("5".into()));
         c.claim(Event::Apply(lease));
@@ -396,7 +396,7 @@ fn an_unsupported_kube_vip_annotation_is_said_once_and_gets_one_event() {
     let said: Vec<(String, &str)> = c
         .take_notices()
         .into_iter()
-        .map(|(k, r)| (k, r.name))
+        .map(|(k, r)| (k.to_string(), r.name))
         .collect();
     assert_eq!(said, [("default/s5".to_string(), "kube-vip.io/egress")]);
     assert_eq!(events(&c), ["annotation/kube-vip.io/egress"]);
@@ -479,8 +479,8 @@ fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
         c.service(Event::Apply(s));
         let holder = crate::ipam::Holder {
             namespace: "default".into(),
-            name: format!("s{i}"),
-            uid: format!("u{i}"),
+            name: format!("s{i}").into(),
+            uid: format!("u{i}").into(),
         };
         let ip: IpAddr = address(i).parse().unwrap();
         c.claim(Event::Apply(claims::to_lease(
@@ -494,7 +494,7 @@ fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
     c.process(SystemTime::UNIX_EPOCH);
     let refused = |i: usize| -> Vec<String> {
         c.jobs()
-            .get(&format!("default/s{i}"))
+            .get(format!("default/s{i}").as_str())
             .into_iter()
             .flat_map(|j| j.iter())
             .filter_map(|j| match j {

@@ -25,7 +25,7 @@ pub fn turn_key(job: &Job) -> Option<String> {
             | Write::ReleaseIfGone { holder, .. }
             | Write::Annotate { holder, .. }
             | Write::Event(Event { holder, .. }),
-        ) => Some(holder.uid.clone()),
+        ) => Some(holder.uid.to_string()),
         Job::Plan(Write::Holders { ip, .. }) => Some(ip.to_string()),
     }
 }
@@ -278,7 +278,7 @@ mod tests {
         Holder {
             namespace: "default".into(),
             name: n.into(),
-            uid: format!("uid-{n}"),
+            uid: format!("uid-{n}").into(),
         }
     }
 
@@ -311,7 +311,7 @@ mod tests {
 
     fn jobs(v: &[(&str, Vec<Job>)]) -> Jobs {
         v.iter()
-            .map(|(k, j)| (k.to_string(), Arc::new(j.clone())))
+            .map(|(k, j)| (Arc::from(*k), Arc::new(j.clone())))
             .collect()
     }
 
