@@ -16,13 +16,17 @@ use std::time::SystemTime;
 use super::plan::{Decision, Inputs, Local, Pools, Proposals, Svc, Write};
 use super::{Claim, Pending};
 
+/// One Service planned: `(uid, namespace/name, decision, writes)`; the name is empty when
+/// the Service is gone.
+pub type Planned = (Arc<str>, String, Option<Decision>, Vec<Write>);
+
 /// What one [`Allocator::plan`] produced: for each Service planned (by UID) its decision
 /// (`None`: gone or none of this node's business) and writes, and for each claim looked at
 /// its own writes (releases).
 #[derive(Debug, Default)]
 pub struct Replanned {
     /// `(uid, namespace/name, decision, writes)`, oldest Service first.
-    pub services: Vec<(Arc<str>, String, Option<Decision>, Vec<Write>)>,
+    pub services: Vec<Planned>,
     /// `(address, writes)`.
     pub claims: Vec<(IpAddr, Vec<Write>)>,
 }
