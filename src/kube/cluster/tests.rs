@@ -518,3 +518,34 @@ fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
         m[0]
     );
 }
+
+#[test]
+fn a_services_name_and_uid_are_one_string_shared_by_every_map() {
+    let mut c = synced();
+    // Also after an update: the cache keeps the key it stored first.
+    c.service(Event::Apply(service(7, Some("10.150.0.1"))));
+    c.process(SystemTime::UNIX_EPOCH);
+    for i in [3, 7] {
+        let key = format!("default/s{i}");
+        let kept = c.services.key_of(&key).unwrap();
+        let rec = c.services.get(&key).unwrap();
+        let (k, v) = c.vips().get_key_value(key.as_str()).unwrap();
+        let (jobs, _) = c.jobs().get_key_value(key.as_str()).unwrap();
+        let (decided, _) = c.decisions.get_key_value(key.as_str()).unwrap();
+        let (owned, uid) = c.owner.get_key_value(key.as_str()).unwrap();
+        let ready = &c.endpoints.get(&key).unwrap().service;
+        for (what, k) in [
+            ("snapshot", k),
+            ("jobs", jobs),
+            ("decisions", decided),
+            ("owner", owned),
+            ("endpoints", ready),
+        ] {
+            assert!(Arc::ptr_eq(k, &kept), "{what} copies {key}");
+        }
+        assert!(Arc::ptr_eq(uid, &rec.svc.holder.uid));
+        assert!(Arc::ptr_eq(&c.keys[uid], &kept));
+        assert!(Arc::ptr_eq(&v.namespace, &rec.svc.holder.namespace));
+        assert!(Arc::ptr_eq(&v.name, &rec.svc.holder.name));
+    }
+}
