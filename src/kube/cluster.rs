@@ -121,8 +121,8 @@ pub struct Cluster {
     node_obj: Cache<()>,
     alloc: Allocator,
     /// The Service key each UID has, and the UID that owns each key now. Keys and UIDs
-    /// here are the caches' and records' own strings, shared (issue 14: copies of them
-    /// in every map were a third of the heap at 10 000 Services).
+    /// here are the caches' and records' own strings, shared (issue 14: a copy of each in
+    /// every map cost megabytes at 10 000 Services).
     keys: HashMap<Arc<str>, Arc<str>>,
     owner: HashMap<Arc<str>, Arc<str>>,
     decisions: HashMap<Arc<str>, Decision>,
