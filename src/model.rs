@@ -25,11 +25,18 @@ pub enum VipSource {
     Static,
     /// A Service of type LoadBalancer.
     Service {
-        /// Namespace.
-        namespace: String,
+        /// Namespace (the Service's own string, shared).
+        #[serde(serialize_with = "shared_str")]
+        namespace: Arc<str>,
         /// Name.
-        name: String,
+        #[serde(serialize_with = "shared_str")]
+        name: Arc<str>,
     },
+}
+
+/// Serializes a shared string as the string (serde's `rc` feature is not enabled).
+fn shared_str<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
 }
 
 impl fmt::Display for VipSource {
@@ -129,9 +136,9 @@ pub enum AddressSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceVip {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its VIPs: the addresses it may have (asked for and granted, or allocated).
     pub ips: Vec<IpAddr>,
     /// Addresses it asked for that are refused, and why.
@@ -223,7 +230,7 @@ impl ServiceVip {
 /// What the Service watcher publishes: every Service this node may serve, by
 /// `namespace/name`. A persistent map: publishing is a clone that shares every entry, and
 /// a consumer diffs two snapshots in time proportional to what changed between them.
-pub type Services = imbl::OrdMap<String, Arc<ServiceVip>>;
+pub type Services = imbl::OrdMap<Arc<str>, Arc<ServiceVip>>;
 
 /// Why this node serves no Service VIP at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +326,7 @@ impl Serving<'_> {
             VipSource::ControlPlane => self.control_plane(),
             VipSource::Static => Ok(()),
             VipSource::Service { namespace, name } => services
-                .get(&format!("{namespace}/{name}"))
+                .get(format!("{namespace}/{name}").as_str())
                 .map_or(Ok(()), |s| match s.refused.iter().find(|(a, _)| *a == ip) {
                     Some((_, r)) => Err(HeldBack::Refused(r.clone())),
                     None => self.service(s),
@@ -349,7 +356,7 @@ impl Serving<'_> {
             VipSource::Static => false,
             VipSource::Service { namespace, name } => {
                 let key = format!("{namespace}/{name}");
-                match (self.election, services.get(&key)) {
+                match (self.election, services.get(key.as_str())) {
                     (Some(per_service), Some(s)) if s.own_lease(per_service, self.on_demand) => {
                         t.per_service.contains(&key)
                     }

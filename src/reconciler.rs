@@ -271,11 +271,19 @@ impl Reconciler {
         self.decided
     }
 
-    fn service_source(key: &str) -> VipSource {
+    /// The source of a Service's VIPs: its key's namespace and name, the Service's own
+    /// strings (shared, not copied) when they match the key, as they do from the watcher.
+    fn service_source(key: &str, v: &ServiceVip) -> VipSource {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        if *v.namespace == *namespace && *v.name == *name {
+            return VipSource::Service {
+                namespace: v.namespace.clone(),
+                name: v.name.clone(),
+            };
+        }
         VipSource::Service {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
+            namespace: namespace.into(),
+            name: name.into(),
         }
     }
 
@@ -321,7 +329,9 @@ impl Reconciler {
                     new: (_, b),
                 } => (k, Some(a), Some(b)),
             };
-            let src = Self::service_source(key);
+            let Some(src) = now.or(was).map(|v| Self::service_source(key, v)) else {
+                continue;
+            };
             let was: Vec<IpAddr> = was
                 .map(|s| Self::service_ips(s).collect())
                 .unwrap_or_default();
@@ -355,7 +365,10 @@ impl Reconciler {
             let all: Vec<(IpAddr, VipSource)> = self
                 .services
                 .iter()
-                .flat_map(|(k, s)| Self::service_ips(s).map(|ip| (ip, Self::service_source(k))))
+                .flat_map(|(k, s)| {
+                    let src = Self::service_source(k, s);
+                    Self::service_ips(s).map(move |ip| (ip, src.clone()))
+                })
                 .collect();
             for (ip, src) in all {
                 self.add_source(ip, src);
@@ -577,7 +590,7 @@ impl Reconciler {
         let named = sources.iter().find_map(|s| match s {
             VipSource::Service { namespace, name } => self
                 .services
-                .get(&format!("{namespace}/{name}"))
+                .get(format!("{namespace}/{name}").as_str())
                 .and_then(|s| s.interface.clone()),
             _ => None,
         });

@@ -267,7 +267,7 @@ pub fn sets_of(
             continue;
         };
         let asked = services
-            .get(&format!("{namespace}/{name}"))
+            .get(format!("{namespace}/{name}").as_str())
             .and_then(|s| s.bgp_attributes.as_deref());
         let (names, _) = choose(pool, asked);
         match chosen {

@@ -288,7 +288,7 @@ pub fn build(
             .pending
             .iter()
             .map(|(svc, p)| PendingView {
-                service: svc.clone(),
+                service: svc.to_string(),
                 reason: p.to_string(),
             })
             .collect(),

@@ -193,11 +193,11 @@ pub struct Decision {
 /// while it replans the Services that changed.
 pub(crate) struct Inputs<'a> {
     /// Every Service in the namespaces this node watches, by UID.
-    pub services: &'a HashMap<String, std::sync::Arc<Svc>>,
+    pub services: &'a HashMap<std::sync::Arc<str>, std::sync::Arc<Svc>>,
     /// Every claim, by address.
     pub claims: &'a BTreeMap<IpAddr, Claim>,
     /// Who asks for each address (UIDs).
-    pub requested: &'a HashMap<IpAddr, Vec<String>>,
+    pub requested: &'a HashMap<IpAddr, Vec<std::sync::Arc<str>>>,
     /// The pools.
     pub pools: &'a Pools,
     /// This node's facts.
@@ -229,20 +229,20 @@ fn event(
 /// family where the search stopped.
 #[derive(Debug, Default)]
 pub(crate) struct Proposals {
-    pub taken: HashMap<IpAddr, String>,
+    pub taken: HashMap<IpAddr, std::sync::Arc<str>>,
     pub cursor: BTreeMap<(String, bool), IpAddr>,
     /// Taken since the caller last emptied it.
     pub recent: Vec<IpAddr>,
 }
 
 impl Proposals {
-    fn take(&mut self, ip: IpAddr, uid: &str) {
-        self.taken.insert(ip, uid.to_string());
+    fn take(&mut self, ip: IpAddr, uid: &std::sync::Arc<str>) {
+        self.taken.insert(ip, uid.clone());
         self.recent.push(ip);
     }
 
     fn free_for(&self, ip: &IpAddr, uid: &str) -> bool {
-        self.taken.get(ip).is_none_or(|u| u == uid)
+        self.taken.get(ip).is_none_or(|u| **u == *uid)
     }
 }
 
@@ -260,7 +260,7 @@ impl Inputs<'_> {
     pub fn claim(&self, c: &Claim, w: &mut Vec<Write>) {
         for h in &c.holders {
             match self.services.get(&h.uid) {
-                None if self.watched.is_none_or(|n| n == h.namespace) => {
+                None if self.watched.is_none_or(|n| *n == *h.namespace) => {
                     w.push(Write::ReleaseIfGone {
                         ip: c.ip,
                         resource_version: c.resource_version.clone(),
@@ -403,7 +403,7 @@ impl Inputs<'_> {
         }
         Err(match bad {
             Some(e) => Refusal::BadPool(e),
-            None => Refusal::OutsidePools(s.holder.namespace.clone()),
+            None => Refusal::OutsidePools(s.holder.namespace.to_string()),
         })
     }
 

@@ -16,13 +16,17 @@ use std::time::SystemTime;
 use super::plan::{Decision, Inputs, Local, Pools, Proposals, Svc, Write};
 use super::{Claim, Pending};
 
+/// One Service planned: `(uid, namespace/name, decision, writes)`; the name is empty when
+/// the Service is gone.
+pub type Planned = (Arc<str>, String, Option<Decision>, Vec<Write>);
+
 /// What one [`Allocator::plan`] produced: for each Service planned (by UID) its decision
 /// (`None`: gone or none of this node's business) and writes, and for each claim looked at
 /// its own writes (releases).
 #[derive(Debug, Default)]
 pub struct Replanned {
     /// `(uid, namespace/name, decision, writes)`, oldest Service first.
-    pub services: Vec<(String, String, Option<Decision>, Vec<Write>)>,
+    pub services: Vec<Planned>,
     /// `(address, writes)`.
     pub claims: Vec<(IpAddr, Vec<Write>)>,
 }
@@ -30,21 +34,21 @@ pub struct Replanned {
 /// The allocator between events.
 #[derive(Debug, Default)]
 pub struct Allocator {
-    services: HashMap<String, Arc<Svc>>,
+    services: HashMap<Arc<str>, Arc<Svc>>,
     claims: BTreeMap<IpAddr, Claim>,
     /// Claims by holder UID.
-    held: HashMap<String, BTreeSet<IpAddr>>,
+    held: HashMap<Arc<str>, BTreeSet<IpAddr>>,
     /// Requesters (UIDs) by address.
-    requested: HashMap<IpAddr, Vec<String>>,
+    requested: HashMap<IpAddr, Vec<Arc<str>>>,
     proposals: Proposals,
     /// Addresses proposed per UID (to drop them when it is planned again).
-    proposed: HashMap<String, Vec<IpAddr>>,
+    proposed: HashMap<Arc<str>, Vec<IpAddr>>,
     /// Services waiting for an address to free up.
-    waiting: HashSet<String>,
+    waiting: HashSet<Arc<str>>,
     pools: Pools,
     local: Local,
     watched: Option<String>,
-    dirty: HashSet<String>,
+    dirty: HashSet<Arc<str>>,
     dirty_claims: BTreeSet<IpAddr>,
     /// Services planned since start (the work-per-event counter).
     planned: u64,
@@ -78,7 +82,7 @@ impl Allocator {
     fn dirty_requesters(&mut self, ip: &IpAddr, except: &str) {
         if let Some(by) = self.requested.get(ip) {
             self.dirty
-                .extend(by.iter().filter(|u| *u != except).cloned());
+                .extend(by.iter().filter(|u| &***u != except).cloned());
         }
     }
 
@@ -89,22 +93,22 @@ impl Allocator {
     }
 
     /// A Service appeared, changed (`Some`) or went (`None`).
-    pub fn set_service(&mut self, uid: &str, svc: Option<Arc<Svc>>) {
+    pub fn set_service(&mut self, uid: &Arc<str>, svc: Option<Arc<Svc>>) {
         let old = match &svc {
-            Some(s) => self.services.insert(uid.to_string(), s.clone()),
+            Some(s) => self.services.insert(uid.clone(), s.clone()),
             None => self.services.remove(uid),
         };
         if old.is_none() && svc.is_none() {
             return;
         }
-        self.dirty.insert(uid.to_string());
+        self.dirty.insert(uid.clone());
         let was = old.as_ref().map(requests).unwrap_or_default();
         let now = svc.as_ref().map(requests).unwrap_or_default();
         for ip in was.symmetric_difference(&now) {
             if now.contains(ip) {
                 let by = self.requested.entry(*ip).or_default();
                 if !by.iter().any(|u| u == uid) {
-                    by.push(uid.to_string());
+                    by.push(uid.clone());
                 }
             } else if let Some(by) = self.requested.get_mut(ip) {
                 by.retain(|u| u != uid);
@@ -136,7 +140,7 @@ impl Allocator {
             Some(c) => self.claims.insert(ip, c.clone()),
             None => self.claims.remove(&ip),
         };
-        let uids = |c: &Option<Claim>| -> BTreeSet<String> {
+        let uids = |c: &Option<Claim>| -> BTreeSet<Arc<str>> {
             c.iter()
                 .flat_map(|c| c.holders.iter().map(|h| h.uid.clone()))
                 .collect()
@@ -190,7 +194,7 @@ impl Allocator {
 
     fn drop_proposals(&mut self, uid: &str) {
         for ip in self.proposed.remove(uid).unwrap_or_default() {
-            if self.proposals.taken.get(&ip).is_some_and(|u| u == uid) {
+            if self.proposals.taken.get(&ip).is_some_and(|u| **u == *uid) {
                 self.proposals.taken.remove(&ip);
                 self.freed(ip);
             }
@@ -210,10 +214,10 @@ impl Allocator {
     /// next free address).
     pub fn plan(&mut self, now: SystemTime) -> Replanned {
         let mut out = Replanned::default();
-        let mut dirty: Vec<String> = self.dirty.drain().collect();
+        let mut dirty: Vec<Arc<str>> = self.dirty.drain().collect();
         let services = &self.services;
         dirty.sort_by(|a, b| {
-            let key = |u: &String| {
+            let key = |u: &Arc<str>| {
                 services.get(u).map(|s| {
                     (
                         s.created.clone(),

@@ -7,6 +7,7 @@
 //! that differ, appeared or vanished come out as changes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
@@ -14,8 +15,9 @@ use kube::ResourceExt;
 /// One change: the key (`namespace/name`), the old value and the new one (never equal).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change<V> {
-    /// `namespace/name` of the object.
-    pub key: String,
+    /// `namespace/name` of the object: the cache's own key, shared (not copied) by whoever
+    /// keeps it.
+    pub key: Arc<str>,
     /// Before.
     pub old: Option<V>,
     /// After.
@@ -25,9 +27,9 @@ pub struct Change<V> {
 /// The values read from one kind of object, by `namespace/name`.
 #[derive(Debug)]
 pub struct Cache<V> {
-    items: HashMap<String, V>,
+    items: HashMap<Arc<str>, V>,
     /// During a relist: the keys listed so far.
-    relist: Option<HashSet<String>>,
+    relist: Option<HashSet<Arc<str>>>,
     /// A complete list has been seen.
     synced: bool,
 }
@@ -55,48 +57,60 @@ impl<V: PartialEq + Clone> Cache<V> {
         read: impl Fn(&K) -> Option<V>,
     ) -> Vec<Change<V>> {
         match ev {
-            Event::Apply(o) => self.set(key(&o), read(&o)).into_iter().collect(),
-            Event::Delete(o) => self.set(key(&o), None).into_iter().collect(),
+            Event::Apply(o) => self.set(&key(&o), read(&o)).into_iter().collect(),
+            Event::Delete(o) => self.set(&key(&o), None).into_iter().collect(),
             Event::Init => {
                 self.relist = Some(HashSet::new());
                 Vec::new()
             }
             Event::InitApply(o) => {
                 let k = key(&o);
+                let ch = self.set(&k, read(&o));
                 if let Some(seen) = &mut self.relist {
-                    seen.insert(k.clone());
+                    let k = match self.items.get_key_value(k.as_str()) {
+                        Some((kept, _)) => kept.clone(),
+                        None => k.into(),
+                    };
+                    seen.insert(k);
                 }
-                self.set(k, read(&o)).into_iter().collect()
+                ch.into_iter().collect()
             }
             Event::InitDone => {
                 self.synced = true;
                 let Some(seen) = self.relist.take() else {
                     return Vec::new();
                 };
-                let gone: Vec<String> = self
+                let gone: Vec<Arc<str>> = self
                     .items
                     .keys()
                     .filter(|k| !seen.contains(*k))
                     .cloned()
                     .collect();
-                gone.into_iter().filter_map(|k| self.set(k, None)).collect()
+                gone.into_iter()
+                    .filter_map(|k| self.set(&k, None))
+                    .collect()
             }
         }
     }
 
-    fn set(&mut self, key: String, new: Option<V>) -> Option<Change<V>> {
-        let old = match &new {
+    /// Sets one value; the key kept (and handed out in the change) is the one first
+    /// stored, so every holder of this object's key shares one string.
+    fn set(&mut self, key: &str, new: Option<V>) -> Option<Change<V>> {
+        let (key, old) = match &new {
             Some(v) => {
-                if self.items.get(&key) == Some(v) {
-                    return None;
-                }
-                self.items.insert(key.clone(), v.clone())
+                let key = match self.items.get_key_value(key) {
+                    Some((_, old)) if old == v => return None,
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(key),
+                };
+                let old = self.items.insert(key.clone(), v.clone());
+                (key, old)
             }
-            None => self.items.remove(&key),
+            None => {
+                let (key, old) = self.items.remove_entry(key)?;
+                (key, Some(old))
+            }
         };
-        if old.is_none() && new.is_none() {
-            return None;
-        }
         Some(Change { key, old, new })
     }
 
@@ -113,6 +127,11 @@ impl<V: PartialEq + Clone> Cache<V> {
     /// One value.
     pub fn get(&self, key: &str) -> Option<&V> {
         self.items.get(key)
+    }
+
+    /// The key kept for `key`, to share rather than copy.
+    pub fn key_of(&self, key: &str) -> Option<Arc<str>> {
+        self.items.get_key_value(key).map(|(k, _)| k.clone())
     }
 
     /// Every value.
@@ -132,7 +151,7 @@ impl<V: PartialEq + Clone> Cache<V> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
     /// `namespace/name` of the Service.
-    pub service: String,
+    pub service: Arc<str>,
     /// A ready endpoint is on this node.
     pub here: bool,
 }
@@ -142,32 +161,32 @@ pub struct Ready {
 /// counts them.
 #[derive(Debug, Default)]
 pub struct ReadyCount {
-    slices: HashMap<String, u32>,
+    slices: HashMap<Arc<str>, u32>,
 }
 
 impl ReadyCount {
     /// Applies a change of one endpoint object, given the Service it made ready before and
     /// the one it makes ready now; returns the Services whose readiness flipped.
-    pub fn apply(&mut self, old: Option<&str>, new: Option<&str>) -> Vec<String> {
+    pub fn apply(&mut self, old: Option<&Arc<str>>, new: Option<&Arc<str>>) -> Vec<Arc<str>> {
         let mut flipped = Vec::new();
         if let Some(svc) = old {
             if let Some(n) = self.slices.get_mut(svc) {
                 *n -= 1;
                 if *n == 0 {
                     self.slices.remove(svc);
-                    flipped.push(svc.to_string());
+                    flipped.push(svc.clone());
                 }
             }
         }
         if let Some(svc) = new {
-            let n = self.slices.entry(svc.to_string()).or_insert(0);
+            let n = self.slices.entry(svc.clone()).or_insert(0);
             *n += 1;
             if *n == 1 {
                 match flipped.iter().position(|f| f == svc) {
                     Some(i) => {
                         flipped.remove(i); // moved from one slice to another: no flip
                     }
-                    None => flipped.push(svc.to_string()),
+                    None => flipped.push(svc.clone()),
                 }
             }
         }
@@ -238,11 +257,12 @@ mod tests {
     #[test]
     fn readiness_counts_slices() {
         let mut l = ReadyCount::default();
-        assert_eq!(l.apply(None, Some("ns/web")), vec!["ns/web"]);
-        assert!(l.apply(None, Some("ns/web")).is_empty(), "second slice");
-        assert!(l.apply(Some("ns/web"), None).is_empty(), "one left");
+        let web: Arc<str> = "ns/web".into();
+        assert_eq!(l.apply(None, Some(&web)), vec![web.clone()]);
+        assert!(l.apply(None, Some(&web)).is_empty(), "second slice");
+        assert!(l.apply(Some(&web), None).is_empty(), "one left");
         assert!(l.has("ns/web"));
-        assert_eq!(l.apply(Some("ns/web"), None), vec!["ns/web"]);
+        assert_eq!(l.apply(Some(&web), None), vec![web.clone()]);
         assert!(!l.has("ns/web"));
     }
 }

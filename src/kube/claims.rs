@@ -98,9 +98,9 @@ pub fn from_lease(l: &Lease) -> Option<Claim> {
         .map(|h| {
             let mut p = h.splitn(3, '/');
             Some(Holder {
-                namespace: p.next()?.to_string(),
-                name: p.next()?.to_string(),
-                uid: p.next()?.to_string(),
+                namespace: p.next()?.into(),
+                name: p.next()?.into(),
+                uid: p.next()?.into(),
             })
         })
         .collect::<Option<Vec<_>>>()?;

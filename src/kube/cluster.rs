@@ -42,7 +42,7 @@ use crate::model::{Exclusion, Services};
 use crate::route_attrs;
 
 /// The writes for each Service (`namespace/name`) or claim (`claim/<address>`).
-pub type Jobs = OrdMap<String, Arc<Vec<Job>>>;
+pub type Jobs = OrdMap<Arc<str>, Arc<Vec<Job>>>;
 
 /// One pool's use, for `/status` and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub struct PoolUse {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allocations {
     /// `namespace/name` and why it has no address yet.
-    pub pending: OrdMap<String, Pending>,
+    pub pending: OrdMap<Arc<str>, Pending>,
     /// Every pool.
     pub pools: Vec<PoolUse>,
 }
@@ -121,15 +121,17 @@ pub struct Cluster {
     /// (labelled [`LABEL_EXCLUDE_LB`], or cordoned).
     node_obj: Cache<Exclusion>,
     alloc: Allocator,
-    /// The Service key each UID has, and the UID that owns each key now.
-    keys: HashMap<String, String>,
-    owner: HashMap<String, String>,
-    decisions: HashMap<String, Decision>,
-    plan_writes: HashMap<String, Vec<Write>>,
+    /// The Service key each UID has, and the UID that owns each key now. Keys and UIDs
+    /// here are the caches' and records' own strings, shared (issue 14: a copy of each in
+    /// every map cost megabytes at 10 000 Services).
+    keys: HashMap<Arc<str>, Arc<str>>,
+    owner: HashMap<Arc<str>, Arc<str>>,
+    decisions: HashMap<Arc<str>, Decision>,
+    plan_writes: HashMap<Arc<str>, Vec<Write>>,
     /// Services whose outputs must be derived again.
-    dirty: HashSet<String>,
+    dirty: HashSet<Arc<str>>,
     /// Unsupported kube-vip annotations newly seen on a served Service, to be said once.
-    notices: Vec<(String, u64)>,
+    notices: Vec<(Arc<str>, u64)>,
     pool_counts: HashMap<String, usize>,
     vips: Services,
     jobs: Jobs,
@@ -205,31 +207,35 @@ impl Cluster {
             let here = |r: &Option<Ready>| r.as_ref().filter(|r| r.here).map(|r| r.service.clone());
             let (old_here, new_here) = (here(&ch.old), here(&ch.new));
             self.dirty
-                .extend(self.local.apply(old_here.as_deref(), new_here.as_deref()));
+                .extend(self.local.apply(old_here.as_ref(), new_here.as_ref()));
             let svc = |r: &Option<Ready>| r.as_ref().map(|r| r.service.clone());
             let (old, new) = (svc(&ch.old), svc(&ch.new));
             self.dirty
-                .extend(self.anywhere.apply(old.as_deref(), new.as_deref()));
+                .extend(self.anywhere.apply(old.as_ref(), new.as_ref()));
         }
     }
 
     /// A core/v1 Endpoints event.
     pub fn endpoints(&mut self, ev: Event<Endpoints>) {
-        let node = self.node.clone();
-        let ch = self.endpoints.apply(ev, |e| endpoints_ready(e, &node));
+        let (node, services) = (&self.node, &self.services);
+        let ch = self
+            .endpoints
+            .apply(ev, |e| share_key(services, endpoints_ready(e, node)));
         self.endpoint_change(ch);
     }
 
     /// An EndpointSlice event.
     pub fn slice(&mut self, ev: Event<EndpointSlice>) {
-        let node = self.node.clone();
-        let ch = self.endpoints.apply(ev, |s| slice_ready(s, &node));
+        let (node, services) = (&self.node, &self.services);
+        let ch = self
+            .endpoints
+            .apply(ev, |s| share_key(services, slice_ready(s, node)));
         self.endpoint_change(ch);
     }
 
     /// The unsupported kube-vip annotations seen on a served Service since the last call,
     /// by Service (`namespace/name`), each once: the shell logs them.
-    pub fn take_notices(&mut self) -> Vec<(String, &'static annotations::Row)> {
+    pub fn take_notices(&mut self) -> Vec<(Arc<str>, &'static annotations::Row)> {
         std::mem::take(&mut self.notices)
             .into_iter()
             .flat_map(|(key, bits)| annotations::rows(bits).map(move |r| (key.clone(), r)))
@@ -359,7 +365,7 @@ impl Cluster {
         let mut out = Published::default();
         let r = self.alloc.plan(now);
         for (uid, key, d, w) in r.services {
-            let key = if key.is_empty() {
+            let key: Arc<str> = if key.is_empty() {
                 // Gone: its outputs go, unless its name already belongs to a new Service.
                 match self.keys.remove(&uid) {
                     Some(k) if self.owner.get(&k) == Some(&uid) => {
@@ -369,7 +375,10 @@ impl Cluster {
                     _ => continue,
                 }
             } else {
-                key
+                match self.owner.get_key_value(key.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => key.into(),
+                }
             };
             match d {
                 Some(d) => self.decisions.insert(key.clone(), d),
@@ -383,7 +392,7 @@ impl Cluster {
             self.dirty.insert(key);
         }
         for (ip, w) in r.claims {
-            let key = format!("claim/{ip}");
+            let key: Arc<str> = format!("claim/{ip}").into();
             let jobs: Vec<Job> = w.into_iter().map(Job::Plan).collect();
             out.jobs |= set(
                 &mut self.jobs,
@@ -406,7 +415,7 @@ impl Cluster {
     }
 
     /// The outputs of one Service, derived again.
-    fn derive(&mut self, key: &str) -> Published {
+    fn derive(&mut self, key: &Arc<str>) -> Published {
         self.derived += 1;
         let rec = self.services.get(key);
         let d = self.decisions.get(key);
@@ -454,13 +463,17 @@ impl Cluster {
             .filter(|d| d.served.is_empty())
             .and_then(|d| d.pending.clone());
         Published {
-            services: set(&mut self.vips, key.to_string(), vip.map(Arc::new)),
+            services: set(&mut self.vips, key.clone(), vip.map(Arc::new)),
             jobs: set(
                 &mut self.jobs,
-                key.to_string(),
-                (!jobs.is_empty()).then(|| Arc::new(jobs)),
+                key.clone(),
+                (!jobs.is_empty()).then(|| {
+                    // Exact: a Service has one or two jobs, and the first push reserves four.
+                    jobs.shrink_to_fit();
+                    Arc::new(jobs)
+                }),
             ),
-            allocations: set(&mut self.allocations.pending, key.to_string(), pending),
+            allocations: set(&mut self.allocations.pending, key.clone(), pending),
         }
     }
 
@@ -541,8 +554,19 @@ fn bgp_attributes_refused(r: &SvcRecord, d: &Decision, pools: &[Pool]) -> Vec<Jo
         .collect()
 }
 
+/// The endpoint object's Service named by the Service cache's own key when it has the
+/// Service (one string per Service, not one per map).
+fn share_key(services: &Cache<SvcRecord>, r: Option<Ready>) -> Option<Ready> {
+    r.map(|mut r| {
+        if let Some(k) = services.key_of(&r.service) {
+            r.service = k;
+        }
+        r
+    })
+}
+
 /// Sets or removes one entry; true when it changed.
-fn set<V: PartialEq + Clone>(m: &mut OrdMap<String, V>, key: String, v: Option<V>) -> bool {
+fn set<V: PartialEq + Clone>(m: &mut OrdMap<Arc<str>, V>, key: Arc<str>, v: Option<V>) -> bool {
     match v {
         Some(v) => {
             if m.get(&key) == Some(&v) {

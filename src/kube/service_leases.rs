@@ -86,7 +86,7 @@ impl Listed {
 pub fn stale<'a>(listed: &'a [Listed], view: &Services) -> Vec<&'a Listed> {
     listed
         .iter()
-        .filter(|l| !view.contains_key(&format!("{}/{}", l.namespace, l.name)))
+        .filter(|l| !view.contains_key(format!("{}/{}", l.namespace, l.name).as_str()))
         .collect()
 }
 

@@ -46,11 +46,14 @@ pub const ANNOTATIONS_SHARING: [&str; 2] = [
 
 /// Each comma-separated item: an address, or the text that is not one.
 fn parse_ips(s: &str) -> Vec<Result<IpAddr, String>> {
-    s.split(',')
+    let mut v: Vec<_> = s
+        .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| p.parse().map_err(|_| p.to_string()))
-        .collect()
+        .collect();
+    v.shrink_to_fit(); // kept for the Service's life (a filtered collect reserves four)
+    v
 }
 
 /// Whether vipr's field manager owns the Service's status (it wrote the ingress list).
@@ -181,9 +184,9 @@ pub struct SvcRecord {
 pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
     let m = &svc.metadata;
     let holder = Holder {
-        namespace: m.namespace.clone()?,
-        name: m.name.clone()?,
-        uid: m.uid.clone()?,
+        namespace: m.namespace.as_deref()?.into(),
+        name: m.name.as_deref()?.into(),
+        uid: m.uid.as_deref()?.into(),
     };
     let spec = svc.spec.as_ref();
     let local_only = spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
@@ -200,6 +203,13 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
         String::new()
     };
     let (requested, source) = requested(svc);
+    let mut ports: Vec<(String, i32)> = spec
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|p| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.port))
+        .collect();
+    ports.shrink_to_fit();
     Some(SvcRecord {
         svc: std::sync::Arc::new(Svc {
             holder,
@@ -207,12 +217,7 @@ pub fn record(svc: &Service, f: &Filter) -> Option<SvcRecord> {
             selected: selected(svc, f),
             requested,
             families: families(svc),
-            ports: spec
-                .and_then(|s| s.ports.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|p| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.port))
-                .collect(),
+            ports,
             sharing_key: ANNOTATIONS_SHARING
                 .iter()
                 .find_map(|k| annotation(svc, k))
@@ -261,7 +266,8 @@ pub fn endpoints_ready(ep: &Endpoints, node: &str) -> Option<Ready> {
             "{}/{}",
             m.namespace.as_deref().unwrap_or_default(),
             m.name.as_deref().unwrap_or_default()
-        ),
+        )
+        .into(),
         here,
     })
 }
@@ -291,7 +297,8 @@ pub fn slice_ready(s: &EndpointSlice, node: &str) -> Option<Ready> {
             "{}/{}",
             s.metadata.namespace.as_deref().unwrap_or_default(),
             svc
-        ),
+        )
+        .into(),
         here,
     })
 }

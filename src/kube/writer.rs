@@ -55,8 +55,8 @@ pub const SPREAD: Duration = Duration::from_millis(50);
 /// One status write: the Service, the resourceVersion it was computed from, the merge patch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StatusWrite {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     pub resource_version: String,
     pub patch: String,
 }
@@ -371,7 +371,7 @@ async fn release_if_gone(
 ) -> Result<Sent, kube::Error> {
     let svcs: Api<Service> = Api::namespaced(ctx.client.clone(), &holder.namespace);
     if let Some(s) = svcs.get_opt(&holder.name).await? {
-        if s.metadata.uid.as_deref() == Some(holder.uid.as_str()) {
+        if s.metadata.uid.as_deref() == Some(&*holder.uid) {
             return Ok(Sent::Moot); // still there: the cache was behind
         }
     }
@@ -405,7 +405,7 @@ async fn annotate(
                 .collect::<Vec<_>>()
                 .join(",");
             serde_json::json!({"metadata": {
-                "uid": holder.uid,
+                "uid": &*holder.uid,
                 "annotations": {ANNOTATION_IPS: list, ANNOTATION_ALLOCATED: pool},
                 // kube-vip-cloud-provider counts only Services with this label as using
                 // an address: kept so that going back to it never hands this one out twice.
@@ -413,7 +413,7 @@ async fn annotate(
             }})
         }
         None => serde_json::json!({"metadata": {
-            "uid": holder.uid,
+            "uid": &*holder.uid,
             "annotations": {ANNOTATION_IPS: null, ANNOTATION_ALLOCATED: null},
         }}),
     };
@@ -441,15 +441,15 @@ async fn event(ctx: &Ctx, e: &Event) -> Result<Sent, kube::Error> {
     let ev = K8sEvent {
         metadata: ObjectMeta {
             name: Some(event_name(e)),
-            namespace: Some(e.holder.namespace.clone()),
+            namespace: Some(e.holder.namespace.to_string()),
             ..Default::default()
         },
         involved_object: ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),
-            namespace: Some(e.holder.namespace.clone()),
-            name: Some(e.holder.name.clone()),
-            uid: Some(e.holder.uid.clone()),
+            namespace: Some(e.holder.namespace.to_string()),
+            name: Some(e.holder.name.to_string()),
+            uid: Some(e.holder.uid.to_string()),
             ..Default::default()
         },
         reason: Some(e.reason.to_string()),

@@ -12,7 +12,7 @@ fn holder(name: &str) -> Holder {
     Holder {
         namespace: "default".into(),
         name: name.into(),
-        uid: format!("uid-{name}"),
+        uid: format!("uid-{name}").into(),
     }
 }
 
@@ -306,7 +306,7 @@ fn services_allocated_in_one_run_get_different_addresses_in_creation_order() {
         .writes
         .iter()
         .filter_map(|w| match w {
-            Write::Claim { ip, holder, .. } => Some((holder.name.clone(), *ip)),
+            Write::Claim { ip, holder, .. } => Some((holder.name.to_string(), *ip)),
             _ => None,
         })
         .collect();

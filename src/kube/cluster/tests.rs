@@ -208,8 +208,8 @@ fn allocation_from_a_pool_costs_the_new_service_and_its_claim() {
     for (k, ip) in claims.iter().enumerate() {
         let holder = crate::ipam::Holder {
             namespace: "default".into(),
-            name: format!("s{}", 1000 + k),
-            uid: format!("u{}", 1000 + k),
+            name: format!("s{}", 1000 + k).into(),
+            uid: format!("u{}", 1000 + k).into(),
         };
         let lease = claims::to_lease("kube-system", *ip, "pool1", &[holder], Some("5".into()));
         c.claim(Event::Apply(lease));
@@ -458,7 +458,7 @@ fn an_unsupported_kube_vip_annotation_is_said_once_and_gets_one_event() {
     let said: Vec<(String, &str)> = c
         .take_notices()
         .into_iter()
-        .map(|(k, r)| (k, r.name))
+        .map(|(k, r)| (k.to_string(), r.name))
         .collect();
     assert_eq!(said, [("default/s5".to_string(), "kube-vip.io/egress")]);
     assert_eq!(events(&c), ["annotation/kube-vip.io/egress"]);
@@ -541,8 +541,8 @@ fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
         c.service(Event::Apply(s));
         let holder = crate::ipam::Holder {
             namespace: "default".into(),
-            name: format!("s{i}"),
-            uid: format!("u{i}"),
+            name: format!("s{i}").into(),
+            uid: format!("u{i}").into(),
         };
         let ip: IpAddr = address(i).parse().unwrap();
         c.claim(Event::Apply(claims::to_lease(
@@ -556,7 +556,7 @@ fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
     c.process(SystemTime::UNIX_EPOCH);
     let refused = |i: usize| -> Vec<String> {
         c.jobs()
-            .get(&format!("default/s{i}"))
+            .get(format!("default/s{i}").as_str())
             .into_iter()
             .flat_map(|j| j.iter())
             .filter_map(|j| match j {
@@ -579,4 +579,35 @@ fn a_bgp_attribute_choice_its_pool_does_not_allow_gets_an_event() {
         "{}",
         m[0]
     );
+}
+
+#[test]
+fn a_services_name_and_uid_are_one_string_shared_by_every_map() {
+    let mut c = synced();
+    // Also after an update: the cache keeps the key it stored first.
+    c.service(Event::Apply(service(7, Some("10.150.0.1"))));
+    c.process(SystemTime::UNIX_EPOCH);
+    for i in [3, 7] {
+        let key = format!("default/s{i}");
+        let kept = c.services.key_of(&key).unwrap();
+        let rec = c.services.get(&key).unwrap();
+        let (k, v) = c.vips().get_key_value(key.as_str()).unwrap();
+        let (jobs, _) = c.jobs().get_key_value(key.as_str()).unwrap();
+        let (decided, _) = c.decisions.get_key_value(key.as_str()).unwrap();
+        let (owned, uid) = c.owner.get_key_value(key.as_str()).unwrap();
+        let ready = &c.endpoints.get(&key).unwrap().service;
+        for (what, k) in [
+            ("snapshot", k),
+            ("jobs", jobs),
+            ("decisions", decided),
+            ("owner", owned),
+            ("endpoints", ready),
+        ] {
+            assert!(Arc::ptr_eq(k, &kept), "{what} copies {key}");
+        }
+        assert!(Arc::ptr_eq(uid, &rec.svc.holder.uid));
+        assert!(Arc::ptr_eq(&c.keys[uid], &kept));
+        assert!(Arc::ptr_eq(&v.namespace, &rec.svc.holder.namespace));
+        assert!(Arc::ptr_eq(&v.name, &rec.svc.holder.name));
+    }
 }

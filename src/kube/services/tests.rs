@@ -70,7 +70,7 @@ fn status_writes<'a>(
         .values()
         .flat_map(|j| j.iter().cloned())
         .filter_map(|j| match j {
-            Job::Status(w) => Some((w.name, serde_json::from_str(&w.patch).unwrap())),
+            Job::Status(w) => Some((w.name.to_string(), serde_json::from_str(&w.patch).unwrap())),
             _ => None,
         })
         .collect()
@@ -171,7 +171,7 @@ fn only_load_balancers_of_our_class_and_namespace() {
     let names = |f: &Filter| -> Vec<String> {
         vips([&cluster_ip, &other_class, &ours, &classless], f)
             .into_iter()
-            .map(|v| v.name)
+            .map(|v| v.name.to_string())
             .collect()
     };
     assert_eq!(names(&filter()), vec!["k", "n"]);

@@ -25,7 +25,7 @@ pub fn turn_key(job: &Job) -> Option<String> {
             | Write::ReleaseIfGone { holder, .. }
             | Write::Annotate { holder, .. }
             | Write::Event(Event { holder, .. }),
-        ) => Some(holder.uid.clone()),
+        ) => Some(holder.uid.to_string()),
         Job::Plan(Write::Holders { ip, .. }) => Some(ip.to_string()),
     }
 }
@@ -112,6 +112,22 @@ impl Queue {
             for j in is.iter().filter(|j| !was.contains(j)) {
                 self.want(j, t, now);
             }
+        }
+        self.compact();
+    }
+
+    /// Gives back the tables' room once a burst (a sync's 10 000 status writes) is mostly
+    /// done: a HashMap otherwise keeps its largest size for good (issue 14).
+    fn compact(&mut self) {
+        fn shrink<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 64 && m.len() * 4 < m.capacity() {
+                m.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.jobs);
+        shrink(&mut self.ids);
+        if self.deferred.capacity() > 64 && self.deferred.len() * 4 < self.deferred.capacity() {
+            self.deferred.shrink_to_fit();
         }
     }
 
@@ -227,6 +243,7 @@ impl Queue {
         };
         if e.refs == 0 {
             self.jobs.remove(job);
+            self.compact();
         } else if ok {
             self.set(job, State::Done);
         } else {
@@ -278,7 +295,7 @@ mod tests {
         Holder {
             namespace: "default".into(),
             name: n.into(),
-            uid: format!("uid-{n}"),
+            uid: format!("uid-{n}").into(),
         }
     }
 
@@ -311,8 +328,41 @@ mod tests {
 
     fn jobs(v: &[(&str, Vec<Job>)]) -> Jobs {
         v.iter()
-            .map(|(k, j)| (k.to_string(), Arc::new(j.clone())))
+            .map(|(k, j)| (Arc::from(*k), Arc::new(j.clone())))
             .collect()
+    }
+
+    #[test]
+    fn a_burst_done_gives_its_room_back() {
+        let now = Instant::now();
+        let alone = Members::default();
+        let counts = WriteCounts::default();
+        let t = Turns {
+            node: "n1",
+            members: &alone,
+            wall: SystemTime::now(),
+        };
+        let mut q = Queue::default();
+        let names: Vec<String> = (0..4000).map(|i| format!("s{i}")).collect();
+        let all: Vec<(&str, Vec<Job>)> = names
+            .iter()
+            .map(|n| (n.as_str(), vec![status(n)]))
+            .collect();
+        let burst = jobs(&all);
+        q.update(&Jobs::default(), &burst, &t, now, &counts);
+        let big = q.jobs.capacity();
+        assert!(big >= 4000 && q.ids.capacity() >= 4000);
+        // All written: the Services' status changed, nothing is wanted any more.
+        q.update(&burst, &jobs(&all[..10]), &t, now, &counts);
+        assert_eq!(q.jobs.len(), 10);
+        assert!(
+            q.jobs.capacity() <= 64 && q.ids.capacity() <= 64,
+            "{}",
+            q.jobs.capacity()
+        );
+        // And it grows again as needed.
+        q.update(&jobs(&all[..10]), &burst, &t, now, &counts);
+        assert_eq!(q.jobs.len(), 4000);
     }
 
     #[test]
