@@ -215,9 +215,9 @@ pub fn pod_spec(o: &Options) -> PodSpec {
             }),
             ..Default::default()
         }),
-        // Measured: 7 MiB idle, 10 MiB announcing 100 000 routes, 23 MiB with 1 000 Services and
-        // 73 MiB with 10 000 Services and 100 000 endpoints (labs/bench-*.sh): the limit is sized
-        // for 10 000 LoadBalancer Services.
+        // Measured: 7 MiB idle, 10 MiB announcing 100 000 routes, 21 MiB with 1 000 Services and
+        // 53 MiB with 10 000 Services and 100 000 endpoints (labs/bench-*.sh): the limit is sized
+        // for 10 000 LoadBalancer Services, with 2.4x headroom.
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_string(), q("10m")),
