@@ -709,6 +709,13 @@ impl Reconciler {
         }
     }
 
+    /// Whether the core wants `addr`'s IP on the node in another form (prefix length,
+    /// interface, local route): removing `addr` then makes room for its replacement, rather
+    /// than ending the IP's service here.
+    pub fn replaced(&self, addr: &NodeAddr) -> bool {
+        matches!(self.verdicts.get(&addr.ip), Some(Ok(Some(a))) if a != addr)
+    }
+
     /// Addresses vipr owns on the node (what must be removed at exit).
     pub fn owned(&self) -> Vec<NodeAddr> {
         self.present

@@ -39,20 +39,15 @@ pub fn outdated(ds: &DaemonSet, mine: &str) -> Option<String> {
 /// within `within` (said in the log: a real shutdown is the safe side).
 pub async fn replaced_by(client: Client, ds: &DaemonSetRef, within: Duration) -> Option<String> {
     let api: Api<DaemonSet> = Api::namespaced(client, &ds.namespace);
-    match tokio::time::timeout(within, api.get_opt(&ds.name)).await {
-        Ok(Ok(Some(d))) => outdated(&d, &ds.template_generation),
-        Ok(Ok(None)) => None,
-        Ok(Err(e)) => {
-            tracing::warn!(daemonset = %format!("{}/{}", ds.namespace, ds.name), error = %e,
-                "SIGTERM: cannot read the DaemonSet; shutting down (no restart in place)");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(daemonset = %format!("{}/{}", ds.namespace, ds.name),
-                "SIGTERM: the DaemonSet was not read in time; shutting down (no restart in place)");
-            None
-        }
-    }
+    let why = match tokio::time::timeout(within, api.get_opt(&ds.name)).await {
+        Ok(Ok(Some(d))) => return outdated(&d, &ds.template_generation),
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => format!("cannot read the DaemonSet: {e}"),
+        Err(_) => "the DaemonSet was not read in time".to_string(),
+    };
+    tracing::warn!(daemonset = %format!("{}/{}", ds.namespace, ds.name),
+        "SIGTERM: {why}; shutting down (no restart in place)");
+    None
 }
 
 #[cfg(test)]

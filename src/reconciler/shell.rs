@@ -325,9 +325,7 @@ async fn apply(
                 // Only an address whose IP is no longer served lingers; one replaced by
                 // another form of the same IP (prefix length, interface, local route) goes
                 // first, so the new one can be added.
-                let replaced = queue
-                    .iter()
-                    .any(|a| matches!(a, Action::Add(m) if m.ip == n.ip));
+                let replaced = core.replaced(&n);
                 match lingering.as_deref_mut().filter(|_| !replaced) {
                     Some(l) => {
                         l.0.push_back((tokio::time::Instant::now() + LINGER, n));

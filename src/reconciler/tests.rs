@@ -86,6 +86,7 @@ fn health_gates_the_control_plane_route() {
     // Withdraw first, then remove the address.
     assert_eq!(a[0], Action::Routes(RouteTable::new()));
     assert_eq!(a[1], Action::Remove(addr("192.0.2.10")));
+    assert!(!r.replaced(&addr("192.0.2.10")), "no longer served here");
     assert!(r
         .status()
         .values()
@@ -121,11 +122,27 @@ fn stale_addresses_from_an_earlier_run_are_removed_and_wanted_ones_kept() {
     ]));
     let a = r.handle(Input::Settings(config(&[])));
     assert!(a.contains(&Action::Remove(addr("198.51.100.9"))));
+    assert!(!r.replaced(&addr("198.51.100.9")), "not served at all");
     assert!(
         !a.iter().any(|x| matches!(x, Action::Add(_))),
         "192.0.2.10 is already there: {a:?}"
     );
     assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+}
+
+#[test]
+fn an_address_in_another_form_of_a_served_ip_is_replaced() {
+    let mut r = Reconciler::new();
+    let other = NodeAddr {
+        prefix_len: 24,
+        ..addr("192.0.2.10")
+    };
+    r.handle(Input::Observed(vec![other.clone()]));
+    let a = r.handle(Input::Settings(config(&[])));
+    assert!(a.contains(&Action::Remove(other.clone())), "{a:?}");
+    assert!(a.contains(&Action::Add(addr("192.0.2.10"))), "{a:?}");
+    assert!(r.replaced(&other), "the /32 takes its place");
+    assert!(!r.replaced(&addr("192.0.2.10")), "the wanted form itself");
 }
 
 #[test]

@@ -330,14 +330,26 @@ fn an_ignored_service_gets_no_address_no_status_and_no_write() {
 }
 
 fn node(labels: serde_json::Value) -> Node {
-    serde_json::from_value(serde_json::json!({"metadata": {"name": "node-a", "labels": labels}}))
-        .unwrap()
+    cordoned(false, labels)
+}
+
+/// This node's Node with these labels, cordoned or not.
+fn cordoned(unschedulable: bool, labels: serde_json::Value) -> Node {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "node-a", "labels": labels},
+        "spec": {"unschedulable": unschedulable},
+    }))
+    .unwrap()
+}
+
+/// How many Services this node may serve.
+fn eligible(c: &Cluster) -> usize {
+    c.vips().values().filter(|v| v.eligible().is_ok()).count()
 }
 
 #[test]
 fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_status() {
     let mut c = synced();
-    let eligible = |c: &Cluster| c.vips().values().filter(|v| v.eligible().is_ok()).count();
     let before = eligible(&c);
     assert!(before > 0);
     // Any value, also empty, as MetalLB v0.16.1 and the service controller read it.
@@ -368,18 +380,9 @@ fn a_node_excluded_from_external_load_balancers_serves_no_service_but_writes_sta
     assert_eq!(eligible(&c), before);
 }
 
-fn cordoned(unschedulable: bool, labels: serde_json::Value) -> Node {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "node-a", "labels": labels},
-        "spec": {"unschedulable": unschedulable},
-    }))
-    .unwrap()
-}
-
 #[test]
 fn a_cordoned_node_serves_no_service_unless_told_otherwise() {
     let mut c = synced();
-    let eligible = |c: &Cluster| c.vips().values().filter(|v| v.eligible().is_ok()).count();
     let before = eligible(&c);
     assert!(before > 0);
     // kubectl cordon (the first step of kubectl drain): every Service withdrawn here.

@@ -119,14 +119,15 @@ impl Queue {
     /// Gives back the tables' room once a burst (a sync's 10 000 status writes) is mostly
     /// done: a HashMap otherwise keeps its largest size for good (issue 14).
     fn compact(&mut self) {
-        fn shrink<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
-            if m.capacity() > 64 && m.len() * 4 < m.capacity() {
-                m.shrink_to_fit();
-            }
+        // Over 64 slots and under a quarter full.
+        let roomy = |len: usize, cap: usize| cap > 64 && len * 4 < cap;
+        if roomy(self.jobs.len(), self.jobs.capacity()) {
+            self.jobs.shrink_to_fit();
         }
-        shrink(&mut self.jobs);
-        shrink(&mut self.ids);
-        if self.deferred.capacity() > 64 && self.deferred.len() * 4 < self.deferred.capacity() {
+        if roomy(self.ids.len(), self.ids.capacity()) {
+            self.ids.shrink_to_fit();
+        }
+        if roomy(self.deferred.len(), self.deferred.capacity()) {
             self.deferred.shrink_to_fit();
         }
     }
