@@ -436,12 +436,12 @@ show_cluster() {
 }
 
 look_cluster() {
-  local pod; pod=$(kubectl_ -n kube-system get pods -l app.kubernetes.io/name=vipr -o name | head -1)
+  local pod; pod=$(kubectl_ -n kube-system get pods -l app.kubernetes.io/name=vipr -o jsonpath='{.items[0].metadata.name}')
   cat <<EOF
 Things to look at (kubectl here: ip netns exec vlab-tor kubectl --kubeconfig $K8S/kubeconfig):
   kubectl -n kube-system logs $pod
   ip netns exec vlab-tor ping -i 0.01 $(svc_ip)          # keep it running, then in another shell:
-  kubectl -n kube-system delete $pod       # that node's path goes at once; the DaemonSet brings it back
+  kubectl -n kube-system delete pod $pod   # that node's path goes at once; the DaemonSet brings it back
   kubectl -n kube-system rollout restart ds/vipr   # graceful restart: each vipr restarts in place, FRR keeps 3 paths
   kubectl drain node2 --ignore-daemonsets  # cordoned: node2's Service path goes at once; then kubectl uncordon node2
   ip netns exec vlab-tor vtysh --vty_socket $LAB_DIR/frr-vlab-tor -c 'show ip route 192.0.2.10/32'

@@ -75,11 +75,22 @@ fn vtysh_json(ns: &str, cmd: &str) -> Value {
 }
 
 fn active_nexthops(ns: &str, prefix: &str) -> usize {
+    read_nexthops(ns, prefix).unwrap_or(0)
+}
+
+/// Active next hops of `prefix` in FRR's RIB; `None` when vtysh gave no answer (a read
+/// that failed is not a path lost: a route that is gone reads as `{}`, 0 paths).
+fn read_nexthops(ns: &str, prefix: &str) -> Option<usize> {
     let v = vtysh_json(ns, &format!("show ip route {prefix} json"));
-    v[prefix][0]["nexthops"]
-        .as_array()
-        .map(|a| a.iter().filter(|n| n["active"] == true).count())
-        .unwrap_or(0)
+    if !v.is_object() {
+        return None;
+    }
+    Some(
+        v[prefix][0]["nexthops"]
+            .as_array()
+            .map(|a| a.iter().filter(|n| n["active"] == true).count())
+            .unwrap_or(0),
+    )
 }
 
 fn holder() -> Option<String> {
@@ -200,7 +211,9 @@ fn every_namespace_lab_comes_up_and_goes_down() {
     assert!(sh(&format!("{KUBECTL} -n kube-system rollout restart ds/vipr")).contains("restarted"));
     let mut fewest = 3;
     let rolled = wait_for(Duration::from_secs(180), || {
-        fewest = fewest.min(active_nexthops("vlab-tor", &svc));
+        if let Some(n) = read_nexthops("vlab-tor", &svc) {
+            fewest = fewest.min(n);
+        }
         let now = sh(&format!(
             "{KUBECTL} -n kube-system get pods -l app.kubernetes.io/name=vipr -o name"
         ));

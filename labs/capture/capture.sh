@@ -165,7 +165,7 @@ router_state_bird() {
     birdc -s "$W/bird.ctl" show protocols all recorder > "$W/router-state.txt" 2>&1 || true
 }
 
-ROUTER_NAME_bird() { bird --version 2>&1 | head -1; }
+ROUTER_NAME_bird() { bird --version 2>&1 | sed -n 1p; }
 
 # -------------------------------------------------------------------- FRR --
 frr_conf() {
@@ -226,7 +226,7 @@ router_state_frr() {
     vtysh --vty_socket "$W/frr" -c "show bgp neighbor $C4" > "$W/router-state.txt" 2>&1 || true
 }
 
-ROUTER_NAME_frr() { echo "FRR $(/usr/lib/frr/bgpd --version 2>&1 | head -1 | sed 's/^bgpd version //')"; }
+ROUTER_NAME_frr() { echo "FRR $(/usr/lib/frr/bgpd --version 2>&1 | sed -n 1p | sed 's/^bgpd version //')"; }
 
 # ------------------------------------------------------------------ a run --
 run_one() {
