@@ -85,14 +85,7 @@ down() {
 }
 
 # wait_for SECONDS WHAT COMMAND...: poll every 0.1 s; fail with WHAT.
-wait_for() {
-  local secs=$1 what=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= end)); then echo "labs/run.sh: timed out waiting for $what" >&2; return 1; fi
-    sleep 0.1
-  done
-}
+. labs/wait.sh
 
 vtysh() { local ns=$1; shift; ip netns exec "$ns" vtysh --vty_socket "$LAB_DIR/frr-$ns" "$@"; }
 kubectl_() { ip netns exec vlab-tor kubectl --kubeconfig "$K8S/kubeconfig" "$@"; }

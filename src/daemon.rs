@@ -43,6 +43,8 @@ pub struct Daemon {
     /// peers removed only after the last withdrawal went out.
     release: CancellationToken,
     restart: restart::RestartInPlace,
+    /// The static pod manifest as it was at the start (`vipr_static_pod_manifest`).
+    static_pod: Option<restart::StaticPodManifest>,
     tasks: TaskTracker,
     reconciler: JoinHandle<()>,
     lb: JoinHandle<()>,
@@ -53,27 +55,21 @@ pub struct Daemon {
 /// A set of addresses (the node's own, its BGP peers').
 type Addrs = Arc<std::collections::BTreeSet<std::net::IpAddr>>;
 
+/// Both ends of a `watch` channel.
+type Pair<T> = (watch::Sender<T>, watch::Receiver<T>);
+
 /// The channels between the tasks, created before any task starts.
 struct Channels {
-    health: (watch::Sender<Health>, watch::Receiver<Health>),
-    node_addrs: (watch::Sender<Addrs>, watch::Receiver<Addrs>),
-    peer_addrs: (watch::Sender<Addrs>, watch::Receiver<Addrs>),
-    pending: (
-        watch::Sender<kube::watch::PendingServices>,
-        watch::Receiver<kube::watch::PendingServices>,
-    ),
-    vips: (
-        watch::Sender<crate::reconciler::VipStates>,
-        watch::Receiver<crate::reconciler::VipStates>,
-    ),
-    peers_known: (watch::Sender<bool>, watch::Receiver<bool>),
+    health: Pair<Health>,
+    node_addrs: Pair<Addrs>,
+    peer_addrs: Pair<Addrs>,
+    pending: Pair<kube::watch::PendingServices>,
+    vips: Pair<crate::reconciler::VipStates>,
+    peers_known: Pair<bool>,
     /// Configured peers this node's labels leave out, for `/status`.
-    selected_out: (
-        watch::Sender<Arc<Vec<peers::SelectedOut>>>,
-        watch::Receiver<Arc<Vec<peers::SelectedOut>>>,
-    ),
-    services: (watch::Sender<Services>, watch::Receiver<Services>),
-    leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
+    selected_out: Pair<Arc<Vec<peers::SelectedOut>>>,
+    services: Pair<Services>,
+    leadership: Pair<Leadership>,
     writes: Arc<kube::writer::WriteCounts>,
     work: Arc<crate::model::WorkCounts>,
     /// The Services' Leases contended (ARP mode), for `/metrics`.
@@ -297,6 +293,11 @@ impl Daemon {
             "vipr starting"
         );
         statedir::prepare(&cfg.node.state_dir).map_err(DaemonError::StateDir)?;
+        let static_pod = cfg
+            .node
+            .static_pod_manifest
+            .as_deref()
+            .map(restart::StaticPodManifest::read);
         // First, so that a port held by another process (kube-vip during a migration) stops
         // vipr before it touches the network, rather than leaving a liveness probe to
         // probe the other process.
@@ -415,6 +416,7 @@ impl Daemon {
             cancel,
             release,
             restart,
+            static_pod,
             tasks,
             reconciler,
             lb,
@@ -438,6 +440,9 @@ impl Daemon {
                     if restart::upgrade_intent(&self.sections.node.state_dir) {
                         info!("SIGTERM with an upgrade intent: restarting in place");
                         self.restart.request();
+                    } else if let Some(why) = self.static_pod_upgrade() {
+                        info!("SIGTERM: {why}; restarting in place (graceful restart)");
+                        self.restart.request();
                     } else if let Some(g) = self.rolling_update().await {
                         info!(template_generation = %g, "SIGTERM during a rolling update of this DaemonSet: restarting in place (graceful restart)");
                         self.restart.request();
@@ -459,6 +464,16 @@ impl Daemon {
         Ok(())
     }
 
+    /// At SIGTERM, in BGP mode with graceful restart on, for a static pod: why its manifest
+    /// says the kubelet is replacing it ([`restart::StaticPodManifest`]).
+    fn static_pod_upgrade(&self) -> Option<String> {
+        let gr = self.sections.bgp.borrow().graceful_restart();
+        if self.sections.node.mode != Mode::Bgp || !gr {
+            return None;
+        }
+        self.static_pod.as_ref()?.changed()
+    }
+
     /// At SIGTERM, in BGP mode with graceful restart on and vipr's DaemonSet named: the
     /// DaemonSet's new template generation when this pod is being replaced by it
     /// ([`crate::kube::rollout`]; within a second, else a real shutdown).
@@ -469,7 +484,13 @@ impl Daemon {
             return None;
         }
         let client = self.client.clone()?;
-        crate::kube::rollout::replaced_by(client, ds, Duration::from_secs(1)).await
+        crate::kube::rollout::replaced_by(
+            client,
+            ds,
+            &self.sections.node.name,
+            Duration::from_secs(1),
+        )
+        .await
     }
 
     /// SIGHUP: reads the configuration again and publishes every section that changed; a

@@ -33,6 +33,9 @@ use crate::config::{Config, ConfigError, Layers, Mode, Origin};
 
 /// Where kubeadm writes the admin kubeconfig (also the daemon's `k8s_config_file` default).
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+/// Where the static pod is saved: kubeadm's static pod directory (the kubelet's
+/// `--pod-manifest-path`), as README's instructions write it.
+pub const STATIC_POD_MANIFEST: &str = "/etc/kubernetes/manifests/vipr.yaml";
 /// kubeadm 1.29+: the only kubeconfig with cluster-admin rights while `kubeadm init` runs on
 /// the first control-plane node (admin.conf gets its RBAC binding only later).
 pub const SUPER_ADMIN_CONF: &str = "/etc/kubernetes/super-admin.conf";
@@ -211,6 +214,13 @@ impl Options {
         if kind == Kind::DaemonSet && set.iter().any(|(k, _)| k.name == "k8s_config_file") {
             return usage("k8s_config_file (--k8sConfigPath): a DaemonSet runs on every node with its ServiceAccount and the RBAC of `vipr manifest rbac`, never with a kubeconfig from the host; that is for `vipr manifest pod` only");
         }
+        if kind == Kind::DaemonSet
+            && set
+                .iter()
+                .any(|(k, _)| k.name == "vipr_static_pod_manifest")
+        {
+            return usage("vipr_static_pod_manifest names a static pod's own manifest (rendered by `vipr manifest pod` with graceful restart); a DaemonSet's pods tell a rolling update from their DaemonSet");
+        }
         if kind == Kind::DaemonSet && set.iter().any(|(k, _)| k.name == "bgp_routerid") {
             return usage("bgp_routerid (--bgpRouterID) must differ per node, so a DaemonSet cannot carry it: leave it unset (vipr takes the node's IPv4 address) or set bgp_routerinterface");
         }
@@ -274,6 +284,21 @@ impl Options {
     /// (`crate::kube::rollout`).
     pub fn rollout_restart(&self) -> bool {
         self.cfg.node.mode == Mode::Bgp && self.cfg.bgp.graceful_restart()
+    }
+
+    /// The static pod's own manifest on the host (and at the same path in the container,
+    /// its directory mounted read-only), when a SIGTERM after it changed is a restart in
+    /// place: BGP with graceful restart (`vipr_static_pod_manifest`, else kubeadm's
+    /// [`STATIC_POD_MANIFEST`]).
+    pub fn static_pod_manifest(&self) -> Option<String> {
+        if self.kind != Kind::Pod || !self.rollout_restart() {
+            return None;
+        }
+        Some(
+            self.get("vipr_static_pod_manifest")
+                .unwrap_or(STATIC_POD_MANIFEST)
+                .to_string(),
+        )
     }
 
     /// The kubeconfig on the host (and at the same path in the container), when the pod takes

@@ -4,7 +4,10 @@
 //!
 //! - **Restart in place** — SIGUSR2, or SIGTERM while `<vipr_state_dir>/upgrade-intent` is
 //!   fresh (written by the upgrade path just before it stops vipr, e.g. a preStop hook;
-//!   honoured for [`INTENT_MAX_AGE`] and consumed). BGP mode only. BGP sessions are closed
+//!   honoured for [`INTENT_MAX_AGE`] and consumed), or SIGTERM of a static pod whose
+//!   manifest changed since it started ([`StaticPodManifest`]: the kubelet is replacing it
+//!   on this node), or of a DaemonSet pod during a rolling update ([`crate::kube::rollout`]).
+//!   BGP mode only. BGP sessions are closed
 //!   without NOTIFICATION and without withdrawals, the VIPs stay on the node (IPVS keeps
 //!   forwarding), and `<vipr_state_dir>/restarting` records the time. Peers that do
 //!   graceful restart keep the routes as stale; peers that do not drop them at once.
@@ -15,7 +18,7 @@
 //!   withdraw at once, Cease, remove the VIPs. A dead node never keeps attracting traffic
 //!   for the restart time because it was told to stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,6 +59,49 @@ pub fn upgrade_intent(state_dir: &Path) -> bool {
     let fresh = age(&p).is_some_and(|a| a <= INTENT_MAX_AGE);
     let _ = std::fs::remove_file(&p);
     fresh
+}
+
+/// The static pod manifest this process runs from (`vipr_static_pod_manifest`, the
+/// kubelet's `--pod-manifest-path` mounted read-only), as it was when the process started.
+/// The kubelet replaces a static pod whose manifest changed (a new image tag, new flags):
+/// it stops the old pod and starts the new one on the same node, so a SIGTERM that finds
+/// the manifest changed is an upgrade. A removed manifest (the pod is being taken away), an
+/// unchanged one (the node or the kubelet shutting down) or one that cannot be read or
+/// parsed is a real shutdown. Compared as parsed YAML, so an edit of comments or layout,
+/// which the kubelet does not act on, changes nothing.
+#[derive(Debug, Clone)]
+pub struct StaticPodManifest {
+    path: PathBuf,
+    started_from: Option<serde_json::Value>,
+}
+
+impl StaticPodManifest {
+    /// Reads the manifest at the start.
+    pub fn read(path: &Path) -> StaticPodManifest {
+        StaticPodManifest {
+            path: path.to_path_buf(),
+            started_from: parse_manifest(path),
+        }
+    }
+
+    /// At SIGTERM: why this is an upgrade (the manifest changed since the start), or `None`.
+    pub fn changed(&self) -> Option<String> {
+        let before = self.started_from.as_ref()?;
+        let now = parse_manifest(&self.path)?;
+        (now != *before).then(|| {
+            format!(
+                "the static pod's manifest {} changed since this vipr started: the kubelet is replacing it",
+                self.path.display()
+            )
+        })
+    }
+}
+
+fn parse_manifest(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_saphyr::from_str(&text)
+        .ok()
+        .filter(|v: &serde_json::Value| v.is_object())
 }
 
 /// The exiting process: records the restart (the time, in seconds since the epoch).
@@ -124,6 +170,40 @@ mod tests {
         std::fs::write(d.join(UPGRADE_INTENT), "").unwrap();
         assert!(upgrade_intent(&d));
         assert!(!upgrade_intent(&d));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_static_pod_is_upgraded_only_when_its_manifest_changed() {
+        let d = dir();
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("vipr.yaml");
+        let pod = |image: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: vipr\nspec:\n  containers:\n  - name: vipr\n    image: {image}\n")
+        };
+        std::fs::write(&f, pod("vipr:1")).unwrap();
+        let m = StaticPodManifest::read(&f);
+        // Unchanged (a node shutdown), or only comments and layout changed: a real stop.
+        assert_eq!(m.changed(), None);
+        std::fs::write(
+            &f,
+            format!("# upgraded later\n{}", pod("vipr:1"))
+                .replace("  name: vipr\nspec", "  name:   vipr\nspec"),
+        )
+        .unwrap();
+        assert_eq!(m.changed(), None);
+        // A new image tag: the kubelet replaces the pod here.
+        std::fs::write(&f, pod("vipr:2")).unwrap();
+        assert!(m.changed().unwrap().contains("vipr.yaml"));
+        // Broken or removed: a real stop.
+        std::fs::write(&f, "spec: [").unwrap();
+        assert_eq!(m.changed(), None);
+        std::fs::remove_file(&f).unwrap();
+        assert_eq!(m.changed(), None);
+        // Nothing to compare with (no manifest at the start): never an upgrade.
+        let none = StaticPodManifest::read(&f);
+        std::fs::write(&f, pod("vipr:2")).unwrap();
+        assert_eq!(none.changed(), None);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -7,8 +7,10 @@
 //!
 //! - the kubeadm-style static pod on every node (BGP, health check on the node's own API
 //!   endpoint 127.0.0.1:6443): the control-plane VIP reaches FRR over three paths; node1's
-//!   endpoint gone, node1's path goes and comes back with it; removing the manifests
-//!   withdraws the VIP;
+//!   endpoint gone, node1's path goes and comes back with it; the static pod rendered with
+//!   graceful restart and upgraded node by node (its manifest rewritten with a new image tag)
+//!   under a 10 ms ping: every vipr restarts in place, FRR keeps three paths, nothing lost;
+//!   removing the manifests withdraws the VIP at once;
 //! - `vipr manifest rbac` + `vipr manifest daemonset` with Services: the DaemonSet controller
 //!   places a pod on each node, the pods run under their ServiceAccount (in-cluster config
 //!   through the `kubernetes` Service), pass their probes, log the one-line start (read
@@ -23,7 +25,8 @@
 //!   restart off (each node withdraws first); the DaemonSet rendered with graceful restart
 //!   applied; `kubectl delete pod` still withdraws at once; a rolling update with graceful
 //!   restart on: every vipr restarts in place, FRR keeps all three paths, the ping loses
-//!   nothing;
+//!   nothing; a template change whose `nodeSelector` leaves node2 out: node2's vipr is not
+//!   replaced, so it withdraws at once and leaves no VIP (no restart in place);
 //! - ARP mode as a static pod on every node: one holder of the VIP (Lease through admin.conf
 //!   and the node's API endpoint), the router reaches it; the holder's static pod removed,
 //!   another node takes over.
@@ -80,7 +83,7 @@ fn vipr_in_a_real_cluster() {
     ]);
 
     // (a) The kubeadm-style static pod on every node, rendered once, copied as is.
-    let pod = vipr_manifest(&[
+    let pod_flags = [
         "pod",
         "--vip",
         CP_VIP,
@@ -98,7 +101,8 @@ fn vipr_in_a_real_cluster() {
         "2",
         "--image",
         IMAGE,
-    ]);
+    ];
+    let pod = vipr_manifest(&pod_flags);
     let t1 = Instant::now();
     for i in 0..3 {
         std::fs::write(c.node_dir(i).join("manifests/vipr.yaml"), &pod).unwrap();
@@ -128,10 +132,80 @@ fn vipr_in_a_real_cluster() {
     );
     c.relay(1);
     c.wait_paths(&format!("{CP_VIP}/32"), 3, SLOW);
+
+    // (a2) The static pod rendered with graceful restart (it names its manifest and mounts
+    // the manifest directory read-only), then upgraded one node at a time as kubeadm-style
+    // upgrades do it (the manifest rewritten with a new image tag) while the router pings
+    // the control-plane VIP every 10 ms: each vipr finds its manifest changed at SIGTERM and
+    // restarts in place, FRR keeps every path, the ping loses nothing.
+    let image2 = IMAGE.replace(":1", ":2");
+    let pod_gr = |image: &str| {
+        let args: Vec<&str> = pod_flags
+            .iter()
+            .map(|f| if *f == IMAGE { image } else { f })
+            .chain(["--vipr-graceful-restart", "true"])
+            .collect();
+        vipr_manifest(&args)
+    };
+    let image = |p: &Value| {
+        p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let manifest = |i: usize| c.node_dir(i).join("manifests/vipr.yaml");
+    let rolled_to = |tag: &str, upto: usize| {
+        wait_for(SLOW, || {
+            let pods = c.vipr_pods();
+            let on = |p: &Value, i: usize| p["spec"]["nodeName"] == format!("node{i}").as_str();
+            (pods.len() == 3
+                && (0..upto).all(|i| pods.iter().any(|p| on(p, i) && image(p) == tag))
+                && c.ready_vipr_pods().len() == 3)
+                .then_some(())
+        })
+    };
     for i in 0..3 {
-        std::fs::remove_file(c.node_dir(i).join("manifests/vipr.yaml")).unwrap();
+        std::fs::write(manifest(i), pod_gr(IMAGE)).unwrap();
     }
-    c.wait_paths(&format!("{CP_VIP}/32"), 0, SLOW);
+    let gr_env = |p: &Value| {
+        p["spec"]["containers"][0]["env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v["name"] == "vipr_static_pod_manifest"))
+    };
+    let ok = wait_for(SLOW, || {
+        let pods = c.vipr_pods();
+        (pods.len() == 3 && pods.iter().all(gr_env) && c.ready_vipr_pods().len() == 3).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "static pods with graceful restart\n{}",
+        c.logs()
+    );
+    c.wait_paths(&format!("{CP_VIP}/32"), 3, SLOW);
+    let (took, up) = c.watched(CP_VIP, || {
+        let t = Instant::now();
+        for i in 0..3 {
+            std::fs::write(manifest(i), pod_gr(&image2)).unwrap();
+            let ok = rolled_to(&image2, i + 1);
+            assert!(ok.is_some(), "node{i}'s static pod upgraded\n{}", c.logs());
+            c.wait_paths(&format!("{CP_VIP}/32"), 3, SLOW);
+        }
+        t.elapsed()
+    });
+    eprintln!("static pod upgrade to {image2}, graceful restart on: done in {took:?}; {up:?}");
+    c.assert_restarted_in_place("the static pod upgrade", &up);
+
+    // The manifests removed (the static pods taken away, not replaced): a real stop, each
+    // path withdrawn at once rather than kept for the 120 s restart time.
+    let t = Instant::now();
+    for i in 0..3 {
+        std::fs::remove_file(manifest(i)).unwrap();
+    }
+    c.wait_paths(&format!("{CP_VIP}/32"), 0, Duration::from_secs(30));
+    eprintln!(
+        "static pods removed: all paths gone after {:?}",
+        t.elapsed()
+    );
     let ok = wait_for(SLOW, || c.vipr_pods().is_empty().then_some(()));
     assert!(ok.is_some(), "mirror pods gone\n{}", c.logs());
 
@@ -266,12 +340,6 @@ fn vipr_in_a_real_cluster() {
     // rendered DaemonSet's default strategy does it), graceful restart off: each node
     // withdraws before its vipr stops, the router moves to the other two.
     let ds = "/apis/apps/v1/namespaces/kube-system/daemonsets/vipr";
-    let image = |p: &Value| {
-        p["spec"]["containers"][0]["image"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
     let set_image = |tag: &str| {
         // A strategic merge patch, as `kubectl set image` sends: the container list is
         // merged by name (a JSON merge patch would replace it).
@@ -283,7 +351,6 @@ fn vipr_in_a_real_cluster() {
         );
         assert_eq!(code, 200, "PATCH {ds}: {v:#}");
     };
-    let image2 = IMAGE.replace(":1", ":2");
     let (took, off) = c.watched(&ip, || {
         let t = Instant::now();
         set_image(&image2);
@@ -355,23 +422,65 @@ fn vipr_in_a_real_cluster() {
         took
     });
     eprintln!("rolling update to {IMAGE}, graceful restart on: done in {took:?}; {on:?}");
-    for (node, pod) in c.ready_vipr_pods() {
-        let (ok, log) = kubectl(&c.lab.router, &c.api, &["-n", "kube-system", "logs", &pod]);
-        assert!(ok, "kubectl logs {pod}: {log}");
-        assert!(
-            log.contains("restarted in place"),
-            "{node}'s new vipr did not follow a restart in place:\n{log}"
+    c.assert_restarted_in_place("the rolling update", &on);
+
+    // (d4) A template change that also takes the DaemonSet off node2 (a nodeSelector only
+    // node0 and node1 match): the controller deletes node2's pod and starts none there, so
+    // node2's vipr sees its DaemonSet moved on *without it*, withdraws at once and removes
+    // its VIP (a restart in place would leave its route at FRR for the 120 s restart time
+    // and its VIP on the node); node0 and node1 restart in place.
+    let node2_has_vip = || {
+        let n2 = &c.lab.nodes[2];
+        let local = n2.sh("ip -4 route show table local");
+        let addrs = n2.sh("ip -4 -o addr show");
+        local.contains(&format!(" {ip} ")) || addrs.contains(&format!(" {ip}/"))
+    };
+    assert!(node2_has_vip(), "node2 serves the Service before");
+    for i in [0, 1] {
+        c.api.merge_patch(
+            &format!("/api/v1/nodes/node{i}"),
+            &json!({"metadata": {"labels": {"vipr.test/keep": "yes"}}}),
         );
     }
-    assert!(on.sent > 50, "the pinger ran: {on:?}");
-    assert_eq!(
-        on.fewest_paths, 3,
-        "FRR kept every path through the update: {on:?}"
+    let t = Instant::now();
+    let (code, v) = c.api.request(
+        "PATCH",
+        ds,
+        Some(&json!({"spec": {"template": {"spec": {"nodeSelector": {"vipr.test/keep": "yes"}}}}})),
+        "application/strategic-merge-patch+json",
     );
-    assert_eq!(
-        on.lost, 0,
-        "the VIP lost nothing through the update: {on:?}"
+    assert_eq!(code, 200, "PATCH {ds}: {v:#}");
+    let gone = wait_for(Duration::from_secs(30), || {
+        (!c.paths(&prefix).contains(&n(2))).then(|| t.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node2's path stayed after the DaemonSet left node2 (restart in place?)\n{}",
+            c.logs()
+        )
+    });
+    eprintln!("DaemonSet moved off node2: node2's path gone after {gone:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || (!node2_has_vip()).then_some(())).is_some(),
+        "node2 kept the Service VIP after its vipr stopped\n{}",
+        c.logs()
     );
+    let rolled = wait_for(SLOW, || {
+        let pods = c.vipr_pods();
+        let ready = c.ready_vipr_pods();
+        (pods.len() == 2
+            && pods
+                .iter()
+                .all(|p| p["spec"]["nodeSelector"]["vipr.test/keep"] == "yes")
+            && ready.iter().map(|(n, _)| n.as_str()).eq(["node0", "node1"]))
+        .then_some(())
+    });
+    assert!(
+        rolled.is_some(),
+        "node0 and node1 did not roll\n{}",
+        c.logs()
+    );
+    c.wait_paths(&prefix, 2, SLOW);
 
     // (e) ARP mode as a static pod: the DaemonSet goes, the same pod manifest in ARP mode on
     // every node; one holder (Lease), the router reaches the VIP; the holder's static pod

@@ -155,7 +155,7 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
     // eBGP from node0: the pool's set for the Service without annotation and for the one
     // asking for what its pool does not allow.
     for ip in ["198.51.100.10/32", "198.51.100.12/32"] {
-        let s = want(ip, &n0, &|s| s.communities != "");
+        let s = want(ip, &n0, &|s| !s.communities.is_empty());
         assert_eq!(
             Seen {
                 local_pref: None,
@@ -165,7 +165,7 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
             "{ip}"
         );
     }
-    let s = want("198.51.100.11/32", &n0, &|s| s.communities != "");
+    let s = want("198.51.100.11/32", &n0, &|s| !s.communities.is_empty());
     assert_eq!(
         (
             s.communities.as_str(),
@@ -177,23 +177,23 @@ fn pool_service_and_control_plane_attributes_reach_frr_and_follow_a_reload() {
         "the set the Service chose"
     );
     // iBGP from node1: LOCAL_PREF, and an empty AS path whatever the prepend.
-    let s = want("198.51.100.10/32", &n1, &|s| s.communities != "");
+    let s = want("198.51.100.10/32", &n1, &|s| !s.communities.is_empty());
     assert_eq!((s.local_pref, s.as_path.as_str()), (Some(200), "Local"));
-    let s = want("198.51.100.11/32", &n1, &|s| s.communities != "");
+    let s = want("198.51.100.11/32", &n1, &|s| !s.communities.is_empty());
     assert_eq!(s.local_pref, Some(50));
-    let s = want("198.51.100.12/32", &n1, &|s| s.communities != "");
+    let s = want("198.51.100.12/32", &n1, &|s| !s.communities.is_empty());
     assert_eq!(
         (s.local_pref, s.communities.as_str()),
         (Some(200), "65000:100 no-export")
     );
     // The control-plane VIP.
     let cp = format!("{VIP4}/32");
-    let s = want(&cp, &n1, &|s| s.communities != "");
+    let s = want(&cp, &n1, &|s| !s.communities.is_empty());
     assert_eq!(
         (s.communities.as_str(), s.large.as_str(), s.local_pref),
         ("65000:999", "65000:9:9", Some(300))
     );
-    let s = want(&cp, &n0, &|s| s.communities != "");
+    let s = want(&cp, &n0, &|s| !s.communities.is_empty());
     assert_eq!((s.as_path.as_str(), s.local_pref), ("65001", None));
 
     // The refusal, as a Warning Event on the Service, and never the blackhole community.

@@ -65,7 +65,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 /// The address of Service `t`-`i` in generation `g` (create: even, annotate: odd).
 fn svc_ip(t: usize, i: usize, g: u64) -> String {
-    let net = if g % 2 == 0 { 100 } else { 101 };
+    let net = if g.is_multiple_of(2) { 100 } else { 101 };
     format!("10.{net}.{t}.{}", i + 1)
 }
 
@@ -141,7 +141,7 @@ fn churn_soak_leaves_nothing_behind() {
     let lab = Lab::new(2);
     let api = ApiServer::start(&lab.router);
     let node = Lab::node_v4(0).to_string();
-    let conf = frr_router_conf(&Lab::router_v4().to_string(), &[node.clone()])
+    let conf = frr_router_conf(&Lab::router_v4().to_string(), std::slice::from_ref(&node))
         .replace(&format!(" neighbor {node} passive\n"), "");
     let frr = Frr::start(&lab.router, &conf);
     let dir = workdir();
@@ -216,7 +216,7 @@ fn churn_soak_leaves_nothing_behind() {
         let flapper = s.spawn(|| {
             while done_flaps.load(Ordering::Relaxed) < flaps {
                 let n = done_flaps.load(Ordering::Relaxed) + 1;
-                if n % 50 == 0 {
+                if n.is_multiple_of(50) {
                     frr.vtysh(&format!("clear bgp {node}"));
                     frr_flaps.fetch_add(1, Ordering::Relaxed);
                     done_flaps.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +230,7 @@ fn churn_soak_leaves_nothing_behind() {
         for t in 0..THREADS {
             let (api, done_ops, alive) = (&api, &done_ops, &alive);
             workers.push(s.spawn(move || {
-                let mut gen = vec![0u64; NAMES];
+                let mut gen = [0u64; NAMES];
                 for k in 0..per_thread {
                     let i = (k as usize) % NAMES;
                     let round = k / NAMES as u64;

@@ -12,6 +12,10 @@ use ipnet::IpNet;
 use crate::codec::update_out::{end_of_rib, EncodeCtx};
 use crate::types::{Family, RouteAttrs, RouteTable};
 
+/// Routes announced together: one family, one set of attributes (RFC 4271 §4.3: one
+/// UPDATE carries one path attribute set).
+type AnnounceKey = (Family, Arc<RouteAttrs>);
+
 /// Outbound routes of one session.
 #[derive(Debug)]
 pub struct AdjRibOut {
@@ -107,9 +111,10 @@ impl AdjRibOut {
         let mut withdraw: HashMap<Family, Vec<IpNet>> = HashMap::new();
         // Keyed by the attributes' value; the last key is remembered by the Arc's address, so
         // a run of routes sharing one Arc (the usual case) hashes the attributes once.
-        let mut announce: HashMap<(Family, Arc<RouteAttrs>), Vec<IpNet>> = HashMap::new();
-        let mut order: Vec<(Family, Arc<RouteAttrs>)> = Vec::new();
-        let mut last: Option<(Family, *const RouteAttrs, (Family, Arc<RouteAttrs>))> = None;
+        let mut announce: HashMap<AnnounceKey, Vec<IpNet>> = HashMap::new();
+        let mut order: Vec<AnnounceKey> = Vec::new();
+        // The last attributes seen (by address) and their key in `announce`.
+        let mut last: Option<(Family, *const RouteAttrs, AnnounceKey)> = None;
         RouteTable::diff(&old, &new, |p, was, now| {
             let f = Family::of(p);
             let was = was.map(|a| self.sendable(p, a));

@@ -155,18 +155,33 @@ struct PeerTask {
     stopped: bool,
 }
 
+/// The channels between the speaker and one peer task.
+pub(crate) struct PeerLinks {
+    /// The desired routes (shared by every peer).
+    pub routes: watch::Receiver<Arc<RouteTable>>,
+    /// Commands from the speaker.
+    pub cmds: mpsc::Receiver<PeerCmd>,
+    /// The peer's status, for the speaker's readers.
+    pub status: watch::Sender<PeerStatus>,
+    /// The session's counters, published after each change.
+    pub stats: Arc<ArcSwap<Stats>>,
+}
+
 /// Runs one peer until it is stopped. `gate` (a previous task for the same address) is
 /// awaited first so that a replaced session's Cease goes out before the new one connects.
 pub(crate) async fn run_peer(
     cfg: Arc<PeerConfig>,
     identity: Identity,
-    mut routes: watch::Receiver<Arc<RouteTable>>,
-    mut cmds: mpsc::Receiver<PeerCmd>,
-    status: watch::Sender<PeerStatus>,
-    stats: Arc<ArcSwap<Stats>>,
+    links: PeerLinks,
     gate: Option<JoinHandle<()>>,
     bfd_hub: Option<Hub>,
 ) {
+    let PeerLinks {
+        mut routes,
+        mut cmds,
+        status,
+        stats,
+    } = links;
     if let Some(g) = gate {
         let _ = tokio::time::timeout(STOP_TIMEOUT * 2, g).await;
     }

@@ -28,7 +28,7 @@ use crate::codec::notification::{cease, code};
 use crate::codec::Notification;
 use crate::config::{check_router_id, BfdConfig, ConfigError, Identity, PeerConfig, SpeakerConfig};
 use crate::refusals::{self, Refusals};
-use crate::session::{run_peer, PeerCmd, PeerStatus};
+use crate::session::{run_peer, PeerCmd, PeerLinks, PeerStatus};
 use crate::socket;
 use crate::stats::Stats;
 use crate::types::{RouteAttrs, RouteTable};
@@ -540,10 +540,12 @@ impl SpeakerTask {
         let task = tokio::spawn(run_peer(
             cfg.clone(),
             identity,
-            self.routes.subscribe(),
-            cmd_rx,
-            status_tx,
-            stats.clone(),
+            PeerLinks {
+                routes: self.routes.subscribe(),
+                cmds: cmd_rx,
+                status: status_tx,
+                stats: stats.clone(),
+            },
             gate,
             bfd_hub,
         ));

@@ -146,7 +146,7 @@ fn flaps_with_a_peer_that_stopped_reading_leak_no_socket_and_no_task() {
         let port = p.s.peer_addr().expect("peer address").port();
         n.wait_established(router(false));
         tasks_established.push(n.alive_tasks());
-        wait_window_closed(&lab, port);
+        wait_window_closed(lab, port);
         let cease = codec::encode_notification(&Notification::new(
             notification::code::CEASE,
             notification::cease::ADMIN_RESET,
@@ -159,12 +159,12 @@ fn flaps_with_a_peer_that_stopped_reading_leak_no_socket_and_no_task() {
         // The peer keeps its socket open and never reads: only the speaker can free its end.
         kept.push(p.s);
         let gone = wait_for(Duration::from_secs(10), || {
-            (!speaker_sockets(&lab).iter().any(|s| s.2 == port)).then(|| t0.elapsed())
+            (!speaker_sockets(lab).iter().any(|s| s.2 == port)).then(|| t0.elapsed())
         });
         let gone = gone.unwrap_or_else(|| {
             panic!(
                 "flap {flap}: the closed connection (port {port}) was not freed within 10 s: {:?}",
-                speaker_sockets(&lab)
+                speaker_sockets(lab)
             )
         });
         reset_after.push(gone);
@@ -176,10 +176,10 @@ fn flaps_with_a_peer_that_stopped_reading_leak_no_socket_and_no_task() {
     assert!(idle.is_some(), "{:?}", n.peer(router(false)));
     let base = *tasks_established.iter().min().unwrap();
     let settled = wait_for(Duration::from_secs(10), || {
-        let (socks, tasks) = (speaker_sockets(&lab), n.alive_tasks());
+        let (socks, tasks) = (speaker_sockets(lab), n.alive_tasks());
         (socks.len() <= 1 && tasks <= base).then_some((socks, tasks))
     });
-    let (socks, tasks) = (speaker_sockets(&lab), n.alive_tasks());
+    let (socks, tasks) = (speaker_sockets(lab), n.alive_tasks());
     eprintln!(
         "after {FLAPS} flaps with a peer that never reads ({} sockets kept open by it): speaker \
          sockets {socks:?}; tasks when Established {tasks_established:?}, now {tasks}; closed \
@@ -202,7 +202,7 @@ fn a_peer_that_sends_keepalives_but_never_reads_is_dropped_by_the_user_timeout()
     let p = accept_session(&b, 3);
     let port = p.s.peer_addr().expect("peer address").port();
     n.wait_established(router(false));
-    wait_window_closed(&lab, port);
+    wait_window_closed(lab, port);
     let t0 = Instant::now();
     // KEEPALIVEs every second keep the speaker's hold timer from firing.
     let keepalives = peer_rt.spawn(async move {

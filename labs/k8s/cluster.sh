@@ -21,7 +21,8 @@
 #   runc needs), and in a mount namespace of their own where /run/vipr, /var/log/pods and
 #   /var/log/containers are the node's directories (a hostPath is the node's, as on separate
 #   machines); containerd has its own root, state, socket and runc root. /etc/kubernetes is
-#   the node's too, holding admin.conf (the admin kubeconfig) as kubeadm leaves it, and
+#   the node's too, holding admin.conf (the admin kubeconfig) as kubeadm leaves it and
+#   manifests/ (the kubelet's static pod directory, NODE_DIR/manifests), and
 #   127.0.0.1:6443 relays to the API server, standing in for the node's own API server.
 # - kubelets do not manage cgroups (--cgroups-per-qos=false): three kubelets share the
 #   machine's cgroup tree.
@@ -40,15 +41,7 @@ export CONTAINERD_NAMESPACE=k8s.io
 
 bins() { "$HERE/apiserver.sh" node-bins; }
 
-# wait_for SECONDS WHAT COMMAND...
-wait_for() {
-  local secs=$1 what=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= end)); then echo "cluster.sh: timed out waiting for $what" >&2; return 1; fi
-    sleep 0.1
-  done
-}
+. "$HERE/../wait.sh"
 
 # oci ROOTFS_FILLER OUT TAG USER ENTRYPOINT CMD: an OCI image archive built with umoci.
 oci() {
@@ -107,7 +100,7 @@ control() {
 
 node() {
   local api=$1 dir=$2 ns=$3 name=$4 ip=$5 B; B=$(bins)
-  mkdir -p "$dir"/{containerd,cni,manifests,kubelet,runc} "$dir"/fs/{run-vipr,pods,containers,etc-kubernetes}
+  mkdir -p "$dir"/{containerd,cni,manifests,kubelet,runc} "$dir"/fs/{run-vipr,pods,containers,etc-kubernetes/manifests}
   # kubeadm's admin.conf, which the static pod of `vipr manifest pod` mounts.
   cp "$api/kubeconfig" "$dir/fs/etc-kubernetes/admin.conf"
   cat > "$dir/containerd.toml" <<EOF
@@ -151,6 +144,7 @@ EOF
     mount --bind '$dir/fs/run-vipr' /run/vipr && mount --bind '$dir/fs/pods' /var/log/pods &&
     mount --bind '$dir/fs/containers' /var/log/containers &&
     mount --bind '$dir/fs/etc-kubernetes' /etc/kubernetes &&
+    mount --bind '$dir/manifests' /etc/kubernetes/manifests &&
     exec containerd --config '$dir/containerd.toml'" > "$dir/containerd.log" 2>&1 &
   local cpid=$!
   echo $cpid > "$dir/containerd.pid"

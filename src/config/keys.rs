@@ -192,6 +192,7 @@ pub const KEYS: &[Key] = &[
     k(Bgp, "vipr_drain_seconds", &[], "on shutdown, re-advertise with GRACEFUL_SHUTDOWN (RFC 8326) this long before withdrawing (0)"),
     k(Node, "vipr_instance", &[], "name of this vipr when several run on one node, e.g. control-plane and services: each has its own address marker, state directory, nftables table and Lease identity (empty: the default instance)"),
     k(Node, "vipr_daemonset", &[], "namespace/name of the DaemonSet this vipr runs in (rendered by vipr manifest daemonset with graceful restart): with vipr_graceful_restart, a SIGTERM during its rolling update is a restart in place"),
+    k(Node, "vipr_static_pod_manifest", &[], "the static pod manifest this vipr runs from, as the container sees it (rendered by vipr manifest pod with graceful restart, /etc/kubernetes/manifests mounted read-only): with vipr_graceful_restart, a SIGTERM after the manifest changed (an upgrade: the kubelet replaces the pod) is a restart in place"),
     k(Node, "vipr_pod_template_generation", &[], "this pod's pod-template-generation label (rendered from the downward API with vipr_daemonset)"),
     k(Node, "vipr_state_dir", &[], "where vipr records the addresses it added (/run/vipr; /run/vipr/<vipr_instance> for a named instance)"),
     k(Node, "vipr_log_format", &[], "text or json (text)"),

@@ -132,5 +132,8 @@ pub fn fixed_differences(old: &NodeSettings, new: &NodeSettings) -> Vec<&'static
     if old.daemonset != new.daemonset {
         out.push("vipr_daemonset/vipr_pod_template_generation");
     }
+    if old.static_pod_manifest != new.static_pod_manifest {
+        out.push("vipr_static_pod_manifest");
+    }
     out
 }

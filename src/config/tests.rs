@@ -52,13 +52,15 @@ fn gr_time(c: &Config) -> Option<u16> {
 type Check = fn(&Config) -> bool;
 
 /// (key, good value, check on the result, bad value, extra settings)
-fn rows() -> Vec<(
+type Row = (
     &'static str,
     &'static str,
     Check,
     Option<&'static str>,
     &'static [(&'static str, &'static str)],
-)> {
+);
+
+fn rows() -> Vec<Row> {
     vec![
         (
             "address",
@@ -724,6 +726,16 @@ fn rows() -> Vec<(
             |c| c.node.daemonset.as_ref().is_some_and(|d| d.template_generation == "7"),
             Some("seven"),
             &[("vipr_daemonset", "kube-system/vipr")],
+        ),
+        (
+            "vipr_static_pod_manifest",
+            "/etc/kubernetes/manifests/vipr.yaml",
+            |c| {
+                c.node.static_pod_manifest.as_deref()
+                    == Some(std::path::Path::new("/etc/kubernetes/manifests/vipr.yaml"))
+            },
+            Some("manifests/vipr.yaml"),
+            &[],
         ),
         (
             "vipr_withdraw_cordoned",

@@ -13,6 +13,7 @@ pub mod labels;
 pub mod lease;
 pub mod members;
 pub mod node;
+pub mod placement;
 pub mod rollout;
 pub mod secret;
 pub mod service_leases;

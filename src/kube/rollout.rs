@@ -10,13 +10,18 @@
 //! which the API server raises on every change of the template and on nothing else. A pod
 //! of an older template that is being stopped is being replaced by a rolling update (or
 //! by hand, for `updateStrategy: OnDelete`): either way the next vipr of the new template
-//! comes to this node. One GET of the DaemonSet by name (RBAC: `get` of that one name);
-//! when the API server does not answer in time, it is a real shutdown.
+//! comes to this node, unless the new template no longer runs on it (a changed
+//! `nodeSelector`, node affinity or tolerations, [`super::placement`]): then the controller
+//! only deletes this pod, nothing comes back, and it is a real shutdown. One GET of the
+//! DaemonSet by name (RBAC: `get` of that one name) and one of this node's Node; when the
+//! API server does not answer in time, it is a real shutdown.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
+use tokio::time::{timeout_at, Instant};
 
 use crate::config::DaemonSetRef;
 
@@ -35,19 +40,45 @@ pub fn outdated(ds: &DaemonSet, mine: &str) -> Option<String> {
 }
 
 /// At SIGTERM: the DaemonSet's current template generation when this pod is being replaced
-/// by a newer template; `None` for any other stop, or when the DaemonSet cannot be read
-/// within `within` (said in the log: a real shutdown is the safe side).
-pub async fn replaced_by(client: Client, ds: &DaemonSetRef, within: Duration) -> Option<String> {
-    let api: Api<DaemonSet> = Api::namespaced(client, &ds.namespace);
-    let why = match tokio::time::timeout(within, api.get_opt(&ds.name)).await {
-        Ok(Ok(Some(d))) => return outdated(&d, &ds.template_generation),
-        Ok(Ok(None)) => return None,
-        Ok(Err(e)) => format!("cannot read the DaemonSet: {e}"),
-        Err(_) => "the DaemonSet was not read in time".to_string(),
+/// by a newer template that runs on `node` too; `None` for any other stop, or when the
+/// DaemonSet or the Node cannot be read within `within` (said in the log: a real shutdown
+/// is the safe side).
+pub async fn replaced_by(
+    client: Client,
+    ds: &DaemonSetRef,
+    node: &str,
+    within: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    let name = format!("{}/{}", ds.namespace, ds.name);
+    let shutdown = |why: String| {
+        tracing::warn!(daemonset = %name, "SIGTERM: {why}; shutting down (no restart in place)");
+        None
     };
-    tracing::warn!(daemonset = %format!("{}/{}", ds.namespace, ds.name),
-        "SIGTERM: {why}; shutting down (no restart in place)");
-    None
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ds.namespace);
+    let d = match timeout_at(deadline, api.get_opt(&ds.name)).await {
+        Ok(Ok(Some(d))) => d,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => return shutdown(format!("cannot read the DaemonSet: {e}")),
+        Err(_) => return shutdown("the DaemonSet was not read in time".into()),
+    };
+    let generation = outdated(&d, &ds.template_generation)?;
+    let n = match timeout_at(deadline, Api::<Node>::all(client).get(node)).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return shutdown(format!("cannot read Node {node}: {e}")),
+        Err(_) => return shutdown(format!("Node {node} was not read in time")),
+    };
+    let Some(spec) = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return shutdown("the DaemonSet has no pod template".into());
+    };
+    match super::placement::runs_on(spec, &n) {
+        Ok(()) => Some(generation),
+        Err(why) => {
+            tracing::info!(daemonset = %name, template_generation = %generation,
+                "SIGTERM: the DaemonSet's new template does not run on this node ({why}); shutting down");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

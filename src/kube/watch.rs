@@ -80,7 +80,10 @@ fn cfg() -> watcher::Config {
 /// Server-side `timeoutSeconds` of every watch.
 const WATCH_SECONDS: u32 = 60;
 
-/// One watch event of any kind, or a kind the API server will not let vipr read.
+/// One watch event of any kind, or a kind the API server will not let vipr read. (Moved
+/// once from a watch stream into the loop that applies it, never stored: boxing the large
+/// Service event would add an allocation per event for nothing.)
+#[allow(clippy::large_enum_variant)]
 enum Ev {
     Service(Event<Service>),
     Endpoints(Event<Endpoints>),

@@ -106,6 +106,17 @@ pub fn env(o: &Options) -> Vec<EnvVar> {
             "metadata.labels['pod-template-generation']",
         ));
     }
+    // A static pod with graceful restart: its own manifest, so that a SIGTERM after the
+    // manifest changed (an upgrade) is a restart in place (`restart::StaticPodManifest`).
+    if let Some(m) = o.static_pod_manifest() {
+        if o.get("vipr_static_pod_manifest").is_none() {
+            env.push(EnvVar {
+                name: "vipr_static_pod_manifest".into(),
+                value: Some(m),
+                ..Default::default()
+            });
+        }
+    }
     for (k, v) in &o.set {
         if secret::is_secret(k, v) {
             if o.kind == Kind::DaemonSet {
@@ -187,6 +198,14 @@ pub fn pod_spec(o: &Options) -> PodSpec {
     let mut mounts = vec![host_path("state", &state, "DirectoryOrCreate", false)];
     if let Some(kc) = o.host_kubeconfig() {
         mounts.push(host_path("kubeconfig", &kc, "File", true));
+    }
+    // The static pod's manifest directory, read-only: a manifest replaced by a rename (as
+    // editors and kubeadm write) stays visible, which a mount of the one file would not be.
+    if let Some(m) = o.static_pod_manifest() {
+        let dir = std::path::Path::new(&m)
+            .parent()
+            .map_or("/".to_string(), |d| d.display().to_string());
+        mounts.push(host_path("manifests", &dir, "Directory", true));
     }
     let mut args = vec!["manager".to_string()];
     if o.kind == Kind::Pod && !secret::settings(o).is_empty() {

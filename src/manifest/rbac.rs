@@ -12,7 +12,7 @@
 //! | `bgp_peers` with a `node_selector` (BGP, no `vipr_node_labels`) | a watch on its own Node (`metadata.name=`), its labels | nodes get/list/watch |
 //! | `bgp_peers` with a `password_secret` (BGP) | a watch on each Secret (`metadata.name=`) | secrets get/list/watch on those names, in `cp_namespace` |
 //! | `enable_node_labeling` | GET of its own Node, merge patch of its labels | nodes get/patch |
-//! | BGP + `vipr_graceful_restart` | at SIGTERM, a GET of its own DaemonSet (`vipr_daemonset`) | daemonsets get on that name, in its namespace |
+//! | BGP + `vipr_graceful_restart` | at SIGTERM, a GET of its own DaemonSet (`vipr_daemonset`) and of its own Node (does the new template run here?) | daemonsets get on that name, in its namespace; nodes get/list/watch |
 //!
 //! Rules go into Roles in the namespace they concern where one exists (`cp_namespace`,
 //! `svc_namespace`), into one ClusterRole otherwise. API discovery (`/apis/...`, used to tell
@@ -209,6 +209,10 @@ pub fn grants(o: &Options) -> Vec<Grant> {
         (
             c.node.mode == Mode::Bgp && c.bgp.node_labels.is_none() && c.bgp.has_selectors(),
             "bgp_peers node_selector: this node's labels",
+        ),
+        (
+            c.node.mode == Mode::Bgp && c.bgp.graceful_restart(),
+            "vipr_graceful_restart: at SIGTERM, whether the DaemonSet's new template still runs on this node (labels, taints)",
         ),
     ]
     .into_iter()

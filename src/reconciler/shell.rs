@@ -4,7 +4,7 @@
 //! the node every [`RESYNC`], and at cancellation withdraws everything (or leaves it for a
 //! restart in place) and removes its addresses.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,25 +34,48 @@ pub const RESYNC: Duration = Duration::from_secs(10);
 pub const LINGER: Duration = Duration::from_secs(1);
 
 /// At a start that finds VIPs of an earlier run: how long to wait for the first view of the
-/// Services (the caches synced) before deciding them. Shorter than the wait of a restarted
-/// session for its first routes (`bgp::session::RESTART_ROUTES_WAIT`, 3 s).
-const FIRST_SERVICES_WAIT: Duration = Duration::from_secs(2);
+/// Services (the caches synced) and the control-plane health check's first result before
+/// deciding them. Shorter than the wait of a restarted session for its first routes
+/// (`bgp::session::RESTART_ROUTES_WAIT`, 3 s).
+const FIRST_VIEW_WAIT: Duration = Duration::from_secs(2);
 
 /// BGP mode: addresses whose routes are withdrawn, to be removed at their deadline
-/// ([`LINGER`]), oldest first.
+/// ([`LINGER`]), oldest first. An address withdrawn again (served again in between) gets a
+/// new deadline; its older entry is skipped when due, so it is removed once, a whole
+/// [`LINGER`] after its last withdrawal.
 #[derive(Default)]
-struct Lingering(VecDeque<(tokio::time::Instant, NodeAddr)>);
+struct Lingering {
+    queue: VecDeque<(tokio::time::Instant, NodeAddr)>,
+    latest: HashMap<NodeAddr, tokio::time::Instant>,
+}
 
 impl Lingering {
+    fn push(&mut self, a: NodeAddr) {
+        let t = tokio::time::Instant::now() + LINGER;
+        self.latest.insert(a.clone(), t);
+        self.queue.push_back((t, a));
+    }
+
     fn next(&self) -> Option<tokio::time::Instant> {
-        self.0.front().map(|(t, _)| *t)
+        self.queue.front().map(|(t, _)| *t)
     }
 
     fn due(&mut self) -> Vec<NodeAddr> {
         let now = tokio::time::Instant::now();
         let mut out = Vec::new();
-        while self.0.front().is_some_and(|(t, _)| *t <= now) {
-            out.extend(self.0.pop_front().map(|(_, a)| a));
+        while self.queue.front().is_some_and(|(t, _)| *t <= now) {
+            let Some((t, a)) = self.queue.pop_front() else {
+                break;
+            };
+            if self.latest.get(&a) == Some(&t) {
+                self.latest.remove(&a);
+                out.push(a);
+            }
+        }
+        if self.queue.is_empty() {
+            // A mass withdrawal's room given back.
+            self.queue.shrink_to(64);
+            self.latest.shrink_to(64);
         }
         out
     }
@@ -134,13 +157,23 @@ pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: Cancell
         );
     }
     // Addresses from an earlier run (a restart in place, a crash, a pod replaced): the
-    // Service VIPs among them can only be judged once the Services are known, else they
-    // would go and come back, and after a restart in place the first route table (and the
+    // Service VIPs among them can only be judged once the Services are known, and a
+    // health-checked control-plane VIP once the first check answered, else they would go
+    // and come back, and after a restart in place the first route table (and the
     // End-of-RIB after it) would lack them, so the router drops their stale routes.
-    if !observed.is_empty() && i.services_cfg.borrow().enabled {
+    if !observed.is_empty() {
+        let deadline = tokio::time::Instant::now() + FIRST_VIEW_WAIT;
+        let services = i.services_cfg.borrow().enabled;
+        let first_view = async {
+            if services {
+                let _ = tokio::time::timeout_at(deadline, i.services.changed()).await;
+            }
+            let checked = i.health.wait_for(|h| *h != Health::Unknown);
+            let _ = tokio::time::timeout_at(deadline, checked).await;
+        };
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = tokio::time::timeout(FIRST_SERVICES_WAIT, i.services.changed()) => {}
+            _ = first_view => {}
         }
     }
     let mut pending: VecDeque<Action> = VecDeque::new();
@@ -161,7 +194,10 @@ pub async fn run(node: NodeSettings, mut i: Inputs, fx: Effects, cancel: Cancell
             _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
                 let mut out = Vec::new();
                 for n in lingering.as_mut().map(Lingering::due).unwrap_or_default() {
-                    out.extend(remove(&mut core, n, &fx).await);
+                    // Served again while it lingered (the core never saw it go): it stays.
+                    if !core.wanted(&n) {
+                        out.extend(remove(&mut core, n, &fx).await);
+                    }
                 }
                 out
             }
@@ -328,7 +364,7 @@ async fn apply(
                 let replaced = core.replaced(&n);
                 match lingering.as_deref_mut().filter(|_| !replaced) {
                     Some(l) => {
-                        l.0.push_back((tokio::time::Instant::now() + LINGER, n));
+                        l.push(n);
                         Vec::new()
                     }
                     None => remove(core, n, fx).await,
@@ -361,4 +397,38 @@ async fn apply(
     fx.work
         .decided
         .store(core.decided(), std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(ip: &str) -> NodeAddr {
+        NodeAddr {
+            route: false,
+            ip: ip.parse().unwrap(),
+            prefix_len: 32,
+            interface: "lo".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_address_withdrawn_again_is_removed_once_a_whole_linger_after() {
+        let mut l = Lingering::default();
+        l.push(a("192.0.2.1"));
+        l.push(a("192.0.2.2"));
+        tokio::time::advance(LINGER / 2).await;
+        // Served again and withdrawn again: a new deadline.
+        l.push(a("192.0.2.1"));
+        tokio::time::advance(LINGER / 2).await;
+        assert_eq!(
+            l.due(),
+            vec![a("192.0.2.2")],
+            "192.0.2.1's first entry is stale"
+        );
+        tokio::time::advance(LINGER / 2).await;
+        assert_eq!(l.due(), vec![a("192.0.2.1")]);
+        assert_eq!(l.next(), None);
+        assert!(l.latest.is_empty());
+    }
 }

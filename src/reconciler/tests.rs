@@ -100,6 +100,34 @@ fn health_gates_the_control_plane_route() {
 }
 
 #[test]
+fn an_address_served_again_before_its_removal_stays() {
+    let mut r = Reconciler::new();
+    let c = config(&[(
+        "control_plane_health_check_address",
+        "http://127.0.0.1:6443/livez",
+    )]);
+    r.handle(Input::Settings(c));
+    r.handle(Input::Health(Health::Up));
+    r.handle(Input::Added {
+        addr: addr("192.0.2.10"),
+        owned: true,
+    });
+    let a = r.handle(Input::Health(Health::Down));
+    assert!(a.contains(&Action::Remove(addr("192.0.2.10"))));
+    assert!(!r.wanted(&addr("192.0.2.10")));
+    // Up again while the address lingers (the shell has not removed it): announced again,
+    // nothing to add, and the pending removal is not wanted any more.
+    let a = r.handle(Input::Health(Health::Up));
+    assert!(!a.iter().any(|x| matches!(x, Action::Add(_))), "{a:?}");
+    assert_eq!(routes(&a), Some(vec!["192.0.2.10/32".to_string()]));
+    assert!(r.wanted(&addr("192.0.2.10")));
+    assert!(!r.wanted(&NodeAddr {
+        prefix_len: 24,
+        ..addr("192.0.2.10")
+    }));
+}
+
+#[test]
 fn addresses_not_added_by_vipr_are_never_removed() {
     let mut r = Reconciler::new();
     r.handle(Input::Settings(config(&[])));

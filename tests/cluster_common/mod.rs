@@ -340,6 +340,26 @@ impl Cluster {
         })
     }
 
+    /// After `what` with graceful restart on: every vipr now running followed a restart in
+    /// place (its log says so), FRR kept all three paths and the ping lost nothing.
+    pub fn assert_restarted_in_place(&self, what: &str, w: &Watched) {
+        for (node, pod) in self.ready_vipr_pods() {
+            let (ok, log) = kubectl(
+                &self.lab.router,
+                &self.api,
+                &["-n", "kube-system", "logs", &pod],
+            );
+            assert!(ok, "kubectl logs {pod}: {log}");
+            assert!(
+                log.contains("restarted in place"),
+                "{what}: {node}'s vipr did not follow a restart in place:\n{log}"
+            );
+        }
+        assert!(w.sent > 50, "{what}: the pinger ran: {w:?}");
+        assert_eq!(w.fewest_paths, 3, "{what}: FRR kept every path: {w:?}");
+        assert_eq!(w.lost, 0, "{what}: the VIP lost nothing: {w:?}");
+    }
+
     /// The one vipr pod of the DaemonSet on `node`.
     pub fn pod_on(&self, node: &str) -> String {
         self.ready_vipr_pods()

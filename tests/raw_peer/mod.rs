@@ -20,8 +20,9 @@ pub struct RawPeer {
     pub s: TcpStream,
 }
 
-/// What [`RawPeer::next`] saw.
+/// What [`RawPeer::next`] saw (returned and matched at once, never stored).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Got {
     /// A whole message.
     Msg(Message),

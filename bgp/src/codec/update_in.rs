@@ -330,7 +330,7 @@ fn as4_path(v: &[u8], d: &mut Decoded) -> Verdict {
 
 /// RFC 7606 §7.8
 fn communities(v: &[u8], d: &mut Decoded) -> Verdict {
-    if v.is_empty() || v.len() % 4 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(4) {
         return Verdict::Withdraw("malformed COMMUNITIES");
     }
     d.update.attrs.communities = v.chunks_exact(4).map(|c| Community(be32(c))).collect();
@@ -339,7 +339,7 @@ fn communities(v: &[u8], d: &mut Decoded) -> Verdict {
 
 /// RFC 8092 §6
 fn large_communities(v: &[u8], d: &mut Decoded) -> Verdict {
-    if v.is_empty() || v.len() % 12 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(12) {
         return Verdict::Withdraw("malformed LARGE_COMMUNITY");
     }
     d.update.attrs.large_communities = v
@@ -428,10 +428,10 @@ fn decode_attr(attr: &Attr<'_>, ctx: &DecodeCtx, d: &mut Decoded) -> Verdict {
         LARGE_COMMUNITY => large_communities(v, d),
         // RFC 7606 §7.9, §7.10, §7.14
         ORIGINATOR_ID if v.len() != 4 => Verdict::Withdraw("malformed ORIGINATOR_ID"),
-        CLUSTER_LIST if v.is_empty() || v.len() % 4 != 0 => {
+        CLUSTER_LIST if v.is_empty() || !v.len().is_multiple_of(4) => {
             Verdict::Withdraw("malformed CLUSTER_LIST")
         }
-        EXT_COMMUNITIES if v.is_empty() || v.len() % 8 != 0 => {
+        EXT_COMMUNITIES if v.is_empty() || !v.len().is_multiple_of(8) => {
             Verdict::Withdraw("malformed EXTENDED_COMMUNITIES")
         }
         MP_REACH => mp_reach(attr, d),

@@ -40,7 +40,7 @@ fn service(i: usize, addr: Option<&str>) -> Service {
         annotations = serde_json::json!({"kube-vip.io/loadbalancerIPs": a});
     }
     let mut spec = serde_json::json!({"type": "LoadBalancer", "ports": [{"port": 80}]});
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         spec["externalTrafficPolicy"] = "Local".into();
     }
     serde_json::from_value(serde_json::json!({

@@ -297,7 +297,8 @@ fn file_peers_with_selectors_and_secrets_get_only_their_objects() {
         flags: Generator::default(),
         ignored: Vec::new(),
     };
-    let g: Vec<(Option<String>, &str, Vec<String>, Vec<&str>)> = crate::manifest::rbac::grants(&o)
+    type Grant<'a> = (Option<String>, &'a str, Vec<String>, Vec<&'a str>);
+    let g: Vec<Grant> = crate::manifest::rbac::grants(&o)
         .into_iter()
         .map(|g| (g.namespace, g.resource, g.names, g.verbs.to_vec()))
         .collect();
@@ -374,4 +375,61 @@ fn a_daemonset_with_graceful_restart_names_itself_and_may_read_only_itself() {
             .contains("vipr_daemonset is not a manifest setting"),
         "{e}"
     );
+}
+
+#[test]
+fn a_static_pod_with_graceful_restart_watches_its_own_manifest() {
+    let gr = [BGP_CP, &["--vipr-graceful-restart", "true"]].concat();
+    let p = pod(&gr);
+    let spec = p.spec.unwrap();
+    let c = container(&spec);
+    assert_eq!(
+        env_map(c)["vipr_static_pod_manifest"],
+        "/etc/kubernetes/manifests/vipr.yaml"
+    );
+    let m = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/etc/kubernetes/manifests")
+        .expect("the manifest directory mounted");
+    assert_eq!(m.read_only, Some(true));
+    let v = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == m.name)
+        .and_then(|v| v.host_path.clone())
+        .unwrap();
+    assert_eq!(
+        (v.path.as_str(), v.type_.as_deref()),
+        ("/etc/kubernetes/manifests", Some("Directory"))
+    );
+    // Another file name: its directory, and the setting once.
+    let mut named = gr.to_vec();
+    named.extend([
+        "--vipr-static-pod-manifest",
+        "/etc/k8s/static/kube-vip.yaml",
+    ]);
+    let spec = pod(&named).spec.unwrap();
+    let c = container(&spec);
+    let n = c
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == "vipr_static_pod_manifest")
+        .count();
+    assert_eq!(n, 1);
+    assert_eq!(
+        env_map(c)["vipr_static_pod_manifest"],
+        "/etc/k8s/static/kube-vip.yaml"
+    );
+    assert!(host_paths(&spec).contains(&"/etc/k8s/static".to_string()));
+    // Without graceful restart: neither.
+    let spec = pod(BGP_CP).spec.unwrap();
+    assert!(!env_map(container(&spec)).contains_key("vipr_static_pod_manifest"));
+    assert!(!host_paths(&spec).contains(&"/etc/kubernetes/manifests".to_string()));
+    // Not for a DaemonSet.
+    let e = opts(&[&["daemonset"][..], &named].concat()).unwrap_err();
+    assert!(e.to_string().contains("vipr_static_pod_manifest"), "{e}");
 }
