@@ -21,6 +21,7 @@ pub const FAMILY: &str = "IPVS";
 /// `IPVS_GENL_VERSION`.
 pub const VERSION: u8 = 1;
 
+#[path = "msg/uapi.rs"] // spelt out: the fuzz target includes this file by path
 mod uapi;
 pub use uapi::{cmd, cmd_attr, dest_attr, fwd, svc_attr};
 
