@@ -26,7 +26,11 @@ MAX_WAIT=${MAX_WAIT:-900}
 # The API server runs without its watch cache (each watch an etcd watch): with it, Debian's
 # 1.20.2 often stopped delivering Service events to every watcher (a plain curl watch too)
 # for 20-50 s under this churn, which would measure the API server, not vipr. Set
-# VIPR_APISERVER_ARGS= (empty) to run with the cache.
+# VIPR_APISERVER_ARGS= (empty) to run with the cache. For SIZES=100000 widen the API server's
+# ranges too (10 000 Local Services need more health-check node ports than the default range,
+# and the default /12 makes each Service creation rewrite a 128 KiB bitmap in etcd, which
+# passes its quota): VIPR_APISERVER_ARGS="--watch-cache=false
+# --service-cluster-ip-range=10.96.0.0/15,fd00:10:96::/112 --service-node-port-range=20000-40000"
 export VIPR_APISERVER_ARGS=${VIPR_APISERVER_ARGS---watch-cache=false}
 . labs/bench-lib.sh
 bench_init vipr-benchs vbs-r vbs-n1 vbs-n2 vbs-n3
