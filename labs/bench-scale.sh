@@ -28,8 +28,8 @@ MAX_WAIT=${MAX_WAIT:-900}
 # for 20-50 s under this churn, which would measure the API server, not vipr. Set
 # VIPR_APISERVER_ARGS= (empty) to run with the cache. For SIZES=100000 widen the API server's
 # ranges too (10 000 Local Services need more health-check node ports than the default range,
-# and the default /12 makes each Service creation rewrite a 128 KiB bitmap in etcd, which
-# passes its quota): VIPR_APISERVER_ARGS="--watch-cache=false
+# and the default /12 makes each Service creation rewrite a 128 KiB bitmap in etcd, whose
+# database was past 6 GB half-way): VIPR_APISERVER_ARGS="--watch-cache=false
 # --service-cluster-ip-range=10.96.0.0/15,fd00:10:96::/112 --service-node-port-range=20000-40000"
 export VIPR_APISERVER_ARGS=${VIPR_APISERVER_ARGS---watch-cache=false}
 . labs/bench-lib.sh
